@@ -1,0 +1,89 @@
+"""Atomic file writing: nothing half-written is ever left at a final path.
+
+Every writer in medseg (NIfTI volumes, checkpoints, CSV reports, PNG figures) goes through these helpers: the data is
+written to a temporary file in the destination folder and then renamed over the final name (``os.replace`` is atomic
+on POSIX and Windows when source and destination are on the same file system).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PathLike = str | os.PathLike
+
+
+def _split_suffix(name: str) -> tuple[str, str]:
+    """Split a file name into stem and full suffix, keeping double suffixes such as ``.nii.gz``."""
+    for double in (".nii.gz", ".tar.gz"):
+        if name.endswith(double):
+            return name[: -len(double)], double
+    stem, dot, ext = name.rpartition(".")
+    return (stem, dot + ext) if dot and stem else (name, "")
+
+
+def ensure_writable_dir(directory: PathLike) -> Path:
+    """Create ``directory`` (and parents) and check that files can be created in it.
+
+    Raises:
+        PermissionError: naming the folder, if it cannot be created or written.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(f"cannot create output folder {directory}: {err}") from err
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"output folder {directory} is not writable")
+    return directory
+
+
+@contextlib.contextmanager
+def atomic_output_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed to ``path``, on error it is removed.
+
+    The temporary name keeps the suffix of ``path`` (``.nii.gz``, ``.csv``, ``.png`` ...) so that libraries which
+    choose the format from the file name (SimpleITK, matplotlib, pandas) still write the right format.
+    """
+    path = Path(path)
+    ensure_writable_dir(path.parent)
+    stem, suffix = _split_suffix(path.name)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike, mode: str = "w", **kwargs: Any) -> Iterator[Any]:
+    """Open a temporary file for writing that replaces ``path`` only when the block finishes without error."""
+    if not any(flag in mode for flag in "wx"):
+        raise ValueError(f"atomic_open is for writing; got mode {mode!r}")
+    with atomic_output_path(path) as tmp, open(tmp, mode.replace("x", "w"), **kwargs) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> None:
+    """``torch.save`` to ``path`` atomically (a crash or kill never leaves a truncated checkpoint)."""
+    with atomic_open(path, "wb") as handle:
+        torch.save(obj, handle)
