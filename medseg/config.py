@@ -1,0 +1,323 @@
+"""Experiment configuration: the published JSON schema (spec i) read into frozen dataclasses, validated once.
+
+The JSON keeps the published key names (``"image code"``, ``latent_DA``, ``save_epoch_every_num_epochs``...) so that
+existing experiment files load unchanged; inside the code the fields are snake_case and :func:`from_dict` /
+:meth:`ExperimentConfig.to_dict` map between the two. Unknown keys and values of the wrong type are errors that name
+the dotted key. Missing keys take the published default. Keys that the original never read (``name``,
+``data.image_size``, ``data.label_size``, ``learning.use_gpu``) are accepted and kept, but have no effect.
+
+Command-line overrides (``--set learning.n_epochs=5``) are applied to the raw JSON before validation by
+:func:`apply_overrides`; values are parsed as JSON (``5``, ``true``, ``[64,64,1]``, ``"ES"``) and fall back to the
+raw string (``--set data.root_dir=data/synthetic/ACDC``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+FRAMES = ("ED", "ES")
+MASK_LOSSES = ("mse", "ce", "corr")
+MASK_TYPES = ("random", "dropout", "spatial", "channel")
+CODE_NAMES = ("image code", "shape code")
+NETWORK_TYPES = ("FCN_16_standard", "FCN_16_standard_w_o_filter", "FCN_16_standard_share_code")
+
+
+def _key(name: str) -> Any:
+    """Field metadata giving the published JSON key of a dataclass field."""
+    return {"json_key": name}
+
+
+def _check(condition: bool, key: str, expectation: str, value: Any) -> None:
+    if not condition:
+        raise ValueError(f"config key '{key}': expected {expectation}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``data`` section: dataset location, frames, sizes and the augmentation policy."""
+
+    dataset_name: str = "ACDC"
+    root_dir: str = "data/synthetic/ACDC"
+    frame: tuple[str, ...] = ("ES", "ED")
+    image_size: tuple[int, ...] = (224, 224, 1)
+    label_size: tuple[int, ...] = (224, 224)
+    pad_size: tuple[int, ...] = (224, 224, 1)
+    crop_size: tuple[int, ...] = (192, 192, 1)
+    data_aug_policy: str = "ACDC_affine_elastic_intensity"
+    image_format_name: str = "{p_id}/{frame}_img.nii.gz"
+    label_format_name: str = "{p_id}/{frame}_seg.nii.gz"
+    num_classes: int = 4
+    use_cache: bool = True
+    keep_orig_image_label_pair_for_training: bool = True
+    myocardium_only: bool = False
+    right_ventricle_only: bool = False
+
+    def __post_init__(self) -> None:
+        _check(0 < len(self.frame) <= 2 and all(f in FRAMES for f in self.frame), "data.frame",
+               "'ES', 'ED' or a list of at most two of them", list(self.frame))
+        _check(len(set(self.frame)) == len(self.frame), "data.frame", "no repeated frame", list(self.frame))
+        for name in ("pad_size", "crop_size"):
+            value = getattr(self, name)
+            _check(len(value) == 3 and all(v > 0 for v in value), f"data.{name}", "[H, W, C] of positive ints",
+                   list(value))
+        _check(self.num_classes >= 2, "data.num_classes", "an int >= 2", self.num_classes)
+        _check(not (self.myocardium_only and self.right_ventricle_only), "data.myocardium_only",
+               "not both myocardium_only and right_ventricle_only", True)
+
+
+@dataclass(frozen=True)
+class SegmentationModelConfig:
+    """``segmentation_model`` section."""
+
+    network_type: str = "FCN_16_standard"
+    num_classes: int = 4
+
+    def __post_init__(self) -> None:
+        _check(self.network_type in NETWORK_TYPES, "segmentation_model.network_type", f"one of {NETWORK_TYPES}",
+               self.network_type)
+        _check(self.num_classes >= 2, "segmentation_model.num_classes", "an int >= 2", self.num_classes)
+
+
+@dataclass(frozen=True)
+class LearningConfig:
+    """``learning`` section: cooperative (``latent_DA``) vs standard training and the optimisation budget."""
+
+    latent_da: bool = field(default=True, metadata=_key("latent_DA"))
+    separate_training: bool = False
+    lr: float = 1e-4
+    n_epochs: int = 600
+    max_iteration: int = 50000
+    batch_size: int = 20
+    use_gpu: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "learning.lr", "a positive number", self.lr)
+        _check(self.n_epochs >= 0, "learning.n_epochs", "an int >= 0", self.n_epochs)
+        _check(self.max_iteration >= 0, "learning.max_iteration", "an int >= 0", self.max_iteration)
+        _check(self.batch_size >= 1, "learning.batch_size", "an int >= 1", self.batch_size)
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """One entry of ``latent_DA`` (``"image code"`` or ``"shape code"``): how a latent code is masked (spec b)."""
+
+    loss_name: str = "mse"
+    mask_type: str = "random"
+    max_threshold: float = 0.5
+    random_threshold: bool = True
+    if_soft: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.loss_name in MASK_LOSSES, "latent_DA.<code>.loss_name", f"one of {MASK_LOSSES}", self.loss_name)
+        _check(self.mask_type in MASK_TYPES, "latent_DA.<code>.mask_type", f"one of {MASK_TYPES}", self.mask_type)
+        _check(0.0 <= self.max_threshold <= 1.0, "latent_DA.<code>.max_threshold", "a number in [0, 1]",
+               self.max_threshold)
+
+
+@dataclass(frozen=True)
+class LatentDAConfig:
+    """``latent_DA`` section: which codes are masked and how."""
+
+    mask_scope: tuple[str, ...] = CODE_NAMES
+    image_code: MaskConfig = field(default_factory=MaskConfig, metadata=_key("image code"))
+    shape_code: MaskConfig = field(default_factory=lambda: MaskConfig(loss_name="ce"), metadata=_key("shape code"))
+
+    def __post_init__(self) -> None:
+        _check(all(s in CODE_NAMES for s in self.mask_scope) and len(set(self.mask_scope)) == len(self.mask_scope),
+               "latent_DA.mask_scope", f"a list of distinct names from {list(CODE_NAMES)}", list(self.mask_scope))
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """``output`` section."""
+
+    save_epoch_every_num_epochs: int = 100
+
+    def __post_init__(self) -> None:
+        _check(self.save_epoch_every_num_epochs >= 1, "output.save_epoch_every_num_epochs", "an int >= 1",
+               self.save_epoch_every_num_epochs)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment file."""
+
+    name: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    segmentation_model: SegmentationModelConfig = field(default_factory=SegmentationModelConfig)
+    learning: LearningConfig = field(default_factory=LearningConfig)
+    latent_da: LatentDAConfig = field(default_factory=LatentDAConfig, metadata=_key("latent_DA"))
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config in the published JSON schema (lists, published key names)."""
+        return _to_dict(self)
+
+    def to_json(self, indent: int = 2) -> str:
+        """The resolved config as published-schema JSON text."""
+        return json.dumps(self.to_dict(), indent=indent) + "\n"
+
+
+def _json_key(f: Any) -> str:
+    return f.metadata.get("json_key", f.name)
+
+
+def _to_dict(obj: Any) -> Any:
+    if is_dataclass(obj):
+        return {_json_key(f): _to_dict(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, tuple):
+        return [_to_dict(v) for v in obj]
+    return obj
+
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against the type ``hint`` and convert lists to tuples; errors name ``key``."""
+    origin = typing.get_origin(hint)
+    if is_dataclass(hint):
+        return _parse_section(hint, value, key)
+    if origin is tuple:
+        item_type = typing.get_args(hint)[0]
+        if item_type is str and isinstance(value, str):  # a single frame / scope name is allowed
+            value = [value]
+        _check(isinstance(value, list), key, f"a list of {item_type.__name__}", value)
+        return tuple(_convert(v, item_type, f"{key}[{i}]") for i, v in enumerate(value))
+    if hint is bool:
+        _check(isinstance(value, bool), key, "true or false", value)
+    elif hint is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, "an integer", value)
+    elif hint is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, "a number", value)
+        value = float(value)
+    elif hint is str:
+        _check(isinstance(value, str), key, "a string", value)
+    return value
+
+
+def _parse_section(cls: type[T], raw: Any, prefix: str) -> T:
+    """Build the dataclass ``cls`` from the JSON object ``raw`` (keys named with ``prefix`` in errors)."""
+    where = prefix or "<top level>"
+    _check(isinstance(raw, Mapping), where, "a JSON object", raw)
+    hints = typing.get_type_hints(cls)
+    by_key = {_json_key(f): f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(by_key))
+    if unknown:
+        names = ", ".join(f"'{prefix + '.' if prefix else ''}{k}'" for k in unknown)
+        raise ValueError(f"unknown config key(s) {names}; allowed in {where}: {sorted(by_key)}")
+    kwargs = {}
+    for json_key, value in raw.items():
+        f = by_key[json_key]
+        kwargs[f.name] = _convert(value, hints[f.name], f"{prefix}.{json_key}" if prefix else json_key)
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        if "<code>" in str(err) and prefix:  # name the masking section the error came from
+            raise ValueError(str(err).replace("latent_DA.<code>", prefix)) from None
+        raise
+
+
+def from_dict(raw: Mapping[str, Any]) -> ExperimentConfig:
+    """Validate a published-schema dict and return the frozen config.
+
+    Raises:
+        ValueError: for an unknown key, a wrong type or an out-of-range value (the message names the dotted key).
+    """
+    return _parse_section(ExperimentConfig, raw, "")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``"a.b.c=VALUE"`` into the key path and the JSON-decoded value (raw string if it is not JSON).
+
+    Raises:
+        ValueError: if there is no ``=`` or the key is empty.
+    """
+    key, sep, value = text.partition("=")
+    path = [part.strip() for part in key.split(".")]
+    if not sep or not all(path):
+        raise ValueError(f"--set expects KEY=VALUE with a dotted KEY such as learning.n_epochs=5, got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return path, parsed
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``--set`` overrides applied (validation happens later, in :func:`from_dict`).
+
+    A key may use the published name or the snake_case field name (``latent_DA.image_code.max_threshold``).
+    """
+    result = copy.deepcopy(dict(raw))
+    for text in overrides:
+        path, value = parse_override(text)
+        node, cls = result, ExperimentConfig
+        for depth, part in enumerate(path):
+            part, cls = _published_key(cls, part)
+            if depth == len(path) - 1:
+                node[part] = value
+                break
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(path[: depth + 1])
+                raise ValueError(f"--set {text!r}: '{where}' is a value, not a section")
+            node = child
+    return result
+
+
+def _published_key(cls: Any, part: str) -> tuple[str, Any]:
+    """Map a snake_case field name to its published key; also return the field's dataclass type (or None)."""
+    if cls is None or not is_dataclass(cls):
+        return part, None
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if part in (f.name, _json_key(f)):
+            hint = hints[f.name]
+            return _json_key(f), hint if is_dataclass(hint) else None
+    return part, None
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Read, override and validate a JSON experiment file.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: for invalid JSON (with the line) or an invalid key/value (with the dotted key).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found (pass --json_config_path)")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"config file {path} is not valid JSON: {err}") from err
+    try:
+        return from_dict(apply_overrides(raw, overrides))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+def config_name_from_path(path: str | os.PathLike) -> str:
+    """Experiment config name used in the run folder (spec c.1), e.g. ``'ACDC/cooperative_training'``.
+
+    The published rule removes a leading ``./config/`` and the ``.json`` suffix. Here ``config/`` is removed with or
+    without ``./`` and, for files outside a ``config`` folder (absolute paths, temporary test files), the part after
+    the last ``config`` component or else the file's parent folder and stem are used, so the run folder always stays
+    inside ``save_dir``.
+    """
+    parts = [p for p in PurePosixPath(Path(path).as_posix()).parts if p not in (".", "/")]
+    if parts and parts[-1].endswith(".json"):
+        parts[-1] = parts[-1][: -len(".json")]
+    if "config" in parts[:-1]:
+        last = len(parts) - 1 - parts[::-1].index("config", 1)
+        parts = parts[last + 1:]
+    elif Path(path).is_absolute() or ".." in parts:
+        parts = parts[-2:]
+    return "/".join(p for p in parts if p != "..")

@@ -1,0 +1,156 @@
+"""Generate the ACDC-C robustness test set from preprocessed ACDC volumes (spec g.1).
+
+For each artefact (``RandomBias``, ``RandomSpike``, ``RandomGhosting``, ``RandomMotion``), each of the 20 published
+test subjects, each copy ``j`` and BOTH frames (ED, ES):
+
+1. read the ``(Z, H, W)`` image; 2. centre crop / zero pad in-plane to 192×192 (:func:`crop_or_pad`, which handles
+inputs already 192 wide or smaller, fix of j.29); 3. per-slice min–max to [0, 1]; 4. treat the stack as one 3D
+TorchIO volume (slice axis first, unit spacing); 5. corrupt; 6. per-slice min–max again; 7. paste back onto a zero
+array of the original H×W (:func:`recover_image`); 8. write with the original geometry.
+
+Output: ``<output>/<artefact>/<pid>_<j>/{ED,ES}_{img,seg}.nii.gz``; labels are byte copies of the input labels (no
+symlinks). Every file is written atomically. The torch RNG is seeded per (artefact, subject, copy) from ``--seed``
+inside ``torch.random.fork_rng`` (ED is drawn before ES), so the set is identical between runs. Existing output
+files are kept unless ``--overwrite`` is given.
+
+Usage::
+
+    python medseg/dataset_loader/generate_artefacted_data.py --input DIR/ACDC --output DIR/ACDC-C [--copies 3] [--seed 0]
+    python -m medseg.dataset_loader.generate_artefacted_data --input ...
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run as a file: make the repository root importable
+    _here = str(Path(__file__).resolve().parent)
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve().as_posix() != Path(_here).as_posix()]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import zlib  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from medseg.dataset_loader.ACDC_few_shot_cv_settings import TEST_IDS  # noqa: E402
+from medseg.dataset_loader.crop import crop_or_pad, recover_image  # noqa: E402
+from medseg.dataset_loader.nifti import read_image_label_pair, write_volume  # noqa: E402
+from medseg.robustness.corruptions import ARTEFACTS, build_corruption, corrupt_slice_stack, rescale_slices  # noqa: E402
+from medseg.utils.io import atomic_output_path, ensure_writable_dir  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+FRAMES = ("ED", "ES")
+CROP_HW = (192, 192)
+
+
+def case_seed(seed: int, artefact: str, pid: str, copy: int) -> int:
+    """Deterministic 63-bit seed of one (artefact, subject, copy) case."""
+    key = zlib.crc32(f"{artefact}/{pid}/{copy}".encode())
+    return int(np.random.SeedSequence([int(seed), key]).generate_state(2, dtype=np.uint32).view(np.uint64)[0] >> 1)
+
+
+def corrupt_volume(array: np.ndarray, artefact: str) -> np.ndarray:
+    """Steps 2–7 for one ``(Z, H, W)`` image (torch RNG must be seeded by the caller). Returns ``(Z, H, W)`` float32."""
+    cropped, info = crop_or_pad(array.astype(np.float32), CROP_HW)  # (Z, 192, 192)
+    corrupted = corrupt_slice_stack(rescale_slices(cropped), build_corruption(artefact))
+    return recover_image(corrupted, info, fill=0).astype(np.float32)
+
+
+def generate_acdc_c(
+    input_dir: str | Path,
+    output_dir: str | Path,
+    subjects: Sequence[str] | None = None,
+    copies: int = 3,
+    seed: int = 0,
+    artefacts: Sequence[str] | None = None,
+    frames: Sequence[str] = FRAMES,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write the corrupted copies and return the case folders.
+
+    Args:
+        input_dir: preprocessed ACDC folder (``<pid>/{ED,ES}_{img,seg}.nii.gz``).
+        output_dir: ACDC-C folder to create.
+        subjects: subject ids (default: the 20 published test subjects).
+        copies: corrupted copies per subject and artefact.
+        seed: base seed.
+        artefacts: subset of :data:`ARTEFACTS` (default: all four).
+        frames: frames to corrupt.
+        overwrite: rewrite existing files (otherwise existing outputs are kept).
+
+    Raises:
+        FileNotFoundError: a subject's image or label is missing (names the path).
+        ValueError: unknown artefact, copies < 1, or an unreadable / mismatched input volume.
+    """
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    subjects = list(TEST_IDS if subjects is None else subjects)
+    artefacts = list(ARTEFACTS if artefacts is None else artefacts)
+    unknown = [a for a in artefacts if a not in ARTEFACTS]
+    if unknown:
+        raise ValueError(f"unknown artefacts {unknown}; valid names: {list(ARTEFACTS)}")
+    if copies < 1:
+        raise ValueError(f"copies must be at least 1, got {copies}")
+    inputs = {}
+    for pid in subjects:
+        for frame in frames:
+            paths = (input_dir / pid / f"{frame}_img.nii.gz", input_dir / pid / f"{frame}_seg.nii.gz")
+            for path in paths:
+                if not path.is_file():
+                    raise FileNotFoundError(f"ACDC-C input: subject {pid!r} ({frame}) missing; expected {path}")
+            inputs[pid, frame] = paths
+    ensure_writable_dir(output_dir)
+    written: list[Path] = []
+    for artefact in artefacts:
+        logger.info("ACDC-C %s: %d subjects x %d copies", artefact, len(subjects), copies)
+        for pid in subjects:
+            for j in range(copies):
+                case_dir = output_dir / artefact / f"{pid}_{j}"
+                written.append(case_dir)
+                expected = [case_dir / f"{f}_{kind}.nii.gz" for f in frames for kind in ("img", "seg")]
+                if not overwrite and all(path.is_file() for path in expected):
+                    continue  # cases are seeded independently, so skipping one keeps the others identical
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(case_seed(seed, artefact, pid, j))
+                    for frame in frames:  # one seeded stream per case, frames in fixed order
+                        image_path, label_path = inputs[pid, frame]
+                        out_img = case_dir / f"{frame}_img.nii.gz"
+                        out_seg = case_dir / f"{frame}_seg.nii.gz"
+                        image, _ = read_image_label_pair(image_path, label_path)
+                        corrupted = corrupt_volume(image.array, artefact)  # always drawn: keeps the stream aligned
+                        if overwrite or not out_img.exists():
+                            write_volume(out_img, corrupted, reference=image)
+                        if overwrite or not out_seg.exists():
+                            with atomic_output_path(out_seg) as tmp:
+                                shutil.copyfile(label_path, tmp)
+    return written
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Generate the ACDC-C corrupted test set (both ED and ES).")
+    parser.add_argument("--input", required=True, type=Path, help="preprocessed ACDC folder (DIR/ACDC)")
+    parser.add_argument("--output", required=True, type=Path, help="output folder (DIR/ACDC-C)")
+    parser.add_argument("--copies", type=int, default=3, help="corrupted copies per subject and artefact")
+    parser.add_argument("--seed", type=int, default=0, help="base seed (the set is identical between runs)")
+    parser.add_argument("--subjects", nargs="+", default=None, help="subject ids (default: the 20 ACDC test ids)")
+    parser.add_argument("--overwrite", action="store_true", help="rewrite existing output files")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cases = generate_acdc_c(
+        args.input, args.output, subjects=args.subjects, copies=args.copies, seed=args.seed, overwrite=args.overwrite)
+    logger.info("ACDC-C written to %s (%d case folders)", args.output, len(cases))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,405 @@
+"""2D augmentation policies of the published training pipeline (spec e.7), written with numpy/scipy/torch only.
+
+A transform is called as ``T(image, label, rng)`` with ``image`` H×W×1 float32, ``label`` H×W×1 uint8 and a
+``numpy.random.Generator``; it returns ``(image 1×h×w float32 tensor, label 1×h×w int64 tensor)``. All randomness
+comes from ``rng``, so a seeded generator gives a reproducible sample (the original used global/unseeded RNGs).
+
+Training pipeline, in the order of the original (``ACDC_affine_elastic_intensity``):
+
+1. pad H and W up to ``pad_size`` (224) with the array's minimum (before = ceil(diff/2)); no crop if larger;
+2. flip left-right, then up-down, each with p 0.2;
+3. contrast/brightness (p 0.5): ``clip(x·s + b, min x, max x)``, s ~ U(0.8, 1.2), b ~ U(−0.1, 0.1);
+4. affine (rotation ±15°, shift ±10 % of the size, zoom U(0.8, 1.1) per axis) and
+5. rotation by a uniformly chosen multiple of 45°, both as centred pull maps with border clamp, image bilinear
+   (coordinates clamped to [0, size − 2] as in torchsample), label nearest (round half to even);
+6. elastic deformation (p 0.5): α = H·U(1.5, 2), σ = H·U(0.1, 0.2)·3/4, image cubic 'reflect', label per-class
+   cubic warps thresholded at 0.5 (ascending classes overwrite);
+7. centre crop to ``crop_size`` (192) at offset ceil((H − 192)/2);
+8. min–max of the image to [0, 1].
+
+Speed-ups that keep the semantics:
+
+* Steps 4 and 5 are composed into ONE pull map ``A_affine · A_rot`` and resampled once. This equals the original two
+  resamplings except (a) one bilinear interpolation instead of two (the original blurs twice) and (b) the border
+  clamp of the intermediate image: where the rotation pulls from outside the affine output, the original replicates
+  the affine output's border, the composed map replicates the input's border instead. Both differences only touch
+  interpolation smoothness or border-replicated pixels, never the label class set.
+* Resampling is evaluated only on the pixels that survive the final centre crop (the crop is a pure index window).
+* The per-class label warp evaluates each class's cubic spline only where the source position lies within a
+  4-pixel margin of that class's bounding box; farther away the interpolant of a binary map stays far below 0.5.
+* Class 0 is skipped in the label warp: the result starts at 0, so its pass is a no-op.
+* The unused coarse-grid elastic step of the original (p 0, it only consumed one random draw) is omitted, and the
+  ``no_aug`` train transform is the validate transform (the original calls an identity affine, which only re-samples
+  the last row/column through the [0, size − 2] clamp).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+Transform = Callable[[np.ndarray, np.ndarray, "np.random.Generator | None"], tuple[torch.Tensor, torch.Tensor]]
+
+NORMALIZE_EPS = 1e-8
+LABEL_WARP_MARGIN = 4  # pixels around a class's bounding box where its cubic interpolant can reach 0.5
+
+
+@dataclass(frozen=True)
+class AugmentationPolicy:
+    """Probabilities and ranges of one augmentation policy (spec e.7).
+
+    Attributes:
+        flip_prob: probability of each of the two flips (left-right, up-down).
+        intensity_prob: probability of the contrast/brightness change.
+        contrast_range: contrast factor range.
+        brightness_range: additive brightness range.
+        rotation_degrees: affine rotation drawn from U(−r, r) degrees.
+        shift_fraction: translation drawn from U(−f, f) times the current size, per axis.
+        zoom_range: sampling zoom per axis (z < 1 magnifies).
+        rotate_group_degrees: step of the extra rotation (0 disables it); angles ``k·step`` for ``k·step < 360``.
+        elastic_prob: probability of the elastic deformation.
+        elastic_alpha_range: α as a multiple of H.
+        elastic_sigma_range: σ as a multiple of H (then times 3/4).
+    """
+
+    flip_prob: float = 0.0
+    intensity_prob: float = 0.0
+    contrast_range: tuple[float, float] = (0.8, 1.2)
+    brightness_range: tuple[float, float] = (-0.1, 0.1)
+    rotation_degrees: float = 0.0
+    shift_fraction: float = 0.0
+    zoom_range: tuple[float, float] = (1.0, 1.0)
+    rotate_group_degrees: float = 0.0
+    elastic_prob: float = 0.0
+    elastic_alpha_range: tuple[float, float] = (1.5, 2.0)
+    elastic_sigma_range: tuple[float, float] = (0.1, 0.2)
+
+    @property
+    def has_affine(self) -> bool:
+        return self.rotation_degrees != 0 or self.shift_fraction != 0 or self.zoom_range != (1.0, 1.0)
+
+    @property
+    def is_identity(self) -> bool:
+        return (
+            self.flip_prob == 0
+            and self.intensity_prob == 0
+            and not self.has_affine
+            and self.rotate_group_degrees == 0
+            and self.elastic_prob == 0
+        )
+
+
+_ACDC_AFFINE = AugmentationPolicy(
+    flip_prob=0.2, rotation_degrees=15.0, shift_fraction=0.1, zoom_range=(0.8, 1.1), rotate_group_degrees=45.0
+)
+POLICIES: dict[str, AugmentationPolicy] = {
+    "no_aug": AugmentationPolicy(),
+    "ACDC_affine": _ACDC_AFFINE,
+    "ACDC_affine_elastic": AugmentationPolicy(**{**_ACDC_AFFINE.__dict__, "elastic_prob": 0.5}),
+    "ACDC_affine_intensity": AugmentationPolicy(**{**_ACDC_AFFINE.__dict__, "intensity_prob": 0.5}),
+    "ACDC_affine_elastic_intensity": AugmentationPolicy(
+        **{**_ACDC_AFFINE.__dict__, "intensity_prob": 0.5, "elastic_prob": 0.5}
+    ),
+}
+
+
+# ----------------------------------------------------------------------------------------------------------- helpers
+def pad_to_min_size(array: np.ndarray, target_hw: tuple[int, int]) -> np.ndarray:
+    """Pad the first two axes of ``array (H, W[, ...])`` up to ``target_hw`` with the array's minimum.
+
+    Before-pad is ``ceil(diff / 2)``, after-pad ``floor(diff / 2)``; axes already at least as large are unchanged.
+    """
+    pads = []
+    for size, target in zip(array.shape[:2], target_hw):
+        diff = max(target - size, 0)
+        pads.append((diff - diff // 2, diff // 2))
+    if not any(before or after for before, after in pads):
+        return array
+    pads += [(0, 0)] * (array.ndim - 2)
+    return np.pad(array, pads, mode="constant", constant_values=array.min())
+
+
+def centre_crop_window(size: int, target: int) -> int:
+    """Start index of the training/validation centre crop: ``ceil((size - target) / 2)``."""
+    if size < target:
+        raise ValueError(f"cannot centre-crop an axis of size {size} to {target}")
+    return (size - target + 1) // 2
+
+
+def minmax_normalize(image: np.ndarray) -> np.ndarray:
+    """Min–max to [0, 1] as ``a·x + (1 − a·max)`` with ``a = 1 / ((max − min) + 1e-8)`` (percentiles 0/100)."""
+    lo, hi = float(image.min()), float(image.max())
+    a = 1.0 / ((hi - lo) + NORMALIZE_EPS)
+    return (image * a + (1.0 - a * hi)).astype(np.float32)
+
+
+def rotation_matrix(degrees: float) -> np.ndarray:
+    """3×3 rotation ``[[cos, −sin, 0], [sin, cos, 0], [0, 0, 1]]`` in (row, col) coordinates."""
+    t = math.radians(degrees)
+    c, s = math.cos(t), math.sin(t)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def affine_matrix(theta_deg: float, shift_rows: float, shift_cols: float, zoom_rows: float, zoom_cols: float) -> np.ndarray:
+    """Composite pull matrix ``R · T · S · Z`` of the torchsample affine (shear 0, so S = I)."""
+    translation = np.array([[1.0, 0.0, shift_rows], [0.0, 1.0, shift_cols], [0.0, 0.0, 1.0]])
+    zoom = np.diag([zoom_rows, zoom_cols, 1.0])
+    return rotation_matrix(theta_deg) @ translation @ zoom
+
+
+def pull_coordinates(matrix: np.ndarray, shape: tuple[int, int], rows: slice, cols: slice) -> np.ndarray:
+    """Source coordinates ``M[:2,:2]·(dst − c) + M[:2,2] + c`` for the destination window ``rows × cols``.
+
+    Args:
+        matrix: 3×3 pull matrix in (row, col) coordinates.
+        shape: ``(H, W)`` of the source (= destination) grid; ``c = (H/2 − 0.5, W/2 − 0.5)``.
+        rows, cols: destination window.
+
+    Returns:
+        ``(2, h, w)`` float64 source (row, col) positions.
+    """
+    centre = np.array([shape[0] / 2 - 0.5, shape[1] / 2 - 0.5])
+    r = np.arange(rows.start, rows.stop, dtype=np.float64) - centre[0]
+    c = np.arange(cols.start, cols.stop, dtype=np.float64) - centre[1]
+    src_r = matrix[0, 0] * r[:, None] + matrix[0, 1] * c[None, :] + (matrix[0, 2] + centre[0])
+    src_c = matrix[1, 0] * r[:, None] + matrix[1, 1] * c[None, :] + (matrix[1, 2] + centre[1])
+    return np.stack([src_r, src_c])
+
+
+def sample_bilinear_clamped(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Bilinear sampling with the torchsample border rule (coordinates clamped to [0, size − 2]).
+
+    Args:
+        image: ``(H, W)`` float.
+        coords: ``(2, ...)`` source (row, col) positions.
+    """
+    clamped = np.empty_like(coords)
+    np.clip(coords[0], 0, image.shape[0] - 2, out=clamped[0])
+    np.clip(coords[1], 0, image.shape[1] - 2, out=clamped[1])
+    return ndimage.map_coordinates(image, clamped, order=1, mode="nearest", prefilter=False).astype(np.float32)
+
+
+def sample_nearest_clamped(label: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour sampling (round half to even) with border clamp. ``label (H, W)``, ``coords (2, ...)``."""
+    r = np.clip(np.rint(coords[0]), 0, label.shape[0] - 1).astype(np.intp)
+    c = np.clip(np.rint(coords[1]), 0, label.shape[1] - 1).astype(np.intp)
+    return label[r, c]
+
+
+def elastic_displacement(
+    shape: tuple[int, int], alpha: float, sigma: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed random displacements ``(dy, dx)``, each ``(H, W)``: U(−1, 1) noise, Gaussian σ (zero border), ×α."""
+    dx = ndimage.gaussian_filter(rng.uniform(-1.0, 1.0, size=shape), sigma, mode="constant", cval=0.0) * alpha
+    dy = ndimage.gaussian_filter(rng.uniform(-1.0, 1.0, size=shape), sigma, mode="constant", cval=0.0) * alpha
+    return dy, dx
+
+
+def warp_label_per_class(label: np.ndarray, coords: np.ndarray, margin: int = LABEL_WARP_MARGIN) -> np.ndarray:
+    """Warp a label map by cubic interpolation of each binary class map, thresholded at 0.5.
+
+    Classes are processed in ascending order and later classes overwrite earlier ones; the output starts at 0.
+
+    Args:
+        label: ``(H, W)`` integer label map.
+        coords: ``(2, h, w)`` source (row, col) positions.
+        margin: bounding-box margin (pixels) outside which a class cannot reach 0.5.
+
+    Returns:
+        ``(h, w)`` warped labels, same dtype as ``label``.
+    """
+    out = np.zeros(coords.shape[1:], dtype=label.dtype)
+    for value in np.unique(label):
+        if value == 0:
+            continue
+        mask = label == value
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        near = (
+            (coords[0] >= rows[0] - margin)
+            & (coords[0] <= rows[-1] + margin)
+            & (coords[1] >= cols[0] - margin)
+            & (coords[1] <= cols[-1] + margin)
+        )
+        if not near.any():
+            continue
+        coefficients = ndimage.spline_filter(mask.astype(np.float64), order=3, mode="nearest")
+        values = ndimage.map_coordinates(coefficients, coords[:, near], order=3, mode="nearest", prefilter=False)
+        hit = np.zeros(coords.shape[1:], dtype=bool)
+        hit[near] = values >= 0.5
+        out[hit] = value
+    return out
+
+
+def _check_inputs(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if image.ndim != 3 or image.shape[2] != 1:
+        raise ValueError(f"transform expects an image of shape (H, W, 1), got {image.shape}")
+    if label.shape != image.shape:
+        raise ValueError(f"transform expects a label of the image's shape {image.shape}, got {label.shape}")
+    return image[:, :, 0].astype(np.float32, copy=False), label[:, :, 0]
+
+
+def _to_tensors(image: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    image_t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).unsqueeze(0)  # (1, h, w)
+    label_t = torch.from_numpy(np.ascontiguousarray(label).astype(np.int64)).unsqueeze(0)  # (1, h, w)
+    return image_t, label_t
+
+
+# -------------------------------------------------------------------------------------------------------- transforms
+class ValidateTransform:
+    """Pad to ``pad_size`` with the minimum → centre crop ``crop_size`` → per-slice min–max to [0, 1]."""
+
+    def __init__(self, pad_hw: tuple[int, int] = (224, 224), crop_hw: tuple[int, int] = (192, 192)) -> None:
+        self.pad_hw = tuple(pad_hw)
+        self.crop_hw = tuple(crop_hw)
+
+    def __call__(
+        self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args: image ``(H, W, 1)`` float32, label ``(H, W, 1)`` uint8. Returns ``(1, h, w)`` float32 / int64."""
+        img, lab = _check_inputs(image, label)
+        img, lab = pad_to_min_size(img, self.pad_hw), pad_to_min_size(lab, self.pad_hw)
+        r0 = centre_crop_window(img.shape[0], self.crop_hw[0])
+        c0 = centre_crop_window(img.shape[1], self.crop_hw[1])
+        window = (slice(r0, r0 + self.crop_hw[0]), slice(c0, c0 + self.crop_hw[1]))
+        return _to_tensors(minmax_normalize(img[window]), lab[window])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(pad_hw={self.pad_hw}, crop_hw={self.crop_hw})"
+
+
+class TrainTransform:
+    """The random training pipeline of spec e.7 for one :class:`AugmentationPolicy`."""
+
+    def __init__(
+        self,
+        policy: AugmentationPolicy,
+        pad_hw: tuple[int, int] = (224, 224),
+        crop_hw: tuple[int, int] = (192, 192),
+    ) -> None:
+        self.policy = policy
+        self.pad_hw = tuple(pad_hw)
+        self.crop_hw = tuple(crop_hw)
+        self._validate = ValidateTransform(pad_hw, crop_hw)
+
+    def __call__(
+        self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment one slice.
+
+        Args:
+            image: ``(H, W, 1)`` float32.
+            label: ``(H, W, 1)`` uint8 (or any integer type).
+            rng: source of all randomness (a fresh entropy-seeded generator if ``None``).
+
+        Returns:
+            ``(image (1, h, w) float32 in [0, 1], label (1, h, w) int64)``.
+        """
+        if self.policy.is_identity:
+            return self._validate(image, label)
+        rng = np.random.default_rng() if rng is None else rng
+        p = self.policy
+        img, lab = _check_inputs(image, label)
+        img, lab = pad_to_min_size(img, self.pad_hw), pad_to_min_size(lab, self.pad_hw)
+        height, width = img.shape
+
+        # flips: left-right (W), then up-down (H)
+        if rng.random() < p.flip_prob:
+            img, lab = img[:, ::-1], lab[:, ::-1]
+        if rng.random() < p.flip_prob:
+            img, lab = img[::-1, :], lab[::-1, :]
+        img, lab = np.ascontiguousarray(img), np.ascontiguousarray(lab)
+
+        if rng.random() < p.intensity_prob:
+            scale = rng.uniform(*p.contrast_range)
+            shift = rng.uniform(*p.brightness_range)
+            img = np.clip(img * scale + shift, img.min(), img.max()).astype(np.float32)
+
+        # affine ∘ 45°-rotation as one pull map
+        matrix = np.eye(3)
+        if p.has_affine:
+            theta = rng.uniform(-p.rotation_degrees, p.rotation_degrees)
+            shift_rows = rng.uniform(-p.shift_fraction, p.shift_fraction) * height
+            shift_cols = rng.uniform(-p.shift_fraction, p.shift_fraction) * width
+            zoom_rows = rng.uniform(*p.zoom_range)
+            zoom_cols = rng.uniform(*p.zoom_range)
+            matrix = affine_matrix(theta, shift_rows, shift_cols, zoom_rows, zoom_cols)
+        if p.rotate_group_degrees > 0:
+            angles = np.arange(0.0, 360.0, p.rotate_group_degrees)
+            matrix = matrix @ rotation_matrix(float(angles[rng.integers(len(angles))]))
+
+        r0 = centre_crop_window(height, self.crop_hw[0])
+        c0 = centre_crop_window(width, self.crop_hw[1])
+        crop = (slice(r0, r0 + self.crop_hw[0]), slice(c0, c0 + self.crop_hw[1]))
+        geometric = not np.allclose(matrix, np.eye(3), rtol=0, atol=1e-12)
+        elastic = rng.random() < p.elastic_prob
+
+        if elastic:
+            alpha = height * rng.uniform(*p.elastic_alpha_range)
+            sigma = height * rng.uniform(*p.elastic_sigma_range) * 0.75
+            if geometric:  # the elastic step may pull from anywhere, so resample the whole grid first
+                full = pull_coordinates(matrix, (height, width), slice(0, height), slice(0, width))
+                img, lab = sample_bilinear_clamped(img, full), sample_nearest_clamped(lab, full)
+            dy, dx = elastic_displacement((height, width), alpha, sigma, rng)
+            rows = np.arange(crop[0].start, crop[0].stop, dtype=np.float64)[:, None]
+            cols = np.arange(crop[1].start, crop[1].stop, dtype=np.float64)[None, :]
+            coords = np.stack(np.broadcast_arrays(rows + dy[crop], cols + dx[crop]))  # (2, h, w)
+            out_img = ndimage.map_coordinates(img, coords, order=3, mode="reflect").astype(np.float32)
+            out_lab = warp_label_per_class(lab, coords)
+        elif geometric:
+            coords = pull_coordinates(matrix, (height, width), crop[0], crop[1])
+            out_img, out_lab = sample_bilinear_clamped(img, coords), sample_nearest_clamped(lab, coords)
+        else:
+            out_img, out_lab = img[crop], lab[crop]
+        return _to_tensors(minmax_normalize(out_img), out_lab)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.policy}, pad_hw={self.pad_hw}, crop_hw={self.crop_hw})"
+
+
+class Transformations:
+    """Named augmentation policies → ``{'train': transform, 'validate': transform}``.
+
+    Args:
+        data_aug_policy_name: one of :data:`POLICIES`.
+        pad_size: ``(H, W, 1)`` size that slices are padded up to before augmentation.
+        crop_size: ``(h, w, 1)`` output size; h and w must be multiples of 16 (the networks downsample 4 times).
+
+    Raises:
+        ValueError: unknown policy (the message lists the valid names) or invalid sizes.
+    """
+
+    def __init__(
+        self,
+        data_aug_policy_name: str,
+        pad_size: tuple[int, ...] = (224, 224, 1),
+        crop_size: tuple[int, ...] = (192, 192, 1),
+    ) -> None:
+        if data_aug_policy_name not in POLICIES:
+            raise ValueError(f"unknown data_aug_policy_name {data_aug_policy_name!r}; valid names: {sorted(POLICIES)}")
+        pad_hw, crop_hw = self._hw(pad_size, "pad_size"), self._hw(crop_size, "crop_size")
+        if any(c % 16 for c in crop_hw):
+            raise ValueError(f"crop_size must be multiples of 16 in H and W (the networks need it), got {crop_size}")
+        if any(p < c for p, c in zip(pad_hw, crop_hw)):
+            raise ValueError(f"pad_size {pad_size} must be at least crop_size {crop_size} in H and W")
+        self.name = data_aug_policy_name
+        self.policy = POLICIES[data_aug_policy_name]
+        self.pad_hw, self.crop_hw = pad_hw, crop_hw
+
+    @staticmethod
+    def _hw(size: tuple[int, ...], name: str) -> tuple[int, int]:
+        if len(size) not in (2, 3) or any(int(s) != s or s < 1 for s in size) or (len(size) == 3 and size[2] != 1):
+            raise ValueError(f"{name} must be (H, W) or (H, W, 1) positive integers, got {size}")
+        return int(size[0]), int(size[1])
+
+    def get_transformation(self) -> dict[str, Transform]:
+        """Return ``{'train': TrainTransform, 'validate': ValidateTransform}``."""
+        return {
+            "train": TrainTransform(self.policy, self.pad_hw, self.crop_hw),
+            "validate": ValidateTransform(self.pad_hw, self.crop_hw),
+        }

@@ -1,0 +1,113 @@
+"""Loading a trained model for testing and predicting whole slice stacks in chunks (spec d, g.3)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+NETWORK_TYPE = "FCN_16_standard"
+NUM_CLASSES = 4
+CLASS_NAMES: dict[int, str] = {1: "LV", 2: "MYO", 3: "RV"}
+
+
+def load_model(
+    checkpoint_dir: PathLike,
+    device: torch.device,
+    n_iter: int = 2,
+    num_classes: int = NUM_CLASSES,
+    network_type: str = NETWORK_TYPE,
+):
+    """Build the cooperative model and load every module strictly from ``checkpoint_dir/<module>.pth``.
+
+    Args:
+        checkpoint_dir: e.g. ``.../model/best/checkpoints``.
+        device: where the model runs.
+        n_iter: 1 = FTN only, 2 = FTN + STN (the test protocol).
+        num_classes: output classes including background.
+        network_type: architecture name.
+
+    Returns:
+        An ``AdvancedTripletReconSegmentationModel`` in eval mode.
+
+    Raises:
+        FileNotFoundError: if the folder does not exist or lacks a module file (named by the model).
+        RuntimeError / ValueError: from the strict load when a file belongs to another architecture (naming it).
+    """
+    from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
+
+    checkpoint_dir = Path(checkpoint_dir)
+    if not checkpoint_dir.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {checkpoint_dir} does not exist; expected a folder of <module>.pth")
+    model = AdvancedTripletReconSegmentationModel(
+        network_type=network_type,
+        image_ch=1,
+        num_classes=num_classes,
+        n_iter=n_iter,
+        checkpoint_dir=str(checkpoint_dir),
+        device=device,
+    )
+    model.eval()
+    return model
+
+
+def check_checkpoint(
+    checkpoint_dir: PathLike, num_classes: int = NUM_CLASSES, network_type: str = NETWORK_TYPE
+) -> Path:
+    """Strictly load every module file of ``checkpoint_dir`` into a fresh CPU network, without building the model.
+
+    Cheaper than :func:`load_model` (no initialisation, no optimisers); used to validate all runs up front.
+
+    Returns:
+        The folder holding the ``<module>.pth`` files.
+
+    Raises:
+        FileNotFoundError: the folder or a module file is missing (naming it).
+        ValueError: a file is not a weights-only checkpoint or belongs to another architecture (naming it).
+    """
+    from medseg.models.checkpoint import load_modules
+    from medseg.models.encoder_decoder import get_network
+
+    checkpoint_dir = Path(checkpoint_dir)
+    if not checkpoint_dir.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {checkpoint_dir} does not exist; expected a folder of <module>.pth")
+    modules = get_network(network_type, 1, num_classes)
+    return load_modules(modules, checkpoint_dir, torch.device("cpu"))
+
+
+def predict_stack(
+    model, image: torch.Tensor | np.ndarray, n_iter: int = 2, batch_slices: int = 10, device: torch.device | None = None
+) -> np.ndarray:
+    """Predict a slice stack in chunks of ``batch_slices`` and take the argmax.
+
+    Args:
+        model: object with ``predict(x, softmax=False, n_iter=...) -> (B, K, H, W)`` logits.
+        image: ``(N, 1, H, W)`` float stack (H, W usually 192).
+        n_iter: number of network passes (1 = FTN, 2 = FTN + STN).
+        batch_slices: slices per forward pass (≥ 1).
+        device: device of the model; defaults to ``model.device`` or CPU.
+
+    Returns:
+        ``labels (N, H, W) uint8``.
+    """
+    if batch_slices < 1:
+        raise ValueError(f"batch_slices must be >= 1, got {batch_slices}")
+    x = torch.as_tensor(image, dtype=torch.float32)
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise ValueError(f"image stack must be (N, 1, H, W), got shape {tuple(x.shape)}")
+    if device is None:
+        device = getattr(model, "device", torch.device("cpu"))
+    labels = np.empty((x.shape[0],) + tuple(x.shape[2:]), dtype=np.uint8)
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_slices):
+            chunk = x[start : start + batch_slices].to(device)
+            logits = model.predict(chunk, softmax=False, n_iter=n_iter)  # (b, K, H, W)
+            labels[start : start + chunk.shape[0]] = logits.argmax(dim=1).to("cpu", torch.uint8).numpy()
+    return labels

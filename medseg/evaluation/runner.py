@@ -1,0 +1,152 @@
+"""Testing every run on every test set and writing all reports (the body of ``medseg-test``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from medseg.evaluation.aggregate import RunResults, write_aggregate
+from medseg.evaluation.datasets import DatasetUnavailable, TestSet, build_test_set
+from medseg.evaluation.inference import check_checkpoint, load_model
+from medseg.evaluation.reports import evaluate_dataset, write_dataset_report
+from medseg.evaluation.runs import Run, report_dir
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+ProgressFactory = Callable[[str, int], Any]  # (description, total) -> object with update() and close()
+
+
+@dataclass
+class TestOutcome:
+    """What :func:`run_tests` produced."""
+
+    table: pd.DataFrame
+    entries: list[RunResults]
+    paths: dict[str, Path]
+    notes: list[str] = field(default_factory=list)
+    report_dirs: list[Path] = field(default_factory=list)
+
+
+def open_test_sets(
+    datasets: Sequence[str], data_root: PathLike, frames: Sequence[str]
+) -> tuple[dict[str, TestSet], list[str]]:
+    """Open every requested test set; unavailable ones are reported in the returned notes."""
+    opened: dict[str, TestSet] = {}
+    notes: list[str] = []
+    for name in datasets:
+        try:
+            opened[name] = build_test_set(name, data_root, frames)
+        except DatasetUnavailable as err:
+            logger.warning("%s", err)
+            notes.append(str(err))
+            continue
+        notes.extend(opened[name].notes)
+    return opened, notes
+
+
+class CheckpointError(ValueError):
+    """A run's checkpoint folder cannot be loaded; the message names the run and the file."""
+
+
+def check_checkpoints(runs: Sequence[Run]) -> None:
+    """Strictly load every checkpoint once on the CPU so a bad folder fails before hours of testing.
+
+    Raises:
+        CheckpointError: naming the run and (through the model's error) the offending file.
+    """
+    for run in runs:
+        try:
+            check_checkpoint(run.checkpoint_dir)
+        except (FileNotFoundError, ValueError, RuntimeError, KeyError) as err:
+            raise CheckpointError(f"method {run.label}: cannot load checkpoint folder {run.checkpoint_dir}: {err}") from err
+
+
+def run_tests(
+    runs: Sequence[Run],
+    data_root: PathLike,
+    datasets: Sequence[str],
+    output_dir: PathLike,
+    frames: Sequence[str] = ("ED", "ES"),
+    n_iter: int = 2,
+    metric_names: Sequence[str] = ("Dice",),
+    device: torch.device | None = None,
+    batch_slices: int = 10,
+    save_predictions: bool = False,
+    progress: ProgressFactory | None = None,
+) -> TestOutcome:
+    """Evaluate each run on each available test set, write its per-dataset reports and the aggregate.
+
+    Args:
+        runs: checkpoints to test.
+        data_root: folder with ``ACDC/``, ``ACDC-C/<artefact>/`` and ``MM/``.
+        datasets: test-set names, in table order.
+        output_dir: folder for ``summary.csv``, ``summary.md``, ``dice_boxplot.png`` and ``warnings.txt``.
+        frames: frames to test (ED first by default).
+        n_iter: 1 = FTN, 2 = FTN + STN.
+        metric_names: metrics (``Dice`` always first in the tables).
+        device: where the models run (CPU by default).
+        batch_slices: slices per forward pass.
+        save_predictions: also write NIfTI label maps in the original image geometry.
+        progress: optional progress-bar factory (entry points only).
+
+    Returns:
+        The aggregate table, the per-run results, the written aggregate paths and the warnings.
+
+    Raises:
+        CheckpointError: a checkpoint folder is unusable (all are checked before testing starts).
+    """
+    if not runs:
+        raise ValueError("no run to test: give --methods NAME=DIR or --runs_dir")
+    device = device if device is not None else torch.device("cpu")
+    metric_names = ["Dice", *[m for m in metric_names if m != "Dice"]]
+    check_checkpoints(runs)
+    test_sets, notes = open_test_sets(datasets, data_root, frames)
+    entries: list[RunResults] = []
+    report_dirs: list[Path] = []
+    for run in runs:
+        model = load_model(run.checkpoint_dir, device, n_iter=n_iter)
+        entry = RunResults(run)
+        for name, test_set in test_sets.items():
+            out_dir = report_dir(run.checkpoint_dir, name)
+            bar = progress(f"{run.label} / {name}", test_set.source.patient_number) if progress else None
+            result = evaluate_dataset(
+                model,
+                test_set.source,
+                name,
+                metric_names,
+                n_iter=n_iter,
+                batch_slices=batch_slices,
+                device=device,
+                predictions_dir=out_dir / "predictions" if save_predictions else None,
+                on_patient=bar.update if bar is not None else None,
+            )
+            if bar is not None:
+                bar.close()
+            info = {
+                "method": run.method,
+                "cval": run.cval,
+                "checkpoint_dir": str(run.checkpoint_dir),
+                "data_folder": str(test_set.folder),
+                "frames": list(frames),
+                "metrics": list(metric_names),
+            }
+            write_dataset_report(result, out_dir, n_iter, info, test_set.vendors)
+            report_dirs.append(out_dir)
+            notes.extend(f"{run.label}: {note}" for note in result.warnings)
+            if result.detailed.empty:
+                notes.append(f"{run.label}: {name}: no patient could be evaluated")
+                continue
+            entry.results[name] = result
+            logger.info("%s on %s: mean Dice %.4f over %d volumes", run.label, name, result.mean_dice(), len(result.detailed))
+        entries.append(entry)
+        del model
+    table, paths = write_aggregate(entries, datasets, output_dir, n_iter, notes)
+    return TestOutcome(table, entries, paths, notes, report_dirs)

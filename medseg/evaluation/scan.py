@@ -1,0 +1,131 @@
+"""Segmenting a new scan: the preprocessing of spec e.3, the network, and the way back to the input geometry.
+
+Steps for a 3D volume ``(Z, H, W)``: (1) clip to the [2nd, 98th] intensity percentiles of the volume and rescale to
+[0, 1]; (2) resample in-plane to 1.36719 mm (linear; z spacing and slice count unchanged; skipped within 1e-4 mm);
+(3) centre crop / zero pad to 192×192; (4) predict (FTN + STN by default) and take the argmax; (5) inverse crop/pad,
+then nearest-neighbour resampling back onto the input grid, so the label map has the input's exact size, spacing,
+origin and direction; (6) relabel to the requested convention.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from medseg.dataset_loader.base_segmentation_dataset import resample_in_plane
+from medseg.dataset_loader.crop import CropInfo, crop_or_pad
+from medseg.dataset_loader.nifti import Volume
+from medseg.evaluation.geometry import same_grid, to_reference_grid
+from medseg.evaluation.inference import predict_stack
+
+logger = logging.getLogger(__name__)
+
+TARGET_SPACING_XY = (1.36719, 1.36719)
+CROP_SIZE = (192, 192)
+# model classes 0 BG, 1 LV, 2 MYO, 3 RV -> written values
+LABEL_CONVENTIONS: dict[str, np.ndarray] = {
+    "medseg": np.array([0, 1, 2, 3], dtype=np.uint8),
+    "mnms": np.array([0, 1, 2, 3], dtype=np.uint8),  # M&Ms native labels are LV/MYO/RV already (spec e.4)
+    "acdc_raw": np.array([0, 3, 2, 1], dtype=np.uint8),  # ACDC raw: 1 RV, 2 MYO, 3 LV
+}
+
+
+def normalize_percentile(array: np.ndarray, lower: float = 2.0, upper: float = 98.0) -> np.ndarray:
+    """Clip a volume to its ``[lower, upper]`` percentiles and rescale to [0, 1] (spec e.3, eps 1e-10)."""
+    low, high = np.percentile(array, [lower, upper])
+    clipped = np.clip(array.astype(np.float32), low, high)
+    return ((clipped - low) / (high - low + 1e-10)).astype(np.float32)
+
+
+def select_frame(volume: Volume, frame: int | None) -> Volume:
+    """The 3D volume to segment: ``volume`` itself if 3D, frame ``frame`` of a 4D ``(T, Z, H, W)`` cine volume.
+
+    Raises:
+        ValueError: naming the file, for 2D/5D+ inputs, a 4D input without ``frame``, or a frame out of range.
+    """
+    if volume.ndim == 3:
+        if frame is not None:
+            logger.warning("%s is 3D; --frame %d ignored", volume.name, frame)
+        return volume
+    if volume.ndim != 4:
+        raise ValueError(
+            f"{volume.name}: expected a 3D volume (Z, H, W) or a 4D cine volume (T, Z, H, W), got an array of shape "
+            f"{volume.array.shape} ({volume.ndim}D)"
+        )
+    n_frames = volume.array.shape[0]
+    if frame is None:
+        raise ValueError(f"{volume.name} is a 4D cine volume with {n_frames} frames; choose one with --frame K")
+    if not 0 <= frame < n_frames:
+        raise ValueError(f"{volume.name}: --frame {frame} out of range; the volume has frames 0..{n_frames - 1}")
+    direction = np.asarray(volume.direction, dtype=np.float64).reshape(4, 4)[:3, :3]
+    return Volume(
+        array=volume.array[frame],
+        spacing=tuple(volume.spacing[:3]),
+        origin=tuple(volume.origin[:3]),
+        direction=tuple(direction.ravel().tolist()),
+        path=volume.path,
+    )
+
+
+@dataclass
+class PreparedScan:
+    """A volume ready for the network.
+
+    Attributes:
+        image: ``(Z, 1, 192, 192)`` float32 tensor.
+        crop_info: crop/pad offsets on the (resampled) grid.
+        grid_spacing: ITK ``(x, y, z)`` spacing of the resampled grid.
+        reference: the input 3D volume (defines the output geometry).
+    """
+
+    image: torch.Tensor
+    crop_info: CropInfo
+    grid_spacing: tuple[float, ...]
+    reference: Volume
+
+
+def prepare_scan(volume: Volume) -> PreparedScan:
+    """Normalise, resample in-plane to 1.36719 mm and crop/pad a 3D ``volume`` (see the module docstring)."""
+    if volume.ndim != 3:
+        raise ValueError(f"{volume.name}: prepare_scan expects a 3D volume, got shape {volume.array.shape}")
+    if not np.isfinite(volume.array).all():
+        raise ValueError(f"{volume.name}: the image holds NaN or Inf voxels; expected finite intensities")
+    normalized = volume.with_array(normalize_percentile(volume.array))
+    grid = normalized
+    if not same_grid(tuple(volume.spacing[:2]), TARGET_SPACING_XY):
+        grid = resample_in_plane(normalized, TARGET_SPACING_XY, is_label=False)
+    image, info = crop_or_pad(grid.array.astype(np.float32), CROP_SIZE)  # (Z, 192, 192)
+    return PreparedScan(torch.from_numpy(np.ascontiguousarray(image))[:, None], info, tuple(grid.spacing), volume)
+
+
+def segment_volume(
+    model: Any,
+    volume: Volume,
+    n_iter: int = 2,
+    batch_slices: int = 10,
+    device: torch.device | None = None,
+    label_convention: str = "medseg",
+) -> np.ndarray:
+    """Segment a 3D volume and return a uint8 label map with exactly ``volume.array.shape``.
+
+    Args:
+        model: loaded model (``predict(x, softmax=False, n_iter)``).
+        volume: ``(Z, H, W)`` image with its geometry.
+        n_iter: 1 = FTN, 2 = FTN + STN.
+        batch_slices: slices per forward pass.
+        device: model device.
+        label_convention: ``medseg``/``mnms`` (1 LV, 2 MYO, 3 RV) or ``acdc_raw`` (1 RV, 2 MYO, 3 LV).
+
+    Returns:
+        ``(Z, H, W)`` uint8 labels on the input grid.
+    """
+    if label_convention not in LABEL_CONVENTIONS:
+        raise ValueError(f"label_convention must be one of {sorted(LABEL_CONVENTIONS)}, got {label_convention!r}")
+    prepared = prepare_scan(volume)
+    pred = predict_stack(model, prepared.image, n_iter=n_iter, batch_slices=batch_slices, device=device)
+    labels = to_reference_grid(pred, prepared.crop_info, volume, prepared.grid_spacing)
+    return LABEL_CONVENTIONS[label_convention][labels]

@@ -1,0 +1,123 @@
+"""Building blocks of the FCN_16 networks (spec a.1).
+
+Submodule names and registration order reproduce the published implementation, so ``state_dict`` keys match
+``fcn16_state_dict.json`` and released checkpoints load unchanged:
+
+* :func:`conv_bn_block`: ``Conv3x3 -> BN -> LeakyReLU(0.2) -> Conv3x3 -> BN`` (Sequential indices 0, 1, 3, 4).
+* :class:`ResidualDownBlock` (``res_convdown``): strided 3x3 conv, then a residual unit.
+* :class:`ResidualUpBlock` (``res_up_family``): x2 upsampling (nearest or transposed conv), then a residual unit.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+LEAKY_SLOPE = 0.2
+
+
+def conv_bn_block(in_channels: int, out_channels: int, norm: type[nn.Module] = nn.BatchNorm2d) -> nn.Sequential:
+    """``Conv3x3(in->out) -> norm -> LeakyReLU(0.2) -> Conv3x3(out->out) -> norm`` (no final activation)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=True),
+        norm(out_channels),
+        nn.LeakyReLU(LEAKY_SLOPE),
+        nn.Conv2d(out_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=True),
+        norm(out_channels),
+    )
+
+
+class _ResidualUnit(nn.Module):
+    """Shared forward of the residual blocks: ``LeakyReLU(conv_input(x) + conv(x))`` after ``up``/``down``."""
+
+    def _residual(self, x: Tensor) -> Tensor:
+        out = self.last_act(self.conv_input(x) + self.conv(x))
+        return out if self.dropout is None else self.dropout(out)
+
+
+class ResidualDownBlock(_ResidualUnit):
+    """Residual down-sampling block (``res_convdown``): halves H and W.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        norm: normalisation layer class.
+        dropout: optional ``Dropout2d`` rate applied to the output (unused by the published configs).
+
+    Shapes:
+        ``(B, in, H, W) -> (B, out, ceil(H/2), ceil(W/2))``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        norm: type[nn.Module] = nn.BatchNorm2d,
+        dropout: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(in_channels, in_channels, kernel_size=3, stride=2, padding=1, bias=True)
+        self.conv = conv_bn_block(in_channels, out_channels, norm)
+        self.conv_input = nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=1, padding=0, bias=True)
+        self.last_act = nn.LeakyReLU(LEAKY_SLOPE)
+        self.dropout = nn.Dropout2d(dropout) if dropout else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._residual(self.down(x))
+
+
+class ResidualUpBlock(_ResidualUnit):
+    """Residual up-sampling block (``res_up_family``): doubles H and W.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        up_type: ``'NN'`` (nearest neighbour, no parameters, no ``up.*`` keys), ``'Conv2'`` (ConvTranspose k2 s2),
+            ``'Conv4'`` (ConvTranspose k4 s2 p1) or ``'bilinear'``.
+        norm: normalisation layer class.
+        dropout: optional ``Dropout2d`` rate applied to the output.
+
+    Shapes:
+        ``(B, in, H, W) -> (B, out, 2H, 2W)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        up_type: str = "NN",
+        norm: type[nn.Module] = nn.BatchNorm2d,
+        dropout: float | None = None,
+    ) -> None:
+        super().__init__()
+        if up_type == "NN":
+            self.up: nn.Module = nn.Sequential(nn.UpsamplingNearest2d(scale_factor=2))
+        elif up_type == "bilinear":
+            self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True))
+        elif up_type == "Conv2":
+            self.up = nn.ConvTranspose2d(in_channels, in_channels, kernel_size=2, stride=2, padding=0, bias=True)
+        elif up_type == "Conv4":
+            self.up = nn.ConvTranspose2d(in_channels, in_channels, kernel_size=4, stride=2, padding=1, bias=True)
+        else:
+            raise ValueError(f"up_type must be one of 'NN', 'bilinear', 'Conv2', 'Conv4', got {up_type!r}")
+        self.conv = conv_bn_block(in_channels, out_channels, norm)
+        self.conv_input = nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=1, padding=0, bias=True)
+        self.last_act = nn.LeakyReLU(LEAKY_SLOPE)
+        self.dropout = nn.Dropout2d(dropout) if dropout else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._residual(self.up(x))
+
+
+def check_spatial_size(x: Tensor, factor: int = 16, name: str = "input") -> None:
+    """Raise a ``ValueError`` unless ``x`` is ``(B, C, H, W)`` with H and W divisible by ``factor``."""
+    if x.ndim != 4:
+        raise ValueError(f"{name} must be (B, C, H, W), got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if h % factor or w % factor:
+        raise ValueError(
+            f"{name} height and width must be divisible by {factor} (four stride-2 stages), got H={h}, W={w}; "
+            f"crop or pad the image, e.g. to 192x192"
+        )
+
+
+__all__ = ["LEAKY_SLOPE", "ResidualDownBlock", "ResidualUpBlock", "check_spatial_size", "conv_bn_block"]

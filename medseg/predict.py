@@ -1,0 +1,139 @@
+"""Segment new cardiac MR scans with a trained checkpoint (console script ``medseg-predict``).
+
+The scan is normalised and resampled as in preprocessing, segmented, and the label map is written in the input's
+exact geometry (size, spacing, origin, direction), so it overlays the image in any viewer::
+
+    medseg-predict --checkpoint saved/.../model/best/checkpoints --input scan.nii.gz --output scan_seg.nii.gz
+    medseg-predict --checkpoint CKPT --input cine_4d.nii.gz --frame 0 --output ed_seg.nii.gz --label_convention acdc_raw
+    medseg-predict --checkpoint CKPT --input scans/ --output segs/        # every *.nii(.gz) -> segs/<name>_seg.nii.gz
+
+Labels: ``medseg``/``mnms`` = 1 LV, 2 MYO, 3 RV (default); ``acdc_raw`` = 1 RV, 2 MYO, 3 LV. For a 4D input the
+output is the 3D label map of the chosen frame, in that frame's geometry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+LABEL_SUFFIXES = ("_seg.nii.gz", "_seg.nii")
+
+logger = logging.getLogger("medseg.predict")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medseg-predict", description="Segment LV, MYO and RV in cardiac MR scans.")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="folder with the <module>.pth files")
+    parser.add_argument("--input", type=Path, required=True, help="a NIfTI scan (3D or 4D) or a folder of scans")
+    parser.add_argument("--output", type=Path, required=True, help="output label map (file) or folder")
+    parser.add_argument("--n_iter", type=int, default=2, help="1 = FTN only, 2 = FTN + STN (default)")
+    parser.add_argument("--label_convention", default="medseg", choices=["medseg", "acdc_raw", "mnms"])
+    parser.add_argument("--frame", type=int, default=None, help="frame index K of a 4D (T, Z, H, W) input")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
+    parser.add_argument("--batch_slices", type=int, default=10, help="slices per forward pass")
+    parser.add_argument("--no_progress", action="store_true", help="hide the progress bar in folder mode")
+    return parser
+
+
+def is_nifti(path: Path) -> bool:
+    return path.is_file() and path.name.endswith(NIFTI_SUFFIXES)
+
+
+def output_name(path: Path) -> str:
+    """``scan.nii.gz`` → ``scan_seg.nii.gz``."""
+    for suffix in NIFTI_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)] + "_seg.nii.gz"
+    return path.name + "_seg.nii.gz"
+
+
+def plan_jobs(input_path: Path, output_path: Path) -> list[tuple[Path, Path]]:
+    """Pairs (input file, output file).
+
+    Raises:
+        FileNotFoundError / ValueError: naming the path when the input does not exist or is not usable.
+    """
+    if input_path.is_dir():
+        if output_path.exists() and not output_path.is_dir():
+            raise ValueError(f"--input {input_path} is a folder, so --output must be a folder; {output_path} is a file")
+        scans = sorted(p for p in input_path.iterdir() if is_nifti(p) and not p.name.endswith(LABEL_SUFFIXES))
+        if not scans:
+            raise FileNotFoundError(f"no *.nii / *.nii.gz scan in {input_path} (files ending in _seg are skipped)")
+        return [(scan, output_path / output_name(scan)) for scan in scans]
+    if not input_path.exists():
+        raise FileNotFoundError(f"--input {input_path} does not exist")
+    if output_path.is_dir():
+        return [(input_path, output_path / output_name(input_path))]
+    if not output_path.name.endswith(NIFTI_SUFFIXES):
+        raise ValueError(f"--output {output_path} must end in .nii.gz or .nii (or be an existing folder)")
+    return [(input_path, output_path)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``medseg-predict``; returns the exit code (0 ok, 1 some scans failed, 2 usage error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.n_iter < 1:
+        parser.error(f"--n_iter must be >= 1, got {args.n_iter}")
+    if args.batch_slices < 1:
+        parser.error(f"--batch_slices must be >= 1, got {args.batch_slices}")
+    try:
+        jobs = plan_jobs(args.input, args.output)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(str(err))
+    existing = [out for _, out in jobs if out.exists()]
+    if existing and not args.overwrite:
+        shown = ", ".join(str(p) for p in existing[:5]) + (" ..." if len(existing) > 5 else "")
+        parser.error(f"output exists: {shown}; pass --overwrite to replace")
+
+    from medseg.dataset_loader.nifti import read_volume, write_volume
+    from medseg.evaluation.inference import load_model
+    from medseg.evaluation.scan import segment_volume, select_frame
+    from medseg.utils.device import resolve_device
+
+    device = resolve_device(args.device)
+    try:
+        model = load_model(args.checkpoint, device, n_iter=args.n_iter)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"medseg-predict: error: cannot load --checkpoint {args.checkpoint}: {err}", file=sys.stderr)
+        return 2
+    bar = None
+    if len(jobs) > 1 and not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc="segmenting", unit="scan")
+    failures = 0
+    for source, target in jobs:
+        try:
+            volume = select_frame(read_volume(source, ndim=None, dtype="float32"), args.frame)
+            labels = segment_volume(
+                model, volume, args.n_iter, args.batch_slices, device, label_convention=args.label_convention
+            )
+            write_volume(target, labels, volume)
+            logger.info("%s -> %s", source, target)
+        except (OSError, ValueError) as err:
+            failures += 1
+            if len(jobs) == 1:
+                print(f"medseg-predict: error: {err}", file=sys.stderr)
+                return 2
+            logger.error("skipped %s: %s", source, err)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    if failures:
+        logger.error("%d of %d scans failed", failures, len(jobs))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Factories from the frozen config to datasets, data loaders, samplers, masking specs and the model (spec c.1)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from medseg.config import ExperimentConfig, MaskConfig
+from medseg.dataset_loader.cardiac_ACDC_dataset import CardiacACDCDataset
+from medseg.dataset_loader.concat import ConcatDataSet
+from medseg.dataset_loader.transforms import Transformations
+from medseg.models.model_util import MaskSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DataBundle:
+    """Train/validation datasets and loaders of a run."""
+
+    train_set: Dataset
+    val_set: Dataset
+    train_loader: DataLoader
+    val_loader: DataLoader
+    sampler: ResumableSampler
+    loader_generator: torch.Generator
+
+
+def build_datasets(config: ExperimentConfig, data_setting: str, cval: int, seed: int) -> tuple[Dataset, Dataset]:
+    """One train and one validation dataset per frame, concatenated in config order (ES, then ED).
+
+    Raises:
+        NotImplementedError: if ``data.dataset_name`` does not contain ``'ACDC'`` (the only training dataset).
+    """
+    data = config.data
+    if "ACDC" not in data.dataset_name:
+        raise NotImplementedError(f"config key 'data.dataset_name': only ACDC training is supported, got "
+                                  f"{data.dataset_name!r}")
+    transforms = Transformations(data.data_aug_policy, pad_size=data.pad_size, crop_size=data.crop_size)
+    transforms_by_split = transforms.get_transformation()
+    parts: dict[str, list[Dataset]] = {"train": [], "validate": []}
+    for frame in data.frame:
+        for split in parts:
+            parts[split].append(CardiacACDCDataset(
+                root_dir=data.root_dir, split=split, data_setting_name=data_setting, cval=cval, frame=frame,
+                transform=transforms_by_split["train" if split == "train" else "validate"],
+                keep_orig_image_label_pair=split == "train" and data.keep_orig_image_label_pair_for_training,
+                use_cache=data.use_cache, myocardium_seg=data.myocardium_only,
+                right_ventricle_seg=data.right_ventricle_only, image_format_name=data.image_format_name,
+                label_format_name=data.label_format_name, crop_size=tuple(data.crop_size[:2]), seed=seed,
+            ))
+    train_set, val_set = (p[0] if len(p) == 1 else ConcatDataSet(p) for p in (parts["train"], parts["validate"]))
+    val_set.set_epoch(0)  # the validation set is the same in every epoch
+    return train_set, val_set
+
+
+class ResumableSampler(Sampler[int]):
+    """A :class:`DistributedSampler` (seeded, reshuffled per epoch by ``set_epoch``) that can skip the batches that
+    a resumed epoch already trained on. With one process it is a seeded shuffle over all training slices.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
+        self.base = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
+                                       drop_last=False)
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Shuffle for ``epoch``; the next pass starts ``skip`` indices into it."""
+        self.base.set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(iter(self.base), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(len(self.base) - self.skip, 0)
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed NumPy and ``random`` of a DataLoader worker from its torch seed (spec c.1)."""
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+def train_loader_batch_size(config: ExperimentConfig) -> int:
+    """Slices per loader batch: half the step batch when the originals are appended (keep-orig doubling)."""
+    batch = config.learning.batch_size
+    return max(batch // 2, 1) if config.data.keep_orig_image_label_pair_for_training else batch
+
+
+def build_data(config: ExperimentConfig, data_setting: str, cval: int, seed: int, n_workers: int,
+               pin_memory: bool, num_replicas: int = 1, rank: int = 0) -> DataBundle:
+    """Datasets and loaders; the train loader's order is set per epoch via ``bundle.sampler.set_epoch``."""
+    train_set, val_set = build_datasets(config, data_setting, cval, seed)
+    sampler = ResumableSampler(train_set, num_replicas=num_replicas, rank=rank, seed=seed)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    common = {"num_workers": n_workers, "pin_memory": pin_memory, "worker_init_fn": seed_worker}
+    train_loader = DataLoader(train_set, batch_size=train_loader_batch_size(config), sampler=sampler,
+                              drop_last=False, generator=generator, **common)
+    val_loader = DataLoader(val_set, batch_size=config.learning.batch_size, shuffle=False, drop_last=False, **common)
+    logger.info("training slices: %d (%d per process, loader batch %d), validation slices: %d", len(train_set),
+                len(sampler), train_loader.batch_size, len(val_set))
+    return DataBundle(train_set, val_set, train_loader, val_loader, sampler, generator)
+
+
+def mask_spec(section: MaskConfig) -> MaskSpec:
+    """The model's masking spec for one latent code."""
+    return MaskSpec(loss_name=section.loss_name, mask_type=section.mask_type, max_threshold=section.max_threshold,
+                    random_threshold=section.random_threshold, if_soft=section.if_soft)
+
+
+def assemble_batch(batch: dict[str, torch.Tensor], keep_orig: bool,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (B, 1, H, W) and labels (B, H, W) on ``device``; with keep-orig ``cat([augmented, originals])``."""
+    images, labels = batch["image"], batch["label"]
+    if keep_orig:
+        images = torch.cat([images, batch["origin_image"]], dim=0)
+        labels = torch.cat([labels, batch["origin_label"]], dim=0)
+    non_blocking = device.type == "cuda"
+    return images.to(device, non_blocking=non_blocking), labels.to(device, non_blocking=non_blocking)

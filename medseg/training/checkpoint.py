@@ -1,0 +1,226 @@
+"""Run snapshots: everything needed to continue a training run exactly where it stopped.
+
+A snapshot is one ``torch.save``d dict (loadable with ``weights_only=True``) in the published snapshot format
+(``network_type``, ``epoch``, ``model_state`` and ``optimizer_state`` per module, spec c.5) extended with the
+global iteration, the position inside an interrupted epoch, the best validation score, the running epoch sums,
+the seeds, the RNG states (Python, NumPy, torch CPU/CUDA and every named ``torch.Generator``) of every rank, and a
+fingerprint of the training-relevant configuration. ``epoch`` is the epoch at which training continues; with
+``batches_done > 0`` the first ``batches_done`` batches of that epoch were already trained on.
+
+Snapshots are written atomically (a kill never leaves a truncated file) to
+``model_dir/last/checkpoints/{network_type}.pkl`` at the end of every epoch and when a run is interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medseg.config import ExperimentConfig
+from medseg.utils.io import atomic_torch_save
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_FORMAT = "medseg-run-snapshot/1"
+SNAPSHOT_FOLDER = "last"
+
+# Keys that may change between a run and its resumption: the budget, the data location and unused keys.
+RESUMABLE_KEYS = frozenset({
+    "name", "data.root_dir", "data.use_cache", "data.image_size", "data.label_size",
+    "learning.n_epochs", "learning.max_iteration", "learning.use_gpu", "output.save_epoch_every_num_epochs",
+})
+
+
+@dataclass
+class TrainState:
+    """Counters of a training run (mutable: the loop updates it after every iteration)."""
+
+    epoch: int = 0
+    batches_done: int = 0
+    global_iteration: int = 0
+    best_score: float = -10000.0
+    epoch_sums: dict[str, float] = field(default_factory=dict)
+    seed: int | None = None
+    data_seed: int = 0
+
+
+def snapshot_path(model_dir: str | Path, network_type: str) -> Path:
+    """Where the run's rolling snapshot lives."""
+    return Path(model_dir) / SNAPSHOT_FOLDER / "checkpoints" / f"{network_type}.pkl"
+
+
+def config_fingerprint(config: ExperimentConfig) -> dict[str, Any]:
+    """Flat ``{dotted key: value}`` of the config entries that must not change on resume."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else key)
+        elif prefix not in RESUMABLE_KEYS:
+            flat[prefix] = node
+
+    walk(config.to_dict(), "")
+    return flat
+
+
+def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """RNG states of Python, NumPy, torch (CPU and CUDA) and ``generators``, as weights_only-safe types."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generators": {name: gen.get_state() for name, gen in (generators or {}).items()},
+    }
+
+
+def restore_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.Generator] | None = None) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for name, gen in (generators or {}).items():
+        if name in state["generators"]:
+            gen.set_state(state["generators"][name])
+
+
+def save_snapshot(
+    path: str | Path,
+    *,
+    network_type: str,
+    modules: Mapping[str, nn.Module],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    state: TrainState,
+    config: ExperimentConfig,
+    run_info: Mapping[str, Any],
+    rng_states: list[dict[str, Any]],
+) -> Path:
+    """Atomically write a run snapshot and return its path.
+
+    Args:
+        rng_states: one :func:`capture_rng_state` dict per rank (rank order).
+        run_info: identity of the run (dataset, data setting, cval...) checked on resume.
+    """
+    snapshot = {
+        "format": SNAPSHOT_FORMAT,
+        "network_type": network_type,
+        "epoch": state.epoch,
+        "batches_done": state.batches_done,
+        "global_iteration": state.global_iteration,
+        "best_score": float(state.best_score),
+        "epoch_sums": dict(state.epoch_sums),
+        "seed": state.seed,
+        "data_seed": state.data_seed,
+        "model_state": {name: module.state_dict() for name, module in modules.items()},
+        "optimizer_state": {name: opt.state_dict() for name, opt in optimizers.items()},
+        "fingerprint": config_fingerprint(config),
+        "run": dict(run_info),
+        "rng": rng_states,
+    }
+    atomic_torch_save(snapshot, path)
+    logger.info("snapshot written to %s (epoch %d, batch %d, iteration %d)", path, state.epoch,
+                state.batches_done, state.global_iteration)
+    return Path(path)
+
+
+def load_snapshot(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read a snapshot with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the file is not a readable snapshot (names the file and the missing keys).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume snapshot {path} not found")
+    try:
+        snapshot = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"resume snapshot {path} cannot be read: {err}") from err
+    if not isinstance(snapshot, dict):
+        raise ValueError(f"resume snapshot {path} holds a {type(snapshot).__name__}, expected a dict")
+    missing = [k for k in ("network_type", "epoch", "model_state", "optimizer_state") if k not in snapshot]
+    if missing:
+        raise ValueError(f"resume snapshot {path} lacks the keys {missing}")
+    return snapshot
+
+
+def check_compatible(snapshot: Mapping[str, Any], config: ExperimentConfig, run_info: Mapping[str, Any],
+                     path: str | Path) -> None:
+    """Refuse a snapshot that was made by another configuration or for another run.
+
+    Raises:
+        ValueError: listing every differing key with the snapshot's and the current value.
+    """
+    if snapshot["network_type"] != config.segmentation_model.network_type:
+        raise ValueError(f"resume snapshot {path} is for network {snapshot['network_type']!r}, the config asks for "
+                         f"{config.segmentation_model.network_type!r}")
+    if "fingerprint" not in snapshot:
+        logger.warning("snapshot %s has no config fingerprint (published format): not checked", path)
+        return
+    current = config_fingerprint(config)
+    saved = snapshot["fingerprint"]
+    diffs = [f"{k}: snapshot {saved.get(k)!r} vs now {current.get(k)!r}"
+             for k in sorted(set(saved) | set(current)) if _normalise(saved.get(k)) != _normalise(current.get(k))]
+    saved_run = snapshot.get("run", {})
+    diffs += [f"{k}: snapshot {saved_run[k]!r} vs now {v!r}" for k, v in run_info.items()
+              if k in saved_run and saved_run[k] != v]
+    if diffs:
+        raise ValueError(f"resume snapshot {path} was made with another configuration; differences: "
+                         + "; ".join(diffs))
+
+
+def _normalise(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def restore_training_state(
+    snapshot: Mapping[str, Any],
+    modules: Mapping[str, nn.Module],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    path: str | Path,
+) -> TrainState:
+    """Load module and optimiser states (strictly) and return the saved counters.
+
+    Raises:
+        ValueError: if the module or optimiser names do not match, or a state does not fit (names the file).
+    """
+    for kind, saved, targets in (("module", snapshot["model_state"], modules),
+                                 ("optimizer", snapshot["optimizer_state"], optimizers)):
+        if set(saved) != set(targets):
+            raise ValueError(f"resume snapshot {path}: {kind} names {sorted(saved)} do not match {sorted(targets)}")
+        for name, target in targets.items():
+            try:
+                if kind == "module":
+                    target.load_state_dict(saved[name], strict=True)  # type: ignore[call-arg]
+                else:
+                    target.load_state_dict(saved[name])
+            except (RuntimeError, ValueError, KeyError) as err:
+                raise ValueError(f"resume snapshot {path}: {kind} {name!r} does not load: {err}") from err
+    return TrainState(
+        epoch=int(snapshot["epoch"]),
+        batches_done=int(snapshot.get("batches_done", 0)),
+        global_iteration=int(snapshot.get("global_iteration", 0)),
+        best_score=float(snapshot.get("best_score", -10000.0)),
+        epoch_sums={k: float(v) for k, v in snapshot.get("epoch_sums", {}).items()},
+        seed=snapshot.get("seed"),
+        data_seed=int(snapshot.get("data_seed", 0)),
+    )

@@ -1,0 +1,158 @@
+"""Run folder layout, console/file logging, TensorBoard scalars and the per-run ``metrics.csv``.
+
+Layout (spec c.1): ``save_dir/train_{dataset}_{data_setting}_n_cls_{n}/{config name}/{cval}/{log,model}/``.
+``log/`` holds the TensorBoard events (with ``--log``), ``train.log`` and ``metrics.csv``; the run folder holds
+``config.json`` (the resolved config); ``model/`` holds the checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medseg.utils.io import atomic_write_text, ensure_writable_dir
+
+logger = logging.getLogger(__name__)
+
+LOSS_NAMES = (
+    "loss/standard/total", "loss/standard/seg", "loss/standard/image", "loss/standard/shape", "loss/standard/gt_shape",
+    "loss/hard/total", "loss/hard/seg", "loss/hard/image", "loss/hard/shape",
+)
+VAL_NAMES = ("iou/val_iou", "acc/val_acc")
+#: Every TensorBoard scalar of spec c.6, in logging order.
+SCALAR_NAMES = LOSS_NAMES + VAL_NAMES
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Folders and files of one training run."""
+
+    run_dir: Path
+    experiment_name: str
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "log"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.run_dir / "model"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.log_dir / "metrics.csv"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "train.log"
+
+    @property
+    def config_json(self) -> Path:
+        return self.run_dir / "config.json"
+
+
+def build_run_paths(save_dir: str | Path, dataset_name: str, data_setting: str, num_classes: int, config_name: str,
+                    cval: int) -> RunPaths:
+    """The published run folder for one experiment (folders are created by :func:`prepare_run_dirs`)."""
+    project = f"train_{dataset_name}_{data_setting}_n_cls_{num_classes}"
+    experiment_name = f"{config_name}/{cval}"
+    return RunPaths(run_dir=Path(save_dir) / project / experiment_name, experiment_name=experiment_name)
+
+
+def prepare_run_dirs(paths: RunPaths) -> None:
+    """Create the log and model folders (PermissionError naming the folder if impossible)."""
+    ensure_writable_dir(paths.log_dir)
+    ensure_writable_dir(paths.model_dir)
+
+
+def setup_logging(log_file: Path | None, level: int = logging.INFO, rank: int = 0) -> None:
+    """Log to the console (rank 0, or warnings only on other ranks) and to ``log_file`` (appended)."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    for handler in list(root.handlers):
+        if getattr(handler, "_medseg", False):
+            root.removeHandler(handler)
+            handler.close()
+    prefix = f"[rank {rank}] " if rank else ""
+    fmt = logging.Formatter(f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s", "%H:%M:%S")
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(level if rank == 0 else logging.WARNING)
+    console.setFormatter(fmt)
+    handlers: list[logging.Handler] = [console]
+    if log_file is not None:
+        ensure_writable_dir(log_file.parent)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        handlers[-1].setFormatter(fmt)
+    for handler in handlers:
+        handler._medseg = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+
+
+class MetricsLog:
+    """Every scalar of every epoch, rewritten atomically to ``metrics.csv`` after each epoch.
+
+    On resume the rows of epochs that will be re-run (``epoch >= start_epoch``) are dropped.
+    """
+
+    columns = ("epoch", "global_iteration", "n_iterations", *SCALAR_NAMES, "epoch_seconds")
+
+    def __init__(self, path: Path, start_epoch: int = 0) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        if start_epoch > 0 and path.is_file():
+            with open(path, newline="", encoding="utf-8") as handle:
+                self.rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) < start_epoch]
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Add one epoch's row and rewrite the file."""
+        self.rows.append({k: row.get(k, "") for k in self.columns})
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buffer.getvalue())
+
+
+class ScalarLogger:
+    """TensorBoard ``SummaryWriter`` when enabled (``--log``), otherwise a no-op with the same methods."""
+
+    def __init__(self, log_dir: Path, enabled: bool, purge_step: int | None = None) -> None:
+        self.writer = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        if self.writer is not None:
+            for name, value in values.items():
+                if not math.isnan(value):
+                    self.writer.add_scalar(name, value, global_step=step)
+
+    def images(self, tag: str, images: torch.Tensor, step: int) -> None:
+        """Add an (N, 1|3, H, W) batch with values in [0, 1]."""
+        if self.writer is not None:
+            self.writer.add_images(tag, images.detach().float().clamp(0, 1).cpu(), global_step=step)
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def epoch_means(sums: Mapping[str, float], n_iterations: int, names: Sequence[str] = LOSS_NAMES) -> dict[str, float]:
+    """Epoch means of the summed per-iteration losses (0.0 for names never reported, e.g. hard losses)."""
+    return {name: (sums.get(name, 0.0) / n_iterations if n_iterations else float("nan")) for name in names}

@@ -1,0 +1,58 @@
+"""Graceful SIGINT/SIGTERM: the first signal asks the training loop to stop at the next iteration boundary (it then
+writes a snapshot); a second one restores the default behaviour and is re-delivered (immediate stop).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from types import FrameType, TracebackType
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(Exception):
+    """Raised by the loop after it saved a snapshot because of a signal."""
+
+    def __init__(self, signum: int, snapshot: str | None) -> None:
+        super().__init__(f"training interrupted by {signal.Signals(signum).name}; snapshot: {snapshot}")
+        self.signum = signum
+        self.snapshot = snapshot
+
+
+class StopRequest:
+    """Context manager installing the handlers (main thread only; elsewhere it is inert)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:  # second signal: give up gracefully stopping
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            os.kill(os.getpid(), signum)
+            return
+        self.signum = signum
+        logger.warning("received %s: stopping after the current iteration and writing a snapshot "
+                       "(send it again to stop immediately)", signal.Signals(signum).name)
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for signum in HANDLED:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()

@@ -1,0 +1,145 @@
+"""One training iteration of cooperative / standard training (spec c.2).
+
+``train_step`` performs, in order: train mode + zero_grad, noisy input ``clamp(x + 0.05 N(0,1), 0, 1)``, the four
+standard losses, optionally hard-example generation and the four hard losses, backward, ``after_backward()`` (e.g.
+gradient all-reduce), and ``step()`` on all five Adam optimisers.
+
+The backward of the standard losses is run as soon as they are computed, before the hard-example pass, and the
+hard losses get their own backward: gradients accumulate to exactly the same sum as one backward of
+``standard + hard`` (the hard-example pass reads only detached values and never touches ``.grad``), but the
+standard graph is freed before the hard graph is built, which lowers peak memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from medseg.models.advanced_triplet_recon_segmentation_model import (
+    MASK_SCOPES,
+    AdvancedTripletReconSegmentationModel,
+)
+from medseg.models.model_util import MaskSpec
+
+logger = logging.getLogger(__name__)
+
+#: Keys of :attr:`StepOutput.losses`, in logging order (spec c.6 scalar names plus the grand total).
+LOSS_KEYS = (
+    "loss/standard/total",
+    "loss/standard/seg",
+    "loss/standard/image",
+    "loss/standard/shape",
+    "loss/standard/gt_shape",
+    "loss/hard/total",
+    "loss/hard/seg",
+    "loss/hard/image",
+    "loss/hard/shape",
+    "loss/total",
+)
+
+NOISE_STD = 0.05
+
+
+@dataclass
+class StepOutput:
+    """Result of :func:`train_step`.
+
+    Attributes:
+        losses: ``{key: float}`` for every key of :data:`LOSS_KEYS`; hard keys are 0.0 without latent DA.
+        corrupted_image: hard example image ``(B, 1, H, W)`` (detached) or None.
+        corrupted_seg: hard example segmentation logits ``(B, C, H, W)`` (detached) or None.
+    """
+
+    losses: dict[str, float] = field(default_factory=dict)
+    corrupted_image: Tensor | None = None
+    corrupted_seg: Tensor | None = None
+
+
+def _check_batch(images: Tensor, labels: Tensor) -> None:
+    if images.ndim != 4:
+        raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+    if labels.ndim != 3 or labels.shape[0] != images.shape[0] or labels.shape[1:] != images.shape[2:]:
+        raise ValueError(
+            f"labels must be (B, H, W) = {(images.shape[0], *images.shape[2:])} to match images, got {tuple(labels.shape)}"
+        )
+    if labels.is_floating_point():
+        raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
+
+
+def _gaussian_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    if generator is None:
+        return torch.randn_like(x)
+    return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+
+
+def train_step(
+    model: AdvancedTripletReconSegmentationModel,
+    images: Tensor,
+    labels: Tensor,
+    latent_da: bool,
+    mask_scope: Sequence[str] = MASK_SCOPES,
+    image_code_spec: MaskSpec | None = None,
+    shape_code_spec: MaskSpec | None = None,
+    separate_training: bool = False,
+    generator: torch.Generator | None = None,
+    after_backward: Callable[[], None] | None = None,
+) -> StepOutput:
+    """Run one full training iteration (spec c.2) and update all five modules.
+
+    Args:
+        model: the model; its modules are put in train mode with ``requires_grad=True``.
+        images: ``(B, 1, H, W)`` clean images in [0, 1] (moved to ``model.device``).
+        labels: ``(B, H, W)`` integer labels.
+        latent_da: cooperative training (hard examples from masked latent codes) or standard training.
+        mask_scope: codes to mask, subset of ``('image code', 'shape code')``.
+        image_code_spec: masking of z_i (default ``MaskSpec('mse')``).
+        shape_code_spec: masking of z_s (default ``MaskSpec('ce')``).
+        separate_training: detach FTN predictions before the STN.
+        generator: optional RNG for the input noise and every masking draw.
+        after_backward: called once after all gradients are computed and before the optimiser steps.
+
+    Returns:
+        :class:`StepOutput` with float losses and the (detached) hard examples.
+    """
+    _check_batch(images, labels)
+    images = model._input(images)
+    labels = labels.to(model.device, non_blocking=True).long()
+
+    model.train()
+    model.reset_all_optimizers()
+
+    noisy = torch.clamp(images + NOISE_STD * _gaussian_like(images, generator), 0.0, 1.0)
+    standard_total, standard = model.standard_training(
+        images, labels, noisy, separate_training=separate_training
+    )
+    standard_total.backward()  # frees the standard graph early (see module docstring)
+    values = [standard_total.detach(), standard["seg"], standard["image"], standard["shape"], standard["gt_shape"]]
+
+    corrupted_image = corrupted_seg = None
+    if latent_da:
+        corrupted_image, corrupted_seg = model.hard_example_generation(
+            images, labels, mask_scope, image_code_spec, shape_code_spec, generator=generator
+        )
+        hard_total, hard = model.hard_example_training(
+            corrupted_image, corrupted_seg, images, labels, separate_training=separate_training
+        )
+        if hard_total.requires_grad:
+            hard_total.backward()
+        values += [hard_total.detach(), hard["seg"], hard["image"], hard["shape"]]
+    else:
+        zero = torch.zeros((), device=model.device)
+        values += [zero, zero, zero, zero]
+    model.z_i = model.z_s = None  # release the stored codes (their graph is already freed)
+
+    if after_backward is not None:
+        after_backward()
+    model.optimize_all_params()
+
+    floats = torch.stack([v.detach().reshape(()).float() for v in values]).tolist()
+    losses = dict(zip(LOSS_KEYS[:-1], floats))
+    losses["loss/total"] = losses["loss/standard/total"] + losses["loss/hard/total"]
+    return StepOutput(losses=losses, corrupted_image=corrupted_image, corrupted_seg=corrupted_seg)

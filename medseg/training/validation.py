@@ -1,0 +1,61 @@
+"""Validation after every epoch (spec c.5, protocol kept): ``predict(n_iter=2)`` (FTN + one STN refinement), argmax,
+one confusion matrix pooled over all pixels of all validation slices, Mean IoU over all classes including background.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader
+
+from medseg.models.running_score import runningScore
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_N_ITER = 2
+
+
+@dataclass
+class ValidationResult:
+    """Scores and the last batch (for the Input/GT/Predict figure)."""
+
+    mean_iou: float
+    mean_acc: float
+    class_iou: dict[int, float]
+    images: torch.Tensor | None = None
+    ground_truths: torch.Tensor | None = None
+    predictions: torch.Tensor | None = None
+
+
+def validate(model: object, loader: DataLoader, num_classes: int, device: torch.device) -> ValidationResult:
+    """Run the whole validation set once through ``model.predict(x, n_iter=2)``.
+
+    Args:
+        model: object with ``predict(x (N, 1, H, W), softmax=False, n_iter=2) -> logits (N, C, H, W)``.
+        loader: validation batches ``{'image': (N, 1, H, W), 'label': (N, H, W)}``.
+        num_classes: classes of the confusion matrix (background included).
+        device: where the model lives.
+    """
+    score = runningScore(num_classes)
+    images = gts = preds = None
+    with torch.no_grad():
+        for batch in loader:
+            images = batch["image"].to(device)
+            gts = batch["label"]
+            logits = model.predict(images, softmax=False, n_iter=VALIDATION_N_ITER)  # type: ignore[attr-defined]
+            preds = logits.argmax(dim=1).cpu()
+            score.update(gts.numpy(), preds.numpy())
+    if images is None:
+        logger.warning("validation set is empty: scores are NaN")
+        return ValidationResult(float("nan"), float("nan"), {})
+    scores = score.get_scores()
+    return ValidationResult(
+        mean_iou=float(scores["Mean IoU"]),  # type: ignore[arg-type]
+        mean_acc=float(scores["Mean Acc"]),  # type: ignore[arg-type]
+        class_iou=dict(scores["Class IoU"]),  # type: ignore[arg-type]
+        images=images.cpu(),
+        ground_truths=gts,
+        predictions=preds,
+    )

@@ -1,0 +1,87 @@
+"""Published ACDC splits: fixture equality for every identifier × cval, fractions, bad identifiers."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from medseg.dataset_loader.ACDC_few_shot_cv_settings import (
+    LABELLED_POOL,
+    TEST_IDS,
+    UNLABELLED_IDS,
+    get_ACDC_split_policy,
+    train_validate_overlap,
+)
+
+FIXTURE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "acdc_splits.json"
+
+
+def _fixture() -> dict:
+    if not FIXTURE.is_file():
+        pytest.skip(f"reference split fixture not available at {FIXTURE} (../shared/reference/acdc_splits.json)")
+    return json.loads(FIXTURE.read_text())
+
+
+def test_every_identifier_and_cval_matches_fixture():
+    reference = _fixture()
+    assert len(reference) == 46
+    for identifier, folds in reference.items():
+        for cval, expected in folds.items():
+            split = get_ACDC_split_policy(identifier, int(cval))
+            for key in ("train", "validate", "test"):
+                assert split[key] == expected[key], (identifier, cval, key)
+
+
+def test_paper_setting_10_cval0():
+    split = get_ACDC_split_policy("10", 0)
+    assert split["train"] == "073 061 012 053 046 044 022 092 004 001".split()
+    assert split["validate"] == "011 071 062 095 082".split()
+    assert split["test"] == TEST_IDS
+    assert split["unlabelled"] == UNLABELLED_IDS and len(UNLABELLED_IDS) == 25
+    assert split["test+unlabelled"] == TEST_IDS + UNLABELLED_IDS
+    assert split["name"] == "10_cv_0"
+
+
+@pytest.mark.parametrize("fraction,number", [("0.25", "10"), ("0.5", "20"), ("0.1", "4"), ("0.7", "28")])
+@pytest.mark.parametrize("cval", range(5))
+def test_fraction_equals_floor_count(fraction, number, cval):
+    assert get_ACDC_split_policy(fraction, cval)["train"] == get_ACDC_split_policy(number, cval)["train"]
+
+
+def test_whole_pool_and_standard():
+    assert get_ACDC_split_policy("40", 3)["train"] == LABELLED_POOL
+    standard = get_ACDC_split_policy("standard", 2)
+    assert len(standard["train"]) == 70 and len(standard["validate"]) == 10 and standard["unlabelled"] == []
+
+
+def test_upperbound_appends_unlabelled():
+    assert get_ACDC_split_policy("three_shot_upperbound", 1)["train"] == ["042", "062", "082"] + UNLABELLED_IDS
+    assert len(get_ACDC_split_policy("25_shot_upperbound", 0)["train"]) == 50
+
+
+def test_overlap_is_kept_and_logged(caplog):
+    with caplog.at_level(logging.WARNING):
+        split = get_ACDC_split_policy("10", 1)
+    assert {"002", "022"} <= set(split["train"]) & set(split["validate"])
+    assert "002" in caplog.text and "both train and validate" in caplog.text
+    assert train_validate_overlap("one_shot", 3) == ["062"]
+    assert train_validate_overlap("standard", 0) == []
+
+
+@pytest.mark.parametrize("cval", [-1, 5, 1.5, "0", True])
+def test_bad_cval(cval):
+    with pytest.raises(ValueError, match="cval"):
+        get_ACDC_split_policy("10", cval)
+
+
+@pytest.mark.parametrize("identifier", ["ten", "", "0", "-3", "nan"])
+def test_bad_identifier_value_error(identifier):
+    with pytest.raises(ValueError, match="data_setting"):
+        get_ACDC_split_policy(identifier, 0)
+
+
+@pytest.mark.parametrize("identifier", ["41", "100", "five_shot"])
+def test_unsupported_identifier(identifier):
+    with pytest.raises(NotImplementedError, match="data_setting"):
+        get_ACDC_split_policy(identifier, 0)

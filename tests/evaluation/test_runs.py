@@ -1,0 +1,64 @@
+"""Which checkpoints medseg-test evaluates and where their reports go."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medseg.evaluation.runs import Run, cval_from_path, discover_runs, parse_method_specs, report_dir
+
+
+def make_run(root: Path, *parts: str) -> Path:
+    path = root.joinpath(*parts, "model", "best", "checkpoints")
+    path.mkdir(parents=True)
+    return path
+
+
+def test_discover_runs_one_method_per_config_name(tmp_path):
+    make_run(tmp_path, "train_ACDC_10_n_cls_4", "cooperative_training", "0")
+    make_run(tmp_path, "train_ACDC_10_n_cls_4", "cooperative_training", "1")
+    make_run(tmp_path, "train_ACDC_10_n_cls_4", "standard_training", "0")
+    (tmp_path / "train_ACDC_10_n_cls_4" / "standard_training" / "0" / "model" / "3").mkdir()
+    runs = discover_runs(tmp_path)
+    assert [(r.method, r.cval) for r in runs] == [
+        ("cooperative_training", 0),
+        ("cooperative_training", 1),
+        ("standard_training", 0),
+    ]
+    assert [r.cval for r in discover_runs(tmp_path, cvals=[1])] == [1]
+
+
+def test_discover_runs_disambiguates_settings(tmp_path):
+    make_run(tmp_path, "train_ACDC_10_n_cls_4", "coop", "0")
+    make_run(tmp_path, "train_ACDC_full_n_cls_4", "coop", "0")
+    assert sorted(r.method for r in discover_runs(tmp_path)) == [
+        "train_ACDC_10_n_cls_4/coop",
+        "train_ACDC_full_n_cls_4/coop",
+    ]
+
+
+def test_discover_runs_errors_name_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing"):
+        discover_runs(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="no run folder"):
+        discover_runs(tmp_path)
+
+
+def test_parse_method_specs_with_cval_template():
+    runs = parse_method_specs(["coop=saved/x/{cval}/model/best/checkpoints", "std=saved/y/2/model/best/checkpoints"], [0, 2])
+    assert [(r.method, r.cval, str(r.checkpoint_dir)) for r in runs] == [
+        ("coop", 0, "saved/x/0/model/best/checkpoints"),
+        ("coop", 2, "saved/x/2/model/best/checkpoints"),
+        ("std", 2, "saved/y/2/model/best/checkpoints"),
+    ]
+    with pytest.raises(ValueError, match="NAME=CHECKPOINT_DIR"):
+        parse_method_specs(["just_a_path"])
+    with pytest.raises(ValueError, match="no --cval"):
+        parse_method_specs(["a=x/{cval}"])
+
+
+def test_report_dir_replaces_checkpoints_component():
+    assert report_dir("a/0/model/best/checkpoints", "MM") == Path("a/0/model/best/report/MM")
+    assert cval_from_path("a/3/model/best/checkpoints") == 3
+    assert Run("m", Path("x"), 1).label == "m (cval 1)"

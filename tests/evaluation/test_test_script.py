@@ -1,0 +1,131 @@
+"""medseg-test end to end: a briefly trained model tested on tiny ACDC / ACDC-C / M&Ms folders."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from medseg.dataset_loader.crop import crop_or_pad
+from medseg.dataset_loader.nifti import read_volume
+from medseg.test_ACDC_triplet_segmentation import main
+from tests.tiny_data import write_subjects, write_tiny_acdc, write_tiny_mm
+
+REPO = Path(__file__).resolve().parents[2]
+SHAPE = (3, 40, 48)
+
+
+def write_data(root: Path) -> Path:
+    write_tiny_acdc(root / "ACDC", pids=["007", "001"], shape=SHAPE)  # 001 is a training subject: not tested
+    write_subjects(root / "ACDC-C" / "RandomBias", ["007_0"], shape=SHAPE, seed=3)
+    write_subjects(root / "ACDC-C" / "RandomMotion", ["007_0"], shape=SHAPE, seed=4)
+    write_tiny_mm(root / "MM", n_per_vendor=1, vendors="AB", shape=SHAPE)
+    (root / "ACDC-C" / "RandomSpike").mkdir()  # empty artefact folder
+    return root
+
+
+def train_tiny_model(run_root: Path, data_root: Path, iterations: int = 2) -> Path:
+    """A few cooperative-training steps on 64×64 crops of the tiny ACDC volume, saved in the run layout."""
+    from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
+    from medseg.training.step import train_step
+
+    torch.manual_seed(0)
+    image = read_volume(data_root / "ACDC" / "001" / "ED_img.nii.gz").array
+    label = read_volume(data_root / "ACDC" / "001" / "ED_seg.nii.gz").array
+    x = torch.from_numpy(crop_or_pad(image, (64, 64))[0][:2, None].astype(np.float32))  # (2, 1, 64, 64)
+    y = torch.from_numpy(crop_or_pad(label, (64, 64))[0][:2].astype(np.int64))  # (2, 64, 64)
+    model = AdvancedTripletReconSegmentationModel(device="cpu", n_iter=2)
+    for step in range(iterations):
+        out = train_step(model, x, y, latent_da=True, generator=torch.Generator().manual_seed(step))
+        assert np.isfinite(out.losses["loss/total"])
+    return model.save_model(run_root / "train_ACDC_10_n_cls_4" / "cooperative_training" / "0" / "model", "best")
+
+
+@pytest.mark.slow
+def test_end_to_end_reports(tmp_path, capsys):
+    data = write_data(tmp_path / "data")
+    runs = tmp_path / "saved"
+    checkpoint = train_tiny_model(runs, data)
+    code = main(
+        [
+            "--runs_dir", str(runs), "--data_root", str(data), "--metrics", "Dice", "HD95",
+            "--save_predictions", "--no_progress", "--batch_slices", "2",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| method | ACDC | RandomBias | RandomMotion | MM | avg_all | avg_ood |" in printed
+    assert "| cooperative_training |" in printed
+
+    report = checkpoint.parent / "report"
+    assert sorted(p.name for p in report.iterdir()) == ["ACDC", "MM", "RandomBias", "RandomMotion"]
+    for name, n_volumes in (("ACDC", 2), ("RandomBias", 2), ("RandomMotion", 2), ("MM", 4)):
+        folder = report / name
+        expected = {"iter_2_summary.csv", "iter_2_detailed.csv", "iter_2_describe.csv", "iter_2_info.json", "predictions"}
+        if name == "MM":
+            expected |= {"iter_2_vendor_summary.csv", "iter_2_vendor_detailed.csv"}
+        assert {p.name for p in folder.iterdir()} == expected
+        detailed = pd.read_csv(folder / "iter_2_detailed.csv")
+        assert list(detailed.columns) == ["patient_id", "LV_Dice", "MYO_Dice", "RV_Dice", "LV_HD95", "MYO_HD95", "RV_HD95"]
+        assert len(detailed) == n_volumes
+        assert detailed[["LV_Dice", "MYO_Dice", "RV_Dice"]].notna().all().all()
+        assert (folder / "iter_2_summary.csv").read_text().splitlines()[0].startswith("LV_Dice,MYO_Dice,RV_Dice")
+        assert len(list((folder / "predictions").glob("*_pred.nii.gz"))) == n_volumes
+    assert list(pd.read_csv(report / "ACDC" / "iter_2_detailed.csv")["patient_id"]) == ["007_ED", "007_ES"]
+
+    # predictions overlay the original images
+    pred = read_volume(report / "ACDC" / "predictions" / "007_ES_pred.nii.gz")
+    image = read_volume(data / "ACDC" / "007" / "ES_img.nii.gz")
+    assert pred.array.shape == image.array.shape and pred.spacing == image.spacing and pred.origin == image.origin
+
+    summary = pd.read_csv(runs / "summary.csv")
+    assert list(summary["method"]) == ["cooperative_training"]
+    for column in ("ACDC", "ACDC_LV_Dice", "RandomBias", "MM", "MM_RV_Dice", "avg_all", "avg_ood", "MM_HD95"):
+        assert column in summary.columns
+    ds = ["ACDC", "RandomBias", "RandomMotion", "MM"]
+    assert summary.loc[0, "avg_all"] == pytest.approx(summary.loc[0, ds].mean(), abs=1e-3)
+    assert summary.loc[0, "avg_ood"] == pytest.approx(summary.loc[0, ds[1:]].mean(), abs=1e-3)
+    md = (runs / "summary.md").read_text()
+    assert "RandomSpike" in md and "RandomGhosting" in md  # skipped sets are reported
+    warnings = (runs / "warnings.txt").read_text()
+    assert "RandomGhosting: test set folder" in warnings and "does not exist" in warnings
+    assert "RandomSpike: no subject" in warnings
+    assert (runs / "dice_boxplot.png").stat().st_size > 1000
+
+
+def test_checkpoint_missing_a_module_file_names_it(tmp_path, fresh_checkpoint, capsys):
+    broken = tmp_path / "m" / "0" / "model" / "best" / "checkpoints"
+    shutil.copytree(fresh_checkpoint, broken)
+    (broken / "shape_decoder.pth").unlink()
+    code = main(["--methods", f"m={broken}", "--data_root", str(tmp_path), "--no_progress"])
+    assert code == 2
+    assert "shape_decoder.pth" in capsys.readouterr().err
+
+
+def test_checkpoint_of_another_architecture_names_the_file(tmp_path, fresh_checkpoint, capsys):
+    other = tmp_path / "other" / "checkpoints"
+    shutil.copytree(fresh_checkpoint, other)
+    state = torch.load(other / "segmentation_decoder.pth", weights_only=True)
+    last = sorted(k for k in state if k.endswith("weight"))[-1]
+    state[last] = torch.zeros((7,) + tuple(state[last].shape[1:]))  # e.g. a 7-class decoder
+    torch.save(state, other / "segmentation_decoder.pth")
+    code = main(["--methods", f"x={other}", "--data_root", str(tmp_path), "--no_progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "segmentation_decoder.pth" in err
+
+
+def test_script_runs_as_a_file_and_as_a_module():
+    for command in (
+        [sys.executable, "medseg/test_ACDC_triplet_segmentation.py", "--help"],
+        [sys.executable, "-m", "medseg.test_ACDC_triplet_segmentation", "--help"],
+    ):
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "--runs_dir" in done.stdout and "--batch_slices" in done.stdout
