@@ -54,47 +54,27 @@ def _check_spacing(spacing: Sequence[float] | None, ndim: int) -> tuple[float, .
 
 
 # ----------------------------------------------------------------------------------------------------------- Dice
-def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.ndarray:
-    """Voxel confusion matrix ``cm[g, p]`` (rows ground truth, columns prediction).
-
-    Args:
-        pred: integer label map, any shape.
-        gt: integer label map of the same shape. Values outside ``[0, num_classes)`` in either map are counted in an
-            extra last row/column (so they belong to no class).
-        num_classes: number of classes ``K``.
-
-    Returns:
-        ``(K + 1, K + 1)`` int64 matrix.
-    """
-    _check_pair(pred, gt)
-    p = np.asarray(pred).astype(np.int64, copy=False).ravel()
-    g = np.asarray(gt).astype(np.int64, copy=False).ravel()
-    p = np.where((p >= 0) & (p < num_classes), p, num_classes)
-    g = np.where((g >= 0) & (g < num_classes), g, num_classes)
-    k = num_classes + 1
-    return np.bincount(g * k + p, minlength=k * k).reshape(k, k)
-
-
 def dice_per_class(pred: np.ndarray, gt: np.ndarray, classes: Sequence[int]) -> np.ndarray:
-    """Dice of each class over the whole array, in one pass (confusion matrix).
+    """Dice of each class over the whole array (e.g. a 3D stack), vectorised over voxels.
 
     Args:
         pred: integer label map, e.g. ``(Z, H, W)``.
-        gt: integer label map of the same shape.
+        gt: integer label map of the same shape. Values that are not in ``classes`` belong to no scored class.
         classes: class values to score (e.g. ``(1, 2, 3)`` for LV, MYO, RV).
 
     Returns:
         ``(len(classes),)`` float64 array; 0.0 for a class absent from both maps (spec j.30).
     """
-    classes = [int(c) for c in classes]
-    num_classes = max(classes) + 1 if classes else 1
-    cm = confusion_matrix(pred, gt, num_classes)
-    idx = np.asarray(classes, dtype=np.int64)
-    intersection = cm[idx, idx].astype(np.float64)
-    sizes = cm[idx, :].sum(axis=1) + cm[:, idx].sum(axis=0)
+    _check_pair(pred, gt)
+    pred = np.asarray(pred)
+    gt = np.asarray(gt)
     out = np.zeros(len(classes), dtype=np.float64)
-    nonzero = sizes > 0
-    out[nonzero] = 2.0 * intersection[nonzero] / sizes[nonzero]
+    for k, value in enumerate(classes):
+        p = pred == value
+        g = gt == value
+        size = np.count_nonzero(p) + np.count_nonzero(g)
+        if size:
+            out[k] = 2.0 * np.count_nonzero(p & g) / size
     return out
 
 

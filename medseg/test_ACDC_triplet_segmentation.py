@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--n_iter must be >= 1, got {args.n_iter}")
     if args.batch_slices < 1:
         parser.error(f"--batch_slices must be >= 1, got {args.batch_slices}")
+    if not args.data_root.is_dir():
+        parser.error(f"--data_root {args.data_root} does not exist; expected a folder holding ACDC/, ACDC-C/, MM/")
 
     from medseg.evaluation.aggregate import class_columns, format_table, main_columns
     from medseg.evaluation.runner import CheckpointError, run_tests

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--settings", default="20x192,4x128", help="comma-separated BATCHxSIZE list")
     parser.add_argument("--iters", type=int, default=3, help="timed iterations per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations per measurement")
-    parser.add_argument("--modes", default="standard,cooperative,predict", help="subset of standard,cooperative,predict")
+    parser.add_argument("--modes", default="standard,cooperative,predict", help="comma-separated subset")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-mallopt", action="store_true", help="leave glibc's allocator at its defaults")
     parser.add_argument("--no-channels-last", action="store_true", help="use contiguous NCHW activations")

@@ -63,7 +63,10 @@ def test_dice_per_class_matches_binary_dice_and_monai():
     scores = metrics.dice_per_class(pred, gt, (1, 2, 3))
     for k, c in enumerate((1, 2, 3)):
         assert scores[k] == pytest.approx(medpy_binary.dc(pred == c, gt == c), abs=1e-6)
-    one_hot = lambda x: torch.nn.functional.one_hot(torch.from_numpy(x), 4).permute(3, 0, 1, 2)[None].float()  # noqa: E731
+
+    def one_hot(x):
+        return torch.nn.functional.one_hot(torch.from_numpy(x), 4).permute(3, 0, 1, 2)[None].float()
+
     ref = compute_dice(one_hot(pred), one_hot(gt), include_background=False)[0].numpy()
     np.testing.assert_allclose(scores[:2], ref[:2], atol=1e-6)
 
@@ -98,7 +101,10 @@ def test_masks_touching_the_array_border():
         assert fn(a, b, (3.0, 1.0, 1.0)) == pytest.approx(ref(a, b, (3.0, 1.0, 1.0)))
 
 
-@pytest.mark.parametrize("fn", [metrics.hausdorff_distance, metrics.hd95, metrics.assd, metrics.slice_hausdorff_distance])
+DISTANCES = [metrics.hausdorff_distance, metrics.hd95, metrics.assd, metrics.slice_hausdorff_distance]
+
+
+@pytest.mark.parametrize("fn", DISTANCES)
 def test_distances_of_empty_masks_are_nan(fn):
     a = np.zeros((3, 10, 10), bool)
     b = np.zeros_like(a)

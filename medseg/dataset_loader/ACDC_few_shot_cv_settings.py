@@ -82,7 +82,8 @@ def seeded_subset(pool: list[str], n_train: int, seed: int) -> list[str]:
         seed: the ``random_state`` (the cval fold in the published splits).
 
     Returns:
-        The ``n_train`` selected subjects, in sklearn's order (the whole pool in its order when ``n_train == len(pool)``).
+        The ``n_train`` selected subjects in sklearn's order (the whole pool, in order, when
+        ``n_train == len(pool)``).
     """
     n = len(pool)
     if not 1 <= n_train <= n:
@@ -155,7 +156,9 @@ def get_ACDC_split_policy(identifier: str, cval: int) -> dict[str, list[str] | s
         elif identifier == "25_shot_upperbound":
             train = seeded_subset(LABELLED_POOL, 25, cval)
         else:
-            raise NotImplementedError(f"unsupported data_setting {identifier!r}; shot settings: {list(SHOT_IDENTIFIERS)}")
+            raise NotImplementedError(
+                f"unsupported data_setting {identifier!r}; shot settings: {list(SHOT_IDENTIFIERS)}"
+            )
         if identifier.endswith("_upperbound"):
             train = train + list(UNLABELLED_IDS)
     else:

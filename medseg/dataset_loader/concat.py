@@ -78,7 +78,10 @@ class ConcatDataSet(Dataset):
     def get_patient_data_for_testing(
         self, pid_index: int, crop_size: int | tuple[int, int] = 192, normalize_2D: bool = False  # noqa: N803
     ) -> PatientVolume:
-        """Forward to the part holding patient ``pid_index`` (see :meth:`BaseSegmentationDataset.get_patient_data_for_testing`)."""
+        """Forward to the part holding patient ``pid_index``.
+
+        See :meth:`BaseSegmentationDataset.get_patient_data_for_testing`.
+        """
         part, local = self.locate_patient(pid_index)
         self._last = self.datasets[part]
         return self._last.get_patient_data_for_testing(local, crop_size=crop_size, normalize_2D=normalize_2D)

@@ -15,7 +15,8 @@ files are kept unless ``--overwrite`` is given.
 
 Usage::
 
-    python medseg/dataset_loader/generate_artefacted_data.py --input DIR/ACDC --output DIR/ACDC-C [--copies 3] [--seed 0]
+    python medseg/dataset_loader/generate_artefacted_data.py --input DIR/ACDC --output DIR/ACDC-C \
+        [--copies 3] [--seed 0] [--subjects 007 008] [--overwrite]
     python -m medseg.dataset_loader.generate_artefacted_data --input ...
 """
 
@@ -147,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cases = generate_acdc_c(
-        args.input, args.output, subjects=args.subjects, copies=args.copies, seed=args.seed, overwrite=args.overwrite)
+        args.input, args.output, subjects=args.subjects, copies=args.copies, seed=args.seed, overwrite=args.overwrite
+    )
     logger.info("ACDC-C written to %s (%d case folders)", args.output, len(cases))
     return 0
 

@@ -86,11 +86,13 @@ def read_volume(
         raise ValueError(f"{path}: expected {kind}, got an array of shape {array.shape} ({array.ndim}D)")
     if array.size == 0:
         raise ValueError(f"{path}: the volume has no voxels (shape {array.shape})")
+    stored_float = image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64)
+    if not allow_nonfinite and stored_float:
+        n_bad = int((~np.isfinite(array)).sum()) or _nonfinite_in_nifti(path)
+        if n_bad:
+            raise ValueError(f"{path}: {n_bad} voxels are NaN or Inf; expected finite intensities")
     if dtype is not None:
         array = array.astype(dtype, copy=False)
-    if not allow_nonfinite and np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        n_bad = int((~np.isfinite(array)).sum())
-        raise ValueError(f"{path}: {n_bad} voxels are NaN or Inf; expected finite intensities")
     return Volume(
         array=array,
         spacing=tuple(float(s) for s in image.GetSpacing()),
@@ -98,6 +100,16 @@ def read_volume(
         direction=tuple(float(d) for d in image.GetDirection()),
         path=path,
     )
+
+
+def _nonfinite_in_nifti(path: Path) -> int:
+    """Count NaN/Inf voxels of a float NIfTI file as stored (ITK's NIfTI reader silently turns them into 0)."""
+    if not path.name.endswith((".nii", ".nii.gz")):
+        return 0
+    import nibabel as nib
+
+    data = np.asanyarray(nib.load(str(path)).dataobj)
+    return int((~np.isfinite(data)).sum()) if np.issubdtype(data.dtype, np.floating) else 0
 
 
 def to_sitk(volume: Volume) -> sitk.Image:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import zoom
 
 from medseg.dataset_loader.nifti import write_volume
 from medseg.dataset_loader.synthetic_anatomy import GROUPS, LV, MYO, RV, heart_box, heart_geometry, heart_labels
@@ -70,7 +71,7 @@ class SyntheticSettings:
     fov_mm: tuple[float, float] = (260.0, 380.0)
     spacing_scale: float = 1.0
     n_slices: tuple[int, int] = (6, 12)
-    mnms_frames: tuple[int, int] = (10, 16)
+    mnms_frames: tuple[int, int] = (8, 13)
     acdc_frames: tuple[int, int] = (20, 35)
 
 
@@ -108,7 +109,11 @@ def render_stack(
     appearance = sample_appearance(domain, rng)
     grid = make_grid(anatomy, (h, w), spacing)
     positions = np.linspace(*anatomy.u_range, n_slices)
-    backgrounds = [render_background(anatomy, grid, float(u), appearance.contrast) for u in positions]
+    # Smooth tissue inhomogeneity of the surroundings (flat grey organs look synthetic).
+    coarse = rng.normal(0.0, 1.0, (n_slices, 5, 5)).astype(np.float32)
+    texture = 1.0 + 0.07 * zoom(coarse, (1.0, h / 5, w / 5), order=1, mode="nearest", grid_mode=True)
+    backgrounds = [render_background(anatomy, grid, float(u), appearance.contrast) * texture[z]
+                   for z, u in enumerate(positions)]
     bias = bias_field((n_slices, h, w), appearance)
     box = heart_box(anatomy, grid)  # the heart is drawn only inside its bounding box (speed)
     polars = [heart_polar(anatomy, grid.crop(box), float(u)) for u in positions]

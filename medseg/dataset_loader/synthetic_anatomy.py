@@ -146,8 +146,8 @@ def sample_anatomy(rng: np.random.Generator, fov: tuple[float, float], group: st
     harmonics = np.stack([rng.uniform(0.0, 0.05, (2, 3)), rng.uniform(0.0, 2 * math.pi, (2, 3))], axis=-1)
     pap_side = np.array([1.0, -1.0])
     papillary = np.stack(
-        [rv_angle + math.pi + pap_side * rng.uniform(0.8, 1.25, 2), rng.uniform(0.55, 0.7, 2),
-         radius * rng.uniform(0.15, 0.24, 2)],
+        [rv_angle + math.pi + pap_side * rng.uniform(0.8, 1.25, 2), rng.uniform(0.62, 0.75, 2),
+         radius * rng.uniform(0.13, 0.2, 2)],
         axis=1,
     )
     direction = rng.uniform(0, 2 * math.pi, 3)
@@ -350,7 +350,7 @@ def heart_geometry(anatomy: Anatomy, polar: HeartPolar, c: float) -> HeartSlice:
     pap_weight = math.sin(math.pi * min(max((u - 0.15) / 0.7, 0.0), 1.0)) ** 0.5
     if pap_weight > 0 and endo_r > 0:
         for angle, position, size in a.papillary:
-            r = size * pap_weight * (1.0 + 0.25 * c)
+            r = size * pap_weight * (1.0 - 0.3 * c)  # the cavity shrinks around them at ES
             bx = cx + position * endo_r * math.cos(angle)
             by = cy + position * endo_r * math.sin(angle)
             pap = np.minimum(pap, np.hypot(polar.px - bx, polar.py - by) - r)

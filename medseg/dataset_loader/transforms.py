@@ -145,7 +145,9 @@ def rotation_matrix(degrees: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
-def affine_matrix(theta_deg: float, shift_rows: float, shift_cols: float, zoom_rows: float, zoom_cols: float) -> np.ndarray:
+def affine_matrix(
+    theta_deg: float, shift_rows: float, shift_cols: float, zoom_rows: float, zoom_cols: float
+) -> np.ndarray:
     """Composite pull matrix ``R · T · S · Z`` of the torchsample affine (shear 0, so S = I)."""
     translation = np.array([[1.0, 0.0, shift_rows], [0.0, 1.0, shift_cols], [0.0, 0.0, 1.0]])
     zoom = np.diag([zoom_rows, zoom_cols, 1.0])

@@ -62,7 +62,8 @@ def run_row(entry: RunResults, datasets: Sequence[str]) -> dict[str, float]:
             row[f"{name}_{column}"] = float(class_means[column])
         other_metrics = [m for m in dict.fromkeys(c.split("_", 1)[1] for c in result.metric_columns) if m != "Dice"]
         for metric in other_metrics:
-            row[f"{name}_{metric}"] = _nanmean([class_means[c] for c in result.metric_columns if c.endswith(f"_{metric}")])
+            columns = [c for c in result.metric_columns if c.endswith(f"_{metric}")]
+            row[f"{name}_{metric}"] = _nanmean([class_means[c] for c in columns])
     row["avg_all"] = _nanmean(list(dataset_means.values()))
     row["avg_ood"] = _nanmean([v for k, v in dataset_means.items() if k != IN_DOMAIN])
     return row
@@ -180,7 +181,8 @@ def box_plot(entries: Sequence[RunResults], datasets: Sequence[str], path: PathL
     shown = [d for d in datasets if any(d in e.results for e in entries)]
     if not shown or not methods:
         return None
-    fig, axes = plt.subplots(1, len(shown), figsize=(max(3.0, 1.0 + 0.8 * len(methods)) * len(shown), 4.0), squeeze=False)
+    panel_width = max(3.0, 1.0 + 0.8 * len(methods))
+    fig, axes = plt.subplots(1, len(shown), figsize=(panel_width * len(shown), 4.0), squeeze=False)
     for ax, name in zip(axes[0], shown):
         data = []
         for method in methods:

@@ -108,7 +108,10 @@ def build_test_set(name: str, data_root: PathLike, frames: Sequence[str] = ("ED"
         missing = [pid for pid in candidates if pid not in present]
         if missing and present:
             shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-            note = f"{name}: {len(missing)} subjects have no {frame} image/label pair under {folder} and are skipped: {shown}"
+            note = (
+                f"{name}: {len(missing)} subjects have no {frame} image/label pair under {folder} and are "
+                f"skipped: {shown}"
+            )
             logger.warning(note)
             notes.append(note)
         if present:

@@ -66,7 +66,9 @@ def check_checkpoints(runs: Sequence[Run]) -> None:
         try:
             check_checkpoint(run.checkpoint_dir)
         except (FileNotFoundError, ValueError, RuntimeError, KeyError) as err:
-            raise CheckpointError(f"method {run.label}: cannot load checkpoint folder {run.checkpoint_dir}: {err}") from err
+            raise CheckpointError(
+                f"method {run.label}: cannot load checkpoint folder {run.checkpoint_dir}: {err}"
+            ) from err
 
 
 def run_tests(
@@ -145,7 +147,9 @@ def run_tests(
                 notes.append(f"{run.label}: {name}: no patient could be evaluated")
                 continue
             entry.results[name] = result
-            logger.info("%s on %s: mean Dice %.4f over %d volumes", run.label, name, result.mean_dice(), len(result.detailed))
+            logger.info(
+                "%s on %s: mean Dice %.4f over %d volumes", run.label, name, result.mean_dice(), len(result.detailed)
+            )
         entries.append(entry)
         del model
     table, paths = write_aggregate(entries, datasets, output_dir, n_iter, notes)

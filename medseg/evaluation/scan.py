@@ -1,4 +1,6 @@
-"""Segmenting a new scan: the preprocessing of spec e.3, the network, and the way back to the input geometry.
+"""Segmenting a new scan: preprocessing (spec e.3), the network, and the way back to the input geometry.
+
+The preprocessing functions are those of :mod:`medseg.dataset_loader.preprocessing`.
 
 Steps for a 3D volume ``(Z, H, W)``: (1) clip to the [2nd, 98th] intensity percentiles of the volume and rescale to
 [0, 1]; (2) resample in-plane to 1.36719 mm (linear; z spacing and slice count unchanged; skipped within 1e-4 mm);
@@ -16,15 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from medseg.dataset_loader.base_segmentation_dataset import resample_in_plane
 from medseg.dataset_loader.crop import CropInfo, crop_or_pad
 from medseg.dataset_loader.nifti import Volume
-from medseg.evaluation.geometry import same_grid, to_reference_grid
+from medseg.dataset_loader.preprocessing import TARGET_SPACING_XY, normalize_percentile, resample_in_plane
+from medseg.evaluation.geometry import to_reference_grid
 from medseg.evaluation.inference import predict_stack
 
 logger = logging.getLogger(__name__)
 
-TARGET_SPACING_XY = (1.36719, 1.36719)
 CROP_SIZE = (192, 192)
 # model classes 0 BG, 1 LV, 2 MYO, 3 RV -> written values
 LABEL_CONVENTIONS: dict[str, np.ndarray] = {
@@ -32,13 +33,6 @@ LABEL_CONVENTIONS: dict[str, np.ndarray] = {
     "mnms": np.array([0, 1, 2, 3], dtype=np.uint8),  # M&Ms native labels are LV/MYO/RV already (spec e.4)
     "acdc_raw": np.array([0, 3, 2, 1], dtype=np.uint8),  # ACDC raw: 1 RV, 2 MYO, 3 LV
 }
-
-
-def normalize_percentile(array: np.ndarray, lower: float = 2.0, upper: float = 98.0) -> np.ndarray:
-    """Clip a volume to its ``[lower, upper]`` percentiles and rescale to [0, 1] (spec e.3, eps 1e-10)."""
-    low, high = np.percentile(array, [lower, upper])
-    clipped = np.clip(array.astype(np.float32), low, high)
-    return ((clipped - low) / (high - low + 1e-10)).astype(np.float32)
 
 
 def select_frame(volume: Volume, frame: int | None) -> Volume:
@@ -94,10 +88,8 @@ def prepare_scan(volume: Volume) -> PreparedScan:
         raise ValueError(f"{volume.name}: prepare_scan expects a 3D volume, got shape {volume.array.shape}")
     if not np.isfinite(volume.array).all():
         raise ValueError(f"{volume.name}: the image holds NaN or Inf voxels; expected finite intensities")
-    normalized = volume.with_array(normalize_percentile(volume.array))
-    grid = normalized
-    if not same_grid(tuple(volume.spacing[:2]), TARGET_SPACING_XY):
-        grid = resample_in_plane(normalized, TARGET_SPACING_XY, is_label=False)
+    normalized = volume.with_array(normalize_percentile(volume.array))  # the preprocessing steps of spec e.3
+    grid = resample_in_plane(normalized, TARGET_SPACING_XY, is_label=False)  # no-op within 1e-4 mm
     image, info = crop_or_pad(grid.array.astype(np.float32), CROP_SIZE)  # (Z, 192, 192)
     return PreparedScan(torch.from_numpy(np.ascontiguousarray(image))[:, None], info, tuple(grid.spacing), volume)
 

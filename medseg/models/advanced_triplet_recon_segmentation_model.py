@@ -17,7 +17,7 @@ import itertools
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from medseg.models import checkpoint as ckpt
-from medseg.models.encoder_decoder import MODULE_NAMES, NETWORK_TYPES, get_network
+from medseg.models.encoder_decoder import NETWORK_TYPES, get_network
 from medseg.models.init_weight import init_weights
 from medseg.models.losses import basic_loss_fn
 from medseg.models.model_util import MaskSpec, _disable_tracking_bn_stats, make_one_hot, perturb_latent_code
 from medseg.models.running_score import runningScore
-from medseg.utils.io import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +90,9 @@ class AdvancedTripletReconSegmentationModel:
         channels_last: bool | None = None,
     ) -> None:
         if network_type not in NETWORK_TYPES:
-            raise NotImplementedError(f"network_type {network_type!r} is not implemented; expected one of {NETWORK_TYPES}")
+            raise NotImplementedError(
+                f"network_type {network_type!r} is not implemented; expected one of {NETWORK_TYPES}"
+            )
         self.network_type = network_type
         self.image_ch = image_ch
         self.learning_rate = learning_rate
@@ -121,7 +122,9 @@ class AdvancedTripletReconSegmentationModel:
 
     def get_network(self) -> dict[str, nn.Module]:
         """Build the five modules (published dict order) without moving or initialising them."""
-        return get_network(self.network_type, self.image_ch, self.num_classes, self.encoder_dropout, self.decoder_dropout)
+        return get_network(
+            self.network_type, self.image_ch, self.num_classes, self.encoder_dropout, self.decoder_dropout
+        )
 
     def init_model(self, checkpoint_dir: str | os.PathLike | None = None) -> dict[str, nn.Module]:
         """Build the modules, then load ``checkpoint_dir`` strictly or apply the Kaiming init of spec a.3."""
@@ -348,7 +351,11 @@ class AdvancedTripletReconSegmentationModel:
         self.running_metric.reset()
 
     def get_recon_diff(self, input: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Analysis helper in eval mode: ``(|x - recon|, |refined - initial|, initial logits, refined logits, recon)``."""
+        """Analysis helper (eval mode).
+
+        Returns:
+            ``(|x - recon|, |refined - initial|, initial logits, refined logits, recon)``.
+        """
         self.eval()
         with torch.no_grad():
             x = self._input(input)
@@ -561,16 +568,9 @@ class AdvancedTripletReconSegmentationModel:
 
         ``extra`` must hold only weights-only-loadable values (tensors, numbers, strings, lists/dicts/tuples of them).
         """
-        target = Path(path) if path is not None else Path(save_dir) / "interrupted" / "checkpoints" / f"{self.network_type}.pkl"
-        snapshot = {
-            "network_type": self.network_type,
-            "epoch": int(epoch),
-            "model_state": self.state_dict(),
-            "optimizer_state": {name: opt.state_dict() for name, opt in self.optimizers.items()},
-            "extra": dict(extra) if extra else {},
-        }
-        atomic_torch_save(snapshot, target)
-        return target
+        default = Path(save_dir) / "interrupted" / "checkpoints" / f"{self.network_type}.pkl"
+        target = Path(path) if path is not None else default
+        return ckpt.save_snapshot(target, self.network_type, epoch, self.model, self.optimizers, extra)
 
     def load_snapshots(self, path: str | os.PathLike) -> dict[str, Any]:
         """Strictly restore module and optimiser states from a snapshot.
@@ -581,24 +581,7 @@ class AdvancedTripletReconSegmentationModel:
         Raises:
             FileNotFoundError, ValueError: naming the file, for a missing, unsafe or mismatched snapshot.
         """
-        snapshot = ckpt.safe_load(path, self.device)
-        required = ("network_type", "epoch", "model_state", "optimizer_state")
-        if not isinstance(snapshot, dict) or any(key not in snapshot for key in required):
-            raise ValueError(f"snapshot {path} must be a dict with keys {list(required)}")
-        if snapshot["network_type"] != self.network_type:
-            raise ValueError(
-                f"snapshot {path} was saved for network_type {snapshot['network_type']!r}, model is {self.network_type!r}"
-            )
-        for name, module in self.model.items():
-            if name not in snapshot["model_state"] or name not in snapshot["optimizer_state"]:
-                raise ValueError(f"snapshot {path} has no state for module {name!r}")
-            ckpt.load_state_strict(module, snapshot["model_state"][name], f"snapshot {path} [{name}]")
-        for name, optimizer in self.optimizers.items():
-            try:
-                optimizer.load_state_dict(snapshot["optimizer_state"][name])
-            except (ValueError, KeyError, RuntimeError) as err:
-                raise ValueError(f"snapshot {path}: optimizer state of {name!r} does not match: {err}") from err
-        return {"epoch": int(snapshot["epoch"]), "extra": snapshot.get("extra", {}), "network_type": self.network_type}
+        return ckpt.load_snapshot(path, self.network_type, self.model, self.optimizers, self.device)
 
     def __repr__(self) -> str:
         return (
@@ -606,8 +589,3 @@ class AdvancedTripletReconSegmentationModel:
             f"image_ch={self.image_ch}, device={self.device}, n_iter={self.n_iter})"
         )
 
-
-def iter_losses(losses: Iterable[Tensor]) -> list[float]:
-    """Convert scalar tensors to floats with one host transfer."""
-    values = list(losses)
-    return torch.stack([v.detach().reshape(()) for v in values]).tolist() if values else []

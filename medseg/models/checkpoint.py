@@ -108,3 +108,60 @@ def save_modules(modules: Mapping[str, nn.Module], directory: PathLike) -> Path:
     for name, module in modules.items():
         atomic_torch_save(plain_state_dict(module), directory / f"{name}.pth")
     return directory
+
+
+SNAPSHOT_KEYS = ("network_type", "epoch", "model_state", "optimizer_state")
+
+
+def save_snapshot(
+    path: PathLike,
+    network_type: str,
+    epoch: int,
+    modules: Mapping[str, nn.Module],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Atomically write ``{'network_type', 'epoch', 'model_state', 'optimizer_state', 'extra'}`` to ``path``."""
+    snapshot = {
+        "network_type": network_type,
+        "epoch": int(epoch),
+        "model_state": {name: plain_state_dict(module) for name, module in modules.items()},
+        "optimizer_state": {name: optimizer.state_dict() for name, optimizer in optimizers.items()},
+        "extra": dict(extra) if extra else {},
+    }
+    atomic_torch_save(snapshot, path)
+    return Path(path)
+
+
+def load_snapshot(
+    path: PathLike,
+    network_type: str,
+    modules: Mapping[str, nn.Module],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    device: torch.device,
+) -> dict[str, Any]:
+    """Strictly restore modules and optimisers from a snapshot written by :func:`save_snapshot`.
+
+    Returns:
+        ``{'epoch': int, 'extra': dict, 'network_type': str}``.
+
+    Raises:
+        FileNotFoundError, ValueError: naming the file, for a missing, unsafe or mismatched snapshot.
+    """
+    snapshot = safe_load(path, device)
+    if not isinstance(snapshot, dict) or any(key not in snapshot for key in SNAPSHOT_KEYS):
+        raise ValueError(f"snapshot {path} must be a dict with keys {list(SNAPSHOT_KEYS)}")
+    if snapshot["network_type"] != network_type:
+        raise ValueError(
+            f"snapshot {path} was saved for network_type {snapshot['network_type']!r}, model is {network_type!r}"
+        )
+    for name, module in modules.items():
+        if name not in snapshot["model_state"] or name not in snapshot["optimizer_state"]:
+            raise ValueError(f"snapshot {path} has no state for module {name!r}")
+        load_state_strict(module, snapshot["model_state"][name], f"snapshot {path} [{name}]")
+    for name, optimizer in optimizers.items():
+        try:
+            optimizer.load_state_dict(snapshot["optimizer_state"][name])
+        except (ValueError, KeyError, RuntimeError) as err:
+            raise ValueError(f"snapshot {path}: optimizer state of {name!r} does not match: {err}") from err
+    return {"epoch": int(snapshot["epoch"]), "extra": snapshot.get("extra", {}), "network_type": network_type}

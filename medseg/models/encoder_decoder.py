@@ -44,15 +44,17 @@ class MyEncoder(nn.Module):
         self.down2 = ResidualDownBlock(widths[1], widths[2], norm, dropout)
         self.down3 = ResidualDownBlock(widths[2], widths[3], norm, dropout)
         self.down4 = ResidualDownBlock(widths[3], widths[3], norm, dropout)
-        self.final_conv = nn.Sequential(nn.Conv2d(widths[3], widths[3], kernel_size=1, stride=1, padding=0), norm(widths[3]))
-        self.act = nn.ReLU()
+        self.final_conv = nn.Sequential(
+            nn.Conv2d(widths[3], widths[3], kernel_size=1, stride=1, padding=0), norm(widths[3])
+        )
+        self.act = nn.ReLU(inplace=True)
         self.out_channels = widths[3]
         normal_init_direct_children(self)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C_in, H, W) -> (B, 128, H/16, W/16)`` for FCN_16."""
         check_spatial_size(x, 16, "encoder input")
-        x = F.leaky_relu(self.inc(x), LEAKY_SLOPE)
+        x = F.leaky_relu(self.inc(x), LEAKY_SLOPE, inplace=True)
         x = self.down4(self.down3(self.down2(self.down1(x))))
         return self.act(self.final_conv(x))
 
@@ -126,10 +128,12 @@ class Dual_Branch_Encoder(nn.Module):  # noqa: N801 - published class name
         self.general_encoder = MyEncoder(input_channel, feature_reduce, norm, dropout)
         z_channels = self.general_encoder.out_channels
         if z_level_1_channel != z_channels:
-            raise ValueError(f"z_level_1_channel must equal 512 // feature_reduce = {z_channels}, got {z_level_1_channel}")
+            raise ValueError(
+                f"z_level_1_channel must equal 512 // feature_reduce = {z_channels}, got {z_level_1_channel}"
+            )
         self.code_decoupler = nn.Sequential(
             *conv_bn_block(z_channels, z_level_2_channel, norm),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
         )
         normal_init_direct_children(self)
 

@@ -17,7 +17,8 @@ def _check_pair(input: Tensor, target: Tensor) -> None:
         raise ValueError(f"input must be (N, C, H, W) logits, got shape {tuple(input.shape)}")
     if target.ndim == 3:
         if target.shape != (input.shape[0], *input.shape[2:]):
-            raise ValueError(f"label map must be (N, H, W) = {(input.shape[0], *input.shape[2:])}, got {tuple(target.shape)}")
+            expected = (input.shape[0], *input.shape[2:])
+            raise ValueError(f"label map must be (N, H, W) = {expected}, got {tuple(target.shape)}")
     elif target.ndim == 4:
         if target.shape != input.shape:
             raise ValueError(f"soft target must have the input shape {tuple(input.shape)}, got {tuple(target.shape)}")
@@ -51,7 +52,8 @@ def cross_entropy_2d(input: Tensor, target: Tensor, is_gt: bool = False) -> Tens
     Args:
         input: logits ``(N, C, H, W)``.
         target: integer label map ``(N, H, W)`` (mean NLL over all pixels), or ``(N, C, H, W)`` soft target:
-            ``q = softmax(target)`` (or ``target`` itself when ``is_gt``), ``L = -(1/M) sum_pixels sum_classes q log p``.
+            ``q = softmax(target)`` (or ``target`` itself when ``is_gt``),
+            ``L = -(1/M) sum_pixels sum_classes q log p``.
         is_gt: treat a 4-D target as probabilities rather than logits.
 
     Returns:

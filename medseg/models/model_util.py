@@ -91,7 +91,8 @@ def sample_threshold(max_threshold: float, random_threshold: bool, generator: to
     """Masked fraction p: ``U(0, 1) * max_threshold`` (one draw) if ``random_threshold``, else ``max_threshold``."""
     if not random_threshold:
         return float(max_threshold)
-    return float(_uniform((1,), generator, torch.device("cpu") if generator is None else generator.device)) * max_threshold
+    device = torch.device("cpu") if generator is None else generator.device
+    return float(_uniform((1,), generator, device)) * max_threshold
 
 
 @contextlib.contextmanager

@@ -34,7 +34,9 @@ class runningScore:  # noqa: N801 - published class name
         if label_trues.shape != label_preds.shape:
             raise ValueError(f"ground truth shape {label_trues.shape} != prediction shape {label_preds.shape}")
         if label_preds.size and (label_preds.min() < 0 or label_preds.max() >= self.n_classes):
-            raise ValueError(f"predictions must lie in [0, {self.n_classes}), got [{label_preds.min()}, {label_preds.max()}]")
+            raise ValueError(
+                f"predictions must lie in [0, {self.n_classes}), got [{label_preds.min()}, {label_preds.max()}]"
+            )
         self.confusion_matrix += self._fast_hist(label_trues.ravel(), label_preds.ravel())
 
     def get_scores(self) -> dict[str, object]:

@@ -78,6 +78,7 @@ def corrupt_slice_stack(stack: np.ndarray, transform: tio.Transform) -> np.ndarr
     """
     if stack.ndim != 3:
         raise ValueError(f"expected a (Z, H, W) slice stack, got shape {stack.shape}")
-    image = tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[None], affine=np.eye(4))
+    tensor = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[None]  # (1, Z, H, W)
+    image = tio.ScalarImage(tensor=tensor, affine=np.eye(4))
     out = transform(image).data[0].numpy()  # (Z, H, W)
     return rescale_slices(out.astype(np.float32))

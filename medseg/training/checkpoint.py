@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import pickle
 import random
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +154,8 @@ def load_snapshot(path: str | Path, device: torch.device | str = "cpu") -> dict[
         raise FileNotFoundError(f"resume snapshot {path} not found")
     try:
         snapshot = torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+    except (pickle.UnpicklingError, struct.error, RuntimeError, EOFError, OSError, ValueError, KeyError,
+            AttributeError, IndexError, TypeError) as err:  # everything a corrupt or foreign file can raise
         raise ValueError(f"resume snapshot {path} cannot be read: {err}") from err
     if not isinstance(snapshot, dict):
         raise ValueError(f"resume snapshot {path} holds a {type(snapshot).__name__}, expected a dict")

@@ -95,6 +95,24 @@ class DistContext:
                         dist.all_reduce(buf, op=dist.ReduceOp.SUM)
                         buf /= self.world_size
 
+    def check_in_sync(self, modules: Iterable[nn.Module]) -> None:
+        """Verify that parameters are bit-identical on every rank (a debugging aid; costs one broadcast).
+
+        Raises:
+            RuntimeError: naming the rank whose parameters differ from rank 0.
+        """
+        if not self.enabled:
+            return
+        with torch.no_grad():
+            flat = torch.cat([p.detach().reshape(-1).float() for m in modules for p in m.parameters()])
+            reference = flat.clone()
+            dist.broadcast(reference, src=0)
+            diff = torch.tensor([float((flat - reference).abs().max())], device=self.device)
+            dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+        if diff.item() != 0.0:
+            raise RuntimeError(f"rank {self.rank}: parameters differ between processes (max |diff| {diff.item():.3g})")
+        logger.debug("parameters identical on all %d processes", self.world_size)
+
     def any(self, flag: bool) -> bool:
         """True if ``flag`` is true on any rank (used to stop all ranks together on a signal)."""
         if not self.enabled:

@@ -149,8 +149,19 @@ class _Run:
             after_backward = lambda: self.dist.allreduce_gradients(params)  # noqa: E731
         image_spec, shape_spec = mask_spec(cfg.latent_da.image_code), mask_spec(cfg.latent_da.shape_code)
         completed = True
-        for batch in data.train_loader:
+        batches = iter(data.train_loader)
+        while True:
             if self.dist.any(stop.requested) or state.global_iteration >= cfg.learning.max_iteration:
+                completed = state.batches_done >= total  # stopped after the last batch: the epoch is complete
+                break
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except RuntimeError:
+                if not stop.requested:
+                    raise
+                # Ctrl-C also reaches DataLoader workers, which then exit: stop cleanly at this batch boundary
                 completed = False
                 break
             images, labels = assemble_batch(batch, cfg.data.keep_orig_image_label_pair_for_training, self.device)
@@ -181,6 +192,8 @@ class _Run:
     def end_epoch(self, epoch: int, scalars: ScalarLogger, metrics: MetricsLog | None, seconds: float) -> None:
         """Collective epoch end: average BN stats, reduce loss sums; rank 0 validates, logs and saves models."""
         self.dist.average_buffers(self.model.model.values())
+        if self.options.debug:
+            self.dist.check_in_sync(self.model.model.values())
         counts = self.dist.sum_dict({"n": float(self.state.batches_done), **self.state.epoch_sums})
         n_iters = int(counts.pop("n"))
         means = epoch_means(counts, n_iters, (*LOSS_NAMES, "loss/total"))

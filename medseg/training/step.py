@@ -64,7 +64,8 @@ def _check_batch(images: Tensor, labels: Tensor) -> None:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
     if labels.ndim != 3 or labels.shape[0] != images.shape[0] or labels.shape[1:] != images.shape[2:]:
         raise ValueError(
-            f"labels must be (B, H, W) = {(images.shape[0], *images.shape[2:])} to match images, got {tuple(labels.shape)}"
+            f"labels must be (B, H, W) = {(images.shape[0], *images.shape[2:])} to match images, "
+            f"got {tuple(labels.shape)}"
         )
     if labels.is_floating_point():
         raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")

@@ -109,7 +109,8 @@ def test_pinned_parameters():
     spike = build_corruption("RandomSpike")
     assert tuple(spike.num_spikes_range) == (1, 1) and tuple(spike.intensity_range) == (1, 3)
     ghost = build_corruption("RandomGhosting")
-    assert tuple(ghost.restore) == (0.02, 0.02) and tuple(ghost.num_ghosts_range) == (4, 10) and tuple(ghost.axes) == (0, 1, 2)
+    assert tuple(ghost.restore) == (0.02, 0.02) and tuple(ghost.num_ghosts_range) == (4, 10)
+    assert tuple(ghost.axes) == (0, 1, 2)
     motion = build_corruption("RandomMotion")
     assert tuple(motion.degrees_range) == (-30, 30) and tuple(motion.translation_range) == (-10, 10)
     assert motion.num_transforms == 2

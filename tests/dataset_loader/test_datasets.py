@@ -1,4 +1,4 @@
-"""ACDC / M&Ms / ConcatDataSet: samples, keep_orig pairing, reproducibility, cache with workers, test path, bad input."""
+"""ACDC / M&Ms / ConcatDataSet: samples, keep_orig pairs, reproducibility, cache with workers, test path, bad input."""
 
 import shutil
 
@@ -186,7 +186,7 @@ def test_concat_unequal_sizes(acdc_root, mm_root):
     concat = ConcatDataSet([ed, mm])
     assert len(concat) == 49 and concat.patient_number == 13
     assert concat.patient_id_list == TRAIN_10_CV0 + ["A00X", "B00X", "C00X"]
-    assert concat.locate_patient(9) == (0, 9) and concat.locate_patient(10) == (1, 0) and concat.locate_patient(12) == (1, 2)
+    assert [concat.locate_patient(i) for i in (9, 10, 12)] == [(0, 9), (1, 0), (1, 2)]
     pv = concat.get_patient_data_for_testing(11)
     assert pv.patient_id == "B00X_ES" and concat.get_id() == "B00X_ES"
     assert concat.get_patient_data_for_testing(3).patient_id == f"{TRAIN_10_CV0[3]}_ED"

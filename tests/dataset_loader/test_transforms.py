@@ -151,7 +151,8 @@ def test_validate_transform_offsets_and_determinism(hw, rows, cols):
     assert r0 == rows[0]
     got = out_label[0].numpy()
     c_dst = (192 - (cols[1] - cols[0]) + 1) // 2 if w < 192 else 0
-    np.testing.assert_array_equal(got[:, c_dst : c_dst + cols[1] - cols[0]], label[rows[0] : rows[1], cols[0] : cols[1], 0])
+    expected = label[rows[0] : rows[1], cols[0] : cols[1], 0]
+    np.testing.assert_array_equal(got[:, c_dst : c_dst + cols[1] - cols[0]], expected)
     assert float(out_image.min()) == pytest.approx(0.0, abs=1e-6) and float(out_image.max()) == pytest.approx(1.0)
 
 

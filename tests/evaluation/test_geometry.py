@@ -51,7 +51,8 @@ def test_resampled_prediction_maps_back_to_the_input_grid(spacing):
 
 
 def test_mismatched_grid_without_resampling_is_an_error():
-    reference = Volume(np.zeros((2, 50, 60), np.float32), (1.0, 1.0, 1.0), (0.0,) * 3, (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    identity = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    reference = Volume(np.zeros((2, 50, 60), np.float32), (1.0, 1.0, 1.0), (0.0,) * 3, identity)
     _, info = crop_or_pad(np.zeros((2, 40, 60)))
     with pytest.raises(ValueError, match="expected identical grids"):
         to_reference_grid(np.zeros((2, 192, 192), np.uint8), info, reference, reference.spacing)

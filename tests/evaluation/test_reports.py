@@ -14,7 +14,7 @@ from medseg.evaluation.aggregate import RunResults, aggregate_table, format_tabl
 from medseg.evaluation.datasets import DatasetUnavailable, build_test_set
 from medseg.evaluation.reports import DatasetResult, evaluate_dataset, write_dataset_report
 from medseg.evaluation.runs import Run
-from tests.tiny_data import write_subjects, write_tiny_mm
+from tiny_data import write_subjects, write_tiny_mm
 
 CLASS_COLUMNS = ["LV_Dice", "MYO_Dice", "RV_Dice"]
 
@@ -147,7 +147,8 @@ def test_write_aggregate_files(tmp_path):
     table, paths = write_aggregate([entry], ["ACDC", "MM"], tmp_path, 2, ["MM: test set folder missing; skipped"])
     assert set(paths) == {"csv", "md", "png", "warnings"}
     csv = pd.read_csv(paths["csv"])
-    assert list(csv.columns[:8]) == ["method", "n_cvals", "cvals", "ACDC", *[f"ACDC_{c}" for c in CLASS_COLUMNS], "avg_all"]
+    expected = ["method", "n_cvals", "cvals", "ACDC", *[f"ACDC_{c}" for c in CLASS_COLUMNS], "avg_all"]
+    assert list(csv.columns[:8]) == expected
     assert csv.loc[0, "ACDC"] == pytest.approx(0.7)
     md = paths["md"].read_text()
     assert "MM: test set folder missing" in md and "| m | 0.700 | 0.700 |" in md

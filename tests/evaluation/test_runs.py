@@ -46,7 +46,8 @@ def test_discover_runs_errors_name_the_folder(tmp_path):
 
 
 def test_parse_method_specs_with_cval_template():
-    runs = parse_method_specs(["coop=saved/x/{cval}/model/best/checkpoints", "std=saved/y/2/model/best/checkpoints"], [0, 2])
+    specs = ["coop=saved/x/{cval}/model/best/checkpoints", "std=saved/y/2/model/best/checkpoints"]
+    runs = parse_method_specs(specs, [0, 2])
     assert [(r.method, r.cval, str(r.checkpoint_dir)) for r in runs] == [
         ("coop", 0, "saved/x/0/model/best/checkpoints"),
         ("coop", 2, "saved/x/2/model/best/checkpoints"),

@@ -1,15 +1,15 @@
 import pytest
 import torch
 
-from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
+from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel as Model
 
 
 @pytest.fixture
 def make_model():
-    def factory(network_type: str = "FCN_16_standard", seed: int = 0, **kwargs) -> AdvancedTripletReconSegmentationModel:
+    def factory(network_type: str = "FCN_16_standard", seed: int = 0, **kwargs) -> Model:
         torch.manual_seed(seed)
         kwargs.setdefault("device", "cpu")
-        return AdvancedTripletReconSegmentationModel(network_type=network_type, use_gpu=False, **kwargs)
+        return Model(network_type=network_type, use_gpu=False, **kwargs)
 
     return factory
 
@@ -20,3 +20,13 @@ def batch():
     images = torch.rand(2, 1, 32, 32, generator=g)
     labels = torch.randint(0, 4, (2, 32, 32), generator=g)
     return images, labels
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine OpenMP spin-waiting under
+    oversubscription makes them up to 50x slower; run these tests single-threaded and restore afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

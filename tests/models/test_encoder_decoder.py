@@ -81,8 +81,8 @@ def test_initialisation_follows_spec(make_model):
     fan_in = conv.weight[0].numel()
     assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.02)
     assert torch.count_nonzero(conv.bias) > 0  # PyTorch default bias kept
-    bn_weights = torch.cat([m.weight for mod in model.get_modules() for m in mod.modules() if isinstance(m, nn.BatchNorm2d)])
-    bn_biases = torch.cat([m.bias for mod in model.get_modules() for m in mod.modules() if isinstance(m, nn.BatchNorm2d)])
+    bns = [m for mod in model.get_modules() for m in mod.modules() if isinstance(m, nn.BatchNorm2d)]
+    bn_weights, bn_biases = torch.cat([m.weight for m in bns]), torch.cat([m.bias for m in bns])
     assert bn_weights.mean().item() == pytest.approx(1.0, abs=0.01)
     assert bn_weights.std().item() == pytest.approx(0.02, rel=0.15)
     assert torch.count_nonzero(bn_biases) == 0

@@ -70,7 +70,8 @@ def test_exact_count_of_masked_channels(percentile, expected):
 
 def test_k_zero_masks_nothing():
     code = torch.rand(2, 8, 2, 2)
-    masked, mask = mask_latent_code_spatial_wise(code, _channel_decoder(CHANNEL_SCORES), torch.ones(2, 8, 2, 2), percentile=0.2)
+    decoder = _channel_decoder(CHANNEL_SCORES)
+    masked, mask = mask_latent_code_spatial_wise(code, decoder, torch.ones(2, 8, 2, 2), percentile=0.2)
     assert torch.equal(mask, torch.ones_like(mask)) and torch.equal(masked, code)
 
 
@@ -107,7 +108,7 @@ def test_probe_losses_ce_and_mse_on_label_maps():
     decoder = nn.Conv2d(8, 3, 1)
     code, label = torch.rand(2, 8, 4, 4), torch.randint(0, 3, (2, 4, 4))
     for loss in ("ce", "mse", "corr"):
-        masked, mask = mask_latent_code_channel_wise(code, decoder, label, num_classes=3, percentile=0.5, loss_type=loss)
+        _, mask = mask_latent_code_channel_wise(code, decoder, label, num_classes=3, percentile=0.5, loss_type=loss)
         assert (mask == 0).sum() == 2 * 4
     with pytest.raises(ValueError, match="num_classes"):
         mask_latent_code_channel_wise(code, decoder, label, num_classes=2, loss_type="mse")
@@ -149,7 +150,8 @@ def test_perturb_latent_code_covers_all_types():
 
 def test_perturb_without_detach_keeps_graph():
     code = (torch.rand(2, 8, 4, 4) + 0.1).requires_grad_(True)
-    out = perturb_latent_code(code, _channel_decoder(CHANNEL_SCORES), torch.ones(2, 8, 4, 4), "channel", 0.25, if_detach=False)
+    decoder = _channel_decoder(CHANNEL_SCORES)
+    out = perturb_latent_code(code, decoder, torch.ones(2, 8, 4, 4), "channel", 0.25, if_detach=False)
     out.code.sum().backward()
     assert torch.equal(code.grad, out.mask.expand_as(code))
 

@@ -1,0 +1,165 @@
+"""Preprocess raw ACDC data (real or synthetic) into the medseg training layout (spec e.1, e.3, e.4).
+
+Input: a folder of ``patientXXX/`` subject folders, or the real distribution with ``training/`` and ``testing/``
+folders of them. Each subject has ``Info.cfg`` (``ED:``/``ES:`` 1-based frame numbers) and
+``patientXXX_frameYY.nii.gz`` + ``patientXXX_frameYY_gt.nii.gz`` (raw labels 1 RV, 2 MYO, 3 LV).
+
+Output: ``<output>/<pid>/{ED,ES}_{img,seg}.nii.gz`` (pid ``001`` …): float32 images clipped to the [2, 98] percentiles
+and scaled to [0, 1], uint8 labels 0 BG, 1 LV, 2 MYO, 3 RV, resampled in-plane to 1.36719 mm with z spacing, origin
+and direction kept. Subjects already complete are skipped unless ``--overwrite``.
+
+Usage:
+    python medseg/dataset_loader/acdc_preprocess.py --input data/synthetic/raw/ACDC --output data/synthetic/ACDC
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run as a file from a checkout: make `medseg` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from medseg.dataset_loader.nifti import read_volume  # noqa: E402
+from medseg.dataset_loader.preprocessing import ACDC_TO_MEDSEG, RunReport, outputs_complete  # noqa: E402
+from medseg.dataset_loader.preprocessing import preprocess_pair, run_subjects, write_subject  # noqa: E402
+from medseg.utils.io import ensure_writable_dir  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+PATIENT_PATTERN = re.compile(r"^patient(\d{3})$")
+
+
+def find_patients(input_dir: PathLike) -> dict[str, Path]:
+    """Map pid (``"001"``) → patient folder, searching ``input_dir`` and its ``training``/``testing`` folders.
+
+    Raises:
+        FileNotFoundError: if the input folder does not exist or holds no patient folders.
+        ValueError: if a pid appears twice.
+    """
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise FileNotFoundError(f"ACDC input folder not found: {input_dir}")
+    roots = [input_dir] + [p for p in sorted(input_dir.iterdir()) if p.is_dir() and p.name.lower() in
+                           ("training", "testing")]
+    patients: dict[str, Path] = {}
+    for root in roots:
+        for folder in sorted(root.iterdir()):
+            match = PATIENT_PATTERN.match(folder.name)
+            if not (folder.is_dir() and match):
+                continue
+            pid = match.group(1)
+            if pid in patients:
+                raise ValueError(f"patient {pid} found twice: {patients[pid]} and {folder}")
+            patients[pid] = folder
+    if not patients:
+        raise FileNotFoundError(
+            f"no patientXXX folders in {input_dir} (nor in its training/ or testing/ folders); expected the raw ACDC "
+            "layout"
+        )
+    return patients
+
+
+def read_info(path: PathLike) -> dict[str, str]:
+    """Read an ACDC ``Info.cfg`` (``key: value`` lines).
+
+    Raises:
+        FileNotFoundError: if it is missing.
+        ValueError: if ``ED`` or ``ES`` is missing or not a positive integer.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path}; expected an Info.cfg with 'ED: <frame>' and 'ES: <frame>' lines")
+    info = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            info[key.strip()] = value.strip()
+    for key in ("ED", "ES"):
+        value = info.get(key)
+        if value is None or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{path}: expected a line '{key}: <1-based frame number>', got {value!r}")
+    return info
+
+
+def frame_files(folder: Path, frame: int) -> tuple[Path, Path]:
+    """Image and label files of a 1-based frame (``.nii.gz``, or ``.nii`` if only that exists).
+
+    Raises:
+        FileNotFoundError: naming the missing file and the Info.cfg entry that asked for it.
+    """
+    paths = []
+    for suffix in ("", "_gt"):
+        stem = folder / f"{folder.name}_frame{frame:02d}{suffix}"
+        candidates = [Path(f"{stem}.nii.gz"), Path(f"{stem}.nii")]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            raise FileNotFoundError(f"missing {candidates[0]}: Info.cfg of {folder.name} names frame {frame}")
+        paths.append(found)
+    return paths[0], paths[1]
+
+
+def preprocess_patient(folder: PathLike, output_root: PathLike, overwrite: bool = False) -> bool:
+    """Preprocess one patient folder; returns False if its outputs already exist and ``overwrite`` is off.
+
+    Everything is read and checked before anything is written, and a failed write removes the files already
+    written for this patient, so a failed patient leaves no output behind.
+    """
+    folder = Path(folder)
+    pid = PATIENT_PATTERN.match(folder.name).group(1) if PATIENT_PATTERN.match(folder.name) else folder.name
+    out_dir = Path(output_root) / pid
+    if not overwrite and outputs_complete(out_dir):
+        return False
+    info = read_info(folder / "Info.cfg")
+    volumes = {}
+    for name in ("ED", "ES"):
+        image_path, label_path = frame_files(folder, int(info[name]))
+        image = read_volume(image_path, ndim=3)
+        label = read_volume(label_path, ndim=3)
+        image, label = preprocess_pair(image, label, ACDC_TO_MEDSEG)
+        volumes[f"{name}_img.nii.gz"] = image
+        volumes[f"{name}_seg.nii.gz"] = label
+    write_subject(out_dir, volumes)
+    return True
+
+
+def preprocess_acdc(input_dir: PathLike, output_dir: PathLike, overwrite: bool = False, on_done=None) -> RunReport:
+    """Preprocess every patient under ``input_dir`` into ``output_dir``; failures are collected in the report.
+
+    Raises:
+        PermissionError: if the output folder cannot be created or written (nothing is attempted then).
+        FileNotFoundError: if the input holds no patients.
+    """
+    patients = find_patients(input_dir)
+    ensure_writable_dir(output_dir)
+    return run_subjects(patients, lambda pid: preprocess_patient(patients[pid], output_dir, overwrite), on_done)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Preprocess raw ACDC data into <output>/<pid>/{ED,ES}_{img,seg}.nii.gz")
+    parser.add_argument("--input", required=True, help="raw ACDC folder (patientXXX/ folders, or training/ testing/)")
+    parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="redo subjects whose outputs already exist")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    from tqdm import tqdm
+
+    try:
+        n = len(find_patients(args.input))
+        with tqdm(total=n, desc="ACDC", unit="subj", disable=args.no_progress) as bar:
+            report = preprocess_acdc(args.input, args.output, args.overwrite, on_done=lambda _: bar.update())
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"ACDC -> {args.output}: {report.summary()}")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Preprocess raw M&Ms data (real or synthetic) into the medseg layout (spec e.1, e.3, e.4).
+
+Input: the M&Ms release folder with subject folders ``<code>/`` under ``Training/Labeled/``, ``Validation/`` and
+``Testing/``, each holding ``<code>_sa.nii.gz`` (4D cine, ``(T, Z, H, W)`` in SimpleITK order) and
+``<code>_sa_gt.nii.gz`` (labels 1 LV, 2 MYO, 3 RV on the ED and ES frames), plus the metadata CSV (found by name
+pattern, or ``--csv``) with columns ``External code, VendorName, Vendor, Centre, ED, ES`` (0-based frame indices).
+
+Output: ``<output>/<code>/{ED,ES}_{img,seg}.nii.gz`` (same normalisation and resampling as ACDC, labels kept) and
+``<output>/vendors.csv`` (``subject, vendor, vendor_name, centre``) for every subject whose outputs exist.
+
+Usage:
+    python medseg/dataset_loader/mnms_preprocess.py --input data/synthetic/raw/MnMs --output data/synthetic/MM
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run as a file from a checkout: make `medseg` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from medseg.dataset_loader.nifti import Volume, read_volume  # noqa: E402
+from medseg.dataset_loader.preprocessing import RunReport, outputs_complete, preprocess_pair  # noqa: E402
+from medseg.dataset_loader.preprocessing import run_subjects, write_subject  # noqa: E402
+from medseg.utils.io import atomic_open, ensure_writable_dir  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+SUBJECT_FOLDERS = (Path("Training") / "Labeled", Path("Validation"), Path("Testing"))
+REQUIRED_COLUMNS = ("External code", "Vendor", "ED", "ES")
+CSV_PATTERNS = ("*M&Ms*[Ii]nformation*.csv", "*[Ii]nformation*.csv", "*M&Ms*.csv", "*MnMs*.csv")
+VENDOR_COLUMNS = ("subject", "vendor", "vendor_name", "centre")
+
+
+def find_metadata_csv(input_dir: PathLike, csv_path: PathLike | None = None) -> Path:
+    """The metadata CSV: ``csv_path`` if given, else the one file matching the release naming patterns.
+
+    Raises:
+        FileNotFoundError: if none is found; ValueError if the pattern is ambiguous.
+    """
+    if csv_path is not None:
+        if not Path(csv_path).is_file():
+            raise FileNotFoundError(f"metadata CSV not found: {csv_path}")
+        return Path(csv_path)
+    input_dir = Path(input_dir)
+    for pattern in CSV_PATTERNS:
+        matches = sorted(set(input_dir.glob(pattern)) | set(input_dir.glob(f"*/{pattern}")))
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise ValueError(f"several metadata CSVs match {pattern!r} in {input_dir}: {[str(m) for m in matches]}; "
+                             "pass --csv")
+    raise FileNotFoundError(f"no M&Ms metadata CSV (e.g. '*M&Ms_Dataset_information*.csv') in {input_dir}; pass --csv")
+
+
+def read_metadata(path: PathLike) -> dict[str, dict[str, object]]:
+    """Read the metadata CSV into ``code → {vendor, vendor_name, centre, ED, ES}`` (ED/ES 0-based).
+
+    Raises:
+        ValueError: naming the file if columns are missing or ED/ES are not non-negative integers.
+    """
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read metadata CSV {path}: {err}") from err
+    table = table.loc[:, [c for c in table.columns if not str(c).startswith("Unnamed")]]
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; expected {list(REQUIRED_COLUMNS)} (+ VendorName, Centre)")
+    rows: dict[str, dict[str, object]] = {}
+    for _, row in table.iterrows():
+        code = row["External code"].strip()
+        for key in ("ED", "ES"):
+            if not row[key].strip().isdigit():
+                raise ValueError(f"{path}: subject {code}: {key} must be a 0-based frame index, got {row[key]!r}")
+        rows[code] = {
+            "vendor": row["Vendor"].strip(),
+            "vendor_name": row.get("VendorName", "").strip(),
+            "centre": row.get("Centre", "").strip(),
+            "ED": int(row["ED"]),
+            "ES": int(row["ES"]),
+        }
+    return rows
+
+
+def find_subjects(input_dir: PathLike) -> dict[str, Path]:
+    """Map subject code → folder for every ``<code>/`` under ``Training/Labeled``, ``Validation`` and ``Testing``.
+
+    Raises:
+        FileNotFoundError: if the input folder is missing or holds no subject folder.
+    """
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise FileNotFoundError(f"M&Ms input folder not found: {input_dir}")
+    subjects: dict[str, Path] = {}
+    for sub in SUBJECT_FOLDERS:
+        root = input_dir / sub
+        if root.is_dir():
+            subjects.update({p.name: p for p in sorted(root.iterdir()) if p.is_dir()})
+    if not subjects:
+        raise FileNotFoundError(
+            f"no subject folders under {input_dir}/{{Training/Labeled,Validation,Testing}}; expected the M&Ms layout"
+        )
+    return dict(sorted(subjects.items()))
+
+
+def _frame(volume: Volume, t: int) -> Volume:
+    """3D frame ``t`` of a 4D volume, with the spatial part of its geometry."""
+    direction = np.asarray(volume.direction).reshape(4, 4)[:3, :3]
+    return Volume(volume.array[t], volume.spacing[:3], volume.origin[:3], tuple(direction.ravel()), volume.path)
+
+
+def preprocess_subject(
+    folder: PathLike, meta: dict[str, object] | None, output_root: PathLike, overwrite: bool = False
+) -> bool:
+    """Split one subject's 4D cine at ED/ES and preprocess both frames; False if already done.
+
+    Raises:
+        KeyError: if the subject is not in the metadata CSV.
+        FileNotFoundError / ValueError: for missing or malformed volumes (naming the file).
+    """
+    folder = Path(folder)
+    code = folder.name
+    out_dir = Path(output_root) / code
+    if not overwrite and outputs_complete(out_dir):
+        return False
+    if meta is None:
+        raise KeyError(f"subject {code} ({folder}) is not listed in the metadata CSV; expected a row with its ED/ES")
+    image_path, label_path = folder / f"{code}_sa.nii.gz", folder / f"{code}_sa_gt.nii.gz"
+    image = read_volume(image_path, ndim=4)
+    label = read_volume(label_path, ndim=4)
+    if label.array.shape != image.array.shape:
+        raise ValueError(f"label {label_path} has shape {label.array.shape} but its image {image_path} has shape "
+                         f"{image.array.shape}; expected identical voxel grids")
+    n_frames = image.array.shape[0]
+    volumes = {}
+    for name in ("ED", "ES"):
+        t = int(meta[name])
+        if not 0 <= t < n_frames:
+            raise ValueError(f"{image_path}: {name} frame index {t} from the metadata CSV is outside the "
+                             f"{n_frames} frames of the volume (expected 0-based indices 0..{n_frames - 1})")
+        img, seg = preprocess_pair(_frame(image, t), _frame(label, t))
+        volumes[f"{name}_img.nii.gz"] = img
+        volumes[f"{name}_seg.nii.gz"] = seg
+    write_subject(out_dir, volumes)
+    return True
+
+
+def write_vendor_table(output_dir: PathLike, metadata: dict[str, dict[str, object]]) -> Path:
+    """Write ``vendors.csv`` for every subject folder in ``output_dir`` with complete outputs."""
+    output_dir = Path(output_dir)
+    path = output_dir / "vendors.csv"
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(VENDOR_COLUMNS)
+        for folder in sorted(p for p in output_dir.iterdir() if p.is_dir()):
+            if folder.name in metadata and outputs_complete(folder):
+                m = metadata[folder.name]
+                writer.writerow([folder.name, m["vendor"], m["vendor_name"], m["centre"]])
+    return path
+
+
+def preprocess_mnms(
+    input_dir: PathLike, output_dir: PathLike, csv_path: PathLike | None = None, overwrite: bool = False, on_done=None
+) -> RunReport:
+    """Preprocess every M&Ms subject under ``input_dir``; failures are collected in the report.
+
+    Raises:
+        PermissionError: if the output folder cannot be created or written.
+        FileNotFoundError / ValueError: if the subjects or the metadata CSV cannot be found or read.
+    """
+    subjects = find_subjects(input_dir)
+    metadata = read_metadata(find_metadata_csv(input_dir, csv_path))
+    ensure_writable_dir(output_dir)
+    report = run_subjects(
+        subjects, lambda code: preprocess_subject(subjects[code], metadata.get(code), output_dir, overwrite), on_done
+    )
+    write_vendor_table(output_dir, metadata)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Preprocess raw M&Ms data into <output>/<code>/{ED,ES}_{img,seg}.nii.gz")
+    parser.add_argument("--input", required=True, help="M&Ms release folder (Training/Labeled, Validation, Testing)")
+    parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument("--csv", default=None, help="metadata CSV (default: found by name pattern in --input)")
+    parser.add_argument("--overwrite", action="store_true", help="redo subjects whose outputs already exist")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    from tqdm import tqdm
+
+    try:
+        n = len(find_subjects(args.input))
+        with tqdm(total=n, desc="M&Ms", unit="subj", disable=args.no_progress) as bar:
+            report = preprocess_mnms(args.input, args.output, args.csv, args.overwrite, on_done=lambda _: bar.update())
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"M&Ms -> {args.output}: {report.summary()}")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Preprocessing shared by the ACDC and M&Ms converters (spec e.3): normalisation, in-plane resampling, label remapping,
+and a per-subject runner that writes every subject all-or-nothing and reports every failure at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from medseg.dataset_loader.nifti import Volume, check_label_values, from_sitk, to_sitk, write_volume
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+TARGET_SPACING_XY = (1.36719, 1.36719)
+MEDSEG_LABELS = frozenset({0, 1, 2, 3})  # 0 BG, 1 LV, 2 MYO, 3 RV
+#: Raw ACDC (1 RV, 2 MYO, 3 LV) → medseg (1 LV, 2 MYO, 3 RV).
+ACDC_TO_MEDSEG = {0: 0, 1: 3, 2: 2, 3: 1}
+OUTPUT_NAMES = tuple(f"{frame}_{kind}.nii.gz" for frame in ("ED", "ES") for kind in ("img", "seg"))
+#: Errors that make one subject fail without stopping a run over many subjects.
+SUBJECT_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
+
+
+def normalize_percentile(array: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.ndarray:
+    """Clip to the ``[low, high]`` percentiles of the whole array and scale to [0, 1] (spec e.3).
+
+    Args:
+        array: intensities of one 3D volume, ``(Z, H, W)``.
+
+    Returns:
+        float32 array of the same shape, ``(x - p_low) / (p_high - p_low + 1e-10)`` after clipping.
+    """
+    array = np.asarray(array, dtype=np.float32)
+    p_low, p_high = np.percentile(array, [low, high])
+    clipped = np.clip(array, p_low, p_high)
+    return ((clipped - p_low) / (p_high - p_low + 1e-10)).astype(np.float32)
+
+
+def resample_in_plane(
+    volume: Volume, spacing_xy: tuple[float, float] = TARGET_SPACING_XY, is_label: bool = False
+) -> Volume:
+    """Resample a 3D volume to a new in-plane pixel size, keeping the slices, z spacing, origin and direction.
+
+    The new size is ``round(old_size * old_spacing / new_spacing)`` along x and y; images use linear and label maps
+    nearest-neighbour interpolation (the original's negative z spacing, spec j.15, is not reproduced).
+
+    Args:
+        volume: ``(Z, H, W)`` volume.
+        spacing_xy: target ``(x, y)`` spacing in mm.
+        is_label: nearest-neighbour interpolation and uint8 output.
+
+    Returns:
+        The resampled volume ``(Z, H', W')`` (float32 for images, uint8 for labels).
+    """
+    if volume.ndim != 3:
+        raise ValueError(f"{volume.name}: in-plane resampling expects a 3D (Z, H, W) volume, got {volume.array.shape}")
+    old_spacing = volume.spacing
+    new_spacing = (float(spacing_xy[0]), float(spacing_xy[1]), float(old_spacing[2]))
+    array = volume.array.astype(np.uint8 if is_label else np.float32, copy=False)
+    if all(abs(a - b) < 1e-4 for a, b in zip(old_spacing[:2], new_spacing[:2])):
+        return volume.with_array(array)
+    old_size = (array.shape[2], array.shape[1], array.shape[0])  # x, y, z
+    new_size = [max(1, int(round(old_size[i] * old_spacing[i] / new_spacing[i]))) for i in range(2)] + [old_size[2]]
+    image = to_sitk(volume.with_array(array))
+    resampled = sitk.Resample(
+        image,
+        new_size,
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear,
+        volume.origin,
+        new_spacing,
+        volume.direction,
+        0,
+        sitk.sitkUInt8 if is_label else sitk.sitkFloat32,
+    )
+    return from_sitk(resampled, path=volume.path)
+
+
+def remap_labels(label: Volume, mapping: Mapping[int, int]) -> np.ndarray:
+    """Map label values through ``mapping`` (every value present must be a key), returning uint8.
+
+    Raises:
+        ValueError: naming the file if a value has no mapping.
+    """
+    check_label_values(label, frozenset(mapping))
+    lut = np.zeros(max(mapping) + 1, dtype=np.uint8)
+    for old, new in mapping.items():
+        lut[old] = new
+    return lut[label.array.astype(np.int64)]
+
+
+def preprocess_pair(
+    image: Volume, label: Volume, label_map: Mapping[int, int] | None = None,
+    spacing_xy: tuple[float, float] = TARGET_SPACING_XY,
+) -> tuple[Volume, Volume]:
+    """Normalise, resample and relabel one ``(Z, H, W)`` image/label pair (the grids must already agree).
+
+    Args:
+        image: intensities (any numeric type).
+        label: label map; its values must be keys of ``label_map`` (or 0..3 if ``label_map`` is None).
+        label_map: old → new label values (None keeps medseg labels as they are).
+
+    Returns:
+        ``(image, label)``: float32 in [0, 1] and uint8 0..3, both at ``spacing_xy`` in-plane.
+    """
+    if image.array.shape != label.array.shape:
+        raise ValueError(
+            f"label {label.name} has shape {label.array.shape} but its image {image.name} has shape "
+            f"{image.array.shape}; expected identical voxel grids"
+        )
+    label_map = label_map if label_map is not None else {k: k for k in MEDSEG_LABELS}
+    relabelled = label.with_array(remap_labels(label, label_map))
+    if not np.isfinite(image.array).all():
+        raise ValueError(f"{image.name}: NaN or Inf voxels; expected finite intensities")
+    normalised = image.with_array(normalize_percentile(image.array))
+    return resample_in_plane(normalised, spacing_xy), resample_in_plane(relabelled, spacing_xy, is_label=True)
+
+
+def outputs_complete(folder: PathLike, names: Iterable[str] = OUTPUT_NAMES) -> bool:
+    """True when every output file of a subject exists (then the subject is skipped unless overwriting)."""
+    return all((Path(folder) / name).is_file() for name in names)
+
+
+def write_subject(folder: PathLike, volumes: Mapping[str, Volume]) -> list[Path]:
+    """Write all outputs of one subject; if any write fails, the files already written for it are removed.
+
+    Args:
+        folder: subject output folder.
+        volumes: file name → volume (images float32, labels uint8).
+    """
+    folder = Path(folder)
+    written: list[Path] = []
+    try:
+        for name, volume in volumes.items():
+            written.append(write_volume(folder / name, volume.array, volume))
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        raise
+    return written
+
+
+@dataclass
+class RunReport:
+    """Outcome of a run over many subjects."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # subject → error message
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        lines = [f"{len(self.done)} subjects written, {len(self.skipped)} already done (skipped), "
+                 f"{len(self.failed)} failed"]
+        lines += [f"  FAILED {subject}: {message}" for subject, message in self.failed.items()]
+        return "\n".join(lines)
+
+
+def run_subjects(
+    subjects: Iterable[str], process: Callable[[str], bool], on_done: Callable[[str], None] | None = None
+) -> RunReport:
+    """Run ``process(subject)`` for every subject, collecting failures instead of stopping at the first.
+
+    Args:
+        subjects: subject identifiers.
+        process: returns True if it wrote the subject, False if it skipped it (already done); raises on bad input.
+        on_done: optional callback after each subject (e.g. a progress bar update).
+    """
+    report = RunReport()
+    for subject in subjects:
+        try:
+            (report.done if process(subject) else report.skipped).append(subject)
+        except SUBJECT_ERRORS as err:
+            message = str(err).strip() or type(err).__name__
+            logger.error("subject %s failed: %s", subject, message)
+            report.failed[subject] = f"{type(err).__name__}: {message}"
+        if on_done is not None:
+            on_done(subject)
+    return report

@@ -1,0 +1,96 @@
+"""medseg-predict: output geometry equals input geometry; bad inputs are refused with clear messages."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medseg.dataset_loader.nifti import read_volume, write_volume
+from medseg.evaluation.scan import LABEL_CONVENTIONS, segment_volume, select_frame
+from medseg.predict import main
+
+ROTATED = tuple(np.array([[0.8, -0.6, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]]).ravel().tolist())
+
+
+def write_scan(path, shape=(2, 101, 150), spacing=(0.9, 1.7, 7.5), ndim4=False):
+    rng = np.random.default_rng(0)
+    array = (rng.random(((3,) if ndim4 else ()) + shape) * 800).astype(np.float32)
+    if ndim4:
+        direction = np.eye(4)
+        direction[:3, :3] = np.asarray(ROTATED).reshape(3, 3)
+        return write_volume(
+            path, array, spacing=(*spacing, 30.0), origin=(10.0, -20.0, 5.0, 0.0), direction=tuple(direction.ravel())
+        )
+    return write_volume(path, array, spacing=spacing, origin=(10.0, -20.0, 5.0), direction=ROTATED)
+
+
+def test_output_geometry_equals_input_geometry(tmp_path, fresh_checkpoint):
+    scan = write_scan(tmp_path / "scan.nii.gz")
+    out = tmp_path / "out" / "seg.nii.gz"
+    args = ["--checkpoint", str(fresh_checkpoint), "--input", str(scan), "--output", str(out), "--n_iter", "1"]
+    assert main(args) == 0
+    image, seg = read_volume(scan), read_volume(out)
+    assert seg.array.shape == image.array.shape
+    assert seg.spacing == pytest.approx(image.spacing)
+    assert seg.origin == pytest.approx(image.origin)
+    assert seg.direction == pytest.approx(image.direction)
+    assert seg.array.dtype == np.uint8 and set(np.unique(seg.array)) <= {0, 1, 2, 3}
+
+
+def test_existing_output_is_refused_unless_overwrite(tmp_path, fresh_checkpoint, capsys):
+    scan = write_scan(tmp_path / "scan.nii.gz", shape=(1, 64, 64), spacing=(1.36719, 1.36719, 8.0))
+    out = tmp_path / "seg.nii.gz"
+    out.write_bytes(b"keep me")
+    args = ["--checkpoint", str(fresh_checkpoint), "--input", str(scan), "--output", str(out), "--n_iter", "1"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert "output exists" in capsys.readouterr().err and out.read_bytes() == b"keep me"
+    assert main([*args, "--overwrite"]) == 0
+    assert read_volume(out).array.shape == (1, 64, 64)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (8, 8, 2, 2, 2)], ids=["2D", "5D"])
+def test_2d_and_5d_inputs_are_refused(tmp_path, fresh_checkpoint, capsys, shape):
+    path = tmp_path / "bad.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4)), path)
+    code = main(["--checkpoint", str(fresh_checkpoint), "--input", str(path), "--output", str(tmp_path / "o.nii.gz")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "bad.nii.gz" in err and "expected a 3D volume" in err
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_4d_input_needs_a_frame(tmp_path):
+    path = write_scan(tmp_path / "cine.nii.gz", shape=(2, 20, 24), ndim4=True)
+    volume = read_volume(path, ndim=None)
+    with pytest.raises(ValueError, match="--frame"):
+        select_frame(volume, None)
+    with pytest.raises(ValueError, match="out of range"):
+        select_frame(volume, 3)
+    frame = select_frame(volume, 1)
+    assert frame.array.shape == (2, 20, 24) and frame.spacing == pytest.approx((0.9, 1.7, 7.5))
+    assert frame.direction == pytest.approx(ROTATED)
+    np.testing.assert_array_equal(frame.array, volume.array[1])
+
+
+def test_label_convention(tmp_path, echo_model):
+    volume = read_volume(write_scan(tmp_path / "a.nii.gz", shape=(1, 30, 40), spacing=(1.36719, 1.36719, 8.0)))
+    # EchoModel predicts round(normalised intensity): values 0 or 1 -> LV; acdc_raw writes LV as 3
+    medseg_labels = segment_volume(echo_model, volume, n_iter=1)
+    raw_labels = segment_volume(echo_model, volume, n_iter=1, label_convention="acdc_raw")
+    np.testing.assert_array_equal(raw_labels, LABEL_CONVENTIONS["acdc_raw"][medseg_labels])
+    assert (raw_labels[medseg_labels == 1] == 3).all()
+
+
+def test_folder_mode_writes_one_label_map_per_scan(tmp_path, fresh_checkpoint):
+    folder = tmp_path / "scans"
+    write_scan(folder / "a.nii.gz", shape=(1, 48, 48), spacing=(1.36719, 1.36719, 8.0))
+    write_scan(folder / "b.nii.gz", shape=(1, 40, 56), spacing=(1.36719, 1.36719, 8.0))
+    write_volume(folder / "a_seg.nii.gz", np.zeros((1, 48, 48), np.uint8))  # a label file: skipped
+    code = main(["--checkpoint", str(fresh_checkpoint), "--input", str(folder), "--output", str(tmp_path / "segs"),
+                 "--n_iter", "1", "--no_progress"])
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "segs").iterdir()) == ["a_seg.nii.gz", "b_seg.nii.gz"]
+    assert read_volume(tmp_path / "segs" / "b_seg.nii.gz").array.shape == (1, 40, 56)

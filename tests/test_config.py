@@ -1,0 +1,161 @@
+"""Config loading: published schema, validation errors naming the key, --set overrides, run-folder names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medseg.config import (
+    ExperimentConfig,
+    apply_overrides,
+    config_name_from_path,
+    from_dict,
+    load_config,
+    parse_override,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+ACDC = REPO / "config" / "ACDC"
+QUICKSTART = REPO / "config" / "quickstart"
+
+
+def test_published_configs_load_with_published_values() -> None:
+    coop = load_config(ACDC / "cooperative_training.json")
+    std = load_config(ACDC / "standard_training.json")
+    assert coop.learning.latent_da is True and std.learning.latent_da is False
+    assert coop.data.frame == ("ES", "ED")
+    assert coop.data.pad_size == (224, 224, 1) and coop.data.crop_size == (192, 192, 1)
+    assert coop.learning.lr == 1e-4 and coop.learning.batch_size == 20 and coop.learning.n_epochs == 600
+    assert coop.learning.max_iteration == 50000
+    assert coop.latent_da.mask_scope == ("image code", "shape code")
+    assert coop.latent_da.image_code.loss_name == "mse" and coop.latent_da.shape_code.loss_name == "ce"
+    assert coop.output.save_epoch_every_num_epochs == 100
+    assert not Path(coop.data.root_dir).is_absolute()
+    raw_coop = json.loads((ACDC / "cooperative_training.json").read_text())
+    raw_std = json.loads((ACDC / "standard_training.json").read_text())
+    for raw in (raw_coop, raw_std):  # identical apart from latent_DA and name (spec i)
+        raw["learning"].pop("latent_DA")
+        raw.pop("name")
+    assert raw_coop == raw_std
+
+
+@pytest.mark.parametrize("name", ["cooperative_training", "standard_training"])
+def test_quickstart_configs_are_the_same_method(name: str) -> None:
+    quick, full = load_config(QUICKSTART / f"{name}.json"), load_config(ACDC / f"{name}.json")
+    assert quick.learning.latent_da == full.learning.latent_da
+    assert quick.latent_da == full.latent_da and quick.segmentation_model == full.segmentation_model
+    assert quick.learning.lr == full.learning.lr
+
+
+def test_round_trip_keeps_published_keys(tmp_path: Path) -> None:
+    config = load_config(ACDC / "cooperative_training.json")
+    text = config.to_json()
+    raw = json.loads(text)
+    assert "image code" in raw["latent_DA"] and "latent_DA" in raw["learning"]
+    path = tmp_path / "c.json"
+    path.write_text(text)
+    assert load_config(path) == config
+
+
+def test_missing_keys_take_published_defaults() -> None:
+    assert from_dict({}) == ExperimentConfig()
+    assert from_dict({"learning": {"latent_DA": False}}).learning.batch_size == 20
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"data": {"crop": [1, 2, 3]}}, "data.crop"),
+        ({"typo_section": {}}, "typo_section"),
+        ({"latent_DA": {"image code": {"soft": True}}}, "latent_DA.image code.soft"),
+        ({"learning": {"lr": "fast"}}, "learning.lr"),
+        ({"learning": {"n_epochs": 2.5}}, "learning.n_epochs"),
+        ({"learning": {"latent_DA": 1}}, "learning.latent_DA"),
+        ({"data": {"crop_size": [192, 192]}}, "data.crop_size"),
+        ({"data": {"crop_size": [192, "a", 1]}}, "data.crop_size[1]"),
+        ({"data": {"frame": ["ES", "XX"]}}, "data.frame"),
+        ({"latent_DA": {"mask_scope": ["image code", "style code"]}}, "latent_DA.mask_scope"),
+        ({"latent_DA": {"shape code": {"mask_type": "everything"}}}, "latent_DA.shape code.mask_type"),
+        ({"latent_DA": {"image code": {"max_threshold": 1.5}}}, "latent_DA.image code.max_threshold"),
+        ({"output": {"save_epoch_every_num_epochs": 0}}, "output.save_epoch_every_num_epochs"),
+        ({"segmentation_model": {"network_type": "UNet"}}, "segmentation_model.network_type"),
+        ({"learning": []}, "learning"),
+    ],
+)
+def test_invalid_values_name_the_key(raw: dict, key: str) -> None:
+    with pytest.raises(ValueError, match=f"'{key}'".replace("[", r"\[").replace("]", r"\]")):
+        from_dict(raw)
+
+
+def test_published_unused_keys_are_accepted() -> None:
+    config = from_dict({"name": "x", "data": {"image_size": [1, 2, 3], "label_size": [4, 5]},
+                        "learning": {"use_gpu": False, "max_iteration": 7}})
+    assert config.data.image_size == (1, 2, 3) and config.learning.max_iteration == 7
+
+
+def test_single_frame_string_is_accepted() -> None:
+    assert from_dict({"data": {"frame": "ED"}}).data.frame == ("ED",)
+
+
+def test_overrides_are_json_typed() -> None:
+    raw = json.loads((ACDC / "cooperative_training.json").read_text())
+    config = from_dict(apply_overrides(raw, [
+        "learning.n_epochs=5", "learning.latent_DA=false", "data.root_dir=some/where", "data.crop_size=[64,64,1]",
+        "latent_DA.image code.max_threshold=0.25", "latent_DA.shape_code.mask_type=channel", "learning.lr=1e-3",
+    ]))
+    assert config.learning.n_epochs == 5 and config.learning.latent_da is False
+    assert config.data.root_dir == "some/where" and config.data.crop_size == (64, 64, 1)
+    assert config.latent_da.image_code.max_threshold == 0.25
+    assert config.latent_da.shape_code.mask_type == "channel"
+    assert config.learning.lr == 1e-3
+    assert raw["learning"]["n_epochs"] == 600  # the input is not modified
+
+
+def test_override_snake_case_field_names_map_to_published_keys() -> None:
+    config = from_dict(apply_overrides({}, ["latent_da.image_code.if_soft=false", "learning.latent_da=false"]))
+    assert config.latent_da.image_code.if_soft is False and config.learning.latent_da is False
+
+
+@pytest.mark.parametrize("text", ["learning.n_epochs", "=5", "learning..lr=1"])
+def test_malformed_override(text: str) -> None:
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_override(text)
+
+
+def test_override_of_unknown_key_and_wrong_type_fail(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'learning.n_epoch'"):
+        load_config(ACDC / "cooperative_training.json", ["learning.n_epoch=5"])
+    with pytest.raises(ValueError, match="'learning.n_epochs'"):
+        load_config(ACDC / "cooperative_training.json", ["learning.n_epochs=five"])
+    with pytest.raises(ValueError, match="is a value, not a section"):
+        apply_overrides({"learning": {"lr": 1.0}}, ["learning.lr.x=1"])
+
+
+def test_missing_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        load_config(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\n  'data': 1\n}")
+    with pytest.raises(ValueError, match="bad.json.*not valid JSON"):
+        load_config(bad)
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text('{"learning": {"batch_size": 0}}')
+    with pytest.raises(ValueError, match="wrong.json.*'learning.batch_size'"):
+        load_config(wrong)
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("./config/ACDC/cooperative_training.json", "ACDC/cooperative_training"),
+        ("config/ACDC/standard_training.json", "ACDC/standard_training"),
+        ("./config/quickstart/cooperative_training.json", "quickstart/cooperative_training"),
+        ("/abs/elsewhere/config/ACDC/x.json", "ACDC/x"),
+        ("/tmp/experiments/my_run.json", "experiments/my_run"),
+        ("my_run.json", "my_run"),
+    ],
+)
+def test_config_name(path: str, name: str) -> None:
+    assert config_name_from_path(path) == name

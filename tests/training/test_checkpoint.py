@@ -1,0 +1,139 @@
+"""Unit tests of the run-snapshot machinery and the small training helpers (no training)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from medseg.config import from_dict
+from medseg.training import checkpoint as ckpt
+from medseg.training.builders import ResumableSampler, assemble_batch, train_loader_batch_size
+from medseg.training.distributed import DistContext
+from medseg.training.run_files import MetricsLog, build_run_paths
+from medseg.training.signals import StopRequest
+
+
+def draw(gen: torch.Generator) -> tuple:
+    return random.random(), float(np.random.rand()), float(torch.rand(1)), float(torch.rand(1, generator=gen))
+
+
+def test_rng_state_round_trip_through_a_weights_only_file(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(3)
+    random.seed(1)
+    np.random.seed(2)
+    np.random.randn()  # leaves a cached Gaussian in NumPy's legacy state
+    state = ckpt.capture_rng_state({"step": gen})
+    expected = draw(gen)
+    torch.save(state, tmp_path / "rng.pt")
+    loaded = torch.load(tmp_path / "rng.pt", weights_only=True)
+    draw(gen)
+    ckpt.restore_rng_state(loaded, {"step": gen})
+    assert draw(gen) == expected
+
+
+def _snapshot(tmp_path: Path, config=None) -> Path:
+    config = config or from_dict({})
+    module = nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(module.parameters())
+    module(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    state = ckpt.TrainState(epoch=3, batches_done=1, global_iteration=10, best_score=0.5, epoch_sums={"a": 1.0},
+                            seed=40, data_seed=40)
+    return ckpt.save_snapshot(tmp_path / "s.pkl", network_type="FCN_16_standard", modules={"m": module},
+                              optimizers={"m": optimizer}, state=state, config=config,
+                              run_info={"data_setting": "10", "cval": 0}, rng_states=[ckpt.capture_rng_state()])
+
+
+def test_snapshot_restores_modules_optimisers_and_counters(tmp_path: Path) -> None:
+    path = _snapshot(tmp_path)
+    snapshot = ckpt.load_snapshot(path)
+    module = nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(module.parameters())
+    state = ckpt.restore_training_state(snapshot, {"m": module}, {"m": optimizer}, path)
+    assert (state.epoch, state.batches_done, state.global_iteration, state.best_score) == (3, 1, 10, 0.5)
+    assert state.epoch_sums == {"a": 1.0} and state.data_seed == 40
+    assert torch.equal(module.weight, snapshot["model_state"]["m"]["weight"])
+    assert optimizer.state_dict()["state"][0]["step"] == 1
+    with pytest.raises(ValueError, match="module names"):
+        ckpt.restore_training_state(snapshot, {"other": module}, {"m": optimizer}, path)
+    with pytest.raises(ValueError, match="'m' does not load"):
+        ckpt.restore_training_state(snapshot, {"m": nn.Linear(3, 2)}, {"m": optimizer}, path)
+
+
+def test_compatibility_allows_budget_changes_and_names_differences(tmp_path: Path) -> None:
+    path = _snapshot(tmp_path)
+    snapshot = ckpt.load_snapshot(path)
+    run = {"data_setting": "10", "cval": 0}
+    budget = from_dict({"learning": {"n_epochs": 5, "max_iteration": 9}, "data": {"root_dir": "elsewhere"}})
+    ckpt.check_compatible(snapshot, budget, run, path)
+    with pytest.raises(ValueError, match=r"learning.lr: snapshot 0.0001 vs now 0.01"):
+        ckpt.check_compatible(snapshot, from_dict({"learning": {"lr": 0.01}}), run, path)
+    with pytest.raises(ValueError, match="cval: snapshot 0 vs now 1"):
+        ckpt.check_compatible(snapshot, from_dict({}), {"data_setting": "10", "cval": 1}, path)
+    with pytest.raises(ValueError, match="FCN_16_standard_share_code"):
+        ckpt.check_compatible(snapshot, from_dict({"segmentation_model": {"network_type": "FCN_16_standard_share_code"}}),
+                              run, path)
+
+
+def test_load_snapshot_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="absent.pkl"):
+        ckpt.load_snapshot(tmp_path / "absent.pkl")
+    (tmp_path / "junk.pkl").write_text("junk")
+    with pytest.raises(ValueError, match="junk.pkl"):
+        ckpt.load_snapshot(tmp_path / "junk.pkl")
+    torch.save({"epoch": 1}, tmp_path / "partial.pkl")
+    with pytest.raises(ValueError, match="partial.pkl lacks"):
+        ckpt.load_snapshot(tmp_path / "partial.pkl")
+
+
+def test_first_signal_requests_a_stop_instead_of_raising() -> None:
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested and stop.signum == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sampler_skips_the_trained_part_of_an_epoch() -> None:
+    sampler = ResumableSampler(list(range(10)), num_replicas=1, rank=0, seed=5)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    sampler.set_epoch(2, skip=4)
+    assert list(sampler) == full[4:] and len(sampler) == 6
+    sampler.set_epoch(3)
+    assert sorted(sampler) == list(range(10)) and list(sampler) != full
+
+
+def test_keep_orig_batch_doubling() -> None:
+    config = from_dict({"learning": {"batch_size": 20}})
+    assert train_loader_batch_size(config) == 10
+    assert train_loader_batch_size(from_dict({"learning": {"batch_size": 1}})) == 1
+    assert train_loader_batch_size(from_dict({"data": {"keep_orig_image_label_pair_for_training": False}})) == 20
+    batch = {"image": torch.zeros(2, 1, 4, 4), "label": torch.zeros(2, 4, 4, dtype=torch.long),
+             "origin_image": torch.ones(2, 1, 4, 4), "origin_label": torch.ones(2, 4, 4, dtype=torch.long)}
+    images, labels = assemble_batch(batch, True, torch.device("cpu"))
+    assert images.shape == (4, 1, 4, 4) and labels.shape == (4, 4, 4)
+    assert images[:2].sum() == 0 and images[2:].min() == 1  # augmented first, originals second
+
+
+def test_run_layout_and_metrics_resume(tmp_path: Path) -> None:
+    paths = build_run_paths(tmp_path, "ACDC", "10", 4, "ACDC/cooperative_training", 0)
+    assert paths.log_dir == tmp_path / "train_ACDC_10_n_cls_4" / "ACDC" / "cooperative_training" / "0" / "log"
+    assert paths.model_dir.parent == paths.log_dir.parent
+    log = MetricsLog(paths.metrics_csv)
+    for epoch in range(3):
+        log.append({"epoch": epoch, "iou/val_iou": 0.1 * epoch})
+    resumed = MetricsLog(paths.metrics_csv, start_epoch=2)
+    assert [row["epoch"] for row in resumed.rows] == ["0", "1"]
+
+
+def test_single_process_collectives_are_no_ops() -> None:
+    ctx = DistContext()
+    assert not ctx.enabled and ctx.is_main and ctx.any(True) and not ctx.any(False)
+    assert ctx.sum_dict({"a": 1.0}) == {"a": 1.0} and ctx.gather_objects(3) == [3] and ctx.broadcast_object(4) == 4

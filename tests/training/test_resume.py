@@ -1,0 +1,115 @@
+"""Never lose work: exact resume, refusal of foreign snapshots, SIGTERM leaves a loadable snapshot."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from training_helpers import REPO_ROOT, cli_args, run_dir, tiny_acdc  # noqa: F401
+
+from medseg.train_adv_supervised_segmentation_triplet import main
+
+pytestmark = pytest.mark.slow
+COOP = str(REPO_ROOT / "config" / "ACDC" / "cooperative_training.json")
+STD = str(REPO_ROOT / "config" / "ACDC" / "standard_training.json")
+SNAPSHOT = Path("model") / "last" / "checkpoints" / "FCN_16_standard.pkl"
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def assert_same_training_state(a: dict, b: dict) -> None:
+    assert (a["epoch"], a["batches_done"], a["global_iteration"]) == (b["epoch"], b["batches_done"],
+                                                                      b["global_iteration"])
+    for module, state in a["model_state"].items():
+        for key, tensor in state.items():
+            assert torch.equal(tensor, b["model_state"][module][key]), f"{module}.{key} differs"
+    for module, opt in a["optimizer_state"].items():
+        for pid, slots in opt["state"].items():
+            for slot, value in slots.items():
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(b["optimizer_state"][module]["state"][pid][slot]))
+    assert a["best_score"] == b["best_score"]
+
+
+def metrics_without_time(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tiny_acdc: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 1-epoch cooperative run (its save_dir)."""
+    save_dir = tmp_path_factory.mktemp("one_epoch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only cost (and the function-scoped fixture is not active yet)
+    try:
+        assert main(cli_args(COOP, tiny_acdc, save_dir, epochs=1)) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return save_dir
+
+
+def test_k_plus_n_minus_k_epochs_equal_n_epochs(tiny_acdc: Path, tmp_path: Path) -> None:
+    straight = tmp_path / "straight"
+    assert main(cli_args(COOP, tiny_acdc, straight, epochs=3)) == 0
+    resumed = tmp_path / "resumed"
+    assert main(cli_args(COOP, tiny_acdc, resumed, epochs=1)) == 0
+    assert main(cli_args(COOP, tiny_acdc, resumed, "--resume", "auto", epochs=3)) == 0
+    a, b = run_dir(straight), run_dir(resumed)
+    assert_same_training_state(load(a / SNAPSHOT), load(b / SNAPSHOT))
+    assert metrics_without_time(a / "log" / "metrics.csv") == metrics_without_time(b / "log" / "metrics.csv")
+    for module in ("image_encoder", "shape_decoder"):
+        best_a = load(a / "model" / "best" / "checkpoints" / f"{module}.pth")
+        best_b = load(b / "model" / "best" / "checkpoints" / f"{module}.pth")
+        assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
+
+
+def test_snapshot_of_another_config_is_refused(tiny_acdc: Path, tmp_path: Path, one_epoch_run: Path) -> None:
+    snapshot = run_dir(one_epoch_run) / SNAPSHOT
+    with pytest.raises(ValueError, match="learning.latent_DA"):
+        main(cli_args(STD, tiny_acdc, tmp_path, "--resume_pkl_path", str(snapshot)))
+    with pytest.raises(ValueError, match="data.crop_size"):
+        main(cli_args(COOP, tiny_acdc, tmp_path, "--resume_pkl_path", str(snapshot), "--set",
+                      "data.crop_size=[48,48,1]"))
+    with pytest.raises(ValueError, match="data_setting"):
+        main(cli_args(COOP, tiny_acdc, tmp_path, "--resume_pkl_path", str(snapshot), setting="three_shot"))
+    with pytest.raises(ValueError, match="--seed 40"):
+        main(cli_args(COOP, tiny_acdc, tmp_path, "--resume_pkl_path", str(snapshot), seed=41))
+
+
+def _spawn(argv: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.Popen([sys.executable, "medseg/train_adv_supervised_segmentation_triplet.py", *argv],
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_sigterm_leaves_a_loadable_snapshot_that_resumes_exactly(tiny_acdc: Path, tmp_path: Path) -> None:
+    interrupted = tmp_path / "interrupted"
+    proc = _spawn(cli_args(COOP, tiny_acdc, interrupted, epochs=200))
+    snapshot_file = run_dir(interrupted) / SNAPSHOT
+    deadline = time.monotonic() + 240
+    while not snapshot_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert snapshot_file.exists(), proc.communicate(timeout=30)[0] if proc.poll() is not None else "no snapshot"
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    leftovers = [p for p in run_dir(interrupted).rglob("*") if ".tmp" in p.name]
+    assert not leftovers, leftovers
+    state = load(snapshot_file)
+    assert state["epoch"] >= 1 and "rng" in state
+    stop_at = state["global_iteration"] + 3  # continue into (or past) the interrupted epoch, then stop mid-way
+
+    straight = tmp_path / "straight"
+    assert main(cli_args(COOP, tiny_acdc, straight, "--set", f"learning.max_iteration={stop_at}", epochs=200)) == 0
+    assert main(cli_args(COOP, tiny_acdc, interrupted, "--resume", "auto", "--set",
+                         f"learning.max_iteration={stop_at}", epochs=200)) == 0
+    assert_same_training_state(load(run_dir(straight) / SNAPSHOT), load(snapshot_file))

@@ -1,0 +1,147 @@
+import pytest
+import torch
+from torch import nn
+
+from medseg.models.model_util import MaskSpec
+from medseg.training.step import LOSS_KEYS, StepOutput, train_step
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+TARGETED = dict(image_code_spec=MaskSpec("mse", "channel"), shape_code_spec=MaskSpec("ce", "spatial"))
+
+
+def _tracked(model):
+    return {
+        name: sum(int(m.num_batches_tracked) for m in module.modules() if isinstance(m, nn.BatchNorm2d))
+        // sum(1 for m in module.modules() if isinstance(m, nn.BatchNorm2d))
+        for name, module in model.model.items()
+    }
+
+
+def test_loss_keys_and_standard_training(make_model, batch):
+    model = make_model()
+    out = train_step(model, *batch, latent_da=False)
+    assert isinstance(out, StepOutput)
+    assert tuple(out.losses) == LOSS_KEYS
+    assert all(isinstance(v, float) for v in out.losses.values())
+    assert all(out.losses[k] == 0.0 for k in LOSS_KEYS if k.startswith("loss/hard/"))
+    parts = sum(out.losses[f"loss/standard/{k}"] for k in ("seg", "image", "shape", "gt_shape"))
+    assert out.losses["loss/standard/total"] == pytest.approx(parts, rel=1e-5)
+    assert out.losses["loss/total"] == pytest.approx(out.losses["loss/standard/total"])
+    assert out.corrupted_image is None and out.corrupted_seg is None
+
+
+def test_cooperative_step_outputs(make_model, batch):
+    model = make_model()
+    images, labels = batch
+    out = train_step(model, images, labels, latent_da=True, generator=torch.Generator().manual_seed(0), **TARGETED)
+    assert out.corrupted_image.shape == images.shape and out.corrupted_seg.shape == (2, 4, 32, 32)
+    assert not out.corrupted_image.requires_grad and 0 < out.corrupted_image.min() <= out.corrupted_image.max() < 1
+    hard = sum(out.losses[f"loss/hard/{k}"] for k in ("seg", "image", "shape"))
+    assert out.losses["loss/hard/total"] == pytest.approx(hard, rel=1e-5) and hard > 0
+    assert out.losses["loss/total"] == pytest.approx(out.losses["loss/standard/total"] + hard, rel=1e-5)
+    assert all(p.requires_grad for p in model.parameters())  # decoders unfrozen again
+    only_image = train_step(model, images, labels, latent_da=True, mask_scope=["image code"])
+    assert only_image.corrupted_seg is None and only_image.corrupted_image is not None
+
+
+@pytest.mark.parametrize(
+    "specs,expected",
+    [
+        (TARGETED, dict(image_encoder=1, segmentation_decoder=2, image_decoder=3, shape_encoder=2, shape_decoder=2)),
+        (
+            dict(image_code_spec=MaskSpec("mse", "dropout"), shape_code_spec=MaskSpec("ce", "dropout")),
+            dict(image_encoder=1, segmentation_decoder=1, image_decoder=2, shape_encoder=2, shape_decoder=2),
+        ),
+        (None, dict(image_encoder=1, segmentation_decoder=1, image_decoder=1, shape_encoder=2, shape_decoder=2)),
+    ],
+)
+def test_bn_tracking_increments_per_iteration(make_model, batch, specs, expected):
+    model = make_model()
+    before = _tracked(model)
+    train_step(model, *batch, latent_da=specs is not None, **(specs or {}))
+    after = _tracked(model)
+    assert {k: after[k] - before[k] for k in after} == expected
+
+
+def test_hard_losses_gradient_flow(make_model, batch):
+    """c.3: hard losses give conv weights gradients but no BN affine gradients, except in the image decoder."""
+    model = make_model()
+    images, labels = batch
+    model.train()
+    model.standard_training(images, labels, images)
+    corrupted_image, corrupted_seg = model.hard_example_generation(images, labels, **TARGETED)
+    assert corrupted_image.grad_fn is None and corrupted_seg.grad_fn is None
+    model.zero_grad()
+    hard_total, _ = model.hard_example_training(corrupted_image, corrupted_seg, images, labels)
+    hard_total.backward()
+    for name, module in model.model.items():
+        for mod_name, sub in module.named_modules():
+            if isinstance(sub, nn.BatchNorm2d):
+                has_grad = sub.weight.grad is not None and sub.bias.grad is not None
+                assert has_grad == (name == "image_decoder"), f"{name}.{mod_name}"
+            elif isinstance(sub, nn.Conv2d):
+                assert sub.weight.grad is not None and sub.weight.grad.abs().sum() > 0, f"{name}.{mod_name}"
+
+
+def test_standard_losses_reach_every_parameter_and_separate_training(make_model, batch):
+    model = make_model()
+    images, labels = batch
+    model.train()
+    total, _ = model.standard_training(images, labels, images)
+    total.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.zero_grad()
+    _, parts = model.standard_training(images, labels, images, separate_training=True)
+    parts["shape"].backward()
+    assert all(p.grad is None for n in ("image_encoder", "segmentation_decoder") for p in model.model[n].parameters())
+    assert all(p.grad is not None for p in model.model["shape_encoder"].parameters())
+
+
+def test_after_backward_sees_gradients_before_the_step(make_model, batch):
+    model = make_model()
+    seen = []
+    weight = model.model["image_encoder"].general_encoder.inc[0].weight
+    before = weight.detach().clone()
+
+    def hook():
+        seen.append((weight.grad is not None, torch.equal(weight, before)))
+
+    train_step(model, *batch, latent_da=True, after_backward=hook)
+    assert seen == [(True, True)]
+    assert not torch.equal(weight, before)
+
+
+def test_seeded_steps_are_reproducible(make_model, batch):
+    outs = []
+    for _ in range(2):
+        model = make_model(seed=1)
+        g = torch.Generator().manual_seed(11)
+        outs.append([train_step(model, *batch, latent_da=True, generator=g).losses for _ in range(2)])
+    assert outs[0] == outs[1]
+
+
+def test_cooperative_training_decreases_loss(make_model):
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 1, 32, 32, generator=g)
+    labels = (images[:, 0] > 0.5).long() + (images[:, 0] > 0.8).long()
+    model = make_model(learning_rate=1e-3)
+    losses = [train_step(model, images, labels, latent_da=True, generator=g).losses["loss/total"] for _ in range(6)]
+    assert losses[-1] < losses[0], losses
+
+
+def test_invalid_batches_are_refused(make_model):
+    model = make_model()
+    with pytest.raises(ValueError, match="labels must be"):
+        train_step(model, torch.rand(2, 1, 32, 32), torch.zeros(2, 16, 16, dtype=torch.long), latent_da=False)
+    with pytest.raises(TypeError, match="integer"):
+        train_step(model, torch.rand(2, 1, 32, 32), torch.zeros(2, 32, 32), latent_da=False)
+    with pytest.raises(ValueError, match="mask_scope"):
+        train_step(model, torch.rand(2, 1, 32, 32), torch.zeros(2, 32, 32, dtype=torch.long), True, mask_scope=["z"])
+
+
+@pytest.mark.gpu
+def test_train_step_on_cuda_with_cpu_generator(make_model, batch):
+    model = make_model(device="cuda")
+    out = train_step(model, *batch, latent_da=True, generator=torch.Generator().manual_seed(0), **TARGETED)
+    assert out.corrupted_seg.device.type == "cuda"

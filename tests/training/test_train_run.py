@@ -1,0 +1,96 @@
+"""End-to-end training runs on tiny data: run layout, checkpoints, TensorBoard scalars, metrics.csv, the README
+command line, and errors for bad resume targets."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from training_helpers import COOPERATIVE, REPO_ROOT, STANDARD, cli_args, in_repo_root, run_dir, tiny_acdc  # noqa: F401
+
+from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
+from medseg.train_adv_supervised_segmentation_triplet import main
+from medseg.training.run_files import LOSS_NAMES, SCALAR_NAMES
+
+pytestmark = pytest.mark.slow
+MODULES = ("image_encoder", "image_decoder", "segmentation_decoder", "shape_encoder", "shape_decoder")
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize(("config", "name", "frames"), [
+    (COOPERATIVE, "ACDC/cooperative_training", '["ES","ED"]'),
+    (STANDARD, "ACDC/standard_training", '"ES"'),
+])
+def test_two_epoch_run_layout_checkpoints_and_logs(tiny_acdc: Path, tmp_path: Path, in_repo_root: Path, config: str,
+                                                   name: str, frames: str) -> None:
+    save_dir = tmp_path / "saved"
+    code = main(cli_args(config, tiny_acdc, save_dir, "--log", "--set", "output.save_epoch_every_num_epochs=2",
+                         frames=frames))
+    assert code == 0
+    run = run_dir(save_dir, name)
+    assert (run / "config.json").is_file() and (run / "log" / "train.log").is_file()
+    model_dir = run / "model"
+    for folder in ("best", "0", "1"):  # best, epoch 0, and (1 + 1) % 2 == 0
+        for module in MODULES:
+            assert (model_dir / folder / "checkpoints" / f"{module}.pth").is_file()
+        assert (model_dir / folder / "testing_segmentation_results" / "Seg_plots.png").is_file()
+    model = AdvancedTripletReconSegmentationModel(checkpoint_dir=model_dir / "best" / "checkpoints", device="cpu")
+    assert model.predict(torch.rand(1, 1, 32, 32), n_iter=2).shape == (1, 4, 32, 32)
+    snapshot = torch.load(model_dir / "last" / "checkpoints" / "FCN_16_standard.pkl", weights_only=True)
+    assert snapshot["epoch"] == 2 and snapshot["batches_done"] == 0 and set(snapshot["model_state"]) == set(MODULES)
+
+    rows = read_metrics(run / "log" / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert all(r[k] != "" for r in rows for k in SCALAR_NAMES)
+    hard = [float(r["loss/hard/total"]) for r in rows]
+    assert all(h > 0 for h in hard) if "cooperative" in name else all(h == 0 for h in hard)
+
+    events = EventAccumulator(str(run / "log"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    assert set(SCALAR_NAMES) <= set(events.Tags()["scalars"])
+    for tag in SCALAR_NAMES:
+        assert [e.step for e in events.Scalars(tag)] == [0, 1]
+    first = {tag: events.Scalars(tag)[0].value for tag in LOSS_NAMES}
+    assert first["loss/standard/total"] == pytest.approx(float(rows[0]["loss/standard/total"]), rel=1e-5)
+    if "cooperative" in name:
+        assert "hard_examples/corrupted_image" in events.Tags()["images"]
+
+
+def test_published_readme_command_starts(tiny_acdc: Path, tmp_path: Path, in_repo_root: Path) -> None:
+    """The README line (data setting 10, batch 20, both frames), pointed at tiny data, stopped by max_iteration."""
+    save_dir = tmp_path / "saved"
+    argv = ["--json_config_path", "./config/ACDC/cooperative_training.json", "--cval", "0", "--data_setting", "10",
+            "--log", "--seed", "40",
+            "--set", f"data.root_dir={tiny_acdc}", "--set", "data.pad_size=[48,48,1]",
+            "--set", "data.crop_size=[32,32,1]", "--set", "learning.n_epochs=1", "--set", "learning.max_iteration=2",
+            "--save_dir", str(save_dir), "--n_workers", "0", "--no_progress"]
+    assert main(argv) == 0
+    run = run_dir(save_dir, "ACDC/cooperative_training", setting="10")
+    rows = read_metrics(run / "log" / "metrics.csv")
+    assert len(rows) == 1 and rows[0]["global_iteration"] == "2" and rows[0]["n_iterations"] == "2"
+    assert (run / "model" / "best" / "checkpoints" / "image_encoder.pth").is_file()
+    snapshot = torch.load(run / "model" / "last" / "checkpoints" / "FCN_16_standard.pkl", weights_only=True)
+    assert (snapshot["epoch"], snapshot["batches_done"], snapshot["global_iteration"]) == (0, 2, 2)
+
+
+def test_bad_resume_path_is_an_error(tiny_acdc: Path, tmp_path: Path) -> None:
+    config = str(REPO_ROOT / "config" / "ACDC" / "standard_training.json")
+    with pytest.raises(FileNotFoundError, match="missing.pkl"):
+        main(cli_args(config, tiny_acdc, tmp_path, "--resume_pkl_path", str(tmp_path / "missing.pkl")))
+    garbage = tmp_path / "garbage.pkl"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="garbage.pkl"):
+        main(cli_args(config, tiny_acdc, tmp_path, "--resume_pkl_path", str(garbage)))
+
+
+def test_resume_auto_without_snapshot_starts_fresh(tiny_acdc: Path, tmp_path: Path) -> None:
+    config = str(REPO_ROOT / "config" / "ACDC" / "standard_training.json")
+    assert main(cli_args(config, tiny_acdc, tmp_path, "--resume", "auto", epochs=1)) == 0
+    assert (run_dir(tmp_path, "ACDC/standard_training") / "model" / "best" / "checkpoints").is_dir()

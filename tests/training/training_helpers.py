@@ -1,0 +1,57 @@
+"""Fixtures and helpers of the training-loop tests: tiny data, tiny-budget command lines, run-folder paths.
+
+(``conftest.py`` of this folder belongs to the step tests; the fixtures here are imported by the test modules.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tiny_data import write_tiny_acdc
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COOPERATIVE = "./config/ACDC/cooperative_training.json"
+STANDARD = "./config/ACDC/standard_training.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_acdc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All 100 ACDC ids, 4 slices of 72x80 per frame."""
+    return write_tiny_acdc(tmp_path_factory.mktemp("data") / "ACDC")
+
+
+@pytest.fixture()
+def in_repo_root(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run from the repository root, as the published command lines expect."""
+    monkeypatch.chdir(REPO_ROOT)
+    return REPO_ROOT
+
+
+def tiny_overrides(root: Path, frames: str = '"ES"', batch: int = 4, epochs: int = 2) -> list[str]:
+    """``--set`` arguments for a seconds-long run: 32x32 crops, small batches, few epochs."""
+    pairs = {
+        "data.root_dir": str(root),
+        "data.frame": frames,
+        "data.pad_size": "[48,48,1]",
+        "data.crop_size": "[32,32,1]",
+        "learning.batch_size": str(batch),
+        "learning.n_epochs": str(epochs),
+    }
+    args: list[str] = []
+    for key, value in pairs.items():
+        args += ["--set", f"{key}={value}"]
+    return args
+
+
+def cli_args(config: str, root: Path, save_dir: Path, *extra: str, setting: str = "one_shot", seed: int = 40,
+             **override_kwargs) -> list[str]:
+    """A complete, fast command line (run from the repository root)."""
+    return ["--json_config_path", config, "--cval", "0", "--data_setting", setting, "--seed", str(seed),
+            "--save_dir", str(save_dir), "--n_workers", "0", "--no_progress", "--device", "cpu",
+            *tiny_overrides(root, **override_kwargs), *extra]
+
+
+def run_dir(save_dir: Path, config_name: str = "ACDC/cooperative_training", setting: str = "one_shot") -> Path:
+    """The published run folder of a test run."""
+    return save_dir / f"train_ACDC_{setting}_n_cls_4" / config_name / "0"
