@@ -191,7 +191,7 @@ def preprocess_mnms(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Preprocess raw M&Ms data into <output>/<code>/{ED,ES}_{img,seg}.nii.gz")
+    parser = argparse.ArgumentParser(description="Preprocess raw M&Ms into <output>/<code>/{ED,ES}_{img,seg}.nii.gz")
     parser.add_argument("--input", required=True, help="M&Ms release folder (Training/Labeled, Validation, Testing)")
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--csv", default=None, help="metadata CSV (default: found by name pattern in --input)")

@@ -3,15 +3,16 @@
 The real datasets need registration, so the project ships this generator. It writes:
 
 * ``<out>/raw/ACDC/patientXXX/``: ``Info.cfg`` (``ED``, ``ES`` 1-based, ``Group``, ``Height``, ``NbFrame``,
-  ``Weight``), ``patientXXX_frameYY.nii.gz`` (int16, ``(Z, H, W)`` in SimpleITK order) and ``patientXXX_frameYY_gt.nii.gz``
-  (uint8, raw ACDC labels **1 RV, 2 MYO, 3 LV**) for the ED and ES frames;
+  ``Weight``), ``patientXXX_frameYY.nii.gz`` (int16, ``(Z, H, W)`` in SimpleITK order) and
+  ``patientXXX_frameYY_gt.nii.gz`` (uint8, raw ACDC labels **1 RV, 2 MYO, 3 LV**) for the ED and ES frames;
 * ``<out>/raw/MnMs/{Training/Labeled,Validation,Testing}/<code>/<code>_sa.nii.gz`` (int16 4D, H×W×Z×T on disk, i.e.
   ``(T, Z, H, W)`` in SimpleITK order) and ``<code>_sa_gt.nii.gz`` (labels **1 LV, 2 MYO, 3 RV** on the ED and ES frames
   only) plus the metadata CSV (leading index column, ``External code, VendorName, Vendor, Centre, ED, ES`` with 0-based
   frame indices, ...).
 
 Volumes have rotated direction cosines and random origins like scanner data. Anatomy comes from
-:mod:`~medseg.dataset_loader.synthetic_anatomy`, scanner appearance from :mod:`~medseg.dataset_loader.synthetic_appearance`.
+:mod:`~medseg.dataset_loader.synthetic_anatomy`, scanner appearance from
+:mod:`~medseg.dataset_loader.synthetic_appearance`.
 Everything is deterministic for a given seed: subject ``i`` of domain ``d`` draws from
 ``np.random.default_rng([seed, d, i])``, so the output does not depend on the number of worker processes.
 """
@@ -128,7 +129,9 @@ def render_stack(
         images[t] = apply_appearance(signal, appearance, spacing, bias, rng)
     direction = _random_rotation(rng)
     origin = rng.uniform(-200.0, 200.0, 3)
-    return Stack(images, labels, (spacing, spacing, thickness), tuple(origin.tolist()), tuple(direction.ravel().tolist()))
+    return Stack(
+        images, labels, (spacing, spacing, thickness), tuple(origin.tolist()), tuple(direction.ravel().tolist())
+    )
 
 
 def acdc_group(patient_number: int) -> str | None:

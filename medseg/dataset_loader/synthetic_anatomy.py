@@ -127,7 +127,9 @@ def sample_anatomy(rng: np.random.Generator, fov: tuple[float, float], group: st
         -cav_ax * u(0.30, 0.50), cavity.y + cav_ay * u(0.25, 0.45), cav_ax * u(0.45, 0.6), cav_ay * u(0.5, 0.7),
         u(-0.4, 0.4),
     )
-    stomach = Ellipse(cav_ax * u(0.45, 0.65), cavity.y + cav_ay * u(0.15, 0.4), u(24.0, 38.0), u(16.0, 26.0), u(-0.5, 0.5))
+    stomach = Ellipse(
+        cav_ax * u(0.45, 0.65), cavity.y + cav_ay * u(0.15, 0.4), u(24.0, 38.0), u(16.0, 26.0), u(-0.5, 0.5)
+    )
     epi = radius + thickness
     rv_angle = math.pi + u(0.1, 0.55)
     gv_dir = [rv_angle + u(0.6, 1.0), rv_angle + u(0.15, 0.4)]

@@ -1,4 +1,4 @@
-"""Scanner appearance of the synthetic bSSFP cine images: tissue contrast, blur, coil bias, Rician noise, intensity curve.
+"""Scanner appearance of synthetic bSSFP cine images: tissue contrast, blur, coil bias, Rician noise, intensity curve.
 
 Each domain (``"ACDC"`` and the M&Ms vendors ``"A"``–``"D"``) has its own ranges; a subject draws one
 :class:`Appearance` from them. The ranges keep the bSSFP look everywhere (bright blood and fat, dark myocardium and

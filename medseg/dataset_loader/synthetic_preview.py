@@ -52,7 +52,7 @@ def _mnms_examples(mnms_root: Path, vendor: str, n: int) -> list[tuple[str, np.n
     return examples
 
 
-def render_preview(out: PathLike, png_path: PathLike, n_per_row: int = 3, dpi: int = 100) -> Path:
+def render_preview(out: PathLike, png_path: PathLike, n_per_row: int = 3, dpi: int = 80) -> Path:
     """Write a montage of the generated data under ``out`` (``out/raw/ACDC``, ``out/raw/MnMs``) to ``png_path``.
 
     Rows: ACDC, then M&Ms vendors A–D; each panel is a mid-ventricular slice with LV/MYO/RV outlines, shown at the
@@ -89,7 +89,7 @@ def render_preview(out: PathLike, png_path: PathLike, n_per_row: int = 3, dpi: i
             rc, cc = (r0 + r1) // 2, (c0 + c1) // 2
             rows_, cols_ = slice(max(rc - half, 0), rc + half), slice(max(cc - half, 0), cc + half)
             full.add_patch(plt.Rectangle((cols_.start, rows_.start), 2 * half, 2 * half, fill=False,
-                                         edgecolor="yellow", linewidth=0.5))
+                                         edgecolor="#ffff00", linewidth=0.5))
             zoomed.imshow(image[rows_, cols_], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
             for name, mask in masks.items():
                 if mask[rows_, cols_].any():
@@ -100,5 +100,15 @@ def render_preview(out: PathLike, png_path: PathLike, n_per_row: int = 3, dpi: i
     png_path = Path(png_path)
     with atomic_output_path(png_path) as tmp:
         fig.savefig(tmp, dpi=dpi)
+        from PIL import Image  # installed with matplotlib
+
+        # A fixed palette (grey ramp + outline colours) keeps the noisy montage small enough for the README.
+        colours = [tuple(int(h[i : i + 2], 16) for i in (1, 3, 5)) for h in (*COLOURS.values(), "#ffff00")]
+        greys = [(g, g, g) for g in np.linspace(0, 255, 256 - len(colours)).round().astype(int).tolist()]
+        palette = Image.new("P", (1, 1))
+        palette.putpalette([v for rgb in greys + colours for v in rgb])
+        with Image.open(tmp) as rendered:
+            paletted = rendered.convert("RGB").quantize(palette=palette, dither=Image.Dither.NONE)
+        paletted.save(tmp, optimize=True)
     plt.close(fig)
     return png_path

@@ -19,6 +19,13 @@ import torch
 PathLike = str | os.PathLike
 
 
+def _default_file_mode() -> int:
+    """Permissions a plain ``open(path, 'w')`` would give (``mkstemp`` creates files readable by the owner only)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _split_suffix(name: str) -> tuple[str, str]:
     """Split a file name into stem and full suffix, keeping double suffixes such as ``.nii.gz``."""
     for double in (".nii.gz", ".tar.gz"):
@@ -59,6 +66,7 @@ def atomic_output_path(path: PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
