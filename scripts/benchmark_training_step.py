@@ -3,7 +3,8 @@
 
 Prints one JSON object: median seconds per iteration of standard and cooperative training and of
 ``predict(n_iter=1|2)`` (also as slices/s) at each requested setting (default: batch 20 at 192x192, the published
-setting, and batch 4 at 128x128), plus the peak RSS of the process, on the current device. Random data; fp32.
+setting, and batch 4 at 128x128), plus the peak RSS of the process, on the current device. Random data; fp32. CPU seconds (user + system, all threads) are reported beside wall
+seconds because wall times on a shared machine depend on the other processes (see ``load_average_1min_at_end``).
 
 Examples:
     python scripts/benchmark_training_step.py --iters 3
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -39,17 +41,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fn, iters: int, warmup: int, device: torch.device) -> list[float]:
+def _time(fn, iters: int, warmup: int, device: torch.device) -> tuple[list[float], list[float]]:
+    """Wall seconds and process CPU seconds (user + system, all threads) of each timed call."""
     for _ in range(warmup):
         fn()
     _sync(device)
-    times = []
+    walls, cpus = [], []
     for _ in range(iters):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), os.times()
         fn()
         _sync(device)
-        times.append(time.perf_counter() - start)
-    return times
+        cpu_end = os.times()
+        walls.append(time.perf_counter() - start)
+        cpus.append(cpu_end.user - cpu_start.user + cpu_end.system - cpu_start.system)
+    return walls, cpus
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,21 +101,25 @@ def main(argv: list[str] | None = None) -> None:
         for name, latent_da in (("standard", False), ("cooperative", True)):
             if name not in modes:
                 continue
-            times = _time(
+            times, cpus = _time(
                 lambda: train_step(model, images, labels, latent_da, image_code_spec=image_spec,
                                    shape_code_spec=shape_spec, generator=generator),
                 args.iters, args.warmup, device,
             )  # fmt: skip
             result[f"{name}_s_per_iter"] = statistics.median(times)
+            result[f"{name}_cpu_s_per_iter"] = statistics.median(cpus)
             result[f"{name}_times"] = [round(t, 4) for t in times]
         if "predict" in modes:
             for n_iter in (1, 2):
-                times = _time(lambda: model.predict(images, n_iter=n_iter), args.iters, args.warmup, device)
+                times, cpus = _time(lambda: model.predict(images, n_iter=n_iter), args.iters, args.warmup, device)
                 result[f"predict_n_iter_{n_iter}_s_per_batch"] = statistics.median(times)
+                result[f"predict_n_iter_{n_iter}_cpu_s_per_batch"] = statistics.median(cpus)
                 result[f"predict_n_iter_{n_iter}_slices_per_s"] = batch / statistics.median(times)
         result["peak_rss_gib_so_far"] = round(_peak_rss_gib(), 3)
         report["results"][f"batch{batch}_{size}x{size}"] = result
     report["peak_rss_gib"] = round(_peak_rss_gib(), 3)
+    # other processes on the machine make wall times noisy: the load average and CPU seconds help to judge them
+    report["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     if device.type == "cuda":
         report["peak_cuda_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
     json.dump(report, sys.stdout, indent=2)

@@ -43,6 +43,15 @@ def _maybe_disable(module: nn.Module, disable: bool) -> contextlib.AbstractConte
     return _disable_tracking_bn_stats(module) if disable else contextlib.nullcontext()
 
 
+def _backward_if(loss: Tensor, backward: bool) -> Tensor:
+    """Backpropagate ``loss`` now (if it has a graph) and return it detached; else return it unchanged."""
+    if not backward:
+        return loss
+    if loss.requires_grad:
+        loss.backward()
+    return loss.detach()
+
+
 def _resolve_model_device(use_gpu: bool, device: torch.device | str | None) -> torch.device:
     if device is not None:
         return torch.device(device)
@@ -374,6 +383,7 @@ class AdvancedTripletReconSegmentationModel:
         update_latent: bool = True,
         disable_track_bn_stats: bool = False,
         separate_training: bool = False,
+        backward_now: bool = False,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The FTN + STN losses on one input (spec c.2 step 4; reused by hard-example training).
 
@@ -386,6 +396,9 @@ class AdvancedTripletReconSegmentationModel:
             disable_track_bn_stats: run the encoder, segmentation decoder and STN without BN tracking and with frozen
                 BN affine params; the image decoder call is deliberately not wrapped (as published).
             separate_training: detach the FTN prediction before the STN (no STN->FTN gradient).
+            backward_now: accumulate the gradients into ``.grad`` here, each independent graph as soon as its loss
+                is known (the GT->STN graph is freed before the FTN graph is built); the sum of the gradients is that
+                of ``total.backward()``, peak memory is lower, and the returned losses are detached.
 
         Returns:
             ``(total, {'seg', 'image', 'shape', 'gt_shape'})`` scalar tensors; ``image`` includes the 0.5 factor;
@@ -393,6 +406,11 @@ class AdvancedTripletReconSegmentationModel:
         """
         label_l = label_l.to(self.device, non_blocking=True).long()
         clean_image_l = self._input(clean_image_l)
+        if compute_gt_recon:  # GT first, then prediction: the order of the STN running-stat updates
+            gt_shape_loss = basic_loss_fn(self.recon_shape(label_l, True, disable_track_bn_stats), label_l)
+            gt_shape_loss = _backward_if(gt_shape_loss, backward_now)
+        else:
+            gt_shape_loss = torch.zeros((), device=self.device)
         (z_i, z_s), init_predict = self.fast_predict(perturbed_image, disable_track_bn_stats)
         if update_latent:
             self.z_i, self.z_s = z_i, z_s
@@ -400,10 +418,9 @@ class AdvancedTripletReconSegmentationModel:
         image_loss = 0.5 * basic_loss_fn(self.decode_image(z_i), clean_image_l, "mse")
         stn_input = init_predict.detach() if separate_training else init_predict
         shape_loss = basic_loss_fn(self.recon_shape(stn_input, False, disable_track_bn_stats), label_l)
-        if compute_gt_recon:
-            gt_shape_loss = basic_loss_fn(self.recon_shape(label_l, True, disable_track_bn_stats), label_l)
-        else:
-            gt_shape_loss = torch.zeros((), device=self.device)
+        if backward_now:
+            _backward_if(seg_loss + image_loss + shape_loss, True)
+            seg_loss, image_loss, shape_loss = seg_loss.detach(), image_loss.detach(), shape_loss.detach()
         total = seg_loss + image_loss + shape_loss + gt_shape_loss
         return total, {"seg": seg_loss, "image": image_loss, "shape": shape_loss, "gt_shape": gt_shape_loss}
 
@@ -508,6 +525,7 @@ class AdvancedTripletReconSegmentationModel:
         label_l: Tensor,
         use_gpu: bool | None = None,
         separate_training: bool = False,
+        backward_now: bool = False,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Losses on the hard examples (spec c.2 step 5b).
 
@@ -518,6 +536,8 @@ class AdvancedTripletReconSegmentationModel:
             label_l: ``(B, H, W)`` labels.
             use_gpu: accepted for compatibility and ignored (the model device is used, fix j.6).
             separate_training: detach FTN predictions before the STN.
+            backward_now: accumulate gradients here, one independent graph at a time (see :meth:`standard_training`);
+                the returned losses are then detached.
 
         Returns:
             ``(total, {'seg', 'image', 'shape'})`` where ``shape`` = prediction->STN + corrupted-seg->STN.
@@ -526,15 +546,17 @@ class AdvancedTripletReconSegmentationModel:
         label_l = label_l.to(self.device, non_blocking=True).long()
         zero = torch.zeros((), device=self.device)
         seg_loss, image_loss, shape_loss = zero, zero, zero
+        corrupt_shape_loss = zero
+        if perturbed_seg is not None:  # no running stats are tracked in these calls, so the order is free
+            refined = self.recon_shape(perturbed_seg.detach(), is_label_map=False, disable_track_bn_stats=True)
+            corrupt_shape_loss = _backward_if(basic_loss_fn(refined, label_l, "cross entropy"), backward_now)
         if perturbed_image is not None:
             _, parts = self.standard_training(
                 clean_image_l, label_l, perturbed_image.detach(), compute_gt_recon=False, update_latent=False,
-                disable_track_bn_stats=True, separate_training=separate_training,
+                disable_track_bn_stats=True, separate_training=separate_training, backward_now=backward_now,
             )  # fmt: skip
             seg_loss, image_loss, shape_loss = parts["seg"], parts["image"], parts["shape"]
-        if perturbed_seg is not None:
-            refined = self.recon_shape(perturbed_seg.detach(), is_label_map=False, disable_track_bn_stats=True)
-            shape_loss = shape_loss + basic_loss_fn(refined, label_l, "cross entropy")
+        shape_loss = shape_loss + corrupt_shape_loss
         total = seg_loss + image_loss + shape_loss
         return total, {"seg": seg_loss, "image": image_loss, "shape": shape_loss}
 

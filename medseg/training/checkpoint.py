@@ -40,6 +40,9 @@ RESUMABLE_KEYS = frozenset({
     "learning.n_epochs", "learning.max_iteration", "learning.use_gpu", "output.save_epoch_every_num_epochs",
 })
 
+# Run properties that may change on resume (the number of processes only changes how the slices are split).
+RESUMABLE_RUN_KEYS = frozenset({"world_size"})
+
 
 @dataclass
 class TrainState:
@@ -184,7 +187,7 @@ def check_compatible(snapshot: Mapping[str, Any], config: ExperimentConfig, run_
              for k in sorted(set(saved) | set(current)) if _normalise(saved.get(k)) != _normalise(current.get(k))]
     saved_run = snapshot.get("run", {})
     diffs += [f"{k}: snapshot {saved_run[k]!r} vs now {v!r}" for k, v in run_info.items()
-              if k in saved_run and saved_run[k] != v]
+              if k in saved_run and k not in RESUMABLE_RUN_KEYS and saved_run[k] != v]
     if diffs:
         raise ValueError(f"resume snapshot {path} was made with another configuration; differences: "
                          + "; ".join(diffs))

@@ -4,10 +4,12 @@
 standard losses, optionally hard-example generation and the four hard losses, backward, ``after_backward()`` (e.g.
 gradient all-reduce), and ``step()`` on all five Adam optimisers.
 
-The backward of the standard losses is run as soon as they are computed, before the hard-example pass, and the
-hard losses get their own backward: gradients accumulate to exactly the same sum as one backward of
-``standard + hard`` (the hard-example pass reads only detached values and never touches ``.grad``), but the
-standard graph is freed before the hard graph is built, which lowers peak memory.
+Gradients are accumulated as soon as each independent part of the loss is known (``backward_now=True``: the
+GT->STN graph, then the FTN + prediction->STN graph, then the corrupted-segmentation->STN graph, then the hard FTN
+graph) instead of one backward of ``standard + hard`` at the end. The accumulated gradients are the same sum (up to
+floating-point summation order): the hard-example pass reads only detached values and never touches ``.grad``, and
+no parameter changes before the optimiser steps. Each graph is freed before the next is built, which lowers peak
+memory.
 """
 
 from __future__ import annotations
@@ -115,9 +117,8 @@ def train_step(
 
     noisy = torch.clamp(images + NOISE_STD * _gaussian_like(images, generator), 0.0, 1.0)
     standard_total, standard = model.standard_training(
-        images, labels, noisy, separate_training=separate_training
+        images, labels, noisy, separate_training=separate_training, backward_now=True
     )
-    standard_total.backward()  # frees the standard graph early (see module docstring)
     values = [standard_total.detach(), standard["seg"], standard["image"], standard["shape"], standard["gt_shape"]]
 
     corrupted_image = corrupted_seg = None
@@ -126,10 +127,8 @@ def train_step(
             images, labels, mask_scope, image_code_spec, shape_code_spec, generator=generator
         )
         hard_total, hard = model.hard_example_training(
-            corrupted_image, corrupted_seg, images, labels, separate_training=separate_training
+            corrupted_image, corrupted_seg, images, labels, separate_training=separate_training, backward_now=True
         )
-        if hard_total.requires_grad:
-            hard_total.backward()
         values += [hard_total.detach(), hard["seg"], hard["image"], hard["shape"]]
     else:
         zero = torch.zeros((), device=model.device)

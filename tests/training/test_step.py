@@ -145,3 +145,24 @@ def test_train_step_on_cuda_with_cpu_generator(make_model, batch):
     model = make_model(device="cuda")
     out = train_step(model, *batch, latent_da=True, generator=torch.Generator().manual_seed(0), **TARGETED)
     assert out.corrupted_seg.device.type == "cuda"
+
+
+def test_backward_now_gives_the_gradients_of_one_backward(make_model, batch):
+    images, labels = batch
+    grads = []
+    for backward_now in (False, True):
+        model = make_model(seed=3)
+        model.train()
+        gen = torch.Generator().manual_seed(5)
+        total, parts = model.standard_training(images, labels, images, backward_now=backward_now)
+        corrupted = model.hard_example_generation(images, labels, generator=gen, **TARGETED)
+        hard, hard_parts = model.hard_example_training(*corrupted, images, labels, backward_now=backward_now)
+        if not backward_now:
+            (total + hard).backward()
+        else:
+            assert not total.requires_grad and not hard.requires_grad
+        grads.append(([p.grad.clone() for p in model.parameters()], total.detach().item(), hard.detach().item()))
+    (ref, ref_total, ref_hard), (got, got_total, got_hard) = grads
+    assert got_total == pytest.approx(ref_total, rel=1e-6) and got_hard == pytest.approx(ref_hard, rel=1e-6)
+    for a, b in zip(ref, got):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
