@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from medseg.utils.memory import keep_freed_memory
+
+    keep_freed_memory()  # reuse freed activations instead of page-faulting fresh memory per chunk
     if args.n_iter < 1:
         parser.error(f"--n_iter must be >= 1, got {args.n_iter}")
     if args.batch_slices < 1:

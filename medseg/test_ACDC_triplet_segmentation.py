@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from medseg.metrics import SUPPORTED_METRICS  # noqa: E402
+from medseg.utils.memory import keep_freed_memory  # noqa: E402
 from medseg.utils.device import resolve_device  # noqa: E402
 
 DEFAULT_DATASETS = ["ACDC", "RandomBias", "RandomSpike", "RandomGhosting", "RandomMotion", "MM"]
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    keep_freed_memory()  # reuse freed activations instead of page-faulting fresh memory per chunk
     if args.n_iter < 1:
         parser.error(f"--n_iter must be >= 1, got {args.n_iter}")
     if args.batch_slices < 1:
