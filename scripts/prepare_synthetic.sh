@@ -4,7 +4,8 @@
 #   bash scripts/prepare_synthetic.sh [DIR]            (default DIR=data/synthetic)
 #
 # Environment knobs: N_ACDC (default 100), N_MNMS (subjects per M&Ms vendor, default 20), SEED (default 0),
-# WORKERS (default 2), PREVIEW (PNG path for a montage, default none), OVERWRITE=1 (redo preprocessed subjects),
+# WORKERS (default 2), ACDC_C_COPIES (corrupted copies per ACDC test subject and artefact, default 3 as published),
+# PREVIEW (PNG path for a montage, default none), OVERWRITE=1 (redo preprocessed subjects),
 # NO_PROGRESS=1 (hide progress bars).
 # Result: DIR/raw/{ACDC,MnMs} (raw formats), DIR/ACDC, DIR/MM (+ vendors.csv), DIR/ACDC-C.
 set -euo pipefail
@@ -32,11 +33,8 @@ step=$SECONDS
     ${overwrite[@]+"${overwrite[@]}"} ${progress[@]+"${progress[@]}"}
 echo "[prepare_synthetic] preprocessing: $((SECONDS - step)) s"
 
-if [ -f medseg/dataset_loader/generate_artefacted_data.py ]; then
-    step=$SECONDS
-    "$PYTHON" medseg/dataset_loader/generate_artefacted_data.py --input "$DIR/ACDC" --output "$DIR/ACDC-C"
-    echo "[prepare_synthetic] ACDC-C: $((SECONDS - step)) s"
-else
-    echo "[prepare_synthetic] note: medseg/dataset_loader/generate_artefacted_data.py not found; skipping ACDC-C"
-fi
-echo "[prepare_synthetic] done in $((SECONDS - start)) s: $DIR/{raw,ACDC,MM}"
+step=$SECONDS
+"$PYTHON" medseg/dataset_loader/generate_artefacted_data.py --input "$DIR/ACDC" --output "$DIR/ACDC-C" \
+    --copies "${ACDC_C_COPIES:-3}" --seed "${SEED:-0}" ${overwrite[@]+"${overwrite[@]}"}
+echo "[prepare_synthetic] ACDC-C: $((SECONDS - step)) s"
+echo "[prepare_synthetic] done in $((SECONDS - start)) s: $DIR/{raw,ACDC,MM,ACDC-C}"
