@@ -10,6 +10,7 @@ Submodule names and registration order reproduce the published implementation, s
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 LEAKY_SLOPE = 0.2
@@ -34,7 +35,11 @@ class _ResidualUnit(nn.Module):
     """
 
     def _residual(self, x: Tensor) -> Tensor:
-        out = self.last_act(self.conv_input(x) + self.conv(x))
+        # conv(x) + conv_input(x), summed in place into the fresh conv(x) output (BN backward does not read it):
+        # the same values as ``conv_input(x) + conv(x)`` (fp addition commutes) without one full-size allocation
+        out = self.conv(x)
+        out += self.conv_input(x)
+        out = self.last_act(out)
         return out if self.dropout is None else self.dropout(out)
 
 
@@ -112,6 +117,30 @@ class ResidualUpBlock(_ResidualUnit):
         return self._residual(self.up(x))
 
 
+class _GradInForwardFormat(torch.autograd.Function):
+    """Identity whose backward returns the incoming gradient in the memory format of the forward tensor."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        channels_last = x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        ctx.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        return grad.contiguous(memory_format=ctx.memory_format)
+
+
+def grad_in_forward_format(x: Tensor) -> Tensor:
+    """``x`` unchanged; its gradient is converted to ``x``'s memory format before it flows further back.
+
+    Losses built on ``log_softmax``/``softmax`` over channels return NCHW gradients even for channels-last logits;
+    converting once here keeps the backward of the layer that produced ``x`` in one memory format (a plain copy, so
+    gradients are unchanged). A no-op when ``x`` needs no gradient.
+    """
+    return _GradInForwardFormat.apply(x) if x.requires_grad and torch.is_grad_enabled() else x
+
+
 def check_spatial_size(x: Tensor, factor: int = 16, name: str = "input") -> None:
     """Raise a ``ValueError`` unless ``x`` is ``(B, C, H, W)`` with H and W divisible by ``factor``."""
     if x.ndim != 4:
@@ -124,4 +153,11 @@ def check_spatial_size(x: Tensor, factor: int = 16, name: str = "input") -> None
         )
 
 
-__all__ = ["LEAKY_SLOPE", "ResidualDownBlock", "ResidualUpBlock", "check_spatial_size", "conv_bn_block"]
+__all__ = [
+    "LEAKY_SLOPE",
+    "ResidualDownBlock",
+    "ResidualUpBlock",
+    "check_spatial_size",
+    "conv_bn_block",
+    "grad_in_forward_format",
+]

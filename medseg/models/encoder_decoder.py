@@ -9,7 +9,14 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from medseg.models.blocks import LEAKY_SLOPE, ResidualDownBlock, ResidualUpBlock, check_spatial_size, conv_bn_block
+from medseg.models.blocks import (
+    LEAKY_SLOPE,
+    ResidualDownBlock,
+    ResidualUpBlock,
+    check_spatial_size,
+    conv_bn_block,
+    grad_in_forward_format,
+)
 from medseg.models.init_weight import normal_init_direct_children
 
 NETWORK_TYPES = ("FCN_16_standard", "FCN_16_standard_w_o_filter", "FCN_16_standard_share_code")
@@ -96,7 +103,7 @@ class MyDecoder(nn.Module):
         """``(B, 128, h, w) -> (B, output_channel, 16h, 16w)``."""
         if z.ndim != 4:
             raise ValueError(f"decoder input must be (B, C, h, w), got shape {tuple(z.shape)}")
-        x = self.final_conv(self.up4(self.up3(self.up2(self.up1(z)))))
+        x = grad_in_forward_format(self.final_conv(self.up4(self.up3(self.up2(self.up1(z))))))
         return x if self.last_act is None else self.last_act(x)
 
 

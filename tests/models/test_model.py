@@ -22,12 +22,14 @@ def test_predict_n_iter_is_sequential_stn(make_model, batch):
             return model.model["shape_decoder"](model.model["shape_encoder"](probs))
 
         expected = {1: ftn, 2: stn(ftn), 3: stn(stn(ftn))}
+    # predict folds BatchNorm into the convolutions: equal up to floating-point rounding
+    tol = {"rtol": 1e-4, "atol": 1e-4}
     for n_iter, want in expected.items():
         got = model.predict(images, n_iter=n_iter)
-        assert torch.allclose(got, want, atol=1e-5), n_iter
-    assert torch.allclose(model.predict(images, n_iter=0), ftn, atol=1e-5)
+        assert torch.allclose(got, want, **tol), n_iter
+    assert torch.allclose(model.predict(images, n_iter=0), ftn, **tol)
     probs = model.predict(images, softmax=True, n_iter=2)
-    assert torch.allclose(probs, torch.softmax(expected[2], 1), atol=1e-5)
+    assert torch.allclose(probs, torch.softmax(expected[2], 1), **tol)
     assert not probs.is_inference() and probs.is_contiguous()
     assert not model.training and not model.model["image_encoder"].training
 
@@ -37,7 +39,8 @@ def test_default_n_iter_and_run(make_model, batch):
     images, _ = batch
     model.eval()
     recon, ftn, stn = model.run(images)
-    assert torch.allclose(model.predict(images), stn, atol=1e-5)
+    pred = model.predict(images)  # BN folded into the convolutions: equal up to rounding relative to the logit scale
+    assert (pred - stn).abs().max() <= 1e-5 * stn.abs().max()
     refined, internal = model.slow_refinement(ftn, n_steps=3, save_internal_predicts=True)
     assert torch.allclose(refined, stn, atol=1e-5) and len(internal) == 3
     diff_img, diff_seg, init, ref, rec = model.get_recon_diff(images)
