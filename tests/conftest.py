@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel as Model
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
@@ -9,3 +11,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def make_model():
+    """Factory of CPU models with a fixed initialisation seed."""
+
+    def factory(network_type: str = "FCN_16_standard", seed: int = 0, **kwargs) -> Model:
+        torch.manual_seed(seed)
+        kwargs.setdefault("device", "cpu")
+        return Model(network_type=network_type, use_gpu=False, **kwargs)
+
+    return factory
+
+
+@pytest.fixture
+def batch():
+    """A fixed (2, 1, 32, 32) image batch with (2, 32, 32) labels in 0..3."""
+    g = torch.Generator().manual_seed(123)
+    images = torch.rand(2, 1, 32, 32, generator=g)
+    labels = torch.randint(0, 4, (2, 32, 32), generator=g)
+    return images, labels
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine OpenMP spin-waiting under
+    oversubscription makes them up to 50x slower; run such tests single-threaded and restore afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

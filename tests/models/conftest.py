@@ -1,32 +1,7 @@
 import pytest
-import torch
-
-from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel as Model
-
-
-@pytest.fixture
-def make_model():
-    def factory(network_type: str = "FCN_16_standard", seed: int = 0, **kwargs) -> Model:
-        torch.manual_seed(seed)
-        kwargs.setdefault("device", "cpu")
-        return Model(network_type=network_type, use_gpu=False, **kwargs)
-
-    return factory
-
-
-@pytest.fixture
-def batch():
-    g = torch.Generator().manual_seed(123)
-    images = torch.rand(2, 1, 32, 32, generator=g)
-    labels = torch.randint(0, 4, (2, 32, 32), generator=g)
-    return images, labels
 
 
 @pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine OpenMP spin-waiting under
-    oversubscription makes them up to 50x slower; run these tests single-threaded and restore afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _models_single_thread(single_thread):
+    """Every model test runs single-threaded (see ``single_thread`` in tests/conftest.py)."""
     yield
-    torch.set_num_threads(previous)
