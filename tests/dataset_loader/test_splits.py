@@ -14,12 +14,10 @@ from medseg.dataset_loader.ACDC_few_shot_cv_settings import (
     train_validate_overlap,
 )
 
-FIXTURE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "acdc_splits.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "acdc_splits.json"  # the published lists (tests/fixtures)
 
 
 def _fixture() -> dict:
-    if not FIXTURE.is_file():
-        pytest.skip(f"reference split fixture not available at {FIXTURE} (../shared/reference/acdc_splits.json)")
     return json.loads(FIXTURE.read_text())
 
 

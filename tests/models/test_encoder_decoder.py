@@ -8,13 +8,12 @@ from torch import nn
 
 from medseg.models.encoder_decoder import MODULE_NAMES, NETWORK_TYPES, Dual_Branch_Encoder, MyDecoder, get_network
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "fcn16_state_dict.json"
+# parameter names, shapes and dtypes of the five published networks, as their checkpoint files store them
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "fcn16_state_dict.json"
 
 
 @pytest.fixture(scope="module")
 def reference():
-    if not REFERENCE.is_file():
-        pytest.skip(f"reference file {REFERENCE} not available")
     return json.loads(REFERENCE.read_text())
 
 
@@ -28,6 +27,32 @@ def test_state_dict_matches_reference(make_model, reference, network_type):
         n_params = sum(p.numel() for p in module.parameters())
         assert n_params == reference["modules"][name]["num_parameters"], name
     assert sum(p.numel() for p in model.parameters()) == reference["total_parameters_all_modules"]
+
+
+def test_block_output_shapes_match_reference(make_model, reference, single_thread):
+    model = make_model()
+    model.eval()
+    expected = reference["per_block_output_shapes_eval_mode_input_1x1x192x192"]
+    seen: dict[str, list[int]] = {}
+    hooks = []
+    for dotted in expected:
+        module_name, _, block = dotted.partition(".")
+        module = model.model[module_name].get_submodule(block)
+
+        def record(mod, args, out, dotted=dotted):
+            seen[dotted] = list(out.shape)
+
+        hooks.append(module.register_forward_hook(record))
+    try:
+        with torch.no_grad():
+            x = torch.rand(1, 1, 192, 192)
+            (z_i, _), seg = model.fast_predict(x)
+            model.decode_image(z_i)
+            model.recon_shape(seg)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seen == expected
 
 
 @pytest.mark.parametrize("hw", [(32, 32), (64, 48)])

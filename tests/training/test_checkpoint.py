@@ -94,10 +94,21 @@ def test_load_snapshot_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_first_signal_requests_a_stop_instead_of_raising() -> None:
-    with StopRequest() as stop:
-        os.kill(os.getpid(), signal.SIGINT)
-        assert stop.requested and stop.signum == signal.SIGINT
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # whatever handlers this process started with (a background `nohup ... &` run starts with SIGINT ignored) are
+    # put back afterwards; inside, both usual starting points are tried and must be restored by StopRequest
+    found = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for previous in (signal.default_int_handler, signal.SIG_IGN):
+            signal.signal(signal.SIGINT, previous)
+            with StopRequest() as stop:
+                assert signal.getsignal(signal.SIGINT) is not previous
+                os.kill(os.getpid(), signal.SIGINT)
+                assert stop.requested and stop.signum == signal.SIGINT
+            assert signal.getsignal(signal.SIGINT) is previous
+            assert signal.getsignal(signal.SIGTERM) is found[signal.SIGTERM]
+    finally:
+        for signum, handler in found.items():
+            signal.signal(signum, handler)
 
 
 def test_sampler_skips_the_trained_part_of_an_epoch() -> None:
