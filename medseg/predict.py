@@ -28,15 +28,23 @@ logger = logging.getLogger("medseg.predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medseg-predict", description="Segment LV, MYO and RV in cardiac MR scans.")
+    from medseg.utils.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="medseg-predict", description="Segment LV, MYO and RV in cardiac MR scans.",
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="folder with the <module>.pth files")
     parser.add_argument("--input", type=Path, required=True, help="a NIfTI scan (3D or 4D) or a folder of scans")
     parser.add_argument("--output", type=Path, required=True, help="output label map (file) or folder")
     parser.add_argument("--n_iter", type=int, default=2, help="1 = FTN only, 2 = FTN + STN (default)")
-    parser.add_argument("--label_convention", default="medseg", choices=["medseg", "acdc_raw", "mnms"])
-    parser.add_argument("--frame", type=int, default=None, help="frame index K of a 4D (T, Z, H, W) input")
+    parser.add_argument(
+        "--label_convention", default="medseg", choices=["medseg", "acdc_raw", "mnms"],
+        help="label values written: medseg = 1 LV, 2 MYO, 3 RV (the training labels); acdc_raw = 1 RV, 2 MYO, 3 LV "
+        "(the ACDC challenge files); mnms = 1 LV, 2 MYO, 3 RV (the M&Ms files, same values as medseg)",
+    )
+    parser.add_argument("--frame", type=int, default=None,
+                        help="frame index K of a 4D (T, Z, H, W) input (default: none; required for 4D inputs)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda[:k]")
     parser.add_argument("--batch_slices", type=int, default=10, help="slices per forward pass")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar in folder mode")
     return parser

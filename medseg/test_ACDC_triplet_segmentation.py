@@ -1,7 +1,8 @@
 """Cross-domain testing of trained checkpoints (console script ``medseg-test``).
 
-Tests each method on in-domain ACDC, the ACDC-C artefact sets and M&Ms, writes patient-wise reports into each
-method's own folder (``.../model/best/report/<dataset>/``) and an aggregate table over everything, and prints it::
+Tests each method on in-domain ACDC, the ACDC-C artefact sets and M&Ms, writes patient-wise reports (into
+``--output_dir/<method>/<cval>/<dataset>/``, or else into each method's own ``.../model/best/report/<dataset>/``) and an
+aggregate table over everything, and prints it::
 
     medseg-test --runs_dir saved --data_root data/synthetic
     medseg-test --methods standard=saved/train_ACDC_10_n_cls_4/standard_training/{cval}/model/best/checkpoints \\
@@ -21,6 +22,7 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 
 from medseg.metrics import SUPPORTED_METRICS  # noqa: E402
 from medseg.utils.memory import keep_freed_memory  # noqa: E402
+from medseg.utils.cli import HelpFormatter  # noqa: E402
 from medseg.utils.device import resolve_device  # noqa: E402
 
 DEFAULT_DATASETS = ["ACDC", "RandomBias", "RandomSpike", "RandomGhosting", "RandomMotion", "MM"]
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medseg-test",
         description="Test checkpoints on ACDC, ACDC-C and M&Ms; write patient-wise reports and a robustness table.",
+        formatter_class=HelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -43,18 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data_root", type=Path, default=Path("data/synthetic"), help="holds ACDC/, ACDC-C/, MM/")
     parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS, help="test sets, in table order")
-    parser.add_argument("--frames", nargs="+", default=["ED", "ES"], choices=["ED", "ES"])
+    parser.add_argument("--frames", nargs="+", default=["ED", "ES"], choices=["ED", "ES"],
+                        help="cardiac phases to test: ED (end-diastole), ES (end-systole)")
     parser.add_argument("--n_iter", type=int, default=2, help="1 = FTN only, 2 = FTN + STN (default)")
-    parser.add_argument("--cval", type=int, nargs="+", default=None, help="folds to test (default: all found)")
+    parser.add_argument("--cval", type=int, nargs="+", default=None,
+                        help="folds to test (default: every fold found; with {cval} in --methods this is required)")
     parser.add_argument(
         "--metrics", nargs="+", default=["Dice"], choices=list(SUPPORTED_METRICS),
-        help="Dice (always), HD (slice-averaged 2D Hausdorff, mm), HD95 and ASSD (3D, mm), HD3D",
+        help="Dice (always computed), HD (slice-averaged 2D Hausdorff distance, mm), HD95 (3D 95th-percentile "
+        "Hausdorff distance, mm), ASSD (3D average symmetric surface distance, mm), HD3D (3D Hausdorff distance, mm)",
     )
     parser.add_argument("--save_predictions", action="store_true", help="write NIfTI label maps in image geometry")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda[:k]")
     parser.add_argument("--batch_slices", type=int, default=10, help="slices per forward pass")
     parser.add_argument(
-        "--output_dir", type=Path, default=None, help="aggregate folder (default: --runs_dir or ./saved/test_reports)"
+        "--output_dir", type=Path, default=None,
+        help="write everything here: summary.csv/.md, dice_boxplot.png, warnings.txt and the per-dataset reports in "
+        "<output_dir>/<method>/<cval>/<dataset>/ (default: per-dataset reports beside each checkpoint in "
+        "model/best/report/<dataset>/, the aggregate in --runs_dir or ./saved/test_reports)",
     )
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
@@ -108,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_slices=args.batch_slices,
             save_predictions=args.save_predictions,
             progress=progress,
+            reports_dir=args.output_dir,
         )
     except CheckpointError as err:
         print(f"medseg-test: error: {err}", file=sys.stderr)

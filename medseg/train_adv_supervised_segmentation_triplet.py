@@ -22,12 +22,14 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
         sys.path.insert(0, _repo_root)
 
 from medseg.training.entry import run_training  # noqa: E402
+from medseg.utils.cli import HelpFormatter  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with every published flag and default, plus the medseg extras."""
     parser = argparse.ArgumentParser(
-        description="Cooperative training and latent space data augmentation for cardiac segmentation (training).")
+        description="Cooperative training and latent space data augmentation for cardiac segmentation (training).",
+        formatter_class=HelpFormatter)
     parser.add_argument("--json_config_path", type=str, default="./config/ACDC/cooperative_training.json",
                         help="experiment config (published JSON schema)")
     parser.add_argument("--dataset_name", type=str, default="ACDC",
@@ -35,20 +37,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cval", type=int, default=0, help="cross-validation fold (0-4)")
     parser.add_argument("--data_setting", type=str, default="10",
                         help="training subjects: 'standard', 'one_shot', 'three_shot', or 10/20/40/...")
-    parser.add_argument("--resume_pkl_path", type=str, default=None, help="run snapshot (.pkl) to continue from")
+    parser.add_argument("--resume_pkl_path", type=str, default=None,
+                        help="run snapshot (.pkl) to continue from (default: start a new run)")
     parser.add_argument("--resume", choices=["auto"], default=None,
-                        help="'auto': continue from this run's last snapshot if there is one")
+                        help="'auto': continue from this run's last snapshot if there is one, else start afresh "
+                             "(default: start a new run)")
     parser.add_argument("--save_dir", type=str, default="./saved/", help="root folder of all runs")
     parser.add_argument("--log", action="store_true", help="write TensorBoard summaries")
-    parser.add_argument("--seed", type=int, default=None, help="seed for Python, NumPy, torch and data loading")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed for Python, NumPy, torch and data loading (default: a random seed, recorded in the "
+                             "run snapshot)")
     parser.add_argument("--n_workers", type=int, default=4, help="DataLoader worker processes")
     parser.add_argument("--no_pin_memory", action="store_true", help="do not pin DataLoader memory")
     parser.add_argument("--debug", action="store_true", help="faulthandler and debug logging")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="compute device: auto = cuda if available, else cpu; cpu; cuda (under torchrun: one GPU "
+                             "per process)")
     parser.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, dotted key, JSON value (repeatable), "
-                             "e.g. --set learning.n_epochs=5 --set data.root_dir=data/synthetic/ACDC")
+                             "e.g. --set learning.n_epochs=5 --set data.root_dir=data/synthetic/ACDC "
+                             "(default: the config as it is)")
     return parser
 
 

@@ -30,6 +30,7 @@ from medseg.dataset_loader.ACDC_few_shot_cv_settings import get_ACDC_split_polic
 from medseg.dataset_loader.cardiac_ACDC_dataset import CardiacACDCDataset  # noqa: E402
 from medseg.dataset_loader.nifti import write_volume  # noqa: E402
 from medseg.dataset_loader.transforms import Transformations  # noqa: E402
+from medseg.utils.cli import HelpFormatter  # noqa: E402
 
 logger = logging.getLogger("benchmark_data")
 
@@ -68,8 +69,8 @@ def rate(loader: DataLoader, seconds: float, per_batch: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=Path("data/synthetic/ACDC"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path("data/synthetic/ACDC"), help="preprocessed ACDC folder")
     parser.add_argument("--seconds", type=float, default=6.0, help="measuring time per configuration")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

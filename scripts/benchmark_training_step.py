@@ -27,6 +27,7 @@ import torch
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
 from medseg.models.model_util import MaskSpec
 from medseg.training.step import train_step
+from medseg.utils.cli import HelpFormatter
 from medseg.utils.device import resolve_device
 from medseg.utils.memory import keep_freed_memory
 
@@ -58,16 +59,16 @@ def _time(fn, iters: int, warmup: int, device: torch.device) -> tuple[list[float
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--settings", default="20x192,4x128", help="comma-separated BATCHxSIZE list")
     parser.add_argument("--iters", type=int, default=3, help="timed iterations per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations per measurement")
     parser.add_argument("--modes", default="standard,cooperative,predict", help="comma-separated subset")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda[:k]")
     parser.add_argument("--no-mallopt", action="store_true", help="leave glibc's allocator at its defaults")
     parser.add_argument("--no-channels-last", action="store_true", help="use contiguous NCHW activations")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the model initialisation and the random batch")
     args = parser.parse_args(argv)
 
     mallopt = False if args.no_mallopt else keep_freed_memory()

@@ -17,19 +17,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from medseg.dataset_loader.synthetic import SyntheticSettings, finish, plan_jobs, run_job  # noqa: E402
 from medseg.dataset_loader.synthetic_preview import render_preview  # noqa: E402
+from medseg.utils.cli import HelpFormatter  # noqa: E402
 from medseg.utils.io import ensure_writable_dir  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     parser.add_argument("--out", required=True, help="output folder (raw data goes to OUT/raw/ACDC and OUT/raw/MnMs)")
     parser.add_argument("--n-acdc", type=int, default=100, help="number of ACDC patients (ids 001..N)")
     parser.add_argument("--n-mnms-per-vendor", type=int, default=20, help="M&Ms subjects per vendor A-D")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="generator seed (the data set is a function of it)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (1 = in this process)")
     parser.add_argument("--spacing-scale", type=float, default=1.0,
                         help="multiply in-plane pixel sizes (> 1 makes smaller, faster volumes)")
-    parser.add_argument("--preview", default=None, help="also write a PNG montage of slices with label outlines")
+    parser.add_argument("--preview", default=None,
+                        help="also write a PNG montage of slices with label outlines to this path (default: none)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser.parse_args(argv)
 

@@ -1,7 +1,21 @@
+import os
+
 import pytest
 import torch
 
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel as Model
+
+
+def pytest_configure(config):
+    """The whole suite runs single-threaded, subprocesses included.
+
+    Every test uses tiny tensors, which gain nothing from intra-op threads; on a busy machine OpenMP spin-waiting makes
+    them many times slower (a 3-epoch tiny training run: 3 s of CPU with one thread, 44 s with two on a loaded 2-core
+    machine). Numerical results do not depend on it: every comparison is either exact between two runs in the same
+    setting or bounded by ``tests/numerics.py``.
+    """
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -36,8 +50,7 @@ def batch():
 
 @pytest.fixture
 def single_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine OpenMP spin-waiting under
-    oversubscription makes them up to 50x slower; run such tests single-threaded and restore afterwards."""
+    """One intra-op thread for this test, whatever an earlier test set (the suite default, see ``pytest_configure``)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

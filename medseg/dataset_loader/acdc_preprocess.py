@@ -141,7 +141,10 @@ def preprocess_acdc(input_dir: PathLike, output_dir: PathLike, overwrite: bool =
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Preprocess raw ACDC into <output>/<pid>/{ED,ES}_{img,seg}.nii.gz")
+    from medseg.utils.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(description="Preprocess raw ACDC into <output>/<pid>/{ED,ES}_{img,seg}.nii.gz",
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--input", required=True, help="raw ACDC folder (patientXXX/ folders, or training/ testing/)")
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="redo subjects whose outputs already exist")

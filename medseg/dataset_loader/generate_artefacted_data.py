@@ -134,7 +134,10 @@ def generate_acdc_c(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Generate the ACDC-C corrupted test set (both ED and ES).")
+    from medseg.utils.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(description="Generate the ACDC-C corrupted test set (both ED and ES).",
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--input", required=True, type=Path, help="preprocessed ACDC folder (DIR/ACDC)")
     parser.add_argument("--output", required=True, type=Path, help="output folder (DIR/ACDC-C)")
     parser.add_argument("--copies", type=int, default=3, help="corrupted copies per subject and artefact")

@@ -191,7 +191,10 @@ def preprocess_mnms(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Preprocess raw M&Ms into <output>/<code>/{ED,ES}_{img,seg}.nii.gz")
+    from medseg.utils.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(description="Preprocess raw M&Ms into <output>/<code>/{ED,ES}_{img,seg}.nii.gz",
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--input", required=True, help="M&Ms release folder (Training/Labeled, Validation, Testing)")
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--csv", default=None, help="metadata CSV (default: found by name pattern in --input)")

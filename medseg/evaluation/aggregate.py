@@ -3,7 +3,8 @@
 For each run (one method, one cval) and test set, the per-class Dice is the mean over patients and the dataset value
 is the mean over LV/MYO/RV. ``avg_all`` averages the dataset values over every evaluated test set and ``avg_ood`` over
 the out-of-domain ones (everything except ``ACDC``: the ACDC-C artefact sets and M&Ms). With several cvals, every
-number is reported as the mean over cvals with the population standard deviation (``ddof=0``) in ``{column}_std``.
+number is reported as the mean over cvals with the population standard deviation (``ddof=0``) in ``{column}_std``;
+the ``_std`` columns exist only when some method has several cvals (a method with one cval has no std: empty cells).
 Test sets that were skipped for a run do not enter its averages (a warning says so).
 """
 
@@ -74,7 +75,8 @@ def aggregate_table(entries: Sequence[RunResults], datasets: Sequence[str]) -> p
 
     Returns:
         Columns ``method, n_cvals, cvals``, then per dataset ``{d}, {d}_LV_Dice, {d}_MYO_Dice, {d}_RV_Dice`` (+ other
-        metrics ``{d}_{metric}``), ``avg_all, avg_ood``, then ``{column}_std`` for every numeric column.
+        metrics ``{d}_{metric}``), ``avg_all, avg_ood``, then, if some method has more than one cval,
+        ``{column}_std`` for every numeric column (NaN for methods with one cval).
     """
     methods: dict[str, list[RunResults]] = {}
     for entry in entries:
@@ -94,10 +96,11 @@ def aggregate_table(entries: Sequence[RunResults], datasets: Sequence[str]) -> p
             values = np.asarray([r.get(column, math.nan) for r in per_run], dtype=np.float64)
             finite = values[~np.isnan(values)]
             row[column] = float(finite.mean()) if finite.size else math.nan
-            row[f"{column}_std"] = float(finite.std(ddof=0)) if finite.size else math.nan
+            row[f"{column}_std"] = float(finite.std(ddof=0)) if finite.size > 1 else math.nan
         rows.append(row)
     ordered = [c for c in _column_order(datasets, value_columns)]
-    columns = ["method", "n_cvals", "cvals", *ordered, *[f"{c}_std" for c in ordered]]
+    several_cvals = any(len(runs) > 1 for runs in methods.values())
+    columns = ["method", "n_cvals", "cvals", *ordered, *([f"{c}_std" for c in ordered] if several_cvals else [])]
     return pd.DataFrame(rows).reindex(columns=columns)
 
 

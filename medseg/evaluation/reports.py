@@ -2,8 +2,9 @@
 
 Files written to ``report_dir(checkpoint_dir, dataset)`` (``.../model/best/report/<dataset>/``), all atomically:
 
-* ``iter_{n}_summary.csv``: header ``LV_Dice,MYO_Dice,RV_Dice`` (+ other metric columns), row 1 = means,
-  row 2 = population standard deviations (``ddof=0``), ``%.3f``, no index (the original's file);
+* ``iter_{n}_summary.csv``: header ``statistic,LV_Dice,MYO_Dice,RV_Dice`` (+ other metric columns), row 1 =
+  ``mean``, row 2 = ``std`` (population standard deviation over patients/frames, ``ddof=0``), ``%.3f`` (the original's
+  file, with the rows labelled);
 * ``iter_{n}_detailed.csv``: ``patient_id`` + the metric columns, one row per patient/frame, no index;
 * ``iter_{n}_describe.csv``: ``DataFrame.describe()`` of the metric columns (count/mean/std (sample)/min/quartiles/max;
   the original wrote it as ``{dataset}['ED', 'ES']_iter_{n}_summary.csv``);
@@ -168,13 +169,15 @@ def save_prediction(pred: np.ndarray, patient: Any, predictions_dir: Path) -> Pa
 
 # ---------------------------------------------------------------------------------------------------------- files
 def summary_frame(result: DatasetResult) -> pd.DataFrame:
-    """Row 0 = means, row 1 = population stds (NaN skipped), one column per metric."""
+    """Row ``mean`` and row ``std`` (population, NaN skipped), one column per metric; the index is ``statistic``."""
     values = result.detailed[result.metric_columns].to_numpy(dtype=np.float64)
     with warnings.catch_warnings():  # all-NaN columns give NaN, which is what we want
         warnings.simplefilter("ignore", category=RuntimeWarning)
         means = np.nanmean(values, axis=0) if len(values) else np.full(len(result.metric_columns), np.nan)
         stds = np.nanstd(values, axis=0, ddof=0) if len(values) else np.full(len(result.metric_columns), np.nan)
-    return pd.DataFrame([means, stds], columns=result.metric_columns)
+    frame = pd.DataFrame([means, stds], columns=result.metric_columns, index=["mean", "std"])
+    frame.index.name = "statistic"
+    return frame
 
 
 def _write_csv(frame: pd.DataFrame, path: Path, **kwargs: Any) -> Path:
@@ -238,7 +241,7 @@ def write_dataset_report(
     out_dir = Path(out_dir)
     prefix = f"iter_{n_iter}"
     written = [
-        _write_csv(summary_frame(result), out_dir / f"{prefix}_summary.csv", index=False, float_format="%.3f"),
+        _write_csv(summary_frame(result), out_dir / f"{prefix}_summary.csv", float_format="%.3f"),
         _write_csv(
             result.detailed[["patient_id", *result.metric_columns]], out_dir / f"{prefix}_detailed.csv", index=False
         ),

@@ -16,7 +16,7 @@ from medseg.evaluation.aggregate import RunResults, write_aggregate
 from medseg.evaluation.datasets import DatasetUnavailable, TestSet, build_test_set
 from medseg.evaluation.inference import check_checkpoint, load_model
 from medseg.evaluation.reports import evaluate_dataset, write_dataset_report
-from medseg.evaluation.runs import Run, report_dir
+from medseg.evaluation.runs import Run, report_location
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ def run_tests(
     batch_slices: int = 10,
     save_predictions: bool = False,
     progress: ProgressFactory | None = None,
+    reports_dir: PathLike | None = None,
 ) -> TestOutcome:
     """Evaluate each run on each available test set, write its per-dataset reports and the aggregate.
 
@@ -98,6 +99,8 @@ def run_tests(
         batch_slices: slices per forward pass.
         save_predictions: also write NIfTI label maps in the original image geometry.
         progress: optional progress-bar factory (entry points only).
+        reports_dir: root of the per-dataset reports (``<reports_dir>/<method>/<cval>/<dataset>/``); None = beside
+            each checkpoint (:func:`~medseg.evaluation.runs.report_location`).
 
     Returns:
         The aggregate table, the per-run results, the written aggregate paths and the warnings.
@@ -117,7 +120,7 @@ def run_tests(
         model = load_model(run.checkpoint_dir, device, n_iter=n_iter)
         entry = RunResults(run)
         for name, test_set in test_sets.items():
-            out_dir = report_dir(run.checkpoint_dir, name)
+            out_dir = report_location(run, name, data_root, test_set.folder, reports_dir)
             bar = progress(f"{run.label} / {name}", test_set.source.patient_number) if progress else None
             result = evaluate_dataset(
                 model,
@@ -136,7 +139,8 @@ def run_tests(
                 "method": run.method,
                 "cval": run.cval,
                 "checkpoint_dir": str(run.checkpoint_dir),
-                "data_folder": str(test_set.folder),
+                "data_root": str(Path(data_root).resolve()),
+                "data_folder": str(Path(test_set.folder).resolve()),
                 "frames": list(frames),
                 "metrics": list(metric_names),
             }

@@ -7,6 +7,8 @@ aggregate table averages (mean ± std over cvals).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -122,6 +124,62 @@ def report_dir(checkpoint_dir: PathLike, dataset: str) -> Path:
     if path.name == "checkpoints":
         return path.parent / "report" / dataset
     return path.parent / f"{path.name}_report" / dataset
+
+
+def recorded_data_folders(folder: PathLike) -> set[str] | None:
+    """The test-data folders the reports in ``folder`` were computed on (from their ``iter_*_info.json``).
+
+    Returns:
+        None if ``folder`` holds no file at all; an empty set if it holds reports that record no data folder (written
+        by another tool); otherwise the recorded folders.
+    """
+    folder = Path(folder)
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return None
+    found: set[str] = set()
+    for info in folder.glob("iter_*_info.json"):
+        try:
+            recorded = json.loads(info.read_text()).get("data_folder")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if recorded:
+            found.add(str(Path(recorded).resolve()))
+    return found
+
+
+def report_location(
+    run: Run, dataset: str, data_root: PathLike, data_folder: PathLike, reports_root: PathLike | None = None
+) -> Path:
+    """Where the per-dataset reports of ``run`` go.
+
+    * With ``reports_root`` (``medseg-test --output_dir``): ``<reports_root>/<method>/<cval>/<dataset>/`` (``<cval>``
+      is ``no_cval`` for a run without a fold); nothing is written beside the checkpoints.
+    * Otherwise the published place ``.../model/best/report/<dataset>/`` (:func:`report_dir`), unless that folder holds
+      reports of another data folder (or reports that do not say which): then
+      ``.../report/<dataset>@<data root name>-<hash of the data folder's path>/``, so a test on another data root never
+      overwrites earlier reports. Re-testing on the same data folder rewrites its own reports.
+
+    Args:
+        run: the tested run.
+        dataset: test-set name.
+        data_root: the ``--data_root`` (names the alternative folder).
+        data_folder: the folder the test set was read from (recorded in ``iter_{n}_info.json``).
+        reports_root: ``--output_dir``, or None.
+    """
+    if reports_root is not None:
+        cval = "no_cval" if run.cval is None else str(run.cval)
+        return Path(reports_root) / unique_label(run.method) / cval / dataset
+    published = report_dir(run.checkpoint_dir, dataset)
+    mine = str(Path(data_folder).resolve())
+    recorded = recorded_data_folders(published)
+    if recorded is None or recorded == {mine}:
+        return published
+    digest = hashlib.sha1(mine.encode("utf-8")).hexdigest()[:8]
+    tag = unique_label(Path(data_root).resolve().name or "data")
+    alternative = published.with_name(f"{dataset}@{tag}-{digest}")
+    logger.info("%s holds reports of %s; reports of %s on %s go to %s", published,
+                ", ".join(sorted(recorded)) or "an unknown data folder", run.label, mine, alternative)
+    return alternative
 
 
 def unique_label(name: str) -> str:

@@ -201,7 +201,9 @@ class _Run:
             result = validate(self.model, self.data.val_loader, self.config.segmentation_model.num_classes, self.device)
             values = {**{k: means[k] for k in LOSS_NAMES}, "iou/val_iou": result.mean_iou,
                       "acc/val_acc": result.mean_acc}
-            scalars.scalars(values, epoch)
+            # hard-example losses exist only in cooperative training: no constant-zero curves for standard training
+            scalars.scalars({k: v for k, v in values.items()
+                             if self.config.learning.latent_da or not k.startswith("loss/hard/")}, epoch)
             if self.last_hard and (epoch % IMAGE_SUMMARY_EVERY == 0):
                 for tag, images in self.last_hard.items():
                     scalars.images(f"hard_examples/{tag}", images, epoch)
@@ -230,7 +232,9 @@ class _Run:
                 save_segmentation_plot(
                     self.paths.model_dir / name / "testing_segmentation_results" / "Seg_plots.png",
                     images=result.images, ground_truths=result.ground_truths, predictions=result.predictions,
-                    num_classes=self.config.segmentation_model.num_classes)
+                    num_classes=self.config.segmentation_model.num_classes,
+                    title=f"{self.paths.experiment_name}, epoch {epoch}: validation Mean IoU {result.mean_iou:.3f}\n"
+                          f"the {len(result.images)} validation slices with the most labelled pixels")
 
 
 def train(config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist: DistContext,

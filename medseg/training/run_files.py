@@ -123,24 +123,32 @@ class MetricsLog:
 
 
 class ScalarLogger:
-    """TensorBoard ``SummaryWriter`` when enabled (``--log``), otherwise a no-op with the same methods."""
+    """TensorBoard ``SummaryWriter`` when enabled (``--log``), otherwise a no-op with the same methods.
+
+    The writer (and its event file) is created at the first value logged, so a run that logs nothing (e.g. a resume of
+    a finished run) leaves no empty event file behind.
+    """
 
     def __init__(self, log_dir: Path, enabled: bool, purge_step: int | None = None) -> None:
         self.writer = None
-        if enabled:
+        self.enabled, self.log_dir, self.purge_step = enabled, log_dir, purge_step
+
+    def _writer(self) -> Any:
+        if self.writer is None and self.enabled:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+            self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=self.purge_step)
+        return self.writer
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
-        if self.writer is not None:
-            for name, value in values.items():
-                if not math.isnan(value):
-                    self.writer.add_scalar(name, value, global_step=step)
+        finite = {name: value for name, value in values.items() if not math.isnan(value)}
+        if finite and self._writer() is not None:
+            for name, value in finite.items():
+                self.writer.add_scalar(name, value, global_step=step)
 
     def images(self, tag: str, images: torch.Tensor, step: int) -> None:
         """Add an (N, 1|3, H, W) batch with values in [0, 1]."""
-        if self.writer is not None:
+        if self._writer() is not None:
             self.writer.add_images(tag, images.detach().float().clamp(0, 1).cpu(), global_step=step)
 
     def flush(self) -> None:
@@ -151,6 +159,7 @@ class ScalarLogger:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        self.enabled = False
 
 
 def epoch_means(sums: Mapping[str, float], n_iterations: int, names: Sequence[str] = LOSS_NAMES) -> dict[str, float]:

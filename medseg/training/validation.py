@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from medseg.models.running_score import runningScore
+from medseg.training.plots import MostForeground
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ VALIDATION_N_ITER = 2
 
 @dataclass
 class ValidationResult:
-    """Scores and the last batch (for the Input/GT/Predict figure)."""
+    """Scores and the validation slices with the most foreground, resized for the Input/GT/Predict figure."""
 
     mean_iou: float
     mean_acc: float
@@ -40,6 +41,7 @@ def validate(model: object, loader: DataLoader, num_classes: int, device: torch.
     """
     score = runningScore(num_classes)
     images = gts = preds = None
+    shown = MostForeground()
     with torch.no_grad():
         for batch in loader:
             images = batch["image"].to(device)
@@ -47,15 +49,17 @@ def validate(model: object, loader: DataLoader, num_classes: int, device: torch.
             logits = model.predict(images, softmax=False, n_iter=VALIDATION_N_ITER)  # type: ignore[attr-defined]
             preds = logits.argmax(dim=1).cpu()
             score.update(gts.numpy(), preds.numpy())
+            shown.add(images, gts, preds)
     if images is None:
         logger.warning("validation set is empty: scores are NaN")
         return ValidationResult(float("nan"), float("nan"), {})
     scores = score.get_scores()
+    images, gts, preds = shown.tensors()  # type: ignore[misc]
     return ValidationResult(
         mean_iou=float(scores["Mean IoU"]),  # type: ignore[arg-type]
         mean_acc=float(scores["Mean Acc"]),  # type: ignore[arg-type]
         class_iou=dict(scores["Class IoU"]),  # type: ignore[arg-type]
-        images=images.cpu(),
+        images=images,
         ground_truths=gts,
         predictions=preds,
     )

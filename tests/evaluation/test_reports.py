@@ -62,8 +62,8 @@ def test_evaluate_and_report_files(tmp_path, echo_model):
         ]
     )
     summary_lines = (out / "iter_2_summary.csv").read_text().splitlines()
-    assert summary_lines[0] == "LV_Dice,MYO_Dice,RV_Dice,LV_HD95,MYO_HD95,RV_HD95"
-    assert summary_lines[1].split(",")[:3] == ["1.000", "1.000", "1.000"]
+    assert summary_lines[0] == "statistic,LV_Dice,MYO_Dice,RV_Dice,LV_HD95,MYO_HD95,RV_HD95"
+    assert summary_lines[1].split(",")[:4] == ["mean", "1.000", "1.000", "1.000"]
     assert len(summary_lines) == 3
     detailed = pd.read_csv(out / "iter_2_detailed.csv")
     assert list(detailed.columns) == ["patient_id", *CLASS_COLUMNS, "LV_HD95", "MYO_HD95", "RV_HD95"]
@@ -79,7 +79,7 @@ def test_summary_row_two_is_population_std(tmp_path):
     result = result_from({"LV_Dice": [0.5, 1.0], "MYO_Dice": [0.2, 0.4], "RV_Dice": [0.0, 0.0]})
     write_dataset_report(result, tmp_path, n_iter=1)
     lines = (tmp_path / "iter_1_summary.csv").read_text().splitlines()
-    assert lines[1:] == ["0.750,0.300,0.000", "0.250,0.100,0.000"]
+    assert lines == ["statistic,LV_Dice,MYO_Dice,RV_Dice", "mean,0.750,0.300,0.000", "std,0.250,0.100,0.000"]
 
 
 def test_label_classes_the_model_does_not_predict(tmp_path, echo_model):
@@ -139,6 +139,9 @@ def test_aggregate_math_over_cvals_and_ood_average():
     assert "RandomSpike" not in table.columns  # never evaluated
     markdown = format_table(table, ["ACDC", "avg_all"])
     assert "| coop | 0.800 ± 0.100 |" in markdown and "| standard | 0.800 | 0.800 |" in markdown
+    assert math.isnan(standard["ACDC_std"])  # one cval: no std, not a std of 0
+    one_fold = aggregate_table([entries[0], single], ["ACDC", "RandomBias", "MM"])
+    assert not [c for c in one_fold.columns if c.endswith("_std")]  # nobody has several folds: no std columns
 
 
 def test_write_aggregate_files(tmp_path):
@@ -148,7 +151,7 @@ def test_write_aggregate_files(tmp_path):
     assert set(paths) == {"csv", "md", "png", "warnings"}
     csv = pd.read_csv(paths["csv"])
     expected = ["method", "n_cvals", "cvals", "ACDC", *[f"ACDC_{c}" for c in CLASS_COLUMNS], "avg_all"]
-    assert list(csv.columns[:8]) == expected
+    assert list(csv.columns) == [*expected, "avg_ood"]  # one fold: no std columns
     assert csv.loc[0, "ACDC"] == pytest.approx(0.7)
     md = paths["md"].read_text()
     assert "MM: test set folder missing" in md and "| m | 0.700 | 0.700 |" in md

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from medseg.evaluation.runs import Run, cval_from_path, discover_runs, parse_method_specs, report_dir
+from medseg.evaluation.runs import (
+    Run,
+    cval_from_path,
+    discover_runs,
+    parse_method_specs,
+    report_dir,
+    report_location,
+)
 
 
 def make_run(root: Path, *parts: str) -> Path:
@@ -63,3 +71,27 @@ def test_report_dir_replaces_checkpoints_component():
     assert report_dir("a/0/model/best/checkpoints", "MM") == Path("a/0/model/best/report/MM")
     assert cval_from_path("a/3/model/best/checkpoints") == 3
     assert Run("m", Path("x"), 1).label == "m (cval 1)"
+
+
+def test_report_location_with_output_dir_is_outside_the_checkpoint(tmp_path):
+    run = Run("train_x/coop", make_run(tmp_path, "train_x", "coop", "2"), 2)
+    out = report_location(run, "MM", tmp_path / "data", tmp_path / "data" / "MM", tmp_path / "reports")
+    assert out == tmp_path / "reports" / "train_x_coop" / "2" / "MM"
+    no_fold = report_location(Run("m", tmp_path / "ckpt"), "ACDC", tmp_path, tmp_path / "ACDC", tmp_path / "r")
+    assert no_fold == tmp_path / "r" / "m" / "no_cval" / "ACDC"
+
+
+def test_report_location_never_reuses_the_reports_of_another_data_root(tmp_path):
+    run = Run("coop", make_run(tmp_path, "coop", "0"), 0)
+    published = run.checkpoint_dir.parent / "report" / "ACDC"
+    first, second = tmp_path / "synthetic", tmp_path / "real"
+    assert report_location(run, "ACDC", first, first / "ACDC") == published  # nothing there yet
+    published.mkdir(parents=True)
+    (published / "iter_2_info.json").write_text(json.dumps({"data_folder": str(first / "ACDC")}))
+    assert report_location(run, "ACDC", first, first / "ACDC") == published  # same data: its own reports
+    other = report_location(run, "ACDC", second, second / "ACDC")
+    assert other.parent == published.parent and other.name.startswith("ACDC@real-")
+    assert report_location(run, "ACDC", second, second / "ACDC") == other  # stable
+    (published / "iter_2_info.json").unlink()
+    (published / "iter_2_summary.csv").write_text("LV_Dice\n0.5\n")  # reports that do not say where they came from
+    assert report_location(run, "ACDC", first, first / "ACDC") != published

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -77,7 +78,9 @@ def test_end_to_end_reports(tmp_path, capsys):
         assert list(detailed.columns) == ["patient_id", *DICE, "LV_HD95", "MYO_HD95", "RV_HD95"]
         assert len(detailed) == n_volumes
         assert detailed[DICE].notna().all().all()
-        assert (folder / "iter_2_summary.csv").read_text().splitlines()[0].startswith("LV_Dice,MYO_Dice,RV_Dice")
+        summary_lines = (folder / "iter_2_summary.csv").read_text().splitlines()
+        assert summary_lines[0].startswith("statistic,LV_Dice,MYO_Dice,RV_Dice")
+        assert [line.split(",")[0] for line in summary_lines[1:]] == ["mean", "std"]  # every row labelled
         assert len(list((folder / "predictions").glob("*_pred.nii.gz"))) == n_volumes
     assert list(pd.read_csv(report / "ACDC" / "iter_2_detailed.csv")["patient_id"]) == ["007_ED", "007_ES"]
 
@@ -88,6 +91,7 @@ def test_end_to_end_reports(tmp_path, capsys):
 
     summary = pd.read_csv(runs / "summary.csv")
     assert list(summary["method"]) == ["cooperative_training"]
+    assert not [c for c in summary.columns if c.endswith("_std")]  # one fold: no (empty) std columns
     for column in ("ACDC", "ACDC_LV_Dice", "RandomBias", "MM", "MM_RV_Dice", "avg_all", "avg_ood", "MM_HD95"):
         assert column in summary.columns
     ds = ["ACDC", "RandomBias", "RandomMotion", "MM"]
@@ -131,3 +135,35 @@ def test_script_runs_as_a_file_and_as_a_module():
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert "--runs_dir" in done.stdout and "--batch_slices" in done.stdout
+
+
+def _acdc_only(root: Path, seed: int) -> Path:
+    write_tiny_acdc(root / "ACDC", pids=["007"], shape=SHAPE, seed=seed)
+    return root
+
+
+def test_output_dir_holds_every_report_and_data_roots_never_overwrite_each_other(tmp_path, fresh_checkpoint):
+    checkpoint = tmp_path / "saved" / "coop" / "0" / "model" / "best" / "checkpoints"
+    shutil.copytree(fresh_checkpoint, checkpoint)
+    first, second = _acdc_only(tmp_path / "first", seed=1), _acdc_only(tmp_path / "second", seed=2)
+    common = ["--methods", f"coop={checkpoint}", "--datasets", "ACDC", "--no_progress", "--batch_slices", "4"]
+
+    out = tmp_path / "reports"
+    assert main([*common, "--data_root", str(first), "--output_dir", str(out)]) == 0
+    assert not (checkpoint.parent / "report").exists()  # nothing beside the checkpoint
+    folder = out / "coop" / "0" / "ACDC"
+    assert {"iter_2_summary.csv", "iter_2_detailed.csv", "iter_2_info.json"} <= {p.name for p in folder.iterdir()}
+    assert {p.name for p in out.iterdir()} >= {"summary.csv", "summary.md", "warnings.txt", "coop"}
+
+    # without --output_dir: beside the checkpoint, recording the data root; another data root gets its own folder
+    assert main([*common, "--data_root", str(first)]) == 0
+    assert main([*common, "--data_root", str(second)]) == 0
+    reports = sorted((checkpoint.parent / "report").iterdir())
+    assert [p.name for p in reports][0] == "ACDC" and reports[1].name.startswith("ACDC@second-") and len(reports) == 2
+    for report, root in zip(reports, (first, second)):
+        info = json.loads((report / "iter_2_info.json").read_text())
+        assert info["data_root"] == str(root.resolve()) and info["data_folder"] == str((root / "ACDC").resolve())
+    before = (reports[0] / "iter_2_detailed.csv").read_text()
+    assert main([*common, "--data_root", str(first)]) == 0  # the same data root rewrites its own reports only
+    assert sorted((checkpoint.parent / "report").iterdir()) == reports
+    assert (reports[0] / "iter_2_detailed.csv").read_text() == before

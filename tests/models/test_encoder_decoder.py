@@ -29,7 +29,7 @@ def test_state_dict_matches_reference(make_model, reference, network_type):
     assert sum(p.numel() for p in model.parameters()) == reference["total_parameters_all_modules"]
 
 
-def test_block_output_shapes_match_reference(make_model, reference, single_thread):
+def test_block_output_shapes_match_reference(make_model, reference):
     model = make_model()
     model.eval()
     expected = reference["per_block_output_shapes_eval_mode_input_1x1x192x192"]
