@@ -1,10 +1,18 @@
 """The dual-thinking model: FTN (image encoder + segmentation/image decoders) and STN (shape auto-encoder).
 
-``AdvancedTripletReconSegmentationModel`` keeps the published constructor keywords, attribute names and method
-semantics (spec c, d) so that scripts and notebooks written against the original run unchanged, while fixing its
-bugs (spec j). It only composes parts: networks (:mod:`medseg.models.encoder_decoder`), losses
-(:mod:`medseg.models.losses`), latent masking (:mod:`medseg.models.model_util`) and checkpoint I/O
-(:mod:`medseg.models.checkpoint`).
+``AdvancedTripletReconSegmentationModel`` offers every method of the published class (spec k) with the published
+name, argument order, defaults and return structure, so scripts and notebooks written against the original call it
+unchanged; the values follow the bug fixes of spec j (e.g. :meth:`eval` really sets eval mode). The few places where
+a published call behaves differently are listed in :data:`PUBLISHED_API_DIFFERENCES`.
+
+medseg's own API sits beside it, under its own names or as keyword-only options: :meth:`standard_losses` and
+:meth:`hard_example_losses` (``(total, dict)`` returns), :class:`~medseg.models.model_util.MaskSpec` configs,
+``generator=`` for reproducible draws, ``backward_now=`` for lower peak memory, :meth:`restore_snapshot` (a dict),
+:meth:`load_model`. Each published method is a thin adapter over the same code, so both APIs compute the same numbers.
+
+The class only composes parts: networks (:mod:`medseg.models.encoder_decoder`), losses (:mod:`medseg.models.losses`),
+latent masking (:mod:`medseg.models.model_util`), the cooperative-training losses
+(:mod:`medseg.models.cooperative`) and checkpoint I/O (:mod:`medseg.models.checkpoint`).
 
 ``model.model`` is a plain ``dict[str, nn.Module]`` on ``model.device`` and ``model.optimizers`` a dict of one Adam per
 module, so a distributed trainer can all-reduce gradients itself.
@@ -17,7 +25,7 @@ import itertools
 import logging
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,32 +35,45 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from medseg.models import checkpoint as ckpt
-from medseg.models.encoder_decoder import NETWORK_TYPES, get_network
+from medseg.models.cooperative import (
+    IMAGE_CODE_DA_CONFIG,
+    MASK_SCOPES,
+    SHAPE_CODE_DA_CONFIG,
+    CooperativeTrainingMixin,
+    mask_scope_flags,
+)
+from medseg.models.encoder_decoder import NETWORK_TYPES
+from medseg.models.encoder_decoder import get_network as build_network
 from medseg.models.fusion import FoldedModules
 from medseg.models.init_weight import init_weights
-from medseg.models.losses import basic_loss_fn
-from medseg.models.model_util import MaskSpec, _disable_tracking_bn_stats, make_one_hot, perturb_latent_code
+from medseg.models.model_util import _disable_tracking_bn_stats, make_one_hot
 from medseg.models.running_score import runningScore
+from medseg.utils.io import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 
-MASK_SCOPES = ("image code", "shape code")
 #: Modules run by :meth:`AdvancedTripletReconSegmentationModel.predict` (the image decoder is not).
 PREDICT_MODULES = ("image_encoder", "segmentation_decoder", "shape_encoder", "shape_decoder")
 STN_TEMPERATURE = 2.0
 
+#: Where a call written for the published class gets a different result, and why (spec j fixes, medseg choices).
+PUBLISHED_API_DIFFERENCES = {
+    "eval()": "really sets eval mode (j.3); fast_predict therefore runs under no_grad in eval mode, as intended",
+    "parameters()/named_parameters()": "yield tensors (j.1); names are '<module>.<parameter>'",
+    "hard_example_training(use_gpu=...)": "accepted and ignored: the model's device is used (j.6)",
+    "perturb_latent_code('dropout')": "the returned mask is the true channel keep-mask (j.27)",
+    "perturb_latent_code('random')": "the method is drawn with torch's RNG (or generator=), not Python's random",
+    "load_snapshots()": "a bad or mismatched file raises an error naming it instead of restarting at epoch 0 (j.12)",
+    "get_network()/init_model()": "a missing or mismatched checkpoint raises, no silent default init (j.14)",
+    "save_model(model_prefix=...)": "a prefix names the files '<prefix>_<module>.pth' (spec k names no file scheme)",
+    "slow_refinement()": "computes the STN pass once (every step gives the same output, j.4)",
+    "save_testing_images_results()": "columns Input / GT / Predict in the right order (j.11)",
+    "encode_shape()/recon_shape()": "a (B, H, W) integer label map with is_label_map=False is an error, not garbage",
+}
+
 
 def _maybe_disable(module: nn.Module, disable: bool) -> contextlib.AbstractContextManager[None]:
     return _disable_tracking_bn_stats(module) if disable else contextlib.nullcontext()
-
-
-def _backward_if(loss: Tensor, backward: bool) -> Tensor:
-    """Backpropagate ``loss`` now (if it has a graph) and return it detached; else return it unchanged."""
-    if not backward:
-        return loss
-    if loss.requires_grad:
-        loss.backward()
-    return loss.detach()
 
 
 def _resolve_model_device(use_gpu: bool, device: torch.device | str | None) -> torch.device:
@@ -64,7 +85,7 @@ def _resolve_model_device(use_gpu: bool, device: torch.device | str | None) -> t
     return torch.device("cuda" if use_gpu else "cpu")
 
 
-class AdvancedTripletReconSegmentationModel:
+class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
     """Cooperative FTN + STN segmentation model with latent-space hard-example generation.
 
     Args:
@@ -78,8 +99,8 @@ class AdvancedTripletReconSegmentationModel:
         checkpoint_dir: folder with ``<module>.pth`` files (or its parent) loaded strictly; None = fresh init (a.3).
         use_gpu: use CUDA if available (falls back to CPU with one warning).
         debug: verbose logging of internal steps.
-        device: explicit device; overrides ``use_gpu``.
-        channels_last: keep activations in channels-last memory format (faster on CPU); default: True on CPU.
+        device: (medseg, keyword) explicit device; overrides ``use_gpu``.
+        channels_last: (medseg, keyword) channels-last activations (faster on CPU); default: True on CPU.
 
     Raises:
         NotImplementedError: for an unknown ``network_type``.
@@ -98,6 +119,7 @@ class AdvancedTripletReconSegmentationModel:
         checkpoint_dir: str | os.PathLike | None = None,
         use_gpu: bool = True,
         debug: bool = False,
+        *,
         device: torch.device | str | None = None,
         channels_last: bool | None = None,
     ) -> None:
@@ -121,11 +143,11 @@ class AdvancedTripletReconSegmentationModel:
         self.training = True
         self.z_i: Tensor | None = None
         self.z_s: Tensor | None = None
-        self.model: dict[str, nn.Module] = self.init_model(checkpoint_dir)
+        self.model: dict[str, nn.Module] = self.get_network(checkpoint_dir)
         self._folded = FoldedModules(PREDICT_MODULES, self.memory_format)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.set_optimizers()
-        self.running_metric = runningScore(n_classes=num_classes)
+        self.running_metric = self.set_running_metric()
         self.cur_eval_images: np.ndarray | None = None
         self.cur_eval_predicts: np.ndarray | None = None
         self.cur_eval_gts: np.ndarray | None = None
@@ -133,24 +155,48 @@ class AdvancedTripletReconSegmentationModel:
     # ------------------------------------------------------------------------------------------------------------
     # construction, modes, parameters
 
-    def get_network(self) -> dict[str, nn.Module]:
-        """Build the five modules (published dict order) without moving or initialising them."""
-        return get_network(
+    def get_network(self, checkpoint_dir: str | os.PathLike | None = None) -> dict[str, nn.Module]:
+        """Build the five modules (published dict order), initialise or load each with :meth:`init_model`.
+
+        Args:
+            checkpoint_dir: folder with one ``<module>.pth`` per module (or its parent holding ``checkpoints/``);
+                None = fresh initialisation (spec a.3).
+
+        Returns:
+            ``{module name: module}`` on the model device.
+        """
+        modules = build_network(
             self.network_type, self.image_ch, self.num_classes, self.encoder_dropout, self.decoder_dropout
         )
-
-    def init_model(self, checkpoint_dir: str | os.PathLike | None = None) -> dict[str, nn.Module]:
-        """Build the modules, then load ``checkpoint_dir`` strictly or apply the Kaiming init of spec a.3."""
-        modules = self.get_network()
-        if checkpoint_dir is None:
-            for module in modules.values():
-                init_weights(module, "kaiming")
-        else:
-            used = ckpt.load_modules(modules, checkpoint_dir, torch.device("cpu"))
-            logger.info("loaded %s checkpoints from %s", self.network_type, used)
-        for module in modules.values():
-            module.to(self.device, memory_format=self.memory_format)
+        folder = None if checkpoint_dir is None else ckpt.resolve_checkpoint_dir(checkpoint_dir, tuple(modules))
+        for name, module in modules.items():
+            self.init_model(module, None if folder is None else folder / f"{name}.pth")
+        if folder is not None:
+            logger.info("loaded %s checkpoints from %s", self.network_type, folder)
         return modules
+
+    def init_model(self, model: nn.Module, resume_path: str | os.PathLike | None = None) -> nn.Module:
+        """Kaiming-initialise ``model`` (``resume_path`` None) or load its state strictly from ``resume_path``.
+
+        Returns:
+            The same module, moved to the model device.
+
+        Raises:
+            FileNotFoundError, ValueError: naming the file, for a missing, unsafe or mismatched checkpoint (j.14).
+        """
+        if resume_path is None:
+            init_weights(model, "kaiming")
+        else:
+            ckpt.load_state_strict(model, ckpt.safe_load(resume_path, "cpu"), f"checkpoint {resume_path}")
+        return model.to(self.device, memory_format=self.memory_format)
+
+    def load_model(self, checkpoint_dir: str | os.PathLike) -> None:
+        """(medseg) Strictly load ``<module>.pth`` files from ``checkpoint_dir`` (or its ``checkpoints`` subfolder)."""
+        folder = ckpt.resolve_checkpoint_dir(checkpoint_dir, tuple(self.model))
+        for name, module in self.model.items():
+            self.init_model(module, folder / f"{name}.pth")
+        self._folded.clear()
+        self.checkpoint_dir = checkpoint_dir
 
     def _input(self, x: Tensor) -> Tensor:
         """Move an NCHW input to the model device and memory format."""
@@ -192,15 +238,16 @@ class AdvancedTripletReconSegmentationModel:
                 yield f"{name}.{pname}", param
 
     def zero_grad(self) -> None:
+        """Clear the ``.grad`` of every parameter of the five modules (fix j.2)."""
         for module in self.model.values():
             module.zero_grad(set_to_none=True)
 
     def state_dict(self) -> dict[str, dict[str, Tensor]]:
-        """``{module: plain state_dict}``."""
+        """(medseg) ``{module: plain state_dict}``."""
         return {name: ckpt.plain_state_dict(module) for name, module in self.model.items()}
 
     # ------------------------------------------------------------------------------------------------------------
-    # optimisers
+    # optimisers and metric
 
     def set_optimizers(self) -> None:
         """One Adam (lr = ``learning_rate``, default betas/eps, no weight decay) per module."""
@@ -208,15 +255,45 @@ class AdvancedTripletReconSegmentationModel:
             name: torch.optim.Adam(module.parameters(), lr=self.learning_rate) for name, module in self.model.items()
         }
 
+    def get_optimizer(
+        self, model_name: str | None = None
+    ) -> torch.optim.Optimizer | dict[str, torch.optim.Optimizer]:
+        """The Adam of module ``model_name``, or the dict of all five when None."""
+        if model_name is None:
+            return self.optimizers
+        return self.optimizers[self._module_name(model_name)]
+
+    def _module_name(self, model_name: str) -> str:
+        if model_name not in self.model:
+            raise KeyError(f"model_name must be one of {list(self.model)}, got {model_name!r}")
+        return model_name
+
     def reset_all_optimizers(self) -> None:
         """zero_grad on all five optimisers."""
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
 
+    def reset_optimizer(self, model_name: str) -> None:
+        """zero_grad on the optimiser of one module."""
+        self.optimizers[self._module_name(model_name)].zero_grad(set_to_none=True)
+
     def optimize_all_params(self) -> None:
         """step() on all five optimisers."""
         for optimizer in self.optimizers.values():
             optimizer.step()
+
+    def optimize_params(self, model_name: str) -> None:
+        """step() on the optimiser of one module."""
+        self.optimizers[self._module_name(model_name)].step()
+
+    def set_running_metric(self) -> runningScore:
+        """A fresh pooled confusion-matrix score over ``num_classes`` classes (also stored as ``running_metric``)."""
+        self.running_metric = runningScore(n_classes=self.num_classes)
+        return self.running_metric
+
+    def reset_metric(self) -> None:
+        """(medseg) Clear the running confusion matrix."""
+        self.running_metric.reset()
 
     # ------------------------------------------------------------------------------------------------------------
     # forward building blocks
@@ -232,70 +309,126 @@ class AdvancedTripletReconSegmentationModel:
             z_s = z_i
         return z_i, z_s
 
-    def decode_image(self, z_i: Tensor, disable_track_bn_stats: bool = False) -> Tensor:
+    def decode_image(self, latent_code: Tensor, disable_track_bn_stats: bool = False) -> Tensor:
         """Image code ``(B, 128, h, w)`` -> reconstruction ``(B, image_ch, 16h, 16w)`` in (0, 1)."""
         decoder = self.model["image_decoder"]
         with _maybe_disable(decoder, disable_track_bn_stats):
-            return decoder(z_i)
+            return decoder(latent_code)
 
-    def decode_segmentation(self, z_s: Tensor, disable_track_bn_stats: bool = False) -> Tensor:
-        """Shape code ``(B, 128, h, w)`` -> segmentation logits ``(B, num_classes, 16h, 16w)``."""
+    def decode_segmentation(self, latent_code: Tensor, disable_track_bn_stats: bool = False) -> Tensor:
+        """(medseg) Shape code ``(B, 128, h, w)`` -> segmentation logits ``(B, num_classes, 16h, 16w)``."""
         decoder = self.model["segmentation_decoder"]
         with _maybe_disable(decoder, disable_track_bn_stats):
-            return decoder(z_s)
+            return decoder(latent_code)
 
-    def decode_segmentation_from_image_code(self, z_i: Tensor) -> Tensor:
-        """``segmentation_decoder(filter_code(z_i))``."""
-        return self.decode_segmentation(self.model["image_encoder"].filter_code(z_i))
+    def decode_segmentation_from_image_code(
+        self, latent_code_i: Tensor, disable_track_bn_stats: bool = False
+    ) -> Tensor:
+        """``segmentation_decoder(filter_code(z_i))``: image code -> logits ``(B, num_classes, 16h, 16w)``."""
+        encoder = self.model["image_encoder"]
+        with _maybe_disable(encoder, disable_track_bn_stats):
+            z_s = encoder.filter_code(latent_code_i)
+        return self.decode_segmentation(z_s, disable_track_bn_stats)
 
     def fast_predict(self, input: Tensor, disable_track_bn_stats: bool = False) -> tuple[tuple[Tensor, Tensor], Tensor]:
-        """FTN: ``(B, 1, H, W) -> ((z_i, z_s), logits (B, num_classes, H, W))``."""
-        z_i, z_s = self.encode_image(input, disable_track_bn_stats)
-        return (z_i, z_s), self.decode_segmentation(z_s, disable_track_bn_stats)
+        """FTN: ``(B, 1, H, W) -> ((z_i, z_s), logits (B, num_classes, H, W))``.
 
-    def construct_input(self, segmentation: Tensor, is_label_map: bool | None = None) -> Tensor:
-        """STN input (spec a.5): one-hot of a label map ``(B, H, W)``, else ``softmax(logits / 2)``."""
-        if is_label_map is None:
-            is_label_map = segmentation.ndim == 3
+        In eval mode (after :meth:`eval`) it runs under ``torch.no_grad()``, the published branch that j.3 made dead.
+        """
+        grad_mode = contextlib.nullcontext() if self.training else torch.no_grad()
+        with grad_mode:
+            z_i, z_s = self.encode_image(input, disable_track_bn_stats)
+            return (z_i, z_s), self.decode_segmentation(z_s, disable_track_bn_stats)
+
+    def construct_input(
+        self, segmentation: Tensor, is_label_map: bool = False, temperature: float = STN_TEMPERATURE
+    ) -> Tensor:
+        """STN input (spec a.5): one-hot of a label map ``(B, H, W)``, else ``softmax(logits / temperature)``.
+
+        Raises:
+            ValueError: for a ``(B, H, W)`` integer map passed with ``is_label_map=False``.
+        """
         segmentation = segmentation.to(self.device, non_blocking=True)
         if is_label_map:
             return make_one_hot(segmentation, self.num_classes).contiguous(memory_format=self.memory_format)
-        return F.softmax(segmentation / STN_TEMPERATURE, dim=1).contiguous(memory_format=self.memory_format)
+        if segmentation.ndim != 4:
+            raise ValueError(
+                f"segmentation logits must be (B, C, H, W), got shape {tuple(segmentation.shape)}"
+                + ("; pass is_label_map=True for a (B, H, W) label map" if segmentation.ndim == 3 else "")
+            )
+        return F.softmax(segmentation / temperature, dim=1).contiguous(memory_format=self.memory_format)
 
     def encode_shape(
-        self, segmentation: Tensor, is_label_map: bool | None = None, disable_track_bn_stats: bool = False
+        self,
+        segmentation: Tensor,
+        is_label_map: bool = False,
+        disable_track_bn_stats: bool = False,
+        temperature: float = STN_TEMPERATURE,
     ) -> Tensor:
-        """Logits ``(B, C, H, W)`` or label map ``(B, H, W)`` -> shape code ``(B, 128, H/16, W/16)``."""
+        """Logits ``(B, C, H, W)`` or label map ``(B, H, W)`` (``is_label_map``) -> code ``(B, 128, H/16, W/16)``."""
         encoder = self.model["shape_encoder"]
         with _maybe_disable(encoder, disable_track_bn_stats):
-            return encoder(self.construct_input(segmentation, is_label_map))
+            return encoder(self.construct_input(segmentation, is_label_map, temperature))
 
-    def decode_shape(self, z_shape: Tensor, disable_track_bn_stats: bool = False) -> Tensor:
+    def decode_shape(self, latent_code: Tensor, disable_track_bn_stats: bool = False) -> Tensor:
         """Shape code -> refined logits ``(B, num_classes, H, W)``."""
         decoder = self.model["shape_decoder"]
         with _maybe_disable(decoder, disable_track_bn_stats):
-            return decoder(z_shape)
+            return decoder(latent_code)
 
     def recon_shape(
-        self, segmentation: Tensor, is_label_map: bool | None = None, disable_track_bn_stats: bool = False
+        self, segmentation_logit: Tensor, is_label_map: bool = False, disable_track_bn_stats: bool = False
     ) -> Tensor:
-        """One STN pass: ``shape_decoder(shape_encoder(construct_input(segmentation)))`` -> logits."""
-        code = self.encode_shape(segmentation, is_label_map, disable_track_bn_stats)
+        """One STN pass: ``shape_decoder(shape_encoder(construct_input(segmentation_logit)))`` -> logits."""
+        code = self.encode_shape(segmentation_logit, is_label_map, disable_track_bn_stats)
         return self.decode_shape(code, disable_track_bn_stats)
 
-    def recon_image(self, input: Tensor) -> Tensor:
-        """``image_decoder(z_i(input))``: ``(B, 1, H, W) -> (B, 1, H, W)``."""
-        z_i, _ = self.encode_image(input)
-        return self.decode_image(z_i)
+    def recon_image(self, image: Tensor, disable_track_bn_stats: bool = False) -> Tensor:
+        """``image_decoder(z_i(image))``: ``(B, 1, H, W) -> (B, 1, H, W)``."""
+        z_i, _ = self.encode_image(image, disable_track_bn_stats)
+        return self.decode_image(z_i, disable_track_bn_stats)
 
     def run(self, input: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(recon image, FTN logits, STN(FTN) logits)`` in the current mode."""
         (z_i, _), init_predict = self.fast_predict(input)
         return self.decode_image(z_i), init_predict, self.recon_shape(init_predict)
 
-    def predict_w_reconstructed_image(self, input: Tensor) -> Tensor:
-        """FTN logits computed on ``recon_image(input)``."""
-        return self.fast_predict(self.recon_image(input))[1]
+    def predict_w_reconstructed_image(self, image: Tensor) -> Tensor:
+        """FTN logits computed on ``recon_image(image)``."""
+        return self.fast_predict(self.recon_image(image))[1]
+
+    def decoder_inference(
+        self,
+        decoder: nn.Module | str,
+        latent_code: Tensor,
+        eval: bool = False,  # noqa: A002 (published keyword)
+        disable_track_bn_stats: bool = False,
+    ) -> Tensor:
+        """Run one decoder on a latent code and restore its train/eval flag afterwards.
+
+        Args:
+            decoder: the decoder module (or its name in ``model.model``).
+            latent_code: ``(B, 128, h, w)``.
+            eval: run it in eval mode under ``torch.no_grad()``; otherwise in its current mode and grad setting.
+            disable_track_bn_stats: no BN running-stat update and frozen BN affine params during the call (c.4).
+
+        Returns:
+            The decoder output, e.g. logits ``(B, num_classes, 16h, 16w)`` or an image ``(B, 1, 16h, 16w)``.
+        """
+        if isinstance(decoder, str):
+            decoder = self.model[self._module_name(decoder)]
+        was_training = decoder.training
+        if eval:
+            decoder.eval()
+        try:
+            with torch.no_grad() if eval else contextlib.nullcontext(), _maybe_disable(decoder, disable_track_bn_stats):
+                return decoder(latent_code.to(self.device, non_blocking=True))
+        finally:
+            decoder.train(was_training)
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Logits of :meth:`predict` with the default ``n_iter``."""
+        return self.predict(input)
 
     # ------------------------------------------------------------------------------------------------------------
     # inference
@@ -333,24 +466,24 @@ class AdvancedTripletReconSegmentationModel:
 
     def slow_refinement(
         self, pred_logit: Tensor, n_steps: int = 1, auto_stop: bool = False, save_internal_predicts: bool = False
-    ) -> tuple[Tensor, dict[int, Tensor]]:
+    ) -> tuple[Tensor, list[Tensor]]:
         """Published semantics: ``n_steps`` times STN(pred_logit) on the *same* input; returns the last one.
 
-        All steps give the same output in a given mode, so one pass is computed. ``auto_stop`` is accepted and unused
-        (as published).
+        All steps give the same output in a given mode, so one pass is computed (j.4). ``auto_stop`` is accepted and
+        unused (as published).
 
         Returns:
-            ``(refined logits (B, C, H, W), {step: logits})``, the dict filled only with ``save_internal_predicts``.
+            ``(refined logits (B, C, H, W), internal predicts)``: a list of the ``n_steps`` step outputs, filled only
+            with ``save_internal_predicts`` (else empty).
         """
         del auto_stop
         if n_steps < 1:
-            return pred_logit, {}
+            return pred_logit, []
         refined = self.recon_shape(pred_logit, is_label_map=False)
-        internal = {step: refined for step in range(n_steps)} if save_internal_predicts else {}
-        return refined, internal
+        return refined, [refined] * n_steps if save_internal_predicts else []
 
-    def evaluate(self, input: Tensor, targets_npy: np.ndarray, n_iter: int | None = None) -> np.ndarray:
-        """Predict, argmax, update the running confusion matrix and keep images/preds/GTs for plotting.
+    def evaluate(self, input: Tensor, targets_npy: np.ndarray, n_iter: int | None = None) -> Tensor:
+        """Predict, update the running confusion matrix with the argmax and keep images/preds/GTs for plotting.
 
         Args:
             input: ``(B, 1, H, W)`` images.
@@ -358,24 +491,23 @@ class AdvancedTripletReconSegmentationModel:
             n_iter: passes of :meth:`predict`.
 
         Returns:
-            ``(B, H, W)`` int64 predicted label map.
+            ``(B, num_classes, H, W)`` logits; the label map is ``cur_eval_predicts`` (``(B, H, W)`` int64).
         """
-        pred = self.predict(input, softmax=False, n_iter=n_iter).argmax(dim=1).cpu().numpy()
+        logits = self.predict(input, softmax=False, n_iter=n_iter)
+        pred = logits.argmax(dim=1).cpu().numpy()
         targets_npy = np.asarray(targets_npy)
         self.running_metric.update(targets_npy, pred)
         self.cur_eval_images = input.detach().cpu().numpy()[:, 0]
         self.cur_eval_predicts = pred
         self.cur_eval_gts = targets_npy
-        return pred
-
-    def reset_metric(self) -> None:
-        self.running_metric.reset()
+        return logits
 
     def get_recon_diff(self, input: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Analysis helper (eval mode).
+        """Analysis helper (eval mode, no grad).
 
         Returns:
-            ``(|x - recon|, |refined - initial|, initial logits, refined logits, recon)``.
+            ``(|x - recon| (B, 1, H, W), |refined - initial| (B, C, H, W), initial logits, refined logits,
+            recon (B, 1, H, W))``.
         """
         self.eval()
         with torch.no_grad():
@@ -383,231 +515,86 @@ class AdvancedTripletReconSegmentationModel:
             recon, initial, refined = self.run(x)
         return (x - recon).abs(), (refined - initial).abs(), initial, refined, recon
 
-    # ------------------------------------------------------------------------------------------------------------
-    # training (spec c.2)
+    def save_testing_images_results(
+        self, save_dir: str | os.PathLike, epoch_iter: int | str, max_slices: int = 10, file_name: str = "Seg_plots.png"
+    ) -> Path:
+        """Plot the last :meth:`evaluate` batch: columns Input | GT | Predict (right order, fix j.11).
 
-    def standard_training(
-        self,
-        clean_image_l: Tensor,
-        label_l: Tensor,
-        perturbed_image: Tensor,
-        compute_gt_recon: bool = True,
-        update_latent: bool = True,
-        disable_track_bn_stats: bool = False,
-        separate_training: bool = False,
-        backward_now: bool = False,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The FTN + STN losses on one input (spec c.2 step 4; reused by hard-example training).
+        Writes ``save_dir/<epoch_iter>/testing_segmentation_results/<file_name>`` (atomic) and returns its path.
 
-        Args:
-            clean_image_l: ``(B, 1, H, W)`` target of the image reconstruction.
-            label_l: ``(B, H, W)`` int64 labels.
-            perturbed_image: ``(B, 1, H, W)`` network input (noisy image, or a hard example).
-            compute_gt_recon: add ``CE(STN(one-hot(label)), label)``.
-            update_latent: store ``z_i``/``z_s`` (with their graph) on the model for hard-example generation.
-            disable_track_bn_stats: run the encoder, segmentation decoder and STN without BN tracking and with frozen
-                BN affine params; the image decoder call is deliberately not wrapped (as published).
-            separate_training: detach the FTN prediction before the STN (no STN->FTN gradient).
-            backward_now: accumulate the gradients into ``.grad`` here, each independent graph as soon as its loss
-                is known (the GT->STN graph is freed before the FTN graph is built); the sum of the gradients is that
-                of ``total.backward()``, peak memory is lower, and the returned losses are detached.
-
-        Returns:
-            ``(total, {'seg', 'image', 'shape', 'gt_shape'})`` scalar tensors; ``image`` includes the 0.5 factor;
-            ``gt_shape`` is 0 without ``compute_gt_recon``.
+        Raises:
+            ValueError: if :meth:`evaluate` has not been called yet.
         """
-        label_l = label_l.to(self.device, non_blocking=True).long()
-        clean_image_l = self._input(clean_image_l)
-        if compute_gt_recon:  # GT first, then prediction: the order of the STN running-stat updates
-            gt_shape_loss = basic_loss_fn(self.recon_shape(label_l, True, disable_track_bn_stats), label_l)
-            gt_shape_loss = _backward_if(gt_shape_loss, backward_now)
-        else:
-            gt_shape_loss = torch.zeros((), device=self.device)
-        (z_i, z_s), init_predict = self.fast_predict(perturbed_image, disable_track_bn_stats)
-        if update_latent:
-            self.z_i, self.z_s = z_i, z_s
-        seg_loss = basic_loss_fn(init_predict, label_l, "cross entropy")
-        image_loss = 0.5 * basic_loss_fn(self.decode_image(z_i), clean_image_l, "mse")
-        stn_input = init_predict.detach() if separate_training else init_predict
-        shape_loss = basic_loss_fn(self.recon_shape(stn_input, False, disable_track_bn_stats), label_l)
-        if backward_now:
-            _backward_if(seg_loss + image_loss + shape_loss, True)
-            seg_loss, image_loss, shape_loss = seg_loss.detach(), image_loss.detach(), shape_loss.detach()
-        total = seg_loss + image_loss + shape_loss + gt_shape_loss
-        return total, {"seg": seg_loss, "image": image_loss, "shape": shape_loss, "gt_shape": gt_shape_loss}
+        if self.cur_eval_images is None or self.cur_eval_gts is None or self.cur_eval_predicts is None:
+            raise ValueError("save_testing_images_results needs a batch from evaluate(); none was evaluated yet")
+        from medseg.training.plots import save_segmentation_plot  # plotting is optional for the model itself
 
-    def perturb_latent_code(
-        self,
-        latent_code: Tensor,
-        decoder_function: nn.Module,
-        label_y: Tensor | None = None,
-        perturb_type: str = "random",
-        threshold: float = 0.5,
-        if_soft: bool = False,
-        random_threshold: bool = False,
-        loss_type: str = "corr",
-        if_detach: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Masked copy of ``latent_code`` (spec b); see :func:`medseg.models.model_util.perturb_latent_code`."""
-        result = perturb_latent_code(
-            latent_code,
-            decoder_function,
-            label_y,
-            perturb_type=perturb_type,
-            threshold=threshold,
-            if_soft=if_soft,
-            random_threshold=random_threshold,
-            loss_type=loss_type,
-            if_detach=if_detach,
+        path = Path(save_dir) / str(epoch_iter) / "testing_segmentation_results" / file_name
+        return save_segmentation_plot(
+            path,
+            images=torch.from_numpy(np.asarray(self.cur_eval_images, dtype=np.float32)),
+            ground_truths=torch.from_numpy(np.asarray(self.cur_eval_gts).astype(np.int64)),
+            predictions=torch.from_numpy(np.asarray(self.cur_eval_predicts).astype(np.int64)),
             num_classes=self.num_classes,
-            generator=generator,
+            max_rows=max_slices,
         )
-        if self.debug:
-            logger.debug("latent code perturbed with %s", result.method)
-        return result.code
-
-    def hard_example_generation(
-        self,
-        clean_image_l: Tensor,
-        label_l: Tensor,
-        mask_scope: Sequence[str] = MASK_SCOPES,
-        image_code_spec: MaskSpec | None = None,
-        shape_code_spec: MaskSpec | None = None,
-        generator: torch.Generator | None = None,
-        z_i: Tensor | None = None,
-        z_s: Tensor | None = None,
-    ) -> tuple[Tensor | None, Tensor | None]:
-        """Corrupted image and segmentation decoded from masked latent codes (spec c.2 step 5a).
-
-        The segmentation and image decoders are frozen meanwhile; the gradient probes run them in their current mode
-        with BN tracking on, the corrupted outputs in the current mode with tracking off. Outputs are constants.
-
-        Args:
-            clean_image_l: ``(B, 1, H, W)`` probe target of the image code.
-            label_l: ``(B, H, W)`` probe target of the shape code.
-            mask_scope: subset of ``('image code', 'shape code')``.
-            image_code_spec: masking of z_i (default ``MaskSpec('mse')``).
-            shape_code_spec: masking of z_s (default ``MaskSpec('ce')``).
-            generator: optional RNG for every draw.
-            z_i, z_s: codes to perturb; default the ones stored by :meth:`standard_training`.
-
-        Returns:
-            ``(corrupted image (B, 1, H, W) in (0, 1) or None, corrupted segmentation logits (B, C, H, W) or None)``.
-        """
-        unknown = set(mask_scope) - set(MASK_SCOPES)
-        if unknown:
-            raise ValueError(f"mask_scope entries must be in {MASK_SCOPES}, got {sorted(unknown)}")
-        image_code_spec = image_code_spec or MaskSpec(loss_name="mse")
-        shape_code_spec = shape_code_spec or MaskSpec(loss_name="ce")
-        z_i = self.z_i if z_i is None else z_i
-        z_s = self.z_s if z_s is None else z_s
-        jobs = []
-        if "image code" in mask_scope:
-            jobs.append(("image_decoder", z_i, self._input(clean_image_l), image_code_spec))
-        if "shape code" in mask_scope:
-            jobs.append(("segmentation_decoder", z_s, label_l.to(self.device).long(), shape_code_spec))
-        frozen = [self.model["segmentation_decoder"], self.model["image_decoder"]]
-        saved = [[p.requires_grad for p in m.parameters()] for m in frozen]
-        for module in frozen:
-            module.requires_grad_(False)
-        outputs: dict[str, Tensor] = {}
-        try:
-            for name, code, target, spec in jobs:
-                if code is None:
-                    raise ValueError(f"no latent code for {name}: run standard_training first or pass z_i/z_s")
-                decoder = self.model[name]
-                masked = self.perturb_latent_code(
-                    code, decoder, target, spec.mask_type, spec.max_threshold, spec.if_soft,
-                    spec.random_threshold, spec.loss_name, if_detach=True, generator=generator,
-                )  # fmt: skip
-                with torch.no_grad(), _disable_tracking_bn_stats(decoder):
-                    outputs[name] = decoder(masked)
-        finally:
-            for module, flags in zip(frozen, saved):
-                for param, flag in zip(module.parameters(), flags):
-                    param.requires_grad_(flag)
-        return outputs.get("image_decoder"), outputs.get("segmentation_decoder")
-
-    def hard_example_training(
-        self,
-        perturbed_image: Tensor | None,
-        perturbed_seg: Tensor | None,
-        clean_image_l: Tensor,
-        label_l: Tensor,
-        use_gpu: bool | None = None,
-        separate_training: bool = False,
-        backward_now: bool = False,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Losses on the hard examples (spec c.2 step 5b).
-
-        Args:
-            perturbed_image: corrupted image ``(B, 1, H, W)`` or None.
-            perturbed_seg: corrupted segmentation logits ``(B, C, H, W)`` or None.
-            clean_image_l: ``(B, 1, H, W)`` clean image.
-            label_l: ``(B, H, W)`` labels.
-            use_gpu: accepted for compatibility and ignored (the model device is used, fix j.6).
-            separate_training: detach FTN predictions before the STN.
-            backward_now: accumulate gradients here, one independent graph at a time (see :meth:`standard_training`);
-                the returned losses are then detached.
-
-        Returns:
-            ``(total, {'seg', 'image', 'shape'})`` where ``shape`` = prediction->STN + corrupted-seg->STN.
-        """
-        del use_gpu
-        label_l = label_l.to(self.device, non_blocking=True).long()
-        zero = torch.zeros((), device=self.device)
-        seg_loss, image_loss, shape_loss = zero, zero, zero
-        corrupt_shape_loss = zero
-        if perturbed_seg is not None:  # no running stats are tracked in these calls, so the order is free
-            refined = self.recon_shape(perturbed_seg.detach(), is_label_map=False, disable_track_bn_stats=True)
-            corrupt_shape_loss = _backward_if(basic_loss_fn(refined, label_l, "cross entropy"), backward_now)
-        if perturbed_image is not None:
-            _, parts = self.standard_training(
-                clean_image_l, label_l, perturbed_image.detach(), compute_gt_recon=False, update_latent=False,
-                disable_track_bn_stats=True, separate_training=separate_training, backward_now=backward_now,
-            )  # fmt: skip
-            seg_loss, image_loss, shape_loss = parts["seg"], parts["image"], parts["shape"]
-        shape_loss = shape_loss + corrupt_shape_loss
-        total = seg_loss + image_loss + shape_loss
-        return total, {"seg": seg_loss, "image": image_loss, "shape": shape_loss}
 
     # ------------------------------------------------------------------------------------------------------------
     # checkpoints
 
-    def save_model(self, save_dir: str | os.PathLike, epoch_iter: int | str) -> Path:
-        """Write ``save_dir/<epoch_iter>/checkpoints/<module>.pth`` (plain state_dicts, atomic); returns the folder."""
-        directory = Path(save_dir) / str(epoch_iter) / "checkpoints"
-        return ckpt.save_modules(self.model, directory)
+    def save_model(
+        self,
+        save_dir: str | os.PathLike,
+        epoch_iter: int | str,
+        model_prefix: str | None = None,
+        save_optimizers: bool = False,
+    ) -> Path:
+        """Write ``save_dir/<epoch_iter>/checkpoints/<module>.pth`` (plain state_dicts, atomic); returns the folder.
 
-    def load_model(self, checkpoint_dir: str | os.PathLike) -> None:
-        """Strictly load ``<module>.pth`` files from ``checkpoint_dir`` (or its ``checkpoints`` subfolder)."""
-        ckpt.load_modules(self.model, checkpoint_dir, self.device)
-        self.checkpoint_dir = checkpoint_dir
+        Args:
+            save_dir: model folder of the run.
+            epoch_iter: subfolder name (an epoch or ``'best'``).
+            model_prefix: None (published default): ``<module>.pth``, the names :meth:`get_network` loads; a string
+                names the files ``<model_prefix>_<module>.pth`` (medseg's choice: spec k names no file scheme).
+            save_optimizers: also write each module's Adam state as ``[<model_prefix>_]<module>_optimizer.pth``.
+        """
+        directory = Path(save_dir) / str(epoch_iter) / "checkpoints"
+        prefix = "" if model_prefix is None else f"{model_prefix}_"
+        if not prefix:
+            ckpt.save_modules(self.model, directory)
+        else:
+            ckpt.save_modules({f"{prefix}{name}": module for name, module in self.model.items()}, directory)
+        if save_optimizers:
+            for name, optimizer in self.optimizers.items():
+                atomic_torch_save(optimizer.state_dict(), directory / f"{prefix}{name}_optimizer.pth")
+        return directory
 
     def save_snapshots(
         self,
         save_dir: str | os.PathLike,
         epoch: int,
+        model_prefix: str = "interrupted",
+        *,
         extra: dict[str, Any] | None = None,
         path: str | os.PathLike | None = None,
     ) -> Path:
-        """Write a resumable snapshot (atomic).
+        """Write a resumable snapshot (atomic) and return its path.
 
-        Default location ``save_dir/interrupted/checkpoints/<network_type>.pkl``; ``path`` overrides it. Layout::
+        Default location ``save_dir/<model_prefix>/checkpoints/<network_type>.pkl``; ``path`` (medseg) overrides it.
+        Layout::
 
             {'network_type': str, 'epoch': int,
              'model_state': {module: state_dict}, 'optimizer_state': {module: optimizer.state_dict()},
              'extra': extra or {}}
 
-        ``extra`` must hold only weights-only-loadable values (tensors, numbers, strings, lists/dicts/tuples of them).
+        ``extra`` (medseg) must hold only weights-only-loadable values (tensors, numbers, strings, containers).
         """
-        default = Path(save_dir) / "interrupted" / "checkpoints" / f"{self.network_type}.pkl"
+        default = Path(save_dir) / model_prefix / "checkpoints" / f"{self.network_type}.pkl"
         target = Path(path) if path is not None else default
         return ckpt.save_snapshot(target, self.network_type, epoch, self.model, self.optimizers, extra)
 
-    def load_snapshots(self, path: str | os.PathLike) -> dict[str, Any]:
-        """Strictly restore module and optimiser states from a snapshot.
+    def restore_snapshot(self, file_path: str | os.PathLike) -> dict[str, Any]:
+        """(medseg) Strictly restore module and optimiser states from a snapshot.
 
         Returns:
             ``{'epoch': int, 'extra': dict, 'network_type': str}``.
@@ -615,7 +602,17 @@ class AdvancedTripletReconSegmentationModel:
         Raises:
             FileNotFoundError, ValueError: naming the file, for a missing, unsafe or mismatched snapshot.
         """
-        return ckpt.load_snapshot(path, self.network_type, self.model, self.optimizers, self.device)
+        info = ckpt.load_snapshot(file_path, self.network_type, self.model, self.optimizers, self.device)
+        self._folded.clear()
+        return info
+
+    def load_snapshots(self, file_path: str | os.PathLike) -> int:
+        """Restore a snapshot of :meth:`save_snapshots`; returns the epoch to start from (the saved epoch).
+
+        Raises:
+            FileNotFoundError, ValueError: naming the file (fix j.12: no silent restart at epoch 0).
+        """
+        return int(self.restore_snapshot(file_path)["epoch"])
 
     def __repr__(self) -> str:
         return (
@@ -623,3 +620,12 @@ class AdvancedTripletReconSegmentationModel:
             f"image_ch={self.image_ch}, device={self.device}, n_iter={self.n_iter})"
         )
 
+
+__all__ = [
+    "IMAGE_CODE_DA_CONFIG",
+    "MASK_SCOPES",
+    "PUBLISHED_API_DIFFERENCES",
+    "SHAPE_CODE_DA_CONFIG",
+    "AdvancedTripletReconSegmentationModel",
+    "mask_scope_flags",
+]

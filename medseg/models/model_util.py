@@ -21,9 +21,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from medseg.models.losses import cross_entropy_2d, masking_cross_entropy_2d
 
-#: Published name of the masking cross entropy (``model_util.cross_entropy_2D``).
-cross_entropy_2D = masking_cross_entropy_2d  # noqa: N816
-
 PERTURB_TYPES = ("dropout", "spatial", "channel")
 MASK_TYPES = ("random", *PERTURB_TYPES)
 MASK_LOSSES = ("mse", "ce", "corr")
@@ -71,13 +68,50 @@ class LatentPerturbation(NamedTuple):
 # helpers
 
 
-def make_one_hot(label: Tensor, num_classes: int) -> Tensor:
-    """Integer label map ``(N, H, W)`` -> float one-hot ``(N, num_classes, H, W)`` on the same device."""
-    if label.ndim != 3:
-        raise ValueError(f"label must be an (N, H, W) label map, got shape {tuple(label.shape)}")
-    if label.is_floating_point():
-        raise TypeError(f"label must be an integer tensor, got dtype {label.dtype}")
-    return F.one_hot(label.long(), num_classes).permute(0, 3, 1, 2).to(torch.float32)
+def make_one_hot(y: Tensor, num_classes: int = 4) -> Tensor:
+    """Integer label map ``(N, H, W)`` -> one-hot ``(N, num_classes, H, W)`` of the default float dtype (float32)."""
+    if y.ndim != 3:
+        raise ValueError(f"y must be an (N, H, W) label map, got shape {tuple(y.shape)}")
+    if y.is_floating_point():
+        raise TypeError(f"y must be an integer tensor, got dtype {y.dtype}")
+    return F.one_hot(y.long(), num_classes).permute(0, 3, 1, 2).to(torch.get_default_dtype())
+
+
+def cross_entropy_2D(  # noqa: N802 (published name)
+    input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool = True
+) -> Tensor:
+    """The masking cross entropy (spec b.6, ``model_util`` version) with the published signature.
+
+    Args:
+        input: logits ``(N, C, H, W)``.
+        target: integer label map ``(N, H, W)`` or a 4-D tensor treated as logits (see
+            :func:`medseg.models.losses.masking_cross_entropy_2d`).
+        weight: optional class weights ``(C,)`` for a label-map target, used as ``softmax(weight) * C`` (as
+            published; training never passes weights).
+        size_average: mean over the pixels (True) or their sum.
+
+    Returns:
+        Scalar loss.
+
+    Raises:
+        ValueError: for ``weight`` with a 4-D target (the published function defines weights for label maps only).
+    """
+    if weight is None and size_average:
+        return masking_cross_entropy_2d(input, target)
+    if target.ndim == 4:
+        if weight is not None:
+            raise ValueError("cross_entropy_2D: weight is defined for (N, H, W) label-map targets only")
+        n_pixels = input.shape[0] * input.shape[2] * input.shape[3]
+        return masking_cross_entropy_2d(input, target) * n_pixels
+    log_p = F.log_softmax(input, dim=1)
+    picked = log_p.gather(1, target.long().unsqueeze(1))[:, 0]  # (N, H, W)
+    if weight is not None:
+        if weight.shape != (input.shape[1],):
+            raise ValueError(f"weight must have shape ({input.shape[1]},), got {tuple(weight.shape)}")
+        class_weight = F.softmax(weight.to(log_p), dim=0) * input.shape[1]
+        picked = picked * class_weight[target.long()]
+    total = -picked.sum()
+    return total / (picked.numel() + 1e-10) if size_average else total
 
 
 def _uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
@@ -96,15 +130,15 @@ def sample_threshold(max_threshold: float, random_threshold: bool, generator: to
 
 
 @contextlib.contextmanager
-def _disable_tracking_bn_stats(module: nn.Module) -> Iterator[None]:
-    """Run BatchNorm layers of ``module`` without running-stat tracking and with frozen affine params (spec c.4).
+def _disable_tracking_bn_stats(model: nn.Module) -> Iterator[None]:
+    """Run the BatchNorm layers of module ``model`` without running-stat tracking, with frozen affine params (c.4).
 
     On entry every BatchNorm gets ``track_running_stats=False`` and ``weight/bias.requires_grad=False``; on exit both
     flags are restored **separately** to their own previous values (fix j.28). In train mode the layers then use batch
     statistics, do not update ``running_mean/var``/``num_batches_tracked`` and their gamma/beta are constants.
     """
     saved: list[tuple[_BatchNorm, bool, bool | None, bool | None]] = []
-    for sub in module.modules():
+    for sub in model.modules():
         if isinstance(sub, _BatchNorm):
             w_flag = sub.weight.requires_grad if sub.weight is not None else None
             b_flag = sub.bias.requires_grad if sub.bias is not None else None
@@ -188,7 +222,7 @@ def top_fraction_mask(scores: Tensor, fraction: float) -> Tensor:
 
 def _mask_values(drop: Tensor, if_soft: bool, generator: torch.Generator | None) -> Tensor:
     """Float mask: dropped entries 0 (hard) or 0.5 * U(0, 1) (soft), kept entries 1."""
-    ones = torch.ones(drop.shape, dtype=torch.float32, device=drop.device)
+    ones = torch.ones(drop.shape, device=drop.device)
     if not if_soft:
         return ones.masked_fill(drop, 0.0)
     soft = 0.5 * _uniform(tuple(drop.shape), generator, drop.device)
@@ -209,6 +243,7 @@ def mask_latent_code_channel_wise(
     loss_type: str = "corr",
     if_detach: bool = True,
     if_soft: bool = False,
+    *,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Mask the channels whose signed mean gradient is largest (spec b.3, channel-wise).
@@ -246,6 +281,7 @@ def mask_latent_code_spatial_wise(
     loss_type: str = "corr",
     if_detach: bool = True,
     if_soft: bool = False,
+    *,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Mask the positions whose channel-mean signed gradient is largest (spec b.3, spatial-wise).
@@ -265,7 +301,7 @@ def mask_latent_code_spatial_wise(
 
 
 def mask_latent_code_dropout(
-    latent_code: Tensor, p: float = 0.5, if_detach: bool = True, generator: torch.Generator | None = None
+    latent_code: Tensor, p: float = 0.5, if_detach: bool = True, *, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
     """Channel dropout in training mode (spec b.2): zero each (sample, channel) map with probability p, scale the rest
     by 1/(1-p) (kept, j.27).
@@ -304,6 +340,7 @@ def perturb_latent_code(
     loss_type: str = "corr",
     if_detach: bool = True,
     num_classes: int = 2,
+    *,
     generator: torch.Generator | None = None,
 ) -> LatentPerturbation:
     """Perturb a latent code with one masking method (spec b.1-b.5).
@@ -326,7 +363,7 @@ def perturb_latent_code(
     """
     method = choose_perturb_type(perturb_type, generator)
     if method == "dropout":
-        masked, mask = mask_latent_code_dropout(latent_code, threshold, if_detach, generator)
+        masked, mask = mask_latent_code_dropout(latent_code, threshold, if_detach, generator=generator)
     else:
         if label_y is None:
             raise ValueError(f"perturb_type {method!r} needs label_y (the target of the gradient probe)")

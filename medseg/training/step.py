@@ -22,8 +22,11 @@ import torch
 from torch import Tensor
 
 from medseg.models.advanced_triplet_recon_segmentation_model import (
+    IMAGE_CODE_DA_CONFIG,
     MASK_SCOPES,
+    SHAPE_CODE_DA_CONFIG,
     AdvancedTripletReconSegmentationModel,
+    mask_scope_flags,
 )
 from medseg.models.model_util import MaskSpec
 
@@ -116,18 +119,20 @@ def train_step(
     model.reset_all_optimizers()
 
     noisy = torch.clamp(images + NOISE_STD * _gaussian_like(images, generator), 0.0, 1.0)
-    standard_total, standard = model.standard_training(
+    standard_total, standard = model.standard_losses(
         images, labels, noisy, separate_training=separate_training, backward_now=True
     )
     values = [standard_total.detach(), standard["seg"], standard["image"], standard["shape"], standard["gt_shape"]]
 
     corrupted_image = corrupted_seg = None
     if latent_da:
+        gen_image, gen_seg = mask_scope_flags(mask_scope)
         corrupted_image, corrupted_seg = model.hard_example_generation(
-            images, labels, mask_scope, image_code_spec, shape_code_spec, generator=generator
-        )
-        hard_total, hard = model.hard_example_training(
-            corrupted_image, corrupted_seg, images, labels, separate_training=separate_training, backward_now=True
+            images, labels, gen_seg, gen_image, image_code_spec or IMAGE_CODE_DA_CONFIG,
+            shape_code_spec or SHAPE_CODE_DA_CONFIG, generator=generator,
+        )  # fmt: skip
+        hard_total, hard = model.hard_example_losses(
+            corrupted_image, images, corrupted_seg, labels, separate_training=separate_training, backward_now=True
         )
         values += [hard_total.detach(), hard["seg"], hard["image"], hard["shape"]]
     else:

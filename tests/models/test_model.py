@@ -92,8 +92,9 @@ def test_use_gpu_without_cuda_falls_back_with_one_warning():
 def test_evaluate_updates_running_score(make_model, batch):
     model = make_model()
     images, labels = batch
-    pred = model.evaluate(images, labels.numpy(), n_iter=2)
-    assert pred.shape == (2, 32, 32)
+    logits = model.evaluate(images, labels.numpy(), n_iter=2)
+    assert logits.shape == (2, 4, 32, 32)
+    assert (model.cur_eval_predicts == logits.argmax(1).numpy()).all() and model.cur_eval_predicts.shape == (2, 32, 32)
     assert model.running_metric.confusion_matrix.sum() == labels.numel()
     assert set(model.running_metric.get_scores()) >= {"Mean IoU", "Mean Acc", "Overall Acc", "Class IoU"}
 
@@ -159,8 +160,9 @@ def test_snapshot_round_trip_with_optimizer_state(make_model, batch, tmp_path):
     raw = torch.load(path, weights_only=True)
     assert set(raw) == {"network_type", "epoch", "model_state", "optimizer_state", "extra"}
     fresh = make_model(seed=5, learning_rate=1e-3)
-    info = fresh.load_snapshots(path)
+    info = fresh.restore_snapshot(path)
     assert info["epoch"] == 7 and info["extra"]["best_score"] == 0.5
+    assert fresh.load_snapshots(path) == 7  # published form: the start epoch
     for name, opt in model.optimizers.items():
         mine, theirs = opt.state_dict()["state"], fresh.optimizers[name].state_dict()["state"]
         assert mine.keys() == theirs.keys()

@@ -8,6 +8,9 @@ from medseg.training.step import LOSS_KEYS, StepOutput, train_step
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 TARGETED = dict(image_code_spec=MaskSpec("mse", "channel"), shape_code_spec=MaskSpec("ce", "spatial"))
+#: The same masking as keywords of the model's hard_example_generation.
+TARGETED_GEN = dict(corrupted_image_DA_config=TARGETED["image_code_spec"],
+                    corrupted_seg_DA_config=TARGETED["shape_code_spec"])
 
 
 def _tracked(model):
@@ -69,11 +72,11 @@ def test_hard_losses_gradient_flow(make_model, batch):
     model = make_model()
     images, labels = batch
     model.train()
-    model.standard_training(images, labels, images)
-    corrupted_image, corrupted_seg = model.hard_example_generation(images, labels, **TARGETED)
+    model.standard_losses(images, labels, images)
+    corrupted_image, corrupted_seg = model.hard_example_generation(images, labels, **TARGETED_GEN)
     assert corrupted_image.grad_fn is None and corrupted_seg.grad_fn is None
     model.zero_grad()
-    hard_total, _ = model.hard_example_training(corrupted_image, corrupted_seg, images, labels)
+    hard_total, _ = model.hard_example_losses(corrupted_image, images, corrupted_seg, labels)
     hard_total.backward()
     for name, module in model.model.items():
         for mod_name, sub in module.named_modules():
@@ -88,11 +91,11 @@ def test_standard_losses_reach_every_parameter_and_separate_training(make_model,
     model = make_model()
     images, labels = batch
     model.train()
-    total, _ = model.standard_training(images, labels, images)
+    total, _ = model.standard_losses(images, labels, images)
     total.backward()
     assert all(p.grad is not None for p in model.parameters())
     model.zero_grad()
-    _, parts = model.standard_training(images, labels, images, separate_training=True)
+    _, parts = model.standard_losses(images, labels, images, separate_training=True)
     parts["shape"].backward()
     assert all(p.grad is None for n in ("image_encoder", "segmentation_decoder") for p in model.model[n].parameters())
     assert all(p.grad is not None for p in model.model["shape_encoder"].parameters())
@@ -154,9 +157,10 @@ def test_backward_now_gives_the_gradients_of_one_backward(make_model, batch):
         model = make_model(seed=3)
         model.train()
         gen = torch.Generator().manual_seed(5)
-        total, parts = model.standard_training(images, labels, images, backward_now=backward_now)
-        corrupted = model.hard_example_generation(images, labels, generator=gen, **TARGETED)
-        hard, hard_parts = model.hard_example_training(*corrupted, images, labels, backward_now=backward_now)
+        total, parts = model.standard_losses(images, labels, images, backward_now=backward_now)
+        corrupted = model.hard_example_generation(images, labels, generator=gen, **TARGETED_GEN)
+        image, seg = corrupted
+        hard, hard_parts = model.hard_example_losses(image, images, seg, labels, backward_now=backward_now)
         if not backward_now:
             (total + hard).backward()
         else:

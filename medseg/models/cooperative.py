@@ -1,0 +1,346 @@
+"""Cooperative-training losses of the dual-thinking model (spec c.2 steps 4-5), as a mixin of the model class.
+
+Each computation exists once, in medseg's form (:meth:`CooperativeTrainingMixin.standard_losses`,
+:meth:`~CooperativeTrainingMixin.hard_example_losses`: ``(total, dict)`` returns, keyword-only options); the
+published methods (:meth:`~CooperativeTrainingMixin.standard_training`,
+:meth:`~CooperativeTrainingMixin.hard_example_training`, :meth:`~CooperativeTrainingMixin.hard_example_generation`,
+:meth:`~CooperativeTrainingMixin.perturb_latent_code`) keep the published argument order, defaults and tuple returns
+and adapt onto them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from medseg.models.losses import basic_loss_fn
+from medseg.models.model_util import MaskSpec
+from medseg.models.model_util import perturb_latent_code as perturb_code
+
+if TYPE_CHECKING:
+    from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
+
+logger = logging.getLogger(__name__)
+
+MASK_SCOPES = ("image code", "shape code")
+
+#: Published defaults of ``hard_example_generation(corrupted_image_DA_config=..., corrupted_seg_DA_config=...)``.
+IMAGE_CODE_DA_CONFIG: Mapping[str, Any] = MappingProxyType(
+    {"loss_name": "mse", "mask_type": "random", "max_threshold": 0.5, "random_threshold": True, "if_soft": True}
+)
+SHAPE_CODE_DA_CONFIG: Mapping[str, Any] = MappingProxyType({**IMAGE_CODE_DA_CONFIG, "loss_name": "ce"})
+
+
+def mask_scope_flags(mask_scope: Collection[str]) -> tuple[bool, bool]:
+    """``mask_scope`` (subset of ``('image code', 'shape code')``) -> ``(gen_corrupted_image, gen_corrupted_seg)``.
+
+    Raises:
+        ValueError: for an entry outside :data:`MASK_SCOPES`.
+    """
+    unknown = set(mask_scope) - set(MASK_SCOPES)
+    if unknown:
+        raise ValueError(f"mask_scope entries must be in {MASK_SCOPES}, got {sorted(unknown)}")
+    return "image code" in mask_scope, "shape code" in mask_scope
+
+
+def as_mask_spec(config: MaskSpec | Mapping[str, Any] | None, defaults: Mapping[str, Any], name: str) -> MaskSpec:
+    """A :class:`MaskSpec` from a published DA-config dict (missing keys from ``defaults``) or a MaskSpec.
+
+    Raises:
+        ValueError: naming ``name`` and the key, for a key that is not a masking option.
+    """
+    if isinstance(config, MaskSpec):
+        return config
+    merged = dict(defaults)
+    if config is not None:
+        unknown = sorted(set(config) - set(defaults))
+        if unknown:
+            raise ValueError(f"{name}: unknown keys {unknown}; expected a subset of {sorted(defaults)}")
+        merged.update(config)
+    return MaskSpec(**merged)
+
+
+def _backward_if(loss: Tensor, backward: bool) -> Tensor:
+    """Backpropagate ``loss`` now (if it has a graph) and return it detached; else return it unchanged."""
+    if not backward:
+        return loss
+    if loss.requires_grad:
+        loss.backward()
+    return loss.detach()
+
+
+class CooperativeTrainingMixin:
+    """Training-loss methods of :class:`AdvancedTripletReconSegmentationModel` (see the module docstring)."""
+
+    # ------------------------------------------------------------------------------------------------ standard pass
+    def standard_losses(
+        self: AdvancedTripletReconSegmentationModel,
+        clean_image_l: Tensor,
+        label_l: Tensor,
+        perturbed_image: Tensor,
+        *,
+        separate_training: bool = False,
+        compute_gt_recon: bool = True,
+        update_latent: bool = True,
+        disable_track_bn_stats: bool = False,
+        backward_now: bool = False,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """(medseg) The FTN + STN losses on one input (spec c.2 step 4; reused by hard-example training).
+
+        Args:
+            clean_image_l: ``(B, 1, H, W)`` target of the image reconstruction.
+            label_l: ``(B, H, W)`` int64 labels.
+            perturbed_image: ``(B, 1, H, W)`` network input (noisy image, or a hard example).
+            separate_training: detach the FTN prediction before the STN (no STN->FTN gradient).
+            compute_gt_recon: add ``CE(STN(one-hot(label)), label)``.
+            update_latent: store ``z_i``/``z_s`` (with their graph) on the model for hard-example generation.
+            disable_track_bn_stats: run the encoder, segmentation decoder and STN without BN tracking and with frozen
+                BN affine params; the image decoder call is deliberately not wrapped (as published).
+            backward_now: accumulate the gradients into ``.grad`` here, each independent graph as soon as its loss
+                is known (the GT->STN graph is freed before the FTN graph is built); the sum of the gradients is that
+                of ``total.backward()``, peak memory is lower, and the returned losses are detached.
+
+        Returns:
+            ``(total, {'seg', 'image', 'shape', 'gt_shape'})`` scalar tensors; ``image`` includes the 0.5 factor;
+            ``shape`` is prediction->STN; ``gt_shape`` is 0 without ``compute_gt_recon``.
+        """
+        label_l = label_l.to(self.device, non_blocking=True).long()
+        clean_image_l = self._input(clean_image_l)
+        if compute_gt_recon:  # GT first, then prediction: the order of the STN running-stat updates
+            gt_shape_loss = basic_loss_fn(self.recon_shape(label_l, True, disable_track_bn_stats), label_l)
+            gt_shape_loss = _backward_if(gt_shape_loss, backward_now)
+        else:
+            gt_shape_loss = torch.zeros((), device=self.device)
+        (z_i, z_s), init_predict = self.fast_predict(perturbed_image, disable_track_bn_stats)
+        if update_latent:
+            self.z_i, self.z_s = z_i, z_s
+        seg_loss = basic_loss_fn(init_predict, label_l, "cross entropy")
+        image_loss = 0.5 * basic_loss_fn(self.decode_image(z_i), clean_image_l, "mse")
+        stn_input = init_predict.detach() if separate_training else init_predict
+        shape_loss = basic_loss_fn(self.recon_shape(stn_input, False, disable_track_bn_stats), label_l)
+        if backward_now:
+            _backward_if(seg_loss + image_loss + shape_loss, True)
+            seg_loss, image_loss, shape_loss = seg_loss.detach(), image_loss.detach(), shape_loss.detach()
+        total = seg_loss + image_loss + shape_loss + gt_shape_loss
+        return total, {"seg": seg_loss, "image": image_loss, "shape": shape_loss, "gt_shape": gt_shape_loss}
+
+    def standard_training(
+        self: AdvancedTripletReconSegmentationModel,
+        clean_image_l: Tensor,
+        label_l: Tensor,
+        perturbed_image: Tensor,
+        separate_training: bool = False,
+        compute_gt_recon: bool = True,
+        update_latent: bool = True,
+        disable_track_bn_stats: bool = False,
+        *,
+        backward_now: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Published form of :meth:`standard_losses` (same arguments, published order).
+
+        Returns:
+            ``(standard_supervised_loss, image_recon_loss, gt_shape_recon_loss, pred_shape_recon_loss)``: the FTN
+            segmentation CE, the 0.5-scaled image MSE, CE(STN(one-hot(label))) (0 without ``compute_gt_recon``) and
+            CE(STN(softmax(prediction / 2))). Their sum is the standard loss.
+        """
+        _, parts = self.standard_losses(
+            clean_image_l, label_l, perturbed_image, separate_training=separate_training,
+            compute_gt_recon=compute_gt_recon, update_latent=update_latent,
+            disable_track_bn_stats=disable_track_bn_stats, backward_now=backward_now,
+        )  # fmt: skip
+        return parts["seg"], parts["image"], parts["gt_shape"], parts["shape"]
+
+    # ------------------------------------------------------------------------------------------------ hard examples
+    def perturb_latent_code(
+        self: AdvancedTripletReconSegmentationModel,
+        latent_code: Tensor,
+        decoder_function: nn.Module,
+        label_y: Tensor | None = None,
+        perturb_type: str = "random",
+        threshold: float = 0.5,
+        if_soft: bool = False,
+        random_threshold: bool = False,
+        loss_type: str = "mse",
+        if_detach: bool = False,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Mask a latent code (spec b); see :func:`medseg.models.model_util.perturb_latent_code`.
+
+        Args:
+            latent_code: ``(B, C, h, w)``.
+            decoder_function: decoder paired with the code (image decoder for z_i, segmentation decoder for z_s).
+            label_y: target of the gradient probe (clean image for z_i, label map for z_s); unused by dropout.
+            perturb_type: ``'random'``, ``'dropout'``, ``'spatial'`` or ``'channel'``.
+            threshold: dropout rate / maximum masked fraction.
+            if_soft: soft targeted masks 0.5 * U(0, 1) (ignored by dropout).
+            random_threshold: fraction U(0, 1) * threshold for targeted masking (ignored by dropout).
+            loss_type: probe loss ``'mse'``, ``'ce'`` or ``'corr'``.
+            if_detach: return a detached copy (training uses True); False keeps the graph to ``latent_code``.
+            generator: (medseg) optional RNG for every draw.
+
+        Returns:
+            ``(masked_code (B, C, h, w), mask)``: mask ``(B, C, 1, 1)`` for channel masking and dropout (the true
+            keep-mask, j.27), ``(B, 1, h, w)`` for spatial masking.
+        """
+        result = perturb_code(
+            latent_code, decoder_function, label_y, perturb_type=perturb_type, threshold=threshold, if_soft=if_soft,
+            random_threshold=random_threshold, loss_type=loss_type, if_detach=if_detach,
+            num_classes=self.num_classes, generator=generator,
+        )  # fmt: skip
+        if self.debug:
+            logger.debug("latent code perturbed with %s", result.method)
+        return result.code, result.mask
+
+    def hard_example_generation(
+        self: AdvancedTripletReconSegmentationModel,
+        clean_image_l: Tensor,
+        label_l: Tensor,
+        gen_corrupted_seg: bool = True,
+        gen_corrupted_image: bool = True,
+        corrupted_image_DA_config: MaskSpec | Mapping[str, Any] = IMAGE_CODE_DA_CONFIG,  # noqa: N803 (published)
+        corrupted_seg_DA_config: MaskSpec | Mapping[str, Any] = SHAPE_CODE_DA_CONFIG,  # noqa: N803 (published)
+        *,
+        generator: torch.Generator | None = None,
+        z_i: Tensor | None = None,
+        z_s: Tensor | None = None,
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """Corrupted image and segmentation decoded from masked latent codes (spec c.2 step 5a).
+
+        The segmentation and image decoders are frozen meanwhile; the gradient probes run them in their current mode
+        with BN tracking on, the corrupted outputs (:meth:`decoder_inference`) in the current mode with tracking off
+        and without a graph. Outputs are constants.
+
+        Args:
+            clean_image_l: ``(B, 1, H, W)`` probe target of the image code.
+            label_l: ``(B, H, W)`` probe target of the shape code.
+            gen_corrupted_seg: mask z_s and decode a corrupted segmentation.
+            gen_corrupted_image: mask z_i and decode a corrupted image.
+            corrupted_image_DA_config: masking of z_i: a dict with (a subset of) the keys ``loss_name, mask_type,
+                max_threshold, random_threshold, if_soft`` (the config's ``latent_DA["image code"]``) or a MaskSpec.
+            corrupted_seg_DA_config: the same for z_s (``latent_DA["shape code"]``).
+            generator: (medseg) optional RNG for every draw.
+            z_i, z_s: (medseg) codes to perturb; default the ones stored by :meth:`standard_training`.
+
+        Returns:
+            ``(perturbed_image (B, 1, H, W) in (0, 1) or None, perturbed_seg_logits (B, C, H, W) or None)``.
+
+        Raises:
+            ValueError: for an unknown DA-config key, or when no code is stored or given.
+        """
+        jobs = []
+        if gen_corrupted_image:
+            spec = as_mask_spec(corrupted_image_DA_config, IMAGE_CODE_DA_CONFIG, "corrupted_image_DA_config")
+            jobs.append(("image_decoder", self.z_i if z_i is None else z_i, self._input(clean_image_l), spec))
+        if gen_corrupted_seg:
+            spec = as_mask_spec(corrupted_seg_DA_config, SHAPE_CODE_DA_CONFIG, "corrupted_seg_DA_config")
+            label = label_l.to(self.device, non_blocking=True).long()
+            jobs.append(("segmentation_decoder", self.z_s if z_s is None else z_s, label, spec))
+        frozen = [self.model["segmentation_decoder"], self.model["image_decoder"]]
+        saved = [[p.requires_grad for p in m.parameters()] for m in frozen]
+        for module in frozen:
+            module.requires_grad_(False)
+        outputs: dict[str, Tensor] = {}
+        try:
+            for name, code, target, spec in jobs:
+                if code is None:
+                    raise ValueError(f"no latent code for {name}: run standard_training first or pass z_i/z_s")
+                decoder = self.model[name]
+                masked, _ = self.perturb_latent_code(
+                    code, decoder, target, spec.mask_type, spec.max_threshold, spec.if_soft,
+                    spec.random_threshold, spec.loss_name, True, generator=generator,
+                )  # fmt: skip
+                with torch.no_grad():
+                    outputs[name] = self.decoder_inference(decoder, masked, eval=False, disable_track_bn_stats=True)
+        finally:
+            for module, flags in zip(frozen, saved):
+                for param, flag in zip(module.parameters(), flags):
+                    param.requires_grad_(flag)
+        return outputs.get("image_decoder"), outputs.get("segmentation_decoder")
+
+    def hard_example_losses(
+        self: AdvancedTripletReconSegmentationModel,
+        perturbed_image: Tensor | None,
+        clean_image_l: Tensor,
+        perturbed_seg: Tensor | None,
+        label_l: Tensor,
+        *,
+        separate_training: bool = False,
+        backward_now: bool = False,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """(medseg) Losses on the hard examples (spec c.2 step 5b).
+
+        Args:
+            perturbed_image: corrupted image ``(B, 1, H, W)`` or None.
+            clean_image_l: ``(B, 1, H, W)`` clean image.
+            perturbed_seg: corrupted segmentation logits ``(B, C, H, W)`` or None.
+            label_l: ``(B, H, W)`` labels.
+            separate_training: detach FTN predictions before the STN.
+            backward_now: accumulate gradients here, one independent graph at a time (see :meth:`standard_losses`);
+                the returned losses are then detached.
+
+        Returns:
+            ``(total, {'seg', 'image', 'shape', 'pred_shape', 'corrupt_shape'})``: ``shape`` = ``pred_shape``
+            (prediction on the corrupted image -> STN) + ``corrupt_shape`` (corrupted segmentation -> STN).
+        """
+        label_l = label_l.to(self.device, non_blocking=True).long()
+        zero = torch.zeros((), device=self.device)
+        seg_loss, image_loss, pred_shape_loss, corrupt_shape_loss = zero, zero, zero, zero
+        if perturbed_seg is not None:  # no running stats are tracked in these calls, so the order is free
+            refined = self.recon_shape(perturbed_seg.detach(), is_label_map=False, disable_track_bn_stats=True)
+            corrupt_shape_loss = _backward_if(basic_loss_fn(refined, label_l, "cross entropy"), backward_now)
+        if perturbed_image is not None:
+            _, parts = self.standard_losses(
+                clean_image_l, label_l, perturbed_image.detach(), separate_training=separate_training,
+                compute_gt_recon=False, update_latent=False, disable_track_bn_stats=True, backward_now=backward_now,
+            )  # fmt: skip
+            seg_loss, image_loss, pred_shape_loss = parts["seg"], parts["image"], parts["shape"]
+        shape_loss = pred_shape_loss + corrupt_shape_loss
+        total = seg_loss + image_loss + shape_loss
+        return total, {
+            "seg": seg_loss, "image": image_loss, "shape": shape_loss,
+            "pred_shape": pred_shape_loss, "corrupt_shape": corrupt_shape_loss,
+        }  # fmt: skip
+
+    def hard_example_training(
+        self: AdvancedTripletReconSegmentationModel,
+        perturbed_image: Tensor | None,
+        clean_image_l: Tensor,
+        perturbed_seg: Tensor | None,
+        label_l: Tensor,
+        separate_training: bool = False,
+        use_gpu: bool = True,
+        *,
+        backward_now: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Published form of :meth:`hard_example_losses` (published argument order).
+
+        ``use_gpu`` is accepted and ignored: the model's device is used (fix j.6; the published default crashed on
+        CPU).
+
+        Returns:
+            ``(seg_loss, recon_loss, shape_loss, perturbed_p_recon_loss)``: on the corrupted image the FTN CE, the
+            0.5-scaled MSE to the clean image and CE(STN(prediction)); then CE(STN(corrupted segmentation)). A part
+            whose hard example is None is 0. Their sum is the hard loss.
+        """
+        del use_gpu
+        _, parts = self.hard_example_losses(
+            perturbed_image, clean_image_l, perturbed_seg, label_l, separate_training=separate_training,
+            backward_now=backward_now,
+        )  # fmt: skip
+        return parts["seg"], parts["image"], parts["pred_shape"], parts["corrupt_shape"]
+
+
+__all__ = [
+    "IMAGE_CODE_DA_CONFIG",
+    "MASK_SCOPES",
+    "SHAPE_CODE_DA_CONFIG",
+    "CooperativeTrainingMixin",
+    "as_mask_spec",
+    "mask_scope_flags",
+]

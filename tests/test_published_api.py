@@ -1,0 +1,404 @@
+"""medseg driven only through the published API (spec k), as the published scripts and notebook call it.
+
+Every call below is written the way the published training script (spec c.2, c.5), test script (g.2, g.3) and
+notebook (h) use the original class: published names, positional and keyword arguments, published return structures.
+The only medseg call is ``train_step``, the reference the published training iteration is compared with.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from medseg.models import model_util
+from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
+from medseg.training.step import LOSS_KEYS, train_step
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+# The published latent_DA config sections (spec i)
+IMAGE_CODE = {"loss_name": "mse", "mask_type": "random", "max_threshold": 0.5, "random_threshold": True,
+              "if_soft": True}
+SHAPE_CODE = {**IMAGE_CODE, "loss_name": "ce"}
+
+MODULES = ("image_encoder", "segmentation_decoder", "shape_encoder", "shape_decoder", "image_decoder")
+
+# spec k: (method, leading parameters in order with their defaults; inspect.Parameter.empty = required)
+_ = inspect.Parameter.empty
+PUBLISHED_METHODS = {
+    "__init__": [("network_type", "FCN_16_standard"), ("image_ch", 1), ("learning_rate", 1e-4),
+                 ("encoder_dropout", None), ("decoder_dropout", None), ("num_classes", 4), ("n_iter", 1),
+                 ("checkpoint_dir", None), ("use_gpu", True), ("debug", False)],
+    "get_network": [("checkpoint_dir", None)],
+    "init_model": [("model", _), ("resume_path", None)],
+    "run": [("input", _)],
+    "encode_image": [("input", _), ("disable_track_bn_stats", False)],
+    "decode_segmentation_from_image_code": [("latent_code_i", _), ("disable_track_bn_stats", False)],
+    "decode_image": [("latent_code", _), ("disable_track_bn_stats", False)],
+    "encode_shape": [("segmentation", _), ("is_label_map", False), ("disable_track_bn_stats", False),
+                     ("temperature", 2)],
+    "decode_shape": [("latent_code", _), ("disable_track_bn_stats", False)],
+    "recon_shape": [("segmentation_logit", _), ("is_label_map", False), ("disable_track_bn_stats", False)],
+    "recon_image": [("image", _), ("disable_track_bn_stats", False)],
+    "forward": [("input", _)],
+    "perturb_latent_code": [("latent_code", _), ("decoder_function", _), ("label_y", None), ("perturb_type", "random"),
+                            ("threshold", 0.5), ("if_soft", False), ("random_threshold", False), ("loss_type", "mse"),
+                            ("if_detach", False)],
+    "get_recon_diff": [("input", _)],
+    "predict": [("input", _), ("softmax", False), ("n_iter", None)],
+    "decoder_inference": [("decoder", _), ("latent_code", _), ("eval", False), ("disable_track_bn_stats", False)],
+    "standard_training": [("clean_image_l", _), ("label_l", _), ("perturbed_image", _), ("separate_training", False),
+                          ("compute_gt_recon", True), ("update_latent", True), ("disable_track_bn_stats", False)],
+    "hard_example_generation": [("clean_image_l", _), ("label_l", _), ("gen_corrupted_seg", True),
+                                ("gen_corrupted_image", True), ("corrupted_image_DA_config", IMAGE_CODE),
+                                ("corrupted_seg_DA_config", SHAPE_CODE)],
+    "hard_example_training": [("perturbed_image", _), ("clean_image_l", _), ("perturbed_seg", _), ("label_l", _),
+                              ("separate_training", False), ("use_gpu", True)],
+    "fast_predict": [("input", _), ("disable_track_bn_stats", False)],
+    "predict_w_reconstructed_image": [("image", _)],
+    "slow_refinement": [("pred_logit", _), ("n_steps", 1), ("auto_stop", False), ("save_internal_predicts", False)],
+    "evaluate": [("input", _), ("targets_npy", _), ("n_iter", None)],
+    "save_model": [("save_dir", _), ("epoch_iter", _), ("model_prefix", None), ("save_optimizers", False)],
+    "save_snapshots": [("save_dir", _), ("epoch", _), ("model_prefix", "interrupted")],
+    "load_snapshots": [("file_path", _)],
+    "train": [("if_testing", False)],
+    "eval": [],
+    "requires_grad_": [("requires_grad", True)],
+    "get_modules": [],
+    "parameters": [],
+    "named_parameters": [],
+    "reset_all_optimizers": [],
+    "zero_grad": [],
+    "get_optimizer": [("model_name", None)],
+    "set_optimizers": [],
+    "optimize_all_params": [],
+    "optimize_params": [("model_name", _)],
+    "reset_optimizer": [("model_name", _)],
+    "set_running_metric": [],
+    "save_testing_images_results": [("save_dir", _), ("epoch_iter", _), ("max_slices", 10),
+                                    ("file_name", "Seg_plots.png")],
+}
+PUBLISHED_FUNCTIONS = {
+    "mask_latent_code_channel_wise": [("latent_code", _), ("decoder_function", _), ("label", _), ("num_classes", 2),
+                                      ("percentile", 1 / 3), ("random", False), ("loss_type", "corr"),
+                                      ("if_detach", True), ("if_soft", False)],
+    "mask_latent_code_spatial_wise": [("latent_code", _), ("decoder_function", _), ("label", _), ("num_classes", ...),
+                                      ("percentile", 1 / 3), ("random", False), ("loss_type", "corr"),
+                                      ("if_detach", True), ("if_soft", False)],
+    "make_one_hot": [("y", _), ("num_classes", 4)],
+    "cross_entropy_2D": [("input", _), ("target", _), ("weight", None), ("size_average", True)],
+    "_disable_tracking_bn_stats": [("model", _)],
+}
+
+
+def _check_signature(function, expected) -> None:
+    params = [p for p in inspect.signature(function).parameters.values() if p.name != "self"]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    assert [p.name for p in positional] == [name for name, _ in expected], function.__qualname__
+    for param, (name, default) in zip(positional, expected):
+        if default is ...:  # published: required; medseg may add a default
+            continue
+        got = dict(param.default) if isinstance(default, dict) else param.default
+        assert got == default, f"{function.__qualname__}({name}=...) default {param.default!r} != {default!r}"
+    extras = [p for p in params if p not in positional]
+    assert all(p.kind == p.KEYWORD_ONLY for p in extras), f"{function.__qualname__}: medseg extras are keyword-only"
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_METHODS))
+def test_model_method_signatures_match_spec_k(name):
+    _check_signature(getattr(AdvancedTripletReconSegmentationModel, name), PUBLISHED_METHODS[name])
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_FUNCTIONS))
+def test_model_util_signatures_match_spec_k(name):
+    _check_signature(getattr(model_util, name), PUBLISHED_FUNCTIONS[name])
+
+
+def _published_model(seed: int = 0, **kwargs) -> AdvancedTripletReconSegmentationModel:
+    torch.manual_seed(seed)
+    return AdvancedTripletReconSegmentationModel(network_type="FCN_16_standard", num_classes=4, use_gpu=False,
+                                                 **kwargs)
+
+
+def _data(seed: int = 123, n: int = 2, size: int = 32):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 1, size, size, generator=g)
+    labels = (images[:, 0] > 0.4).long() + (images[:, 0] > 0.7).long() + (images[:, 0] > 0.9).long()
+    return images, labels
+
+
+def _published_iteration(model, clean, label, latent_da=True, image_cfg=IMAGE_CODE, shape_cfg=SHAPE_CODE):
+    """One iteration of the published training script (spec c.2), through the published API only."""
+    model.train()
+    model.reset_all_optimizers()
+    perturbed = torch.clamp(clean + 0.05 * torch.randn_like(clean), 0, 1)
+    standard_supervised_loss, image_recon_loss, gt_shape_recon_loss, pred_shape_recon_loss = model.standard_training(
+        clean_image_l=clean, label_l=label, perturbed_image=perturbed, separate_training=False)
+    standard = standard_supervised_loss + image_recon_loss + gt_shape_recon_loss + pred_shape_recon_loss
+    losses = [standard, standard_supervised_loss, image_recon_loss, pred_shape_recon_loss, gt_shape_recon_loss]
+    if latent_da:
+        model.reset_all_optimizers()
+        perturbed_image, perturbed_seg = model.hard_example_generation(
+            clean.detach(), label.detach(), gen_corrupted_seg=True, gen_corrupted_image=True,
+            corrupted_image_DA_config=image_cfg, corrupted_seg_DA_config=shape_cfg)
+        seg_loss, recon_loss, shape_loss, perturbed_p_recon_loss = model.hard_example_training(
+            perturbed_image, clean, perturbed_seg, label, False)
+        hard = seg_loss + recon_loss + shape_loss + perturbed_p_recon_loss
+        losses += [hard, seg_loss, recon_loss, shape_loss + perturbed_p_recon_loss]
+    else:
+        hard = torch.zeros(())
+        losses += [hard] * 4
+    loss = standard + hard
+    model.reset_all_optimizers()
+    loss.backward()
+    model.optimize_all_params()
+    return [float(v.detach()) for v in losses] + [float(loss.detach())]
+
+
+def _compare_one_iteration(latent_da, mask_type, iterations):
+    images, labels = _data()
+    image_cfg, shape_cfg = {**IMAGE_CODE, "mask_type": mask_type}, {**SHAPE_CODE, "mask_type": mask_type}
+    published, reference = _published_model(seed=7), _published_model(seed=7)
+    images = images.to(torch.get_default_dtype())
+    before = [p.detach().clone() for p in reference.parameters()]
+    for iteration in range(iterations):
+        torch.manual_seed(100 + iteration)
+        got = _published_iteration(published, images, labels, latent_da, image_cfg, shape_cfg)
+        torch.manual_seed(100 + iteration)
+        out = train_step(reference, images, labels, latent_da=latent_da,
+                         image_code_spec=model_util.MaskSpec(**image_cfg),
+                         shape_code_spec=model_util.MaskSpec(**shape_cfg))
+        assert got == pytest.approx([out.losses[k] for k in LOSS_KEYS], rel=1e-5, abs=1e-7)
+    for (name, a), b, start in zip(published.named_parameters(), reference.parameters(), before):
+        assert not torch.equal(b, start), f"{name} was not updated"
+    return published, reference
+
+
+@pytest.mark.parametrize("latent_da,mask_type", [(True, "random"), (True, "channel"), (True, "spatial"),
+                                                 (True, "dropout"), (False, "random")])
+def test_published_iteration_equals_train_step(latent_da, mask_type):
+    """The same seed gives the same parameters through the published API and through medseg's train_step.
+
+    Run in float64, two iterations: gradients agree to 1e-12, parameters and BN buffers to 1e-9. They are not
+    bit-identical because train_step backpropagates each independent graph as soon as its loss is known
+    (``backward_now``) while the published script calls ``loss.backward()`` once: the same gradient sum is added
+    in another order. The largest parameter differences (~1e-10) are the biases of convolutions followed by
+    BatchNorm, whose gradient is 0 in exact arithmetic (~1e-14 rounding noise): Adam divides by ``|g| + 1e-8``,
+    which magnifies that noise. The float32 consequence is checked in the next test.
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        published, reference = _compare_one_iteration(latent_da, mask_type, iterations=2)
+    finally:
+        torch.set_default_dtype(previous)
+    for (name, a), b in zip(published.named_parameters(), reference.parameters()):
+        assert a.dtype == torch.float64 and torch.allclose(a, b, rtol=0, atol=1e-9), name
+        assert torch.allclose(a.grad, b.grad, rtol=0, atol=1e-12), name
+    for a, b in zip(published.model.values(), reference.model.values()):
+        for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert ka == kb and torch.allclose(va.double(), vb.double(), rtol=0, atol=1e-9), ka  # BN stats too
+
+
+def test_published_iteration_equals_train_step_float32():
+    """In float32 the gradients agree to rounding (~1e-8 absolute), and so does every parameter except where the
+    gradient itself is of that size: Adam's first step is ``lr * g / (|g| + eps)`` with eps = 1e-8, so for
+    ``|g| ~ eps`` a rounding-level change of g moves the update by up to ``lr``. Those elements are the only ones
+    allowed to differ by more than 1e-6."""
+    published, reference = _compare_one_iteration(True, "channel", iterations=1)
+    for (name, a), b in zip(published.named_parameters(), reference.parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-7), name
+        far = (a - b).detach().abs() > 1e-6
+        assert torch.all(a.grad[far].abs() < 1e-5), name
+        assert float((a - b).detach().abs().max()) <= 1e-4 + 1e-7, name  # never more than lr
+
+
+def test_published_training_script_calls(tmp_path):
+    """Model construction, validation, saving and resuming as in the published training script (c.1, c.5)."""
+    model = AdvancedTripletReconSegmentationModel("FCN_16_standard", 1, 1e-4, None, None, 4, 1, None, False, False)
+    assert list(model.model) == list(MODULES) and list(model.optimizers) == list(MODULES)
+    assert model.z_i is None and model.z_s is None and model.running_metric is not None
+    images, labels = _data()
+    _published_iteration(model, images, labels)
+    assert model.z_i.shape == model.z_s.shape == (2, 128, 2, 2)
+
+    # validation: eval, reset the running metric, evaluate batches, read the pooled scores
+    model.eval()
+    assert model.training is False and not any(m.training for m in model.get_modules())  # j.3 fixed
+    metric = model.set_running_metric()
+    logits = model.evaluate(input=images, targets_npy=labels.numpy(), n_iter=2)
+    assert logits.shape == (2, 4, 32, 32) and logits.is_floating_point()
+    assert metric is model.running_metric and metric.confusion_matrix.sum() == labels.numel()
+    assert np.array_equal(model.cur_eval_predicts, logits.argmax(1).numpy())
+    score = model.running_metric.get_scores()
+    assert 0.0 <= score["Mean IoU"] <= 1.0
+
+    # best model, figure, periodic checkpoint with optimisers, interruption snapshot, resume
+    model.save_model(str(tmp_path), "best")
+    files = sorted(p.name for p in (tmp_path / "best" / "checkpoints").iterdir())
+    assert files == sorted(f"{m}.pth" for m in MODULES)
+    figure = model.save_testing_images_results(str(tmp_path), "best", max_slices=5)
+    assert figure == tmp_path / "best" / "testing_segmentation_results" / "Seg_plots.png" and figure.stat().st_size
+    model.save_model(tmp_path, 0, save_optimizers=True)
+    assert (tmp_path / "0" / "checkpoints" / "image_encoder_optimizer.pth").is_file()
+    model.save_model(tmp_path, 1, "FCN_16_standard")
+    assert (tmp_path / "1" / "checkpoints" / "FCN_16_standard_shape_decoder.pth").is_file()
+    path = model.save_snapshots(str(tmp_path), epoch=3)
+    assert path == tmp_path / "interrupted" / "checkpoints" / "FCN_16_standard.pkl"
+    assert model.save_snapshots(tmp_path, 4, "manual") == tmp_path / "manual" / "checkpoints" / "FCN_16_standard.pkl"
+    resumed = _published_model(seed=9)
+    start_epoch = resumed.load_snapshots(path)
+    assert start_epoch == 3
+    for a, b in zip(model.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+    # the test script loads the best checkpoints with n_iter=2 and predicts chunks (g.2, g.3)
+    tester = AdvancedTripletReconSegmentationModel(network_type="FCN_16_standard", num_classes=4, n_iter=2,
+                                                   checkpoint_dir=str(tmp_path / "best" / "checkpoints"),
+                                                   use_gpu=False)
+    pred = tester.predict(images, softmax=False)
+    assert pred.shape == (2, 4, 32, 32)
+    assert torch.allclose(pred, model.predict(images, n_iter=2), atol=1e-5)
+    assert torch.allclose(tester.forward(images), pred)
+    probs = tester.predict(images, True, 1)
+    assert torch.allclose(probs.sum(1), torch.ones(2, 32, 32), atol=1e-5)
+
+
+def test_optimiser_and_mode_calls():
+    model = _published_model()
+    model.train(if_testing=True)
+    assert model.training is False
+    model.train()
+    assert model.training is True and all(p.requires_grad for p in model.parameters())
+    model.requires_grad_(requires_grad=False)
+    assert not any(p.requires_grad for p in model.parameters())
+    model.requires_grad_()
+    params = list(model.parameters())
+    assert all(isinstance(p, torch.Tensor) for p in params) and len(params) == len(dict(model.named_parameters()))
+    assert isinstance(model.get_optimizer("image_encoder"), torch.optim.Adam)
+    assert set(model.get_optimizer()) == set(MODULES)
+    images, labels = _data()
+    seg, *_ = model.standard_training(images, labels, images)
+    seg.backward()
+    weight = model.model["segmentation_decoder"].final_conv.weight
+    before, encoder_before = weight.detach().clone(), next(model.model["image_encoder"].parameters()).detach().clone()
+    model.optimize_params("segmentation_decoder")
+    assert not torch.equal(weight, before)
+    assert torch.equal(next(model.model["image_encoder"].parameters()), encoder_before)
+    model.reset_optimizer("segmentation_decoder")
+    assert weight.grad is None and next(model.model["image_encoder"].parameters()).grad is not None
+    model.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+    model.set_optimizers()
+    assert all(not o.state for o in model.optimizers.values())
+    with pytest.raises(KeyError, match="model_name"):
+        model.optimize_params("decoder")
+
+
+def test_building_blocks_and_analysis_calls(tmp_path):
+    model = _published_model()
+    images, labels = _data()
+    modules = model.get_network(checkpoint_dir=None)
+    assert list(modules) == list(MODULES)
+    model.save_model(tmp_path, "e")
+    saved = tmp_path / "e" / "checkpoints" / "shape_decoder.pth"
+    module = model.init_model(modules["shape_decoder"], resume_path=saved)
+    assert module is modules["shape_decoder"]
+    assert all(torch.equal(a, b) for a, b in zip(module.state_dict().values(),
+                                                model.model["shape_decoder"].state_dict().values()))
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        model.init_model(modules["shape_decoder"], str(tmp_path / "missing.pth"))
+
+    model.eval()
+    z_i, z_s = model.encode_image(images)
+    assert z_i.shape == z_s.shape == (2, 128, 2, 2)
+    assert model.decode_image(z_i).shape == images.shape
+    assert model.decode_segmentation_from_image_code(z_i).shape == (2, 4, 32, 32)
+    (code_i, code_s), y0 = model.fast_predict(images)
+    assert y0.shape == (2, 4, 32, 32) and not y0.requires_grad  # eval mode: the published no_grad branch
+    shape_code = model.encode_shape(labels, is_label_map=True)
+    assert shape_code.shape == (2, 128, 2, 2)
+    assert model.decode_shape(shape_code).shape == (2, 4, 32, 32)
+    assert torch.allclose(model.recon_shape(y0), model.decode_shape(model.encode_shape(y0, temperature=2)))
+    with pytest.raises(ValueError, match="is_label_map=True"):
+        model.recon_shape(labels)
+    assert model.recon_image(images).shape == images.shape
+    assert model.predict_w_reconstructed_image(images).shape == (2, 4, 32, 32)
+    recon, init_predict, refined_predict = model.run(images)
+    refined, internal = model.slow_refinement(init_predict, n_steps=2, save_internal_predicts=True)
+    assert isinstance(internal, list) and len(internal) == 2 and torch.allclose(refined, refined_predict)
+    assert model.slow_refinement(init_predict)[1] == []
+    image_diff, seg_diff, first, second, reconstructed = model.get_recon_diff(images)
+    assert torch.allclose(image_diff, (images - reconstructed).abs())
+    assert torch.allclose(seg_diff, (second - first).abs()) and torch.allclose(second, refined_predict, atol=1e-5)
+
+
+def test_notebook_calls():
+    """Cells 4-7 of the notebook (spec h): codes, masked codes, decoded hard examples, in eval mode."""
+    model = _published_model()
+    images, labels = _data(n=3)
+    model.eval()
+    (z_i, z_s), init_predict = model.fast_predict(images)
+    decoder = model.model["image_decoder"]
+    for method in ("dropout", "channel", "spatial"):
+        for threshold in (0, 0.1, 0.5):
+            masked, mask = model.perturb_latent_code(
+                latent_code=z_i, decoder_function=decoder, label_y=images, perturb_type=method,
+                threshold=threshold, random_threshold=False, if_soft=True, loss_type="mse")
+            assert masked.shape == z_i.shape
+            assert mask.shape == ((3, 1, 2, 2) if method == "spatial" else (3, 128, 1, 1))
+            if threshold == 0:
+                assert torch.equal(masked, z_i) and torch.all(mask == 1)
+            corrupted = model.decoder_inference(decoder=decoder, latent_code=masked, eval=False,
+                                                disable_track_bn_stats=True)
+            assert corrupted.shape == images.shape and 0 < corrupted.min() <= corrupted.max() < 1
+            assert not decoder.training  # the decoder's eval flag is restored
+        masked_s, _ = model.perturb_latent_code(z_s, model.model["segmentation_decoder"], labels, method, 0.3,
+                                                True, False, "ce")
+        seg = model.decoder_inference(model.model["segmentation_decoder"], masked_s, True, True)
+        assert seg.shape == (3, 4, 32, 32) and not seg.requires_grad
+    model.train()
+    out = model.decoder_inference(decoder, z_i, eval=True)
+    assert decoder.training and not out.requires_grad  # eval=True runs in eval mode and restores train mode
+
+
+def test_perturb_latent_code_published_defaults_keep_the_graph():
+    model = _published_model()
+    images, _ = _data()
+    model.train()
+    (z_i, _), _ = model.fast_predict(images)
+    masked, mask = model.perturb_latent_code(z_i, model.model["image_decoder"], images, "channel")
+    assert masked.requires_grad and masked.grad_fn is not None  # if_detach=False: graph to the encoder kept
+    assert torch.equal(masked, z_i * mask)
+    masked, keep = model.perturb_latent_code(z_i, model.model["image_decoder"], perturb_type="dropout",
+                                             if_detach=True)
+    assert not masked.requires_grad and keep.shape == (2, 128, 1, 1)
+    assert torch.allclose(masked, z_i.detach() * keep * 2)  # surviving channels scaled by 1/(1-p)
+
+
+def test_model_util_functions():
+    code = torch.rand(2, 8, 4, 4)
+    decoder = nn.Conv2d(8, 8, 1)
+    target = torch.rand(2, 8, 4, 4)
+    masked, mask = model_util.mask_latent_code_channel_wise(code, decoder, target, num_classes=8, percentile=0.25,
+                                                            random=False, loss_type="mse", if_detach=True,
+                                                            if_soft=False)
+    assert mask.shape == (2, 8, 1, 1) and int((mask == 0).sum()) == 4 and torch.equal(masked, code * mask)
+    masked, mask = model_util.mask_latent_code_spatial_wise(code, decoder, target, 8, 0.25, False, "corr", True, True)
+    assert mask.shape == (2, 1, 4, 4) and int((mask < 1).sum()) == 8
+    one_hot = model_util.make_one_hot(torch.tensor([[[0, 3]]]))
+    assert one_hot.shape == (1, 4, 1, 2) and one_hot[0, 3, 0, 1] == 1
+    logits, label = torch.randn(2, 4, 3, 3), torch.randint(0, 4, (2, 3, 3))
+    ce = model_util.cross_entropy_2D(logits, label)
+    assert torch.allclose(ce, nn.functional.cross_entropy(logits, label), atol=1e-6)
+    assert torch.allclose(model_util.cross_entropy_2D(logits, label, size_average=False), ce * 18, rtol=1e-5)
+    flat = model_util.cross_entropy_2D(logits, label, weight=torch.zeros(4))  # softmax(0) * C = 1 per class
+    assert torch.allclose(flat, ce, atol=1e-6)
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
+    with model_util._disable_tracking_bn_stats(net):
+        net(torch.rand(2, 1, 4, 4))
+    assert int(net[1].num_batches_tracked) == 0 and net[1].weight.requires_grad
