@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -95,14 +96,15 @@ class LearningConfig:
     separate_training: bool = False
     lr: float = 1e-4
     n_epochs: int = 600
-    max_iteration: int = 50000
+    max_iteration: int | None = 50000  # None (JSON null): no iteration cap, stop after n_epochs
     batch_size: int = 20
     use_gpu: bool = True
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "learning.lr", "a positive number", self.lr)
         _check(self.n_epochs >= 0, "learning.n_epochs", "an int >= 0", self.n_epochs)
-        _check(self.max_iteration >= 0, "learning.max_iteration", "an int >= 0", self.max_iteration)
+        _check(self.max_iteration is None or self.max_iteration >= 0, "learning.max_iteration",
+               "an int >= 0 or null (no cap)", self.max_iteration)
         _check(self.batch_size >= 1, "learning.batch_size", "an int >= 1", self.batch_size)
 
 
@@ -182,6 +184,11 @@ def _to_dict(obj: Any) -> Any:
 def _convert(value: Any, hint: Any, key: str) -> Any:
     """Check ``value`` against the type ``hint`` and convert lists to tuples; errors name ``key``."""
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint):  # optional value
+        if value is None:
+            return None
+        (inner,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return _convert(value, inner, key)
     if is_dataclass(hint):
         return _parse_section(hint, value, key)
     if origin is tuple:

@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         "<output_dir>/<method>/<cval>/<dataset>/ (default: per-dataset reports beside each checkpoint in "
         "model/best/report/<dataset>/, the aggregate in --runs_dir or ./saved/test_reports)",
     )
+    parser.add_argument(
+        "--normalize_2D", action="store_true",
+        help="min-max each test slice to [0, 1] before predicting (off by default, as in the published ED+ES test "
+        "protocol, which keeps the stored intensities)",
+    )
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser
@@ -118,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             save_predictions=args.save_predictions,
             progress=progress,
             reports_dir=args.output_dir,
+            normalize_2D=args.normalize_2D,
         )
     except CheckpointError as err:
         print(f"medseg-test: error: {err}", file=sys.stderr)

@@ -83,11 +83,11 @@ def main() -> int:
         root = Path(tmp.name) / "ACDC"
         write_phantoms(root, get_ACDC_split_policy("10", 0)["train"])
         print(f"{args.root} not found: wrote 10 phantom subjects of 10x220x240 to {root}")
-    train = Transformations("ACDC_affine_elastic_intensity").get_transformation()["train"]
+    train = Transformations("ACDC_affine_elastic_intensity", (224, 224, 1), (192, 192, 1)).get_transformation()["train"]
 
     def dataset(use_cache: bool, keep_orig: bool = False) -> CardiacACDCDataset:
-        return CardiacACDCDataset(root, split="train", data_setting_name="10", cval=0, frame="ED", transform=train,
-                                  keep_orig_image_label_pair=keep_orig, use_cache=use_cache, seed=0)
+        return CardiacACDCDataset(root_dir=root, split="train", data_setting_name="10", cval=0, frame="ED",
+                                  transform=train, keep_orig_image_label_pair=keep_orig, use_cache=use_cache, seed=0)
 
     start = time.perf_counter()
     cached = dataset(True)

@@ -14,9 +14,15 @@ import pytest
 import torch
 from torch import nn
 
+from medseg.dataset_loader.base_segmentation_dataset import BaseSegmentationDataset
+from medseg.dataset_loader.cardiac_ACDC_dataset import CardiacACDCDataset
+from medseg.dataset_loader.cardiac_MM_dataset import Cardiac_MM_Dataset
+from medseg.dataset_loader.concat import ConcatDataSet
+from medseg.dataset_loader.transform import Transformations
 from medseg.models import model_util
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
 from medseg.training.step import LOSS_KEYS, train_step
+from tiny_data import write_tiny_acdc, write_tiny_mm
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -402,3 +408,177 @@ def test_model_util_functions():
     with model_util._disable_tracking_bn_stats(net):
         net(torch.rand(2, 1, 4, 4))
     assert int(net[1].num_batches_tracked) == 0 and net[1].weight.requires_grad
+
+
+# ---------------------------------------------------------------------------------------------------------- datasets
+IDX2CLS = {0: "BG", 1: "LV", 2: "MYO", 3: "RV"}
+PUBLISHED_DATASETS = {
+    CardiacACDCDataset.__init__: [
+        ("transform", ...), ("dataset_name", "ACDC"), ("root_dir", ...), ("frame", "ES"), ("num_classes", 4),
+        ("debug", False), ("image_size", (224, 224, 1)), ("label_size", (224, 224)), ("idx2cls_dict", IDX2CLS),
+        ("use_cache", True), ("data_setting_name", "three_shot"), ("split", "train"), ("cval", 0),
+        ("formalized_label_dict", None), ("keep_orig_image_label_pair", True),
+        ("image_format_name", "{p_id}/{frame}_img.nii.gz"), ("label_format_name", "{p_id}/{frame}_seg.nii.gz"),
+        ("myocardium_seg", False), ("right_ventricle_seg", False), ("new_spacing", (1.36719, 1.36719, -1)),
+        ("normalize", False)],
+    Cardiac_MM_Dataset.__init__: [
+        ("transform", ...), ("dataset_name", "CardiacMMDataset"), ("root_dir", ...), ("num_classes", 4),
+        ("debug", False), ("image_size", (224, 224, 1)), ("label_size", (224, 224)), ("idx2cls_dict", IDX2CLS),
+        ("use_cache", True), ("formalized_label_dict", None), ("keep_orig_image_label_pair", True),
+        ("image_format_name", "{p_id}/ES_img.nii.gz"), ("label_format_name", "{p_id}/ES_seg.nii.gz"),
+        ("new_spacing", None), ("myocardium_seg", False), ("normalize3D", False)],
+    BaseSegmentationDataset.get_patient_data_for_testing: [("pid_index", _), ("crop_size", None),
+                                                           ("normalize_2D", False)],
+    BaseSegmentationDataset.formulate_labels: [("label", _), ("foreground_only", False)],
+    BaseSegmentationDataset.set_id: [("index", _)],
+    BaseSegmentationDataset.load_data: [("index", _)],
+    BaseSegmentationDataset.preprocess_data_to_tensors: [("image", _), ("label", _)],
+    BaseSegmentationDataset.get_id: [],
+    BaseSegmentationDataset.get_voxel_spacing: [],
+    BaseSegmentationDataset.get_info: [],
+    ConcatDataSet.__init__: [("dataset_list", _)],
+    ConcatDataSet.get_patient_data_for_testing: [("pid_index", _), ("crop_size", None), ("normalize_2D", False)],
+    ConcatDataSet.get_id: [],
+    ConcatDataSet.get_voxel_spacing: [],
+    Transformations.__init__: [("data_aug_policy_name", _), ("pad_size", (80, 80, 1)), ("crop_size", (80, 80, 1))],
+    Transformations.get_transformation: [],
+}
+
+
+@pytest.mark.parametrize("function", list(PUBLISHED_DATASETS), ids=lambda f: f.__qualname__)
+def test_dataset_signatures_match_spec_k(function):
+    expected = [(name, tuple(d) if isinstance(d, (list, tuple)) else d) for name, d in PUBLISHED_DATASETS[function]]
+    normalised = []
+    for param in inspect.signature(function).parameters.values():
+        if isinstance(param.default, (list, tuple)):
+            param = param.replace(default=tuple(param.default))
+        elif isinstance(param.default, dict) or hasattr(param.default, "items"):
+            param = param.replace(default=dict(param.default))
+        normalised.append(param)
+
+    def stand_in():
+        return None
+
+    stand_in.__signature__ = inspect.Signature(normalised)
+    stand_in.__qualname__ = function.__qualname__
+    _check_signature(stand_in, expected)
+
+
+@pytest.fixture(scope="module")
+def published_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("published")
+    acdc = write_tiny_acdc(root / "ACDC", shape=(4, 60, 72))
+    mm = write_tiny_mm(root / "MM", n_per_vendor=1, shape=(3, 60, 70))
+    return acdc, mm
+
+
+def test_training_script_datasets(published_data):
+    """c.1: per frame a train set (keep-orig pairs from the config) and a validation set, concatenated ES then ED."""
+    acdc, _ = published_data
+    transforms = Transformations(data_aug_policy_name="ACDC_affine_elastic_intensity", pad_size=[224, 224, 1],
+                                 crop_size=[192, 192, 1]).get_transformation()
+    assert set(transforms) == {"train", "validate"}
+    train_parts, val_parts = [], []
+    for frame in ["ES", "ED"]:
+        train_parts.append(CardiacACDCDataset(
+            root_dir=str(acdc), num_classes=4, image_format_name="{p_id}/{frame}_img.nii.gz",
+            label_format_name="{p_id}/{frame}_seg.nii.gz", transform=transforms["train"], split="train",
+            data_setting_name="10", cval=0, keep_orig_image_label_pair=True, use_cache=True, myocardium_seg=False,
+            right_ventricle_seg=False, frame=frame, image_size=[224, 224, 1], label_size=[224, 224],
+            dataset_name="ACDC", debug=False))
+        val_parts.append(CardiacACDCDataset(
+            root_dir=acdc, transform=transforms["validate"], split="validate", data_setting_name="10", cval=0,
+            keep_orig_image_label_pair=False, frame=frame, dataset_name="ACDC"))
+    train_set, val_set = ConcatDataSet(train_parts), ConcatDataSet(dataset_list=val_parts)
+    assert len(train_set) == 2 * 10 * 4 and val_set.patient_number == 2 * 5
+    sample = train_set[0]
+    assert set(sample) == {"image", "label", "origin_image", "origin_label"}
+    assert sample["image"].shape == sample["origin_image"].shape == (1, 192, 192)
+    assert sample["label"].shape == sample["origin_label"].shape == (192, 192) and sample["label"].dtype == torch.int64
+    assert train_set.get_id().endswith("_ES") and train_set.get_voxel_spacing() == (1.36719, 1.36719, -1)
+    assert set(val_set[len(val_set) - 1]) == {"image", "label"} and val_set.get_id().endswith("_ED")
+    loader = torch.utils.data.DataLoader(train_set, batch_size=10, shuffle=True, drop_last=False, num_workers=0)
+    batch = next(iter(loader))
+    assert torch.cat([batch["image"], batch["origin_image"]]).shape == (20, 1, 192, 192)
+
+
+def test_positional_published_construction(published_data):
+    acdc, mm = published_data
+    validate = Transformations("no_aug", (224, 224, 1), (192, 192, 1)).get_transformation()["validate"]
+    ds = CardiacACDCDataset(validate, "ACDC", acdc, "ED", 4, False, (224, 224, 1), (224, 224), IDX2CLS, True, "10",
+                            "validate", 0, None, False)
+    assert ds.frame == "ED" and ds.patient_id_list == ["011", "071", "062", "095", "082"] and len(ds) == 20
+    mm_ds = Cardiac_MM_Dataset(validate, "MM", mm, 4, False, (224, 224, 1), (224, 224), IDX2CLS, True, None, False,
+                               "{p_id}/ED_img.nii.gz", "{p_id}/ED_seg.nii.gz", None, False, False)
+    assert mm_ds.frame == "ED" and mm_ds.patient_number == 4 and set(mm_ds[0]) == {"image", "label"}
+    defaults = CardiacACDCDataset(validate, root_dir=acdc)  # published defaults: three_shot, ES, keep-orig pairs
+    assert defaults.frame == "ES" and defaults.patient_id_list == ["002", "022", "042"]
+    assert defaults.keep_orig_image_label_pair
+    assert set(defaults[0]) == {"image", "label", "origin_image", "origin_label"}
+    assert Cardiac_MM_Dataset(validate, root_dir=mm).frame == "ES"  # the published ES file templates
+
+
+def test_test_script_datasets(published_data):
+    """g.2/g.3: one dataset per frame (ED then ES), concatenated; patient volumes cropped to 192, not normalised."""
+    acdc, mm = published_data
+    validate = Transformations("no_aug", pad_size=(224, 224, 1), crop_size=(192, 192, 1)).get_transformation()
+    frames = ["ED", "ES"]
+    acdc_test = ConcatDataSet([CardiacACDCDataset(root_dir=acdc, transform=validate["validate"], split="test",
+                                                  data_setting_name="10", cval=0, frame=f, new_spacing=None,
+                                                  keep_orig_image_label_pair=False) for f in frames])
+    mm_test = ConcatDataSet([Cardiac_MM_Dataset(root_dir=mm, transform=validate["validate"],
+                                                image_format_name="{p_id}/" + f + "_img.nii.gz",
+                                                label_format_name="{p_id}/" + f + "_seg.nii.gz", new_spacing=None)
+                             for f in frames])
+    assert acdc_test.patient_number == 40 and mm_test.patient_number == 8
+    ids = []
+    for pid_index in (0, 19, 20, 39):
+        data = acdc_test.get_patient_data_for_testing(pid_index, crop_size=192)
+        assert data["image"].shape == (4, 1, 192, 192) and data["label"].shape == (4, 192, 192)
+        ids.append(acdc_test.get_id())
+    assert [i[-2:] for i in ids] == ["ED", "ED", "ES", "ES"]
+    stored = mm_test.get_patient_data_for_testing(5, 192)
+    assert mm_test.get_id() == "B00X_ES"
+    assert float(stored.image.max()) < 1.0  # j.19: stored intensities kept by default
+    scaled = mm_test.get_patient_data_for_testing(5, 192, normalize_2D=True)
+    assert torch.allclose(scaled.image.amax(dim=(1, 2, 3)), torch.ones(3))
+    native = mm_test.get_patient_data_for_testing(5)  # crop_size None: the volume's own in-plane size
+    assert native.image.shape == (3, 1, 60, 70)
+
+
+def test_base_class_methods_and_label_options(published_data, caplog):
+    acdc, _ = published_data
+    validate = Transformations("no_aug", (224, 224, 1), (192, 192, 1)).get_transformation()["validate"]
+    ds = CardiacACDCDataset(validate, root_dir=acdc, data_setting_name="10", frame="ED", debug=True,
+                            keep_orig_image_label_pair=False)
+    assert ds.set_id(5) == "061_ED" and ds.get_id() == "061_ED"  # slice 5 = second subject of the split
+    with caplog.at_level("INFO", logger="medseg.dataset_loader.base_segmentation_dataset"):
+        image, label = ds.load_data(3)  # the unlabelled last slice: substituted, logged with debug=True
+        info = ds.get_info()
+    assert image.shape == (60, 72, 1) and image.dtype == np.float32 and label.shape == (60, 72, 1) and label.any()
+    assert "substitutes empty slice 3" in caplog.text and info["patient_number"] == 10 and info["slices"] == 40
+    sample = ds.preprocess_data_to_tensors(image, label)
+    assert sample["image"].shape == (1, 192, 192) and sample["label"].shape == (192, 192)
+    assert np.array_equal(ds.formulate_labels(np.array([0, 1, 2, 3])), [0, 1, 2, 3])
+    assert np.array_equal(ds.formulate_labels(np.array([0, 1, 2, 3]), foreground_only=True), [0, 1, 1, 1])
+    myo = CardiacACDCDataset(validate, root_dir=acdc, data_setting_name="10",
+                             formalized_label_dict={0: "BG", 1: "MYO"}, keep_orig_image_label_pair=False)
+    assert np.array_equal(myo.formulate_labels(np.array([0, 1, 2, 3])), [0, 0, 1, 0])
+    swapped = CardiacACDCDataset(validate, root_dir=acdc, data_setting_name="10",
+                                 idx2cls_dict={0: "BG", 1: "RV", 2: "MYO", 3: "LV"}, formalized_label_dict=IDX2CLS)
+    assert np.array_equal(swapped.formulate_labels(np.array([0, 1, 2, 3])), [0, 3, 2, 1])
+    assert int(swapped[0]["label"].max()) == 3 and int(swapped[0]["origin_label"].max()) == 3
+    normalised = CardiacACDCDataset(validate, root_dir=acdc, data_setting_name="10", normalize=True,
+                                    keep_orig_image_label_pair=True)
+    orig = normalised[0]["origin_image"]
+    assert float(orig.min()) == 0.0 and float(orig.max()) == pytest.approx(1.0)  # 2/98 percentiles to [0, 1]
+
+
+def test_published_keywords_medseg_cannot_honour(published_data):
+    acdc, mm = published_data
+    with pytest.raises(ValueError, match="new_spacing"):
+        CardiacACDCDataset(root_dir=acdc, new_spacing=[1.36719, 1.36719, 5.0])
+    with pytest.raises(ValueError, match="contradicts the file templates"):
+        Cardiac_MM_Dataset(root_dir=mm, frame="ED")  # the published templates name the ES files
+    with pytest.raises(ValueError, match="formalized_label_dict"):
+        CardiacACDCDataset(root_dir=acdc, formalized_label_dict={0: "BG", 1: "LV", 2: "LV"})

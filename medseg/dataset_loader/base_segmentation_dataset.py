@@ -15,14 +15,28 @@ Slice cache (fix of spec j.17): with ``use_cache=True`` all volumes are read onc
 contiguous array per volume. Fork-based DataLoader workers then share these buffers copy-on-write, so the cache is
 valid in every worker and every epoch. Because volumes rather than augmented samples are cached, the empty-slice
 substitution is re-drawn at every access (seeded as above) instead of being frozen at first access.
+
+Published API (spec k): the dataset classes take the published arguments, order and defaults. Where a published call
+gets a different result:
+
+* a subject of the split without its files is an error naming the file (published: skipped, but kept in the
+  patient list, so the test path failed on it later); a volume without any labelled slice is an error (j.18);
+* the empty-slice substitution draws from the sample's numpy generator, not Python's ``random`` (same distribution);
+* ``get_patient_data_for_testing`` returns a :class:`PatientVolume` (fields also readable by key,
+  ``volume['image']``); ``crop_size=None`` keeps the volume's in-plane size (medseg's reading of the undefined case);
+* ``normalize`` / ``normalize3D`` use the spec e.3 volume normalisation (2nd/98th percentiles), the only one the
+  spec defines; ``new_spacing`` with a positive z spacing (through-plane resampling) is an error;
+* ``Cardiac_MM_Dataset`` takes its frame from the file templates (``ES`` for the published defaults) or ``frame=``;
+* :class:`~medseg.dataset_loader.concat.ConcatDataSet` maps patient indices with cumulative offsets (fix j.19).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -32,6 +46,7 @@ from torch.utils.data import Dataset
 
 from medseg.dataset_loader.crop import CropInfo, crop_or_pad
 from medseg.dataset_loader.nifti import Volume, from_sitk, read_image_label_pair, to_sitk
+from medseg.dataset_loader.preprocessing import normalize_percentile
 from medseg.dataset_loader.transforms import Transform, ValidateTransform
 
 logger = logging.getLogger(__name__)
@@ -39,7 +54,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SPACING: tuple[float, float, float] = (1.36719, 1.36719, -1.0)
 SPACING_TOLERANCE = 1e-4
 FRAMES = ("ED", "ES")
-CLASS_NAMES: dict[int, str] = {0: "BG", 1: "LV", 2: "MYO", 3: "RV"}
+CLASS_NAMES: Mapping[int, str] = MappingProxyType({0: "BG", 1: "LV", 2: "MYO", 3: "RV"})
 
 
 @dataclass
@@ -70,6 +85,15 @@ class PatientVolume:
     label_path: Path
     reference: Volume
 
+    def __getitem__(self, key: str) -> Any:
+        """Fields by key as well (``volume['image']``, ``volume['label']``), for dict-style callers."""
+        if key not in {f.name for f in fields(self)}:
+            raise KeyError(f"PatientVolume has no field {key!r}; fields: {[f.name for f in fields(self)]}")
+        return getattr(self, key)
+
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self)]
+
 
 def resample_in_plane(volume: Volume, spacing_xy: tuple[float, float], is_label: bool) -> Volume:
     """Resample ``volume (Z, H, W)`` in-plane to ``spacing_xy`` mm, keeping z spacing and slice count (fix j.15).
@@ -89,16 +113,38 @@ def resample_in_plane(volume: Volume, spacing_xy: tuple[float, float], is_label:
     return from_sitk(resampled, path=volume.path)
 
 
-def label_lookup(myocardium_seg: bool, right_ventricle_seg: bool) -> np.ndarray:
-    """256-entry remap table: identity, MYO-only (MYO → 1) or RV-only (RV → 1; wins if both are set)."""
+def target_label_dict(
+    myocardium_seg: bool, right_ventricle_seg: bool, formalized_label_dict: Mapping[int, str] | None
+) -> dict[int, str] | None:
+    """Class names after relabelling: RV-only (wins), MYO-only, ``formalized_label_dict``, or None (identity)."""
     if right_ventricle_seg:
-        table = np.zeros(256, dtype=np.uint8)
-        table[3] = 1
-    elif myocardium_seg:
-        table = np.zeros(256, dtype=np.uint8)
-        table[2] = 1
-    else:
-        table = np.arange(256, dtype=np.uint8)
+        return {0: "BG", 1: "RV"}
+    if myocardium_seg:
+        return {0: "BG", 1: "MYO"}
+    return None if formalized_label_dict is None else {int(k): str(v) for k, v in formalized_label_dict.items()}
+
+
+def label_lookup(idx2cls_dict: Mapping[int, str], formalized_label_dict: Mapping[int, str] | None) -> np.ndarray:
+    """256-entry remap table from stored label values to training labels, by class name (spec e.4).
+
+    ``idx2cls_dict`` names the stored values, ``formalized_label_dict`` the new ones; a stored class whose name has no
+    new index becomes 0. ``formalized_label_dict=None`` is the identity for every value.
+
+    Raises:
+        ValueError: for label indices outside [0, 255] or a class name used twice in ``formalized_label_dict``.
+    """
+    for name, mapping in (("idx2cls_dict", idx2cls_dict), ("formalized_label_dict", formalized_label_dict or {})):
+        bad = [k for k in mapping if not 0 <= int(k) <= 255]
+        if bad:
+            raise ValueError(f"{name} keys must be label values in [0, 255], got {bad}")
+    if formalized_label_dict is None:
+        return np.arange(256, dtype=np.uint8)
+    new_index = {name: int(idx) for idx, name in formalized_label_dict.items()}
+    if len(new_index) != len(formalized_label_dict):
+        raise ValueError(f"formalized_label_dict names a class twice: {dict(formalized_label_dict)}")
+    table = np.zeros(256, dtype=np.uint8)
+    for old, name in idx2cls_dict.items():
+        table[int(old)] = new_index.get(name, 0)
     return table
 
 
@@ -116,14 +162,26 @@ class BaseSegmentationDataset(Dataset):
         right_ventricle_seg: relabel to ``{0: BG, 1: RV}``; wins over ``myocardium_seg``.
         image_format_name: path template relative to ``root_dir`` with ``{p_id}`` and ``{frame}``.
         label_format_name: same for the label.
-        new_spacing: ``(x, y, z)`` in-plane target spacing (z ignored) or None for no resampling; volumes are
-            resampled only if their spacing differs by more than 1e-4 mm.
+        new_spacing: ``(x, y[, z])`` in-plane target spacing or None for no resampling; volumes are resampled
+            only if their spacing differs by more than 1e-4 mm. z must be -1 (or absent): the slice spacing is kept.
         crop_size: ``(h, w)`` of ``origin_image`` / ``origin_label``.
         seed: base seed of the per-sample generators (None = fresh entropy).
+        dataset_name: name used in messages and :meth:`get_info`.
+        num_classes: (published) number of classes; stored only, as published.
+        debug: (published) log every loaded slice (subject, slice, empty-slice substitution) at INFO level.
+        image_size, label_size: (published) accepted and unused, as in the published code (the transform sizes
+            come from ``Transformations``).
+        idx2cls_dict: (published) class names of the stored label values; default ``{0: BG, 1: LV, 2: MYO, 3: RV}``.
+        formalized_label_dict: (published) class names of the training labels: stored values are remapped by
+            name (:meth:`formulate_labels`); None = identity. ``myocardium_seg``/``right_ventricle_seg`` override it.
+        normalize: (published) per-volume intensity normalisation of training/validation samples: clip to the
+            2nd/98th percentiles and scale to [0, 1] (spec e.3; the same as the preprocessing, so a no-op up to
+            rounding on preprocessed data). The test path (:meth:`get_patient_data_for_testing`) is not affected.
 
     Raises:
         FileNotFoundError: a subject's image or label file is missing (names subject and expected path).
-        ValueError: bad frame, image/label shape mismatch, non-finite voxels, or (cached) a volume without labels.
+        ValueError: bad frame, image/label shape mismatch, non-finite voxels, (cached) a volume without labels, a
+            ``new_spacing`` with a z spacing, or bad label dicts.
     """
 
     def __init__(
@@ -142,9 +200,23 @@ class BaseSegmentationDataset(Dataset):
         crop_size: tuple[int, int] = (192, 192),
         seed: int | None = None,
         dataset_name: str = "dataset",
+        *,
+        num_classes: int = 4,
+        debug: bool = False,
+        image_size: Sequence[int] | None = None,
+        label_size: Sequence[int] | None = None,
+        idx2cls_dict: Mapping[int, str] | None = None,
+        formalized_label_dict: Mapping[int, str] | None = None,
+        normalize: bool = False,
     ) -> None:
         if frame not in FRAMES:
             raise ValueError(f"frame must be one of {FRAMES}, got {frame!r}")
+        through_plane = new_spacing is not None and len(new_spacing) == 3 and new_spacing[2] > 0
+        if new_spacing is not None and (len(new_spacing) not in (2, 3) or through_plane):
+            raise ValueError(
+                f"new_spacing must be (x, y) or (x, y, -1) mm (the slice spacing is kept), got {list(new_spacing)}; "
+                "through-plane resampling is not supported"
+            )
         self.root_dir = Path(root_dir)
         if not self.root_dir.is_dir():
             raise FileNotFoundError(f"{dataset_name} root folder not found: {self.root_dir}")
@@ -158,13 +230,12 @@ class BaseSegmentationDataset(Dataset):
         self.crop_size = (int(crop_size[0]), int(crop_size[1]))
         self.seed = seed
         self.epoch = 0
-        self._lookup = label_lookup(myocardium_seg, right_ventricle_seg)
-        if right_ventricle_seg:
-            self.formalized_label_dict = {0: "BG", 1: "RV"}
-        elif myocardium_seg:
-            self.formalized_label_dict = {0: "BG", 1: "MYO"}
-        else:
-            self.formalized_label_dict = dict(CLASS_NAMES)
+        self.num_classes, self.debug, self.normalize = num_classes, debug, normalize
+        self.image_size, self.label_size = image_size, label_size
+        self.idx2cls_dict = dict(CLASS_NAMES if idx2cls_dict is None else idx2cls_dict)
+        target = target_label_dict(myocardium_seg, right_ventricle_seg, formalized_label_dict)
+        self._lookup = label_lookup(self.idx2cls_dict, target)
+        self.formalized_label_dict = dict(self.idx2cls_dict) if target is None else target
         self.patient_id_list: list[str] = list(subject_ids)
         self._last_id: str | None = None
 
@@ -249,8 +320,9 @@ class BaseSegmentationDataset(Dataset):
 
     def _load_arrays(self, pid: str) -> tuple[np.ndarray, np.ndarray]:
         image, label = self._read(pid, self.new_spacing)
+        image_array = normalize_percentile(image.array) if self.normalize else image.array
         return (
-            np.ascontiguousarray(image.array, dtype=np.float32),
+            np.ascontiguousarray(image_array, dtype=np.float32),
             np.ascontiguousarray(label.array, dtype=np.uint8),
         )
 
@@ -284,27 +356,87 @@ class BaseSegmentationDataset(Dataset):
         """``"{pid}_{frame}"`` of the subject accessed last (None before any access)."""
         return self._last_id
 
+    def set_id(self, index: int) -> str:
+        """Make the subject of slice ``index`` the current one (what :meth:`get_id` reports); returns its id."""
+        vol, _ = self._locate_slice(index)
+        self._last_id = f"{self.patient_id_list[vol]}_{self.frame}"
+        return self._last_id
+
     def get_voxel_spacing(self) -> tuple[float, float, float]:
         return self.new_spacing if self.new_spacing is not None else DEFAULT_SPACING
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def get_info(self) -> dict[str, Any]:
+        """Summary of the dataset (also logged at INFO level)."""
+        info = {
+            "dataset_name": self.dataset_name, "root_dir": str(self.root_dir), "frame": self.frame,
+            "patient_number": self.patient_number, "slices": len(self), "num_classes": self.num_classes,
+            "idx2cls_dict": dict(self.idx2cls_dict), "formalized_label_dict": dict(self.formalized_label_dict),
+            "new_spacing": self.new_spacing, "use_cache": self.use_cache,
+            "keep_orig_image_label_pair": self.keep_orig_image_label_pair,
+        }  # fmt: skip
+        logger.info("%s", info)
+        return info
+
+    def _locate_slice(self, index: int) -> tuple[int, int]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"{self.dataset_name}: index {index} out of range for {len(self)} slices")
         index = int(index) % len(self)
-        rng = self.sample_rng(index)
-        vol = int(self._slice_volume[index])
+        return int(self._slice_volume[index]), int(self._slice_index[index])
+
+    def load_data(self, index: int, *, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw slice ``index`` before any transform: ``(image (H, W, 1) float32, label (H, W, 1) uint8)``.
+
+        Resampled (``new_spacing``) and normalised (``normalize``) as configured; labels as stored (not remapped).
+        An empty-label slice is replaced by a uniformly chosen labelled slice of the same volume (spec e.2), drawn
+        from ``rng`` (default: the sample's generator, see the module docstring).
+        """
+        vol, z = self._locate_slice(index)
+        rng = self.sample_rng(int(index) % len(self)) if rng is None else rng
         pid = self.patient_id_list[vol]
         if self.use_cache:
             image, label, labelled = self._images[vol], self._labels[vol], self._labelled_slices[vol]
         else:
             image, label = self._load_arrays(pid)
             labelled = self._find_labelled(label, self.paths(pid)[1])
-        z = int(self._slice_index[index])
+        stored_z = z
         if not label[z].any():  # empty-label slice: a uniformly chosen labelled slice of the same volume (e.2)
             z = int(labelled[rng.integers(labelled.size)])
         self._last_id = f"{pid}_{self.frame}"
-        image_slice = image[z]  # (H, W)
-        label_slice = self._lookup[label[z]]  # (H, W) uint8, remapped
+        if self.debug:
+            logger.info("%s: slice %d of %s%s", self.dataset_name, z, self._last_id,
+                        "" if z == stored_z else f" (substitutes empty slice {stored_z})")
+        return image[z][:, :, None], label[z][:, :, None]
+
+    def formulate_labels(self, label: np.ndarray, foreground_only: bool = False) -> np.ndarray:
+        """Stored label values -> training labels by class name (``idx2cls_dict`` -> ``formalized_label_dict``).
+
+        Args:
+            label: integer array of any shape with values in [0, 255].
+            foreground_only: additionally merge every class > 0 into 1.
+
+        Returns:
+            uint8 array of the same shape.
+        """
+        out = self._lookup[np.asarray(label, dtype=np.uint8)]
+        return (out > 0).astype(np.uint8) if foreground_only else out
+
+    def preprocess_data_to_tensors(
+        self, image: np.ndarray, label: np.ndarray, *, rng: np.random.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Remap labels, apply the transform and add the un-augmented pair (spec e.2 step 3, e.5).
+
+        Args:
+            image: ``(H, W, 1)`` or ``(H, W)`` float slice.
+            label: ``(H, W, 1)`` or ``(H, W)`` stored label slice.
+            rng: generator of the augmentation (None: fresh entropy).
+
+        Returns:
+            ``{'image': (1, h, w) float32, 'label': (h, w) int64}`` plus, with keep-orig pairs,
+            ``'origin_image'`` (1, h, w) and ``'origin_label'`` (h, w).
+        """
+        image_slice = np.asarray(image, dtype=np.float32).reshape(image.shape[:2])  # (H, W)
+        label_slice = self.formulate_labels(np.asarray(label).reshape(label.shape[:2]))  # (H, W) uint8, remapped
+        rng = np.random.default_rng() if rng is None else rng
         image_t, label_t = self.transform(image_slice[:, :, None], label_slice[:, :, None], rng)
         sample = {"image": image_t.float(), "label": label_t[0].long()}
         if self.keep_orig_image_label_pair:
@@ -314,31 +446,44 @@ class BaseSegmentationDataset(Dataset):
             sample["origin_label"] = torch.from_numpy(orig_label.astype(np.int64))  # (h, w)
         return sample
 
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        """``preprocess_data_to_tensors(*load_data(index))`` with the sample's generator."""
+        self._locate_slice(index)
+        rng = self.sample_rng(int(index) % len(self))
+        image, label = self.load_data(index, rng=rng)
+        return self.preprocess_data_to_tensors(image, label, rng=rng)
+
     # ------------------------------------------------------------------------------------------------ test path
     def get_patient_data_for_testing(
         self,
         pid_index: int,
-        crop_size: int | tuple[int, int] = 192,
+        crop_size: int | tuple[int, int] | None = None,
         normalize_2D: bool = False,  # noqa: N803 (published name)
     ) -> PatientVolume:
         """Whole volume of subject ``pid_index``, centre-cropped / zero-padded in-plane to ``crop_size``.
 
         Args:
             pid_index: index into ``patient_id_list``.
-            crop_size: output in-plane size (int or ``(h, w)``).
+            crop_size: output in-plane size (int or ``(h, w)``); None keeps the volume's own size (the published
+                test protocol passes 192).
             normalize_2D: per-slice min–max to [0, 1] (eps 1e-20). The published ED+ES test protocol uses False
                 (spec j.19): stored intensities are kept.
 
         Returns:
-            A :class:`PatientVolume` (labels as stored, not remapped).
+            A :class:`PatientVolume` (labels as stored, not remapped); its fields can also be read by key.
         """
         if not 0 <= pid_index < self.patient_number:
             raise IndexError(f"{self.dataset_name}: patient index {pid_index} out of range [0, {self.patient_number})")
-        target = (crop_size, crop_size) if isinstance(crop_size, int) else (int(crop_size[0]), int(crop_size[1]))
         pid = self.patient_id_list[pid_index]
         image_path, label_path = self.paths(pid)
         reference, label_ref = read_image_label_pair(image_path, label_path)
         image_vol, label_vol = self._prepare(reference, label_ref, self.new_spacing)
+        if crop_size is None:
+            target = (int(image_vol.array.shape[1]), int(image_vol.array.shape[2]))
+        elif isinstance(crop_size, int):
+            target = (crop_size, crop_size)
+        else:
+            target = (int(crop_size[0]), int(crop_size[1]))
         image, info = crop_or_pad(image_vol.array.astype(np.float32), target)  # (N, h, w)
         label, _ = crop_or_pad(label_vol.array, target)
         if normalize_2D:

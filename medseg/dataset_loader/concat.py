@@ -20,13 +20,13 @@ class ConcatDataSet(Dataset):
     a part's sample ``i`` keeps its own local index in the seeded generator.
 
     Args:
-        datasets: the parts, in order (e.g. ED then ES).
+        dataset_list: the parts, in order (e.g. ED then ES).
     """
 
-    def __init__(self, datasets: Sequence[BaseSegmentationDataset]) -> None:
-        if len(datasets) == 0:
+    def __init__(self, dataset_list: Sequence[BaseSegmentationDataset]) -> None:
+        if len(dataset_list) == 0:
             raise ValueError("ConcatDataSet needs at least one dataset")
-        self.datasets = list(datasets)
+        self.datasets = list(dataset_list)
         self.cumulative_sizes = np.cumsum([len(d) for d in self.datasets]).tolist()
         self.cumulative_patients = np.cumsum([d.patient_number for d in self.datasets]).tolist()
         self.formalized_label_dict = self.datasets[0].formalized_label_dict
@@ -76,7 +76,7 @@ class ConcatDataSet(Dataset):
         return self._locate(self.cumulative_patients, int(pid_index), "patient")
 
     def get_patient_data_for_testing(
-        self, pid_index: int, crop_size: int | tuple[int, int] = 192, normalize_2D: bool = False  # noqa: N803
+        self, pid_index: int, crop_size: int | tuple[int, int] | None = None, normalize_2D: bool = False  # noqa: N803
     ) -> PatientVolume:
         """Forward to the part holding patient ``pid_index``.
 

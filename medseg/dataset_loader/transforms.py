@@ -6,7 +6,8 @@ comes from ``rng``, so a seeded generator gives a reproducible sample (the origi
 
 Training pipeline, in the order of the original (``ACDC_affine_elastic_intensity``):
 
-1. pad H and W up to ``pad_size`` (224) with the array's minimum (before = ceil(diff/2)); no crop if larger;
+1. pad H and W up to ``pad_size`` (224) as ``np.pad(mode='minimum')`` (each padded value is the minimum of its own
+   column / row; labels with 0), before = ceil(diff/2); no crop if larger;
 2. flip left-right, then up-down, each with p 0.2;
 3. contrast/brightness (p 0.5): ``clip(x·s + b, min x, max x)``, s ~ U(0.8, 1.2), b ~ U(−0.1, 0.1);
 4. affine (rotation ±15°, shift ±10 % of the size, zoom U(0.8, 1.1) per axis) and
@@ -109,10 +110,17 @@ POLICIES: dict[str, AugmentationPolicy] = {
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
-def pad_to_min_size(array: np.ndarray, target_hw: tuple[int, int]) -> np.ndarray:
-    """Pad the first two axes of ``array (H, W[, ...])`` up to ``target_hw`` with the array's minimum.
+def pad_to_min_size(array: np.ndarray, target_hw: tuple[int, int], fill: str | float = "minimum") -> np.ndarray:
+    """Pad the first two axes of ``array (H, W[, ...])`` up to ``target_hw``.
 
     Before-pad is ``ceil(diff / 2)``, after-pad ``floor(diff / 2)``; axes already at least as large are unchanged.
+
+    Args:
+        array: ``(H, W[, ...])``.
+        target_hw: minimum ``(H, W)``.
+        fill: ``'minimum'``: ``np.pad(mode='minimum')``, as the published PadNumpy (spec e.7): rows added above and
+            below take the minimum of their column, columns added left and right the minimum of their row (of the
+            row-padded array, so corners take their row's minimum); a number: that constant (0 for labels).
     """
     pads = []
     for size, target in zip(array.shape[:2], target_hw):
@@ -121,7 +129,9 @@ def pad_to_min_size(array: np.ndarray, target_hw: tuple[int, int]) -> np.ndarray
     if not any(before or after for before, after in pads):
         return array
     pads += [(0, 0)] * (array.ndim - 2)
-    return np.pad(array, pads, mode="constant", constant_values=array.min())
+    if fill == "minimum":
+        return np.pad(array, pads, mode="minimum")
+    return np.pad(array, pads, mode="constant", constant_values=fill)
 
 
 def centre_crop_window(size: int, target: int) -> int:
@@ -265,7 +275,7 @@ class ValidateTransform:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Args: image ``(H, W, 1)`` float32, label ``(H, W, 1)`` uint8. Returns ``(1, h, w)`` float32 / int64."""
         img, lab = _check_inputs(image, label)
-        img, lab = pad_to_min_size(img, self.pad_hw), pad_to_min_size(lab, self.pad_hw)
+        img, lab = pad_to_min_size(img, self.pad_hw), pad_to_min_size(lab, self.pad_hw, fill=0)
         r0 = centre_crop_window(img.shape[0], self.crop_hw[0])
         c0 = centre_crop_window(img.shape[1], self.crop_hw[1])
         window = (slice(r0, r0 + self.crop_hw[0]), slice(c0, c0 + self.crop_hw[1]))
@@ -307,7 +317,7 @@ class TrainTransform:
         rng = np.random.default_rng() if rng is None else rng
         p = self.policy
         img, lab = _check_inputs(image, label)
-        img, lab = pad_to_min_size(img, self.pad_hw), pad_to_min_size(lab, self.pad_hw)
+        img, lab = pad_to_min_size(img, self.pad_hw), pad_to_min_size(lab, self.pad_hw, fill=0)
         height, width = img.shape
 
         # flips: left-right (W), then up-down (H)
@@ -369,8 +379,10 @@ class Transformations:
 
     Args:
         data_aug_policy_name: one of :data:`POLICIES`.
-        pad_size: ``(H, W, 1)`` size that slices are padded up to before augmentation.
-        crop_size: ``(h, w, 1)`` output size; h and w must be multiples of 16 (the networks downsample 4 times).
+        pad_size: ``(H, W, 1)`` size that slices are padded up to before augmentation (published default 80; the
+            ACDC configs use 224).
+        crop_size: ``(h, w, 1)`` output size; h and w must be multiples of 16 (the networks downsample 4 times);
+            published default 80, the ACDC configs use 192.
 
     Raises:
         ValueError: unknown policy (the message lists the valid names) or invalid sizes.
@@ -379,8 +391,8 @@ class Transformations:
     def __init__(
         self,
         data_aug_policy_name: str,
-        pad_size: tuple[int, ...] = (224, 224, 1),
-        crop_size: tuple[int, ...] = (192, 192, 1),
+        pad_size: tuple[int, ...] = (80, 80, 1),
+        crop_size: tuple[int, ...] = (80, 80, 1),
     ) -> None:
         if data_aug_policy_name not in POLICIES:
             raise ValueError(f"unknown data_aug_policy_name {data_aug_policy_name!r}; valid names: {sorted(POLICIES)}")

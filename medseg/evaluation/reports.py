@@ -101,6 +101,7 @@ def evaluate_dataset(
     predictions_dir: Path | None = None,
     num_classes: int = 4,
     on_patient: Callable[[], None] | None = None,
+    normalize_2D: bool = False,  # noqa: N803 (published name)
 ) -> DatasetResult:
     """Predict every patient/frame of ``source`` and compute the per-class metrics on the 3D stack.
 
@@ -116,6 +117,7 @@ def evaluate_dataset(
         num_classes: classes the model predicts; label values outside ``[0, num_classes)`` are reported and count as
             background for every scored class.
         on_patient: called after each patient (progress bars).
+        normalize_2D: min–max each slice to [0, 1] before predicting (spec j.19; off in the published protocol).
 
     Returns:
         The :class:`DatasetResult`. A patient whose files cannot be read is skipped with a warning.
@@ -125,7 +127,7 @@ def evaluate_dataset(
     notes: list[str] = []
     for index in range(int(source.patient_number)):
         try:
-            patient = source.get_patient_data_for_testing(index, crop_size=192, normalize_2D=False)
+            patient = source.get_patient_data_for_testing(index, crop_size=192, normalize_2D=normalize_2D)
         except (OSError, ValueError, RuntimeError) as err:
             message = f"{dataset}: patient #{index} skipped: {err}"
             logger.warning(message)

@@ -84,6 +84,7 @@ def run_tests(
     save_predictions: bool = False,
     progress: ProgressFactory | None = None,
     reports_dir: PathLike | None = None,
+    normalize_2D: bool = False,  # noqa: N803 (published name)
 ) -> TestOutcome:
     """Evaluate each run on each available test set, write its per-dataset reports and the aggregate.
 
@@ -101,6 +102,7 @@ def run_tests(
         progress: optional progress-bar factory (entry points only).
         reports_dir: root of the per-dataset reports (``<reports_dir>/<method>/<cval>/<dataset>/``); None = beside
             each checkpoint (:func:`~medseg.evaluation.runs.report_location`).
+        normalize_2D: min–max each test slice to [0, 1] (off as in the published ED+ES protocol, spec j.19).
 
     Returns:
         The aggregate table, the per-run results, the written aggregate paths and the warnings.
@@ -132,6 +134,7 @@ def run_tests(
                 device=device,
                 predictions_dir=out_dir / "predictions" if save_predictions else None,
                 on_patient=bar.update if bar is not None else None,
+                normalize_2D=normalize_2D,
             )
             if bar is not None:
                 bar.close()
@@ -143,6 +146,7 @@ def run_tests(
                 "data_folder": str(Path(test_set.folder).resolve()),
                 "frames": list(frames),
                 "metrics": list(metric_names),
+                "normalize_2D": normalize_2D,
             }
             write_dataset_report(result, out_dir, n_iter, info, test_set.vendors)
             report_dirs.append(out_dir)

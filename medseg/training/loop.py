@@ -151,7 +151,7 @@ class _Run:
         completed = True
         batches = iter(data.train_loader)
         while True:
-            if self.dist.any(stop.requested) or state.global_iteration >= cfg.learning.max_iteration:
+            if self.dist.any(stop.requested) or cap_reached(state.global_iteration, cfg.learning.max_iteration):
                 completed = state.batches_done >= total  # stopped after the last batch: the epoch is complete
                 break
             try:
@@ -189,7 +189,8 @@ class _Run:
             seg = out.corrupted_seg[:k].detach().argmax(dim=1, keepdim=True).float().cpu()
             self.last_hard["corrupted_seg"] = seg / max(self.config.segmentation_model.num_classes - 1, 1)
 
-    def end_epoch(self, epoch: int, scalars: ScalarLogger, metrics: MetricsLog | None, seconds: float) -> None:
+    def end_epoch(self, epoch: int, scalars: ScalarLogger, metrics: MetricsLog | None, seconds: float,
+                  stop_reason: str = "") -> None:
         """Collective epoch end: average BN stats, reduce loss sums; rank 0 validates, logs and saves models."""
         self.dist.average_buffers(self.model.model.values())
         if self.options.debug:
@@ -215,7 +216,8 @@ class _Run:
             self._save_models(epoch, result)
             if metrics is not None:
                 metrics.append({"epoch": epoch, "global_iteration": self.state.global_iteration,
-                                "n_iterations": n_iters, **values, "epoch_seconds": round(seconds, 2)})
+                                "n_iterations": n_iters, **values, "epoch_seconds": round(seconds, 2),
+                                "stop_reason": stop_reason})
         self.model.train()
 
     def _save_models(self, epoch: int, result: ValidationResult) -> None:
@@ -262,31 +264,66 @@ def train(config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist
     metrics = MetricsLog(paths.metrics_csv, state.epoch) if dist.is_main else None
     scalars = ScalarLogger(paths.log_dir, options.tensorboard and dist.is_main, purge_step=state.epoch or None)
     run.model.train()
+    cap, n_epochs = config.learning.max_iteration, config.learning.n_epochs
+    if dist.is_main:
+        announce_binding_cap(cap, n_epochs, state.epoch, state.global_iteration - state.batches_done,
+                             len(run.data.train_loader))
     snapshot: Path | None = None
     try:
         with StopRequest() as stop:
-            while state.epoch < config.learning.n_epochs:
+            while state.epoch < n_epochs:
                 if dist.any(stop.requested):
                     raise TrainingInterrupted(stop.signum or 15, str(run.save_snapshot()))
-                if state.global_iteration >= config.learning.max_iteration:
-                    logger.info("reached max_iteration %d: stopping", config.learning.max_iteration)
+                if cap_reached(state.global_iteration, cap):
+                    logger.warning("stopped by learning.max_iteration = %s before epoch %d: %d of learning.n_epochs "
+                                   "= %d epochs trained", cap, state.epoch, state.epoch, n_epochs)
                     break
                 epoch, started = state.epoch, time.perf_counter()
                 completed = run.train_epoch(epoch, stop, progress)
                 if dist.any(stop.requested) and not completed:
                     raise TrainingInterrupted(stop.signum or 15, str(run.save_snapshot()))
-                run.end_epoch(epoch, scalars, metrics, time.perf_counter() - started)
+                capped = cap_reached(state.global_iteration, cap) and (not completed or epoch + 1 < n_epochs)
+                run.end_epoch(epoch, scalars, metrics, time.perf_counter() - started,
+                              stop_reason=STOPPED_BY_CAP if capped else "")
                 if completed:
                     state.epoch, state.batches_done, state.epoch_sums = epoch + 1, 0, {}
                 snapshot = run.save_snapshot()
-                if not completed:  # max_iteration inside the epoch: the snapshot can continue it later
-                    logger.info("reached max_iteration %d inside epoch %d: stopping", config.learning.max_iteration,
-                                epoch)
+                if capped:  # the snapshot can continue the run later (with a larger or no cap)
+                    logger.warning("stopped by learning.max_iteration = %d at iteration %d, %s epoch %d: %d of "
+                                   "learning.n_epochs = %d epochs trained", cap, state.global_iteration,
+                                   "after" if completed else "inside", epoch, state.epoch, n_epochs)
                     break
     finally:
         scalars.close()
     return TrainResult(best_score=state.best_score, epochs_done=state.epoch, global_iteration=state.global_iteration,
                        snapshot=snapshot)
+
+
+STOPPED_BY_CAP = "max_iteration"
+
+
+def cap_reached(global_iteration: int, max_iteration: int | None) -> bool:
+    """Whether the iteration cap (None: no cap) stops training now."""
+    return max_iteration is not None and global_iteration >= max_iteration
+
+
+def announce_binding_cap(max_iteration: int | None, n_epochs: int, start_epoch: int, start_iteration: int,
+                         iterations_per_epoch: int) -> int | None:
+    """Warn at the start of a run if ``max_iteration`` will end it before ``n_epochs`` (spec c.5, j.5).
+
+    Returns:
+        The epoch during which the cap stops the run, or None if it does not bind.
+    """
+    if max_iteration is None or iterations_per_epoch <= 0:
+        return None
+    planned = start_iteration + (n_epochs - start_epoch) * iterations_per_epoch
+    if planned <= max_iteration:
+        return None
+    stop_epoch = start_epoch + max(max_iteration - start_iteration - 1, 0) // iterations_per_epoch  # last epoch run
+    logger.warning("learning.max_iteration = %d will stop this run in epoch %d of learning.n_epochs = %d "
+                   "(%d iterations per epoch, %d planned); set learning.max_iteration to null (no cap) to train "
+                   "every epoch", max_iteration, stop_epoch, n_epochs, iterations_per_epoch, planned)
+    return stop_epoch
 
 
 def _options_from_snapshot(options: TrainOptions, snapshot: dict[str, Any], path: Path) -> TrainOptions:

@@ -103,7 +103,8 @@ class MetricsLog:
     On resume the rows of epochs that will be re-run (``epoch >= start_epoch``) are dropped.
     """
 
-    columns = ("epoch", "global_iteration", "n_iterations", *SCALAR_NAMES, "epoch_seconds")
+    #: ``stop_reason`` is empty, or ``max_iteration`` on the last row of a run that the iteration cap ended early.
+    columns = ("epoch", "global_iteration", "n_iterations", *SCALAR_NAMES, "epoch_seconds", "stop_reason")
 
     def __init__(self, path: Path, start_epoch: int = 0) -> None:
         self.path = path

@@ -100,7 +100,7 @@ def test_existing_outputs_kept_unless_overwrite(acdc_c, tmp_path):
 
 def test_output_readable_as_test_dataset(acdc_c):
     _, out = acdc_c
-    ds = Cardiac_MM_Dataset(out / "RandomMotion", frame="ES", new_spacing=None)
+    ds = Cardiac_MM_Dataset(root_dir=out / "RandomMotion", frame="ES", new_spacing=None)
     assert ds.patient_id_list == ["007_0", "008_0"]
     assert ds.get_patient_data_for_testing(1).patient_id == "008_0_ES"
 

@@ -18,7 +18,7 @@ from medseg.dataset_loader.transforms import Transformations
 from tiny_data import SPACING, write_subjects, write_tiny_acdc, write_tiny_mm
 
 TRAIN_10_CV0 = get_ACDC_split_policy("10", 0)["train"]
-TRANSFORMS = Transformations("ACDC_affine_elastic_intensity").get_transformation()
+TRANSFORMS = Transformations("ACDC_affine_elastic_intensity", (224, 224, 1), (192, 192, 1)).get_transformation()
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,17 @@ def mm_root(tmp_path_factory):
 
 def _acdc(root, **kwargs):
     kwargs.setdefault("transform", TRANSFORMS["train"])
-    return CardiacACDCDataset(root, split="train", data_setting_name="10", cval=0, **kwargs)
+    kwargs.setdefault("frame", "ED")
+    kwargs.setdefault("keep_orig_image_label_pair", False)
+    return CardiacACDCDataset(root_dir=root, split="train", data_setting_name="10", cval=0, **kwargs)
+
+
+def _mm(root, **kwargs):
+    """The M&Ms-layout dataset with both frames reachable ({frame} templates) and no keep-orig pairs."""
+    kwargs.setdefault("frame", "ED")
+    kwargs.setdefault("keep_orig_image_label_pair", False)
+    return Cardiac_MM_Dataset(root_dir=root, image_format_name="{p_id}/{frame}_img.nii.gz",
+                              label_format_name="{p_id}/{frame}_seg.nii.gz", **kwargs)
 
 
 def test_sample_shapes_dtypes_ranges(acdc_root):
@@ -129,8 +139,9 @@ def test_binary_relabelling(acdc_root, myo, rv, kept):
 
 
 def test_patient_data_for_testing(acdc_root):
-    ds = CardiacACDCDataset(acdc_root, split="train", data_setting_name="10", cval=0, frame="ES", new_spacing=None)
-    pv = ds.get_patient_data_for_testing(2)
+    ds = CardiacACDCDataset(root_dir=acdc_root, split="train", data_setting_name="10", cval=0, frame="ES",
+                            new_spacing=None)
+    pv = ds.get_patient_data_for_testing(2, crop_size=192)
     assert isinstance(pv, PatientVolume)
     assert pv.image.shape == (4, 1, 192, 192) and pv.image.dtype == torch.float32
     assert pv.label.shape == (4, 192, 192) and pv.label.dtype == torch.int64
@@ -158,7 +169,7 @@ def test_in_plane_resampling_keeps_z(tmp_path):
         write_volume(root / pid / "ED_img.nii.gz", image, spacing=(1.0, 1.0, 9.0))
         write_volume(root / pid / "ED_seg.nii.gz", label, spacing=(1.0, 1.0, 9.0))
     ds = _acdc(root, transform=TRANSFORMS["validate"])
-    pv = ds.get_patient_data_for_testing(0)
+    pv = ds.get_patient_data_for_testing(0, 192)
     assert pv.crop_info.original_hw == (round(41 / 1.36719), round(55 / 1.36719))
     assert pv.spacing == pytest.approx((1.36719, 1.36719, 9.0))
     assert set(pv.label.unique().tolist()) == {0, 2}
@@ -166,23 +177,23 @@ def test_in_plane_resampling_keeps_z(tmp_path):
 
 
 def test_mm_dataset_and_vendor_filter(mm_root, tmp_path):
-    all_subjects = Cardiac_MM_Dataset(mm_root, frame="ES")
+    all_subjects = _mm(mm_root, frame="ES")
     assert all_subjects.patient_id_list == ["A00X", "B00X", "C00X", "D00X"] and len(all_subjects) == 12
-    ab = Cardiac_MM_Dataset(mm_root, vendors=["A", "VendorB"], transform=TRANSFORMS["train"], seed=0)
+    ab = _mm(mm_root, vendors=["A", "VendorB"], transform=TRANSFORMS["train"], seed=0)
     assert ab.patient_id_list == ["A00X", "B00X"] and ab[0]["image"].shape == (1, 192, 192)
     with pytest.raises(ValueError, match="matches no subject"):
-        Cardiac_MM_Dataset(mm_root, vendors=["Z"])
+        _mm(mm_root, vendors=["Z"])
     acdc_c = tmp_path / "ACDC-C" / "RandomSpike"
     write_subjects(acdc_c, ["007_0", "008_0"], shape=(3, 60, 70))
-    ds = Cardiac_MM_Dataset(acdc_c)
+    ds = _mm(acdc_c)
     assert ds.patient_id_list == ["007_0", "008_0"]
     with pytest.raises(FileNotFoundError, match="vendors.csv"):
-        Cardiac_MM_Dataset(acdc_c, vendors=["A"])
+        _mm(acdc_c, vendors=["A"])
 
 
 def test_concat_unequal_sizes(acdc_root, mm_root):
     ed = _acdc(acdc_root, seed=4)  # 10 patients, 40 slices
-    mm = Cardiac_MM_Dataset(mm_root, frame="ES", vendors=["A", "B", "C"], transform=TRANSFORMS["train"])  # 3, 9
+    mm = _mm(mm_root, frame="ES", vendors=["A", "B", "C"], transform=TRANSFORMS["train"])  # 3, 9
     concat = ConcatDataSet([ed, mm])
     assert len(concat) == 49 and concat.patient_number == 13
     assert concat.patient_id_list == TRAIN_10_CV0 + ["A00X", "B00X", "C00X"]
@@ -259,12 +270,12 @@ def test_volume_without_labels(acdc_root, tmp_path):
 
 def test_bad_arguments(acdc_root, tmp_path):
     with pytest.raises(ValueError, match="split"):
-        CardiacACDCDataset(acdc_root, split="training")
+        CardiacACDCDataset(root_dir=acdc_root, split="training")
     with pytest.raises(ValueError, match="frame"):
         _acdc(acdc_root, frame="EDES")
     with pytest.raises(ValueError, match="cval"):
-        CardiacACDCDataset(acdc_root, data_setting_name="10", cval=7)
+        CardiacACDCDataset(root_dir=acdc_root, data_setting_name="10", cval=7)
     with pytest.raises(ValueError, match="data_setting"):
-        CardiacACDCDataset(acdc_root, data_setting_name="lots")
+        CardiacACDCDataset(root_dir=acdc_root, data_setting_name="lots")
     with pytest.raises(FileNotFoundError, match="root folder"):
         _acdc(tmp_path / "nowhere")

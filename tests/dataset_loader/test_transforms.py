@@ -11,6 +11,7 @@ from medseg.dataset_loader.transforms import (
     Transformations,
     ValidateTransform,
     affine_matrix,
+    pad_to_min_size,
     minmax_normalize,
     pull_coordinates,
     rotation_matrix,
@@ -19,6 +20,8 @@ from medseg.dataset_loader.transforms import (
     warp_label_per_class,
 )
 from tiny_data import phantom
+
+ACDC_SIZES = dict(pad_size=(224, 224, 1), crop_size=(192, 192, 1))  # the sizes of the ACDC configs
 
 
 def _slice(h=72, w=80, seed=0):
@@ -41,7 +44,8 @@ def _marker(size=224):
 @pytest.mark.parametrize("hw", [(72, 80), (220, 240), (230, 190)])
 def test_train_output_shapes_dtypes_ranges(policy, hw):
     image, label = _slice(*hw)
-    out_image, out_label = Transformations(policy).get_transformation()["train"](image, label, np.random.default_rng(3))
+    train = Transformations(policy, **ACDC_SIZES).get_transformation()["train"]
+    out_image, out_label = train(image, label, np.random.default_rng(3))
     assert out_image.shape == (1, 192, 192) and out_image.dtype == torch.float32
     assert out_label.shape == (1, 192, 192) and out_label.dtype == torch.int64
     assert float(out_image.min()) >= -1e-6 and float(out_image.max()) <= 1 + 1e-6
@@ -50,7 +54,7 @@ def test_train_output_shapes_dtypes_ranges(policy, hw):
 
 def test_seeded_determinism_and_unseeded_variability():
     image, label = _slice()
-    train = Transformations("ACDC_affine_elastic_intensity").get_transformation()["train"]
+    train = Transformations("ACDC_affine_elastic_intensity", **ACDC_SIZES).get_transformation()["train"]
     a = train(image, label, np.random.default_rng(7))
     b = train(image, label, np.random.default_rng(7))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
@@ -63,7 +67,7 @@ def test_label_integrity_through_augmentation():
     classes = set(np.unique(label).tolist())
     always_elastic = TrainTransform(POLICIES["ACDC_affine_elastic_intensity"].__class__(
         **{**POLICIES["ACDC_affine_elastic_intensity"].__dict__, "elastic_prob": 1.0}))
-    train = Transformations("ACDC_affine_elastic_intensity").get_transformation()["train"]
+    train = Transformations("ACDC_affine_elastic_intensity", **ACDC_SIZES).get_transformation()["train"]
     for seed in range(6):
         for transform in (train, always_elastic):
             _, out_label = transform(image, label.copy(), np.random.default_rng(seed))
@@ -142,7 +146,7 @@ def test_validate_transform_offsets_and_determinism(hw, rows, cols):
     h, w = hw
     image = np.random.default_rng(0).random((h, w, 1)).astype(np.float32) + 1.0
     label = (np.arange(h * w).reshape(h, w, 1) % 4).astype(np.uint8)
-    validate = Transformations("no_aug").get_transformation()["validate"]
+    validate = Transformations("no_aug", **ACDC_SIZES).get_transformation()["validate"]
     out_image, out_label = validate(image, label)
     again = validate(image, label, np.random.default_rng(5))
     assert torch.equal(out_image, again[0]) and torch.equal(out_label, again[1])
@@ -158,7 +162,7 @@ def test_validate_transform_offsets_and_determinism(hw, rows, cols):
 
 def test_no_aug_train_equals_validate():
     image, label = _slice()
-    transforms = Transformations("no_aug").get_transformation()
+    transforms = Transformations("no_aug", **ACDC_SIZES).get_transformation()
     a, b = transforms["train"](image, label, np.random.default_rng(1)), transforms["validate"](image, label)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
@@ -191,3 +195,40 @@ def test_alias_module():
     from medseg.dataset_loader import transform
 
     assert transform.Transformations is Transformations
+
+
+def test_published_default_sizes():
+    transforms = Transformations("no_aug")
+    assert transforms.pad_hw == (80, 80) and transforms.crop_hw == (80, 80)
+    image, label = _slice(72, 80)
+    out_image, out_label = transforms.get_transformation()["validate"](image, label)
+    assert out_image.shape == out_label.shape == (1, 80, 80)
+
+
+def test_padding_is_numpy_minimum_per_row_and_column():
+    """PadNumpy semantics (spec e.7): np.pad(mode='minimum'), not one global minimum; labels padded with 0."""
+    rng = np.random.default_rng(0)
+    image = (rng.random((5, 4, 1)) + np.arange(4)[None, :, None]).astype(np.float32)  # column minima differ
+    padded = pad_to_min_size(image, (9, 7))
+    np.testing.assert_array_equal(padded, np.pad(image, ((2, 2), (2, 1), (0, 0)), mode="minimum"))
+    core = padded[2:7, 2:6, 0]
+    np.testing.assert_array_equal(core, image[..., 0])
+    for j in range(4):  # rows added above/below: minimum of their own column
+        column_min = image[:, j, 0].min()
+        assert np.all(padded[:2, 2 + j, 0] == column_min) and np.all(padded[7:, 2 + j, 0] == column_min)
+    for i in range(5):  # columns added left/right: minimum of their own row
+        assert np.all(padded[2 + i, :2, 0] == image[i, :, 0].min()) and padded[2 + i, 6, 0] == image[i, :, 0].min()
+    assert len(np.unique(padded[:2, 2:6, 0])) == 4  # not one global minimum
+    label = np.full((5, 4, 1), 3, np.uint8)
+    assert np.all(pad_to_min_size(label, (9, 7), fill=0)[:2] == 0)
+    assert pad_to_min_size(image, (5, 4)) is image  # nothing to pad
+
+
+def test_validate_transform_pads_with_row_and_column_minima():
+    image = np.tile(np.linspace(0.2, 1.0, 200, dtype=np.float32)[None, :, None], (180, 1, 1))  # rows equal
+    image[:, :100] += np.linspace(0, 0.1, 180, dtype=np.float32)[:, None, None]  # left half varies by row
+    label = np.zeros((180, 200, 1), np.uint8)
+    out, _ = ValidateTransform((224, 224), (224, 224))(image, label)
+    expected = np.pad(image[..., 0], ((22, 22), (12, 12)), mode="minimum")
+    lo, hi = expected.min(), expected.max()
+    np.testing.assert_allclose(out[0].numpy(), (expected - lo) / (hi - lo + 1e-8), atol=1e-6)
