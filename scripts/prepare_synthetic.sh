@@ -1,40 +1,30 @@
 #!/usr/bin/env bash
-# Generate the synthetic data set and preprocess it into the training layout.
+# Generate the synthetic data set and preprocess it into the training layout (scripts/prepare_synthetic.py).
 #
 #   bash scripts/prepare_synthetic.sh [DIR]            (default DIR=data/synthetic)
 #
-# Environment knobs: N_ACDC (default 100), N_MNMS (subjects per M&Ms vendor, default 20), SEED (default 0),
-# WORKERS (default 2), ACDC_C_COPIES (corrupted copies per ACDC test subject and artefact, default 3 as published),
-# PREVIEW (PNG path for a montage, default none), OVERWRITE=1 (redo preprocessed subjects),
-# NO_PROGRESS=1 (hide progress bars).
-# Result: DIR/raw/{ACDC,MnMs} (raw formats), DIR/ACDC, DIR/MM (+ vendors.csv), DIR/ACDC-C.
+# Environment knobs: N_ACDC (default 100), N_MNMS (subjects per M&Ms vendor, default 20), DATA_SEED (seed of the
+# synthetic subjects and the ACDC-C corruptions, default 0; not the training seed), WORKERS (default 2),
+# ACDC_C_COPIES (corrupted copies per ACDC test subject and artefact, default 3 as published), SPACING_SCALE
+# (default 1), PREVIEW (PNG path for a montage, default none), OVERWRITE=1 (regenerate and redo everything, also over
+# folders without a provenance record), NO_PROGRESS=1 (hide progress bars).
+# Result: DIR/raw/{ACDC,MnMs} (raw formats), DIR/ACDC, DIR/MM (+ vendors.csv), DIR/ACDC-C, each with a
+# provenance.json saying what it was made from. Rerunning with the same knobs reuses everything; with other knobs
+# (e.g. another DATA_SEED) the affected folders are rebuilt, so raw and preprocessed data always match.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DIR="${1:-data/synthetic}"
 PYTHON="${PYTHON:-python}"
-progress=()
-[ "${NO_PROGRESS:-0}" = "1" ] && progress=(--no-progress)
-overwrite=()
-[ "${OVERWRITE:-0}" = "1" ] && overwrite=(--overwrite)
-preview=()
-[ -n "${PREVIEW:-}" ] && preview=(--preview "$PREVIEW")
+if [ -n "${SEED:-}" ] && [ -z "${DATA_SEED:-}" ]; then
+    echo "[prepare_synthetic] note: SEED=${SEED} is the training seed and is not used here; the data seed is" \
+         "DATA_SEED (default 0)" >&2
+fi
+flags=()
+[ "${NO_PROGRESS:-0}" = "1" ] && flags+=(--no-progress)
+[ "${OVERWRITE:-0}" = "1" ] && flags+=(--overwrite)
+[ -n "${PREVIEW:-}" ] && flags+=(--preview "$PREVIEW")
 
-start=$SECONDS
-"$PYTHON" scripts/make_synthetic_data.py --out "$DIR" --n-acdc "${N_ACDC:-100}" \
-    --n-mnms-per-vendor "${N_MNMS:-20}" --seed "${SEED:-0}" --workers "${WORKERS:-2}" \
-    ${preview[@]+"${preview[@]}"} ${progress[@]+"${progress[@]}"}
-echo "[prepare_synthetic] generation: $((SECONDS - start)) s"
-
-step=$SECONDS
-"$PYTHON" medseg/dataset_loader/acdc_preprocess.py --input "$DIR/raw/ACDC" --output "$DIR/ACDC" \
-    ${overwrite[@]+"${overwrite[@]}"} ${progress[@]+"${progress[@]}"}
-"$PYTHON" medseg/dataset_loader/mnms_preprocess.py --input "$DIR/raw/MnMs" --output "$DIR/MM" \
-    ${overwrite[@]+"${overwrite[@]}"} ${progress[@]+"${progress[@]}"}
-echo "[prepare_synthetic] preprocessing: $((SECONDS - step)) s"
-
-step=$SECONDS
-"$PYTHON" medseg/dataset_loader/generate_artefacted_data.py --input "$DIR/ACDC" --output "$DIR/ACDC-C" \
-    --copies "${ACDC_C_COPIES:-3}" --seed "${SEED:-0}" ${overwrite[@]+"${overwrite[@]}"}
-echo "[prepare_synthetic] ACDC-C: $((SECONDS - step)) s"
-echo "[prepare_synthetic] done in $((SECONDS - start)) s: $DIR/{raw,ACDC,MM,ACDC-C}"
+exec "$PYTHON" scripts/prepare_synthetic.py --out "$DIR" --n-acdc "${N_ACDC:-100}" \
+    --n-mnms-per-vendor "${N_MNMS:-20}" --data-seed "${DATA_SEED:-0}" --workers "${WORKERS:-2}" \
+    --acdc-c-copies "${ACDC_C_COPIES:-3}" --spacing-scale "${SPACING_SCALE:-1}" ${flags[@]+"${flags[@]}"}

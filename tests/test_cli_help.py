@@ -62,7 +62,8 @@ def test_tools_are_found():
 def test_help_explains_every_option_its_default_and_choices(tool, monkeypatch):
     parser = _capture_parser(tool, monkeypatch)
     formatter = parser._get_formatter()
-    one_of_required = {id(a) for group in parser._mutually_exclusive_groups if group.required for a in group._group_actions}
+    groups = parser._mutually_exclusive_groups
+    one_of_required = {id(a) for group in groups if group.required for a in group._group_actions}
     problems = []
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction):
@@ -73,10 +74,13 @@ def test_help_explains_every_option_its_default_and_choices(tool, monkeypatch):
             continue
         shown = formatter._expand_help(action)
         if action.choices is not None:
-            missing = [str(c) for c in action.choices if not re.search(rf"(?<![\w-]){re.escape(str(c))}(?![\w-])", shown)]
+            missing = [str(c) for c in action.choices
+                       if not re.search(rf"(?<![\w-]){re.escape(str(c))}(?![\w-])", shown)]
             if missing:
                 problems.append(f"{name}: help does not explain the choices {missing}")
-        if action.required or id(action) in one_of_required or isinstance(action, FLAGS) or not action.option_strings:
+        if action.required or id(action) in one_of_required or isinstance(action, FLAGS):
+            continue
+        if not action.option_strings:
             continue
         if "default" not in shown.lower():
             problems.append(f"{name}: help does not show the default")

@@ -24,6 +24,7 @@ from pathlib import Path
 if __name__ == "__main__" and not __package__:  # run as a file from a checkout: make `medseg` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from medseg.dataset_loader import provenance  # noqa: E402
 from medseg.dataset_loader.nifti import read_volume  # noqa: E402
 from medseg.dataset_loader.preprocessing import ACDC_TO_MEDSEG, RunReport, outputs_complete  # noqa: E402
 from medseg.dataset_loader.preprocessing import preprocess_pair, run_subjects, write_subject  # noqa: E402
@@ -134,10 +135,16 @@ def preprocess_acdc(input_dir: PathLike, output_dir: PathLike, overwrite: bool =
     Raises:
         PermissionError: if the output folder cannot be created or written (nothing is attempted then).
         FileNotFoundError: if the input holds no patients.
+        provenance.ProvenanceMismatch: ``output_dir`` was made from other input data (its ``provenance.json``
+            differs) or holds unrecorded data, and ``overwrite`` is off.
     """
     patients = find_patients(input_dir)
     ensure_writable_dir(output_dir)
-    return run_subjects(patients, lambda pid: preprocess_patient(patients[pid], output_dir, overwrite), on_done)
+    made_from = provenance.made_from("acdc_preprocess", input_dir)
+    provenance.guard(output_dir, made_from, input_dir, overwrite)
+    report = run_subjects(patients, lambda pid: preprocess_patient(patients[pid], output_dir, overwrite), on_done)
+    provenance.finish(output_dir, made_from, input_dir)
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:

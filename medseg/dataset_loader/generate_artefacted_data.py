@@ -39,6 +39,7 @@ from collections.abc import Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from medseg.dataset_loader import provenance  # noqa: E402
 from medseg.dataset_loader.ACDC_few_shot_cv_settings import TEST_IDS  # noqa: E402
 from medseg.dataset_loader.crop import crop_or_pad, recover_image  # noqa: E402
 from medseg.dataset_loader.nifti import read_image_label_pair, write_volume  # noqa: E402
@@ -107,6 +108,10 @@ def generate_acdc_c(
                     raise FileNotFoundError(f"ACDC-C input: subject {pid!r} ({frame}) missing; expected {path}")
             inputs[pid, frame] = paths
     ensure_writable_dir(output_dir)
+    settings = {"subjects": subjects, "copies": copies, "seed": seed, "artefacts": artefacts, "frames": list(frames)}
+    made_from = provenance.made_from("generate_artefacted_data", input_dir, settings,
+                                     files=[path for paths in inputs.values() for path in paths])
+    provenance.guard(output_dir, made_from, input_dir, overwrite)
     written: list[Path] = []
     for artefact in artefacts:
         logger.info("ACDC-C %s: %d subjects x %d copies", artefact, len(subjects), copies)
@@ -130,6 +135,7 @@ def generate_acdc_c(
                         if overwrite or not out_seg.exists():
                             with atomic_output_path(out_seg) as tmp:
                                 shutil.copyfile(label_path, tmp)
+    provenance.finish(output_dir, made_from, input_dir)
     return written
 
 
@@ -150,9 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cases = generate_acdc_c(
-        args.input, args.output, subjects=args.subjects, copies=args.copies, seed=args.seed, overwrite=args.overwrite
-    )
+    try:
+        cases = generate_acdc_c(
+            args.input, args.output, subjects=args.subjects, copies=args.copies, seed=args.seed,
+            overwrite=args.overwrite,
+        )
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     logger.info("ACDC-C written to %s (%d case folders)", args.output, len(cases))
     return 0
 

@@ -27,6 +27,7 @@ if __name__ == "__main__" and not __package__:  # run as a file from a checkout:
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from medseg.dataset_loader import provenance  # noqa: E402
 from medseg.dataset_loader.nifti import Volume, read_volume  # noqa: E402
 from medseg.dataset_loader.preprocessing import RunReport, outputs_complete, preprocess_pair  # noqa: E402
 from medseg.dataset_loader.preprocessing import run_subjects, write_subject  # noqa: E402
@@ -181,12 +182,16 @@ def preprocess_mnms(
         FileNotFoundError / ValueError: if the subjects or the metadata CSV cannot be found or read.
     """
     subjects = find_subjects(input_dir)
-    metadata = read_metadata(find_metadata_csv(input_dir, csv_path))
+    metadata_csv = find_metadata_csv(input_dir, csv_path)
+    metadata = read_metadata(metadata_csv)
     ensure_writable_dir(output_dir)
+    made_from = provenance.made_from("mnms_preprocess", input_dir, {"metadata_csv": Path(metadata_csv).name})
+    provenance.guard(output_dir, made_from, input_dir, overwrite)
     report = run_subjects(
         subjects, lambda code: preprocess_subject(subjects[code], metadata.get(code), output_dir, overwrite), on_done
     )
     write_vendor_table(output_dir, metadata)
+    provenance.finish(output_dir, made_from, input_dir)
     return report
 
 

@@ -50,7 +50,8 @@ class MostForeground:
         if images.ndim == 4:
             images = images[:, 0]
         foreground = (ground_truths > 0).flatten(1).sum(dim=1).tolist()
-        images, gts, preds = _resize(images, "bilinear"), _resize(ground_truths, "nearest"), _resize(predictions, "nearest")
+        images = _resize(images, "bilinear")
+        gts, preds = _resize(ground_truths, "nearest"), _resize(predictions, "nearest")
         for i, count in enumerate(foreground):
             self._kept.append((-int(count), self._seen + i, images[i], gts[i].long(), preds[i].long()))
         self._seen += len(foreground)

@@ -1,6 +1,5 @@
 """ACDC-C generation: layout, reproducibility, every corruption changes the image, labels copied, bad input."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ def acdc_c(tmp_path_factory):
 
 def test_layout_and_labels_copied(acdc_c):
     source, out = acdc_c
-    assert sorted(p.name for p in out.iterdir()) == sorted(ARTEFACTS)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*ARTEFACTS, "provenance.json"])  # + what it was made from
     for artefact in ARTEFACTS:
         for pid in SUBJECTS:
             case = out / artefact / f"{pid}_0"
@@ -135,10 +134,9 @@ def test_bad_input(acdc_c, tmp_path):
 
 def test_cli_runs_as_file(acdc_c, tmp_path):
     """The script runs from the repo root without installation (existing cases are kept, so this only starts up)."""
-    source, generated = acdc_c
+    source, _ = acdc_c
     out = tmp_path / "cli"
-    for artefact in ARTEFACTS:
-        shutil.copytree(generated / artefact / "008_0", out / artefact / "008_0")
+    generate_acdc_c(source, out, subjects=["008"], copies=1, seed=0)  # recorded in provenance.json: kept below
     cmd = [sys.executable, "medseg/dataset_loader/generate_artefacted_data.py", "--input", str(source),
            "--output", str(out), "--copies", "1", "--subjects", "008"]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -214,7 +214,7 @@ def test_all_failures_reported_at_the_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 1
     assert "FAILED 001" in out and "FAILED 003" in out and "1 subjects written" in out
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["002"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["002", "provenance.json"]
 
 
 # ---------------------------------------------------------------------------------------------- M&Ms
