@@ -28,7 +28,10 @@ Speed-ups that keep the semantics:
 * Resampling is evaluated only on the pixels that survive the final centre crop (the crop is a pure index window).
 * The per-class label warp evaluates each class's cubic spline only where the source position lies within a
   4-pixel margin of that class's bounding box; farther away the interpolant of a binary map stays far below 0.5.
-* Class 0 is skipped in the label warp: the result starts at 0, so its pass is a no-op.
+* Class 0 is skipped in the label warp: the result starts at 0, so its pass is a no-op. The spline prefilter of a
+  class runs only on the columns holding the class and the rows the interpolation reads (bit-identical).
+* The elastic Gaussian smoothing (σ ≈ 17–34 px) is a zero-padded FFT convolution instead of a direct one (equal up
+  to floating-point rounding, ~1e-16 relative; about 20× faster).
 * The unused coarse-grid elastic step of the original (p 0, it only consumed one random draw) is omitted, and the
   ``no_aug`` train transform is the validate transform (the original calls an identity affine, which only re-samples
   the last row/column through the [0, size − 2] clamp).
@@ -41,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 import torch
 from scipy import ndimage
 
@@ -203,13 +207,57 @@ def sample_nearest_clamped(label: np.ndarray, coords: np.ndarray) -> np.ndarray:
     return label[r, c]
 
 
+def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """Normalised Gaussian weights of radius ``int(truncate * sigma + 0.5)`` (those of ``ndimage.gaussian_filter``)."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 / (float(sigma) * float(sigma)) * x * x)
+    return weights / weights.sum()
+
+
+def gaussian_filter_zero_border(field: np.ndarray, sigma: float) -> np.ndarray:
+    """``ndimage.gaussian_filter(field, sigma, mode='constant', cval=0)`` for a 2-D field, computed with FFTs.
+
+    The elastic σ is 10–20 % of the image size, so the direct filter costs ~2·(8σ + 1) products per pixel and axis;
+    a zero-padded FFT convolution per axis gives the same linear convolution (up to floating-point rounding, about
+    1e-16 relative) at a fraction of the cost.
+
+    Args:
+        field: ``(H, W)`` float array.
+        sigma: standard deviation in pixels (both axes).
+    """
+    kernel = gaussian_kernel1d(sigma)
+    radius = kernel.size // 2
+    out = np.asarray(field, dtype=np.float64)
+    for axis in (0, 1):
+        size = out.shape[axis]
+        n = scipy.fft.next_fast_len(size + kernel.size - 1, real=True)
+        spectrum = scipy.fft.rfft(out, n, axis=axis) * scipy.fft.rfft(kernel, n)[:, None].swapaxes(0, axis)
+        full = scipy.fft.irfft(spectrum, n, axis=axis)  # the linear convolution, 'full' length size + 2·radius
+        out = np.take(full, np.arange(radius, radius + size), axis=axis)
+    return out
+
+
 def elastic_displacement(
     shape: tuple[int, int], alpha: float, sigma: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Smoothed random displacements ``(dy, dx)``, each ``(H, W)``: U(−1, 1) noise, Gaussian σ (zero border), ×α."""
-    dx = ndimage.gaussian_filter(rng.uniform(-1.0, 1.0, size=shape), sigma, mode="constant", cval=0.0) * alpha
-    dy = ndimage.gaussian_filter(rng.uniform(-1.0, 1.0, size=shape), sigma, mode="constant", cval=0.0) * alpha
+    dx = gaussian_filter_zero_border(rng.uniform(-1.0, 1.0, size=shape), sigma) * alpha
+    dy = gaussian_filter_zero_border(rng.uniform(-1.0, 1.0, size=shape), sigma) * alpha
     return dy, dx
+
+
+def _class_spline_coefficients(mask: np.ndarray, cols: slice, rows: slice) -> np.ndarray:
+    """Rows ``rows`` of ``ndimage.spline_filter(mask, order=3, mode='nearest')`` for a mask that is zero outside the
+    columns ``cols``; bit-identical to slicing the full filter.
+
+    ``spline_filter`` filters every line of axis 0, then every line of axis 1, each line independently. A line of
+    zeros stays exactly zero, so the first pass only needs the columns holding the class and the second pass only the
+    rows that the interpolation will read.
+    """
+    first = np.zeros(mask.shape, dtype=np.float64)
+    first[:, cols] = ndimage.spline_filter1d(mask[:, cols].astype(np.float64), order=3, axis=0, mode="nearest")
+    return ndimage.spline_filter1d(first[rows], order=3, axis=1, mode="nearest")
 
 
 def warp_label_per_class(label: np.ndarray, coords: np.ndarray, margin: int = LABEL_WARP_MARGIN) -> np.ndarray:
@@ -220,7 +268,8 @@ def warp_label_per_class(label: np.ndarray, coords: np.ndarray, margin: int = LA
     Args:
         label: ``(H, W)`` integer label map.
         coords: ``(2, h, w)`` source (row, col) positions.
-        margin: bounding-box margin (pixels) outside which a class cannot reach 0.5.
+        margin: bounding-box margin (pixels) outside which a class cannot reach 0.5 (unbounded on a side where the
+            class touches the image border, which the 'nearest' mode replicates).
 
     Returns:
         ``(h, w)`` warped labels, same dtype as ``label``.
@@ -232,16 +281,19 @@ def warp_label_per_class(label: np.ndarray, coords: np.ndarray, margin: int = LA
         mask = label == value
         rows = np.flatnonzero(mask.any(axis=1))
         cols = np.flatnonzero(mask.any(axis=0))
-        near = (
-            (coords[0] >= rows[0] - margin)
-            & (coords[0] <= rows[-1] + margin)
-            & (coords[1] >= cols[0] - margin)
-            & (coords[1] <= cols[-1] + margin)
-        )
+        # 'nearest' replicates the border, so a class touching it extends without bound beyond that side
+        low = [-np.inf if first == 0 else first - margin for first in (rows[0], cols[0])]
+        high = [np.inf if last == size - 1 else last + margin for last, size in zip((rows[-1], cols[-1]), label.shape)]
+        near = (coords[0] >= low[0]) & (coords[0] <= high[0]) & (coords[1] >= low[1]) & (coords[1] <= high[1])
         if not near.any():
             continue
-        coefficients = ndimage.spline_filter(mask.astype(np.float64), order=3, mode="nearest")
-        values = ndimage.map_coordinates(coefficients, coords[:, near], order=3, mode="nearest", prefilter=False)
+        points = coords[:, near]  # (2, n)
+        # a cubic spline at row r reads the coefficient rows floor(r) - 1 .. floor(r) + 2 (clamped to the image)
+        top = int(np.clip(np.floor(points[0].min()) - 1, 0, label.shape[0] - 1))
+        bottom = int(np.clip(np.floor(points[0].max()) + 2, 0, label.shape[0] - 1))
+        coefficients = _class_spline_coefficients(mask, slice(cols[0], cols[-1] + 1), slice(top, bottom + 1))
+        points[0] -= top  # exact: subtracting a smaller integer from a float64 position
+        values = ndimage.map_coordinates(coefficients, points, order=3, mode="nearest", prefilter=False)
         hit = np.zeros(coords.shape[1:], dtype=bool)
         hit[near] = values >= 0.5
         out[hit] = value

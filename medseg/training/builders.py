@@ -82,6 +82,45 @@ class ResumableSampler(Sampler[int]):
     def __len__(self) -> int:
         return max(len(self.base) - self.skip, 0)
 
+    @property
+    def epoch(self) -> int:
+        """The epoch selected by the last :meth:`set_epoch`."""
+        return int(self.base.epoch)
+
+
+class EpochTaggedSampler(Sampler[tuple[int, int]]):
+    """The indices of a :class:`ResumableSampler`, each tagged with its epoch: ``(epoch, index)``.
+
+    Persistent DataLoader workers keep their own copy of the dataset, so a ``set_epoch`` in the parent never reaches
+    them; the epoch therefore travels with every index (see :class:`EpochTaggedDataset`).
+    """
+
+    def __init__(self, sampler: ResumableSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((epoch, index) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class EpochTaggedDataset(Dataset):
+    """``dataset[(epoch, index)]``: ``dataset.set_epoch(epoch)`` in the process that loads the sample, then
+    ``dataset[index]``, so per-epoch augmentation seeds are right in persistent workers too."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = item
+        self.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
+        return self.dataset[index]
+
 
 def seed_worker(worker_id: int) -> None:
     """Seed NumPy and ``random`` of a DataLoader worker from its torch seed (spec c.1)."""
@@ -103,9 +142,11 @@ def build_data(config: ExperimentConfig, data_setting: str, cval: int, seed: int
     sampler = ResumableSampler(train_set, num_replicas=num_replicas, rank=rank, seed=seed)
     generator = torch.Generator()
     generator.manual_seed(seed)
-    common = {"num_workers": n_workers, "pin_memory": pin_memory, "worker_init_fn": seed_worker}
-    train_loader = DataLoader(train_set, batch_size=train_loader_batch_size(config), sampler=sampler,
-                              drop_last=False, generator=generator, **common)
+    # persistent workers: no re-fork and no empty prefetch queue at every epoch start (and every validation)
+    common = {"num_workers": n_workers, "pin_memory": pin_memory, "worker_init_fn": seed_worker,
+              "persistent_workers": n_workers > 0}
+    train_loader = DataLoader(EpochTaggedDataset(train_set), batch_size=train_loader_batch_size(config),
+                              sampler=EpochTaggedSampler(sampler), drop_last=False, generator=generator, **common)
     val_loader = DataLoader(val_set, batch_size=config.learning.batch_size, shuffle=False, drop_last=False, **common)
     logger.info("training slices: %d (%d per process, loader batch %d), validation slices: %d", len(train_set),
                 len(sampler), train_loader.batch_size, len(val_set))
@@ -121,9 +162,9 @@ def mask_spec(section: MaskConfig) -> MaskSpec:
 def assemble_batch(batch: dict[str, torch.Tensor], keep_orig: bool,
                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (B, 1, H, W) and labels (B, H, W) on ``device``; with keep-orig ``cat([augmented, originals])``."""
-    images, labels = batch["image"], batch["label"]
+    non_blocking = device.type == "cuda"  # the loader pins memory on CUDA; copy first, concatenate on the device
+    images, labels = (batch[key].to(device, non_blocking=non_blocking) for key in ("image", "label"))
     if keep_orig:
-        images = torch.cat([images, batch["origin_image"]], dim=0)
-        labels = torch.cat([labels, batch["origin_label"]], dim=0)
-    non_blocking = device.type == "cuda"
-    return images.to(device, non_blocking=non_blocking), labels.to(device, non_blocking=non_blocking)
+        images = torch.cat([images, batch["origin_image"].to(device, non_blocking=non_blocking)], dim=0)
+        labels = torch.cat([labels, batch["origin_label"].to(device, non_blocking=non_blocking)], dim=0)
+    return images, labels

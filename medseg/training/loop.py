@@ -181,13 +181,21 @@ class _Run:
         return completed
 
     def _keep_hard_examples(self, images: torch.Tensor, out: Any) -> None:
+        """Keep the first slices of the latest hard examples on the device (no host copy, no sync per step)."""
         k = IMAGE_SUMMARY_SLICES
-        self.last_hard = {"input": images[:k].detach().cpu()}
+        self.last_hard = {"input": images[:k].detach().clone()}
         if out.corrupted_image is not None:
-            self.last_hard["corrupted_image"] = out.corrupted_image[:k].detach().cpu()
+            self.last_hard["corrupted_image"] = out.corrupted_image[:k].detach().clone()
         if out.corrupted_seg is not None:
-            seg = out.corrupted_seg[:k].detach().argmax(dim=1, keepdim=True).float().cpu()
-            self.last_hard["corrupted_seg"] = seg / max(self.config.segmentation_model.num_classes - 1, 1)
+            self.last_hard["corrupted_seg"] = out.corrupted_seg[:k].detach().clone()
+
+    def _hard_example_images(self) -> dict[str, torch.Tensor]:
+        """The kept hard examples as (k, 1, H, W) CPU images in [0, 1] (segmentations as label / (classes - 1))."""
+        images = {tag: value.float().cpu() for tag, value in self.last_hard.items()}
+        if "corrupted_seg" in images:
+            seg = images["corrupted_seg"].argmax(dim=1, keepdim=True).float()
+            images["corrupted_seg"] = seg / max(self.config.segmentation_model.num_classes - 1, 1)
+        return images
 
     def end_epoch(self, epoch: int, scalars: ScalarLogger, metrics: MetricsLog | None, seconds: float,
                   stop_reason: str = "") -> None:
@@ -205,8 +213,8 @@ class _Run:
             # hard-example losses exist only in cooperative training: no constant-zero curves for standard training
             scalars.scalars({k: v for k, v in values.items()
                              if self.config.learning.latent_da or not k.startswith("loss/hard/")}, epoch)
-            if self.last_hard and (epoch % IMAGE_SUMMARY_EVERY == 0):
-                for tag, images in self.last_hard.items():
+            if self.last_hard and (epoch % IMAGE_SUMMARY_EVERY == 0) and scalars.writer is not None:
+                for tag, images in self._hard_example_images().items():
                     scalars.images(f"hard_examples/{tag}", images, epoch)
             scalars.flush()
             logger.info("%s network: %s epoch %d training loss iter: %d, total  loss: %.6f",

@@ -44,7 +44,7 @@ def validate(model: object, loader: DataLoader, num_classes: int, device: torch.
     shown = MostForeground()
     with torch.no_grad():
         for batch in loader:
-            images = batch["image"].to(device)
+            images = batch["image"].to(device, non_blocking=device.type == "cuda")
             gts = batch["label"]
             logits = model.predict(images, softmax=False, n_iter=VALIDATION_N_ITER)  # type: ignore[attr-defined]
             preds = logits.argmax(dim=1).cpu()

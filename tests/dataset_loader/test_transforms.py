@@ -232,3 +232,32 @@ def test_validate_transform_pads_with_row_and_column_minima():
     expected = np.pad(image[..., 0], ((22, 22), (12, 12)), mode="minimum")
     lo, hi = expected.min(), expected.max()
     np.testing.assert_allclose(out[0].numpy(), (expected - lo) / (hi - lo + 1e-8), atol=1e-6)
+
+
+@pytest.mark.parametrize("sigma", [0.7, 3.0, 17.0, 33.9])
+def test_fft_gaussian_equals_the_direct_zero_border_filter(sigma):
+    from scipy import ndimage
+
+    from medseg.dataset_loader.transforms import gaussian_filter_zero_border
+
+    field = np.random.default_rng(1).uniform(-1, 1, (220, 240))
+    expected = ndimage.gaussian_filter(field, sigma, mode="constant", cval=0.0)
+    np.testing.assert_allclose(gaussian_filter_zero_border(field, sigma), expected, rtol=0, atol=1e-13)
+
+
+def test_windowed_label_warp_is_bit_identical_near_borders():
+    """Classes touching the image border and positions pulled from outside the image."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(2)
+    label = np.zeros((224, 224), np.uint8)
+    label[:6, 50:120] = 3
+    label[100:150, 180:] = 1
+    label[60:90, 60:90] = 2
+    coords = np.stack(np.mgrid[16:208, 16:208]).astype(float) + rng.uniform(-40, 40, (2, 1, 1))
+    coords += ndimage.gaussian_filter(rng.uniform(-1, 1, (2, 192, 192)), (0, 5, 5)) * 400
+    reference = np.zeros((192, 192), np.uint8)
+    for value in (1, 2, 3):
+        warped = ndimage.map_coordinates((label == value).astype(float), coords, order=3, mode="nearest")
+        reference[warped >= 0.5] = value
+    np.testing.assert_array_equal(warp_label_per_class(label, coords), reference)
