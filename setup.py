@@ -22,7 +22,11 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["medseg", "medseg.*"]),
     install_requires=read_requirements("requirements.txt"),
-    extras_require={"dev": read_requirements("requirements-dev.txt")},
+    extras_require={
+        "dev": read_requirements("requirements-dev.txt"),
+        # visualization/vis_hard_example.ipynb: pip install -e ".[notebook]" (ipywidgets adds sliders if installed)
+        "notebook": ["jupyterlab>=4.0", "ipykernel>=6.20", "nbclient>=0.7", "nbformat>=5.7"],
+    },
     entry_points={
         "console_scripts": [
             "medseg-train=medseg.train_adv_supervised_segmentation_triplet:main",

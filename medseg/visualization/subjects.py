@@ -1,0 +1,158 @@
+"""One subject for the hard-example figures: read, bring to the test protocol's 192 × 192, pick a slice.
+
+A subject is either a preprocessed subject folder (``<pid>/{ED,ES}_{img,seg}.nii.gz``, already normalised and at
+1.36719 mm) or a single image file (any 3D scan: normalised, resampled and cropped as ``medseg-predict`` does, spec e.3;
+a label map next to it, ``X_seg.nii.gz`` for ``X.nii.gz`` or ``X_img.nii.gz``, is used when present).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medseg.dataset_loader.crop import crop_or_pad
+from medseg.dataset_loader.nifti import read_volume
+from medseg.dataset_loader.preprocessing import TARGET_SPACING_XY, resample_in_plane
+from medseg.dataset_loader.transforms import minmax_normalize
+from medseg.evaluation.scan import CROP_SIZE, prepare_scan
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+FRAMES = ("ED", "ES")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A short-axis stack at the test protocol's in-plane size.
+
+    Attributes:
+        name: subject name (folder name, or file name without suffix).
+        image: ``(Z, 192, 192)`` float32 image.
+        label: ``(Z, 192, 192)`` int64 label map (0 BG, 1 LV, 2 MYO, 3 RV) or None if the subject has none.
+        source: the folder or file it was read from.
+    """
+
+    name: str
+    image: np.ndarray
+    label: np.ndarray | None
+    source: Path
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.image.shape[0])
+
+
+def label_file_for(image_path: Path) -> Path:
+    """``X_img.nii.gz`` -> ``X_seg.nii.gz``; ``X.nii.gz`` -> ``X_seg.nii.gz`` (same folder)."""
+    name = image_path.name
+    for suffix in NIFTI_SUFFIXES:
+        if name.endswith(suffix):
+            stem = name[: -len(suffix)]
+            stem = stem[: -len("_img")] if stem.endswith("_img") else stem
+            return image_path.with_name(f"{stem}_seg{suffix}")
+    return image_path.with_name(f"{name}_seg.nii.gz")
+
+
+def _subject_name(path: Path) -> str:
+    for suffix in NIFTI_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return path.name
+
+
+def _load_folder(folder: Path, frame: str) -> Subject:
+    image_path, label_path = folder / f"{frame}_img.nii.gz", folder / f"{frame}_seg.nii.gz"
+    if not image_path.is_file():
+        raise FileNotFoundError(
+            f"subject folder {folder} has no {image_path.name}; expected a preprocessed subject "
+            f"<pid>/{{ED,ES}}_img.nii.gz (+ _seg.nii.gz), e.g. data/synthetic/ACDC/007"
+        )
+    image, _ = crop_or_pad(read_volume(image_path, dtype=np.float32).array, CROP_SIZE)
+    label = None
+    if label_path.is_file():
+        label = crop_or_pad(read_volume(label_path).array.astype(np.int64), CROP_SIZE)[0]
+    else:
+        logger.warning("%s not found: the subject has no label map", label_path)
+    return Subject(folder.name, image, label, folder)
+
+
+def _load_file(path: Path) -> Subject:
+    volume = read_volume(path, ndim=None, dtype=np.float32)
+    if volume.ndim != 3:
+        raise ValueError(f"{path}: expected a 3D image (Z, H, W), got shape {volume.array.shape}; extract one frame")
+    prepared = prepare_scan(volume)  # percentile normalisation, 1.36719 mm in-plane, 192 x 192
+    label = None
+    label_path = label_file_for(path)
+    if label_path.is_file():
+        label_volume = read_volume(label_path)
+        if label_volume.array.shape != volume.array.shape:
+            raise ValueError(
+                f"label {label_path} has shape {label_volume.array.shape}, image {path} has {volume.array.shape}"
+            )
+        resampled = resample_in_plane(label_volume, TARGET_SPACING_XY, is_label=True)
+        label = crop_or_pad(resampled.array.astype(np.int64), CROP_SIZE)[0]
+    image = prepared.image[:, 0].numpy()
+    return Subject(_subject_name(path), image, label, path)
+
+
+def load_subject(path: PathLike, frame: str = "ED") -> Subject:
+    """Read a subject folder (frame ``frame``) or a 3D image file and centre crop / pad it to 192 × 192.
+
+    Raises:
+        FileNotFoundError: naming the path, if it does not exist or the folder lacks the frame's image.
+        ValueError: for an unknown frame, a non-3D image or an image/label shape mismatch.
+    """
+    path = Path(path)
+    if frame not in FRAMES:
+        raise ValueError(f"frame must be one of {FRAMES}, got {frame!r}")
+    if path.is_dir():
+        subject = _load_folder(path, frame)
+    elif path.is_file():
+        subject = _load_file(path)
+    else:
+        raise FileNotFoundError(f"subject {path} does not exist; expected a preprocessed subject folder or a 3D image")
+    if subject.label is not None:
+        values = set(np.unique(subject.label).tolist())
+        if not values <= {0, 1, 2, 3}:
+            raise ValueError(f"label map of {path} holds values {sorted(values)}; expected 0 BG, 1 LV, 2 MYO, 3 RV")
+    return subject
+
+
+def default_slice(subject: Subject) -> int:
+    """An informative slice: the one with the most foreground among those showing LV, MYO and RV.
+
+    Falls back to the slice with the most foreground, and to the middle slice without labels.
+    """
+    if subject.label is None:
+        return subject.n_slices // 2
+    foreground = (subject.label > 0).sum(axis=(1, 2))  # (Z,)
+    complete = np.array([set(np.unique(s).tolist()) >= {1, 2, 3} for s in subject.label])
+    if complete.any():
+        return int(np.argmax(np.where(complete, foreground, -1)))
+    if foreground.max() > 0:
+        return int(np.argmax(foreground))
+    return subject.n_slices // 2
+
+
+def slice_batch(subject: Subject, indices: list[int] | tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The network input of some slices: per-slice min–max to [0, 1] (spec h cell 4, as in training).
+
+    Returns:
+        ``(image (B, 1, 192, 192) float32, label (B, 192, 192) int64 or None)``.
+
+    Raises:
+        IndexError: naming the valid range, for a slice index out of range.
+    """
+    for k in indices:
+        if not 0 <= k < subject.n_slices:
+            raise IndexError(f"slice {k} out of range: {subject.name} has slices 0..{subject.n_slices - 1}")
+    image = np.stack([minmax_normalize(subject.image[k]) for k in indices])[:, None]
+    label = None if subject.label is None else torch.from_numpy(subject.label[list(indices)])
+    return torch.from_numpy(np.ascontiguousarray(image)), label

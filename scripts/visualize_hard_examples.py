@@ -1,0 +1,73 @@
+"""Write the hard-example figures of a trained model as PNG files (the notebook's figures, for scripts and papers).
+
+    python scripts/visualize_hard_examples.py \\
+        --checkpoint saved/quickstart/train_ACDC_10_n_cls_4/quickstart/cooperative_training/0/model/best/checkpoints \\
+        --subject data/synthetic/ACDC/007 --out docs --figures 1 2
+
+writes ``<out>/hard_examples_fig1.png`` (corrupted images: masking methods x thresholds 0-50 %),
+``hard_examples_fig2.png`` (corrupted segmentations and their entropy) and ``hard_examples_fig3.png`` (reconstruction
+error and STN correction). ``--subject`` is a preprocessed subject folder (``<pid>/{ED,ES}_{img,seg}.nii.gz``) or a 3D
+image file (a label map ``X_seg.nii.gz`` next to ``X.nii.gz`` is used when present). A checkpoint that does not match
+the architecture is refused with the model's error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+logger = logging.getLogger("medseg.visualize")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Hard-example figures (latent masking) of a trained medseg model.")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="folder with the <module>.pth files")
+    parser.add_argument("--subject", type=Path, required=True, help="preprocessed subject folder or 3D image file")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for the PNG files")
+    parser.add_argument("--slice", type=int, default=None,
+                        help="slice index (default: the slice with the most foreground showing LV, MYO and RV)")
+    parser.add_argument("--frame", choices=["ED", "ES"], default="ED", help="frame of a subject folder (default ED)")
+    parser.add_argument("--figures", type=int, nargs="+", choices=[1, 2, 3], default=[1, 2, 3],
+                        help="which figures to write (default: 1 2 3)")
+    parser.add_argument("--prefix", default="hard_examples_", help="file name prefix (default hard_examples_)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the masks' random draws")
+    parser.add_argument("--dpi", type=int, default=80, help="PNG resolution (default 80)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Returns the exit code: 0 written, 2 bad input (the message names it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from medseg.evaluation.inference import load_model
+    from medseg.utils.device import resolve_device
+    from medseg.visualization import default_slice, load_subject, save_figure
+    from medseg.visualization.pipeline import hard_example_figures
+
+    try:
+        device = resolve_device(args.device)
+        subject = load_subject(args.subject, args.frame)
+        slice_index = default_slice(subject) if args.slice is None else args.slice
+        if not 0 <= slice_index < subject.n_slices:
+            raise ValueError(f"--slice {slice_index} out of range: {subject.name} has slices 0..{subject.n_slices - 1}")
+        model = load_model(args.checkpoint, device)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"visualize_hard_examples: error: {err}", file=sys.stderr)
+        return 2
+    logger.info("%s: slice %d of %d, checkpoint %s", subject.name, slice_index, subject.n_slices, args.checkpoint)
+    figures = hard_example_figures(model, subject, slice_index, args.figures, seed=args.seed)
+    for number, fig in figures.items():
+        path = save_figure(fig, args.out / f"{args.prefix}fig{number}.png", dpi=args.dpi)
+        logger.info("wrote %s", path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
