@@ -17,7 +17,9 @@ from medseg.visualization import (
     entropy_map,
     entropy_maps,
     hard_labels,
+    label_change,
     masked_fraction,
+    mean_abs_change,
     plot_example,
     plot_recon_diff,
     plot_reconstruction_grid,
@@ -95,11 +97,15 @@ def test_masked_fraction_grows_with_the_threshold(image_grid, shape_grid):
         assert abs(rows["dropout"][-1] - 0.5) < 0.15  # 256 Bernoulli(0.5) channel draws
 
 
-def test_corruption_grows_with_the_threshold(image_grid):
-    """Distance of the decoded image from the clean reconstruction increases with the threshold for each method."""
-    distance = (image_grid.outputs - image_grid.clean).abs().mean(dim=(2, 3, 4, 5))  # (M, T)
-    assert torch.all(distance[:, 1:] > 0)
-    assert torch.all(distance[:, -1] > distance[:, 1])
+def test_corruption_grows_with_the_threshold(image_grid, shape_grid):
+    """Distance of the decoded outputs from the unmasked ones: 0 at threshold 0, larger at 50 % than at 10 %."""
+    distance = mean_abs_change(image_grid)  # (M, T)
+    expected = (image_grid.outputs - image_grid.clean[None, None]).abs().mean(dim=(2, 3, 4, 5)).numpy()
+    assert distance == pytest.approx(expected)
+    assert np.all(distance[:, 0] == 0) and np.all(distance[:, 1:] > 0) and np.all(distance[:, -1] > distance[:, 1])
+    changed = label_change(shape_grid)
+    assert changed.shape == (3, 6) and np.all(changed[:, 0] == 0) and np.all((changed >= 0) & (changed <= 1))
+    assert np.all(changed[:, -1] > 0)
 
 
 def test_same_seed_same_grid_and_caller_rng_untouched(model, inputs, image_grid):

@@ -93,7 +93,7 @@ WIDGETS = False
                 "show_example()")}  # fmt: skip
     assert {marker: pngs(cell) for marker, cell in figures.items()} == dict.fromkeys(figures, 1)
     text = "".join(out.get("text", "") for out in outputs)
-    assert "masked fraction of z_i" in text
+    assert "masked fraction of z_i" in text and "label differs from the unmasked prediction" in text
     checkpoint = demo_checkpoint_dir(saved, REPO_ROOT / "config" / "quickstart" / "cooperative_training.json")
     assert sorted(p.name for p in checkpoint.iterdir()) == sorted(f"{m}.pth" for m in Model(use_gpu=False).model)
 

@@ -27,7 +27,9 @@ from medseg.visualization.hard_examples import (
     entropy_map,
     entropy_maps,
     hard_labels,
+    label_change,
     masked_fraction,
+    mean_abs_change,
     recon_diff,
     segmentation_probabilities,
 )
@@ -38,6 +40,6 @@ __all__ = [
     "QUICKSTART_CHECKPOINT", "ensure_checkpoint", "missing_checkpoint_message",
     "LABEL_CMAP", "plot_example", "plot_reconstruction_grid", "plot_recon_diff", "plot_segmentation_grid", "save_figure",
     "METHODS", "THRESHOLDS", "CorruptionGrid", "ReconDiff", "corruption_grid", "entropy_map", "entropy_maps",
-    "hard_labels", "masked_fraction", "recon_diff", "segmentation_probabilities",
+    "hard_labels", "label_change", "masked_fraction", "mean_abs_change", "recon_diff", "segmentation_probabilities",
     "hard_example_figures", "probe_label", "Subject", "default_slice", "load_subject", "slice_batch",
 ]

@@ -194,6 +194,17 @@ def entropy_maps(grid: CorruptionGrid, temperature: float = TEMPERATURE) -> Tens
     return entropy_map(segmentation_probabilities(grid.outputs, temperature))
 
 
+def mean_abs_change(grid: CorruptionGrid) -> np.ndarray:
+    """How far each cell's output moved from the unmasked one: mean ``|output - clean|``, ``(M, T)``."""
+    return (grid.outputs - grid.clean).abs().mean(dim=(2, 3, 4, 5)).numpy()
+
+
+def label_change(grid: CorruptionGrid) -> np.ndarray:
+    """Fraction of pixels whose argmax label differs from the unmasked prediction (shape-code grid), ``(M, T)``."""
+    changed = hard_labels(grid) != grid.clean.argmax(dim=-3)  # (M, T, B, H, W)
+    return changed.float().mean(dim=(2, 3, 4)).numpy()
+
+
 def recon_diff(model, image: Tensor) -> ReconDiff:
     """The analysis maps of :meth:`get_recon_diff` (eval mode) for ``image (B, 1, H, W)``."""
     _check_image(image)
