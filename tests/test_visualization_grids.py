@@ -180,7 +180,9 @@ def test_recon_diff_maps(model, inputs):
 def test_plots_have_the_published_layout(tmp_path, inputs, image_grid, shape_grid, model):
     fig1 = plot_reconstruction_grid(image_grid, inputs[0], index=1)
     assert isinstance(fig1, Figure) and len(fig1.axes) == 3 * 7
-    assert [ax.get_title() for ax in fig1.axes[:7]] == ["input"] + [f"dropout: {100 * t:g}%" for t in THRESHOLDS]
+    titles = [ax.get_title().split("\n")[0] for ax in fig1.axes[:7]]
+    assert titles == ["input"] + [f"dropout: {100 * t:g}%" for t in THRESHOLDS]
+    assert fig1.axes[1].get_title().endswith("mean |change| 0.000")
     fig2 = plot_segmentation_grid(shape_grid, inputs[1])
     assert len([ax for ax in fig2.axes if ax.images]) == 6 * 7  # plus one colour bar
     fig3 = plot_recon_diff(recon_diff(model, inputs[0]))
@@ -193,3 +195,23 @@ def test_plots_have_the_published_layout(tmp_path, inputs, image_grid, shape_gri
     assert list(path.parent.iterdir()) == [path]  # atomic: no temporary file left
     with pytest.raises(ValueError, match="image-code grid"):
         plot_reconstruction_grid(shape_grid, inputs[0])
+
+
+def test_grid_uses_the_published_call_sequence(model, inputs, monkeypatch):
+    """fast_predict -> perturb_latent_code(fixed fraction, soft) -> decoder_inference(eval=False, no BN tracking)."""
+    calls: list[tuple[str, dict]] = []
+    for name in ("fast_predict", "perturb_latent_code", "decoder_inference"):
+        method = getattr(model, name)
+
+        def spy(*args, _name=name, _method=method, **kwargs):
+            calls.append((_name, kwargs))
+            return _method(*args, **kwargs)
+
+        monkeypatch.setattr(model, name, spy)
+    corruption_grid(model, inputs[0], "shape", inputs[1], methods=["channel"], thresholds=[0.2])
+    assert [name for name, _ in calls] == ["fast_predict", "perturb_latent_code", "decoder_inference"]
+    perturb, decode = calls[1][1], calls[2][1]
+    assert perturb["decoder_function"] is model.model["segmentation_decoder"] and perturb["loss_type"] == "ce"
+    assert perturb["threshold"] == 0.2 and perturb["if_soft"] and not perturb["random_threshold"]
+    assert decode["eval"] is False and decode["disable_track_bn_stats"] is True
+    assert not any(module.training for module in model.model.values())

@@ -56,16 +56,20 @@ def test_bad_subjects_are_refused(tmp_path, subject_dir):
         load_subject(bad)
 
 
-def test_default_slice_prefers_complete_slices_with_most_foreground():
-    label = np.zeros((4, 16, 16), np.int64)
-    label[0, :10, :10] = 1  # most foreground, LV only
-    label[1, :4, :4], label[1, 4:6, :4], label[1, 6:8, :4] = 1, 2, 3
-    label[2, :5, :5], label[2, 5:7, :5], label[2, 7:9, :5] = 1, 2, 3  # complete, largest
-    subject = Subject("s", np.zeros((4, 16, 16), np.float32), label, source=None)
+def test_default_slice_is_mid_ventricular_with_most_foreground():
+    label = np.zeros((8, 16, 16), np.int64)
+    for k, size in enumerate([12, 11, 10, 9, 8, 6, 4, 0]):  # base (large) to apex; last slice unlabelled
+        if size:
+            label[k, :size, :size] = 1
+            label[k, size : size + 2, :size] = 2
+        if k < 5:
+            label[k, 14:, :size] = 3  # RV on the five basal slices only
+    subject = Subject("s", np.zeros((8, 16, 16), np.float32), label, source=None)
+    # LV on slices 0..6, centre 3, reach 7/4: candidates 2..4 (complete), largest 2 -- not the basal slice 0
     assert default_slice(subject) == 2
-    lv_only = Subject("s", subject.image, np.where(label == 1, 1, 0), source=None)
-    assert default_slice(lv_only) == 0
-    assert default_slice(Subject("s", subject.image, None, source=None)) == 2
+    no_rv = Subject("s", subject.image, np.where(label == 3, 0, label), source=None)
+    assert default_slice(no_rv) == 0  # no complete slice: the most foreground
+    assert default_slice(Subject("s", subject.image, None, source=None)) == 4
 
 
 def test_slice_batch_is_min_max_normalised(subject_dir):

@@ -16,7 +16,14 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from medseg.utils.io import atomic_output_path, ensure_writable_dir
-from medseg.visualization.hard_examples import CorruptionGrid, ReconDiff, entropy_maps, hard_labels
+from medseg.visualization.hard_examples import (
+    CorruptionGrid,
+    ReconDiff,
+    entropy_maps,
+    hard_labels,
+    label_change,
+    mean_abs_change,
+)
 
 PathLike = str | os.PathLike
 #: Label colours: background black, LV red, MYO green, RV blue.
@@ -49,6 +56,8 @@ def _figure(rows: int, cols: int, title: str) -> tuple[Figure, np.ndarray]:
 def plot_reconstruction_grid(grid: CorruptionGrid, image: Tensor, index: int = 0, title: str = "") -> Figure:
     """Figure 1: rows = methods; column 0 the input, then the corrupted reconstructions per threshold.
 
+    Panel titles ``"{method}: {100 t}%"`` (spec h) with the mean absolute change from the unmasked reconstruction.
+
     Args:
         grid: an image-code :class:`CorruptionGrid`.
         image: ``(B, 1, H, W)`` or ``(B, H, W)`` model input.
@@ -58,12 +67,13 @@ def plot_reconstruction_grid(grid: CorruptionGrid, image: Tensor, index: int = 0
     if grid.code != "image":
         raise ValueError(f"plot_reconstruction_grid needs an image-code grid, got code {grid.code!r}")
     image = image.reshape(image.shape[0], *image.shape[-2:])
+    change = mean_abs_change(grid)
     fig, axes = _figure(len(grid.methods), len(grid.thresholds) + 1, title or "Corrupted images (image code z_i)")
     for i, method in enumerate(grid.methods):
         _panel(axes[i, 0], image[index], "input", cmap="gray", vmin=0, vmax=1)
         for j, threshold in enumerate(grid.thresholds):
-            _panel(axes[i, j + 1], grid.outputs[i, j, index, 0], _column_title(method, threshold),
-                   cmap="gray", vmin=0, vmax=1)  # fmt: skip
+            panel_title = f"{_column_title(method, threshold)}\nmean |change| {change[i, j]:.3f}"
+            _panel(axes[i, j + 1], grid.outputs[i, j, index, 0], panel_title, cmap="gray", vmin=0, vmax=1)
     return fig
 
 
@@ -71,6 +81,8 @@ def plot_segmentation_grid(
     grid: CorruptionGrid, label: Tensor, index: int = 0, title: str = "", label_title: str = "GT"
 ) -> Figure:
     """Figure 2: per method one row of argmax maps (column 0: the label) and one row of entropy maps (bits, jet).
+
+    The argmax titles add the fraction of pixels whose label differs from the unmasked prediction.
 
     Args:
         grid: a shape-code :class:`CorruptionGrid`.
@@ -81,7 +93,7 @@ def plot_segmentation_grid(
     """
     if grid.code != "shape":
         raise ValueError(f"plot_segmentation_grid needs a shape-code grid, got code {grid.code!r}")
-    labels, entropy = hard_labels(grid), entropy_maps(grid)
+    labels, entropy, changed = hard_labels(grid), entropy_maps(grid), label_change(grid)
     max_entropy = math.log2(grid.outputs.shape[-3])
     rows, cols = 2 * len(grid.methods), len(grid.thresholds) + 1
     fig, axes = _figure(rows, cols, title or "Corrupted segmentations (shape code z_s) and their entropy")
@@ -90,7 +102,8 @@ def plot_segmentation_grid(
         _label_panel(axes[2 * i, 0], label[index], label_title)
         _panel(axes[2 * i + 1, 0], np.zeros(label.shape[-2:]), label_title, cmap="jet", vmin=0, vmax=max_entropy)
         for j, threshold in enumerate(grid.thresholds):
-            _label_panel(axes[2 * i, j + 1], labels[i, j, index], _column_title(method, threshold))
+            panel_title = f"{_column_title(method, threshold)}\n{100 * changed[i, j]:.1f}% px changed"
+            _label_panel(axes[2 * i, j + 1], labels[i, j, index], panel_title)
             _panel(axes[2 * i + 1, j + 1], entropy[i, j, index], f"entropy {100 * threshold:g}%",
                    cmap="jet", vmin=0, vmax=max_entropy)  # fmt: skip
             image_handle = axes[2 * i + 1, j + 1].images[0]

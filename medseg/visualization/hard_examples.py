@@ -1,8 +1,9 @@
 """The hard-example grids of the published notebook (spec h), as pure computations (no plotting).
 
 For each masking method (``dropout``, ``channel``, ``spatial``) and fixed masked fraction (0, 0.1, ..., 0.5) a latent
-code is masked (spec b; ``random_threshold=False``, soft masks) and decoded with the model in eval mode (BatchNorm
-uses running statistics, no statistic is updated):
+code is masked and decoded with the published call sequence ``fast_predict`` -> ``perturb_latent_code``
+(``random_threshold=False``, soft masks, spec b) -> ``decoder_inference(eval=False, disable_track_bn_stats=True)``
+with every module in eval mode (BatchNorm uses running statistics, no statistic is updated):
 
 * Figure 1: the image code z_i, probed with the MSE to the input through the image decoder -> corrupted images.
 * Figure 2: the shape code z_s, probed with the cross entropy to the label map through the segmentation decoder ->
@@ -25,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from medseg.models.model_util import PERTURB_TYPES, _disable_tracking_bn_stats, perturb_latent_code
+from medseg.models.model_util import PERTURB_TYPES
 
 METHODS: tuple[str, ...] = ("dropout", "channel", "spatial")
 THRESHOLDS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
@@ -111,14 +112,17 @@ def _check_image(image: Tensor) -> None:
 def _perturb_and_decode(
     model, decoder_name: str, code: Tensor, target: Tensor, method: str, threshold: float, loss_type: str
 ) -> tuple[Tensor, Tensor]:
-    """Mask ``code`` with fixed fraction ``threshold`` and soft masks, decode it; returns ``(output, mask)``."""
+    """The published call sequence (spec h): ``perturb_latent_code`` with a fixed fraction and soft masks, then
+    ``decoder_inference(eval=False, disable_track_bn_stats=True)`` on the eval-mode decoder; returns ``(output, mask)``.
+    """
     decoder = model.model[decoder_name]
-    result = perturb_latent_code(
-        code, decoder, target, perturb_type=method, threshold=threshold, if_soft=True, random_threshold=False,
-        loss_type=loss_type, if_detach=True, num_classes=model.num_classes,
+    masked, mask = model.perturb_latent_code(
+        latent_code=code, decoder_function=decoder, label_y=target, perturb_type=method, threshold=threshold,
+        if_soft=True, random_threshold=False, loss_type=loss_type,
     )  # fmt: skip
-    with torch.no_grad(), _disable_tracking_bn_stats(decoder):
-        return decoder(result.code), result.mask
+    with torch.no_grad():
+        output = model.decoder_inference(decoder=decoder, latent_code=masked, eval=False, disable_track_bn_stats=True)
+    return output, mask
 
 
 def corruption_grid(
@@ -171,7 +175,10 @@ def corruption_grid(
     with torch.no_grad():
         (z_i, z_s), logits = model.fast_predict(image)
         latent = z_i if code == "image" else z_s
-        clean = model.decode_image(z_i) if code == "image" else logits
+        if code == "image":
+            clean = model.decoder_inference(model.model[decoder_name], z_i, eval=False, disable_track_bn_stats=True)
+        else:
+            clean = logits
     outputs = torch.empty((len(methods), len(thresholds), *clean.shape), dtype=torch.float32)
     fractions = np.zeros((len(methods), len(thresholds)))
     for i, method in enumerate(methods):

@@ -55,7 +55,7 @@ def label_file_for(image_path: Path) -> Path:
     for suffix in NIFTI_SUFFIXES:
         if name.endswith(suffix):
             stem = name[: -len(suffix)]
-            stem = stem[: -len("_img")] if stem.endswith("_img") else stem
+            stem = stem.removesuffix("_img")
             return image_path.with_name(f"{stem}_seg{suffix}")
     return image_path.with_name(f"{name}_seg.nii.gz")
 
@@ -126,14 +126,22 @@ def load_subject(path: PathLike, frame: str = "ED") -> Subject:
 
 
 def default_slice(subject: Subject) -> int:
-    """An informative slice: the one with the most foreground among those showing LV, MYO and RV.
+    """An informative, mid-ventricular slice.
 
-    Falls back to the slice with the most foreground, and to the middle slice without labels.
+    Among the slices that show LV, MYO and RV, those within a quarter of the LV's slice extent from its centre are
+    candidates, and the one with the most foreground wins. Falls back to the complete slice with the most foreground,
+    then to the slice with the most foreground, and to the middle slice without labels.
     """
     if subject.label is None:
         return subject.n_slices // 2
     foreground = (subject.label > 0).sum(axis=(1, 2))  # (Z,)
     complete = np.array([set(np.unique(s).tolist()) >= {1, 2, 3} for s in subject.label])
+    with_lv = np.flatnonzero((subject.label == 1).any(axis=(1, 2)))
+    if complete.any() and with_lv.size:
+        centre, reach = (with_lv[0] + with_lv[-1]) / 2, max(1.0, with_lv.size / 4)
+        middle = np.abs(np.arange(subject.n_slices) - centre) <= reach
+        if (complete & middle).any():
+            return int(np.argmax(np.where(complete & middle, foreground, -1)))
     if complete.any():
         return int(np.argmax(np.where(complete, foreground, -1)))
     if foreground.max() > 0:
