@@ -16,8 +16,8 @@ from nbformat.v4 import new_code_cell
 from tiny_data import write_tiny_acdc
 
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel as Model
-from medseg.visualization import QUICKSTART_CHECKPOINT, ensure_checkpoint
-from medseg.visualization.demo_model import demo_checkpoint_dir
+from medseg.visualization import METHODS, QUICKSTART_CHECKPOINT, ensure_checkpoint
+from medseg.visualization.demo_model import DEMO_OVERRIDES, demo_checkpoint_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO_ROOT / "visualization" / "vis_hard_example.ipynb"
@@ -60,7 +60,11 @@ def test_committed_notebook_is_clean_and_defaults_to_the_quickstart_model():
     parameters = next(cell.source for cell in code if "parameters" in cell.metadata.get("tags", []))
     for name in ("CHECKPOINT", "SUBJECT", "SLICE", "METHOD", "THRESHOLD", "TRAIN_DEMO_MODEL"):
         assert f"\n{name} = " in parameters, name
-    assert f'REPO / "{QUICKSTART_CHECKPOINT.as_posix()}"' in parameters
+    namespace: dict = {}
+    exec(parameters, namespace)  # plain assignments only
+    assert namespace["CHECKPOINT"] == namespace["REPO"] / QUICKSTART_CHECKPOINT
+    assert namespace["DEMO_OVERRIDES"] == list(DEMO_OVERRIDES) and namespace["TRAIN_DEMO_MODEL"] is False
+    assert namespace["METHOD"] in METHODS and namespace["SLICE"] is None
     # the path scripts/quickstart.sh trains into (save dir saved/quickstart, data setting 10, cval 0)
     config = REPO_ROOT / "config" / "quickstart" / "cooperative_training.json"
     assert demo_checkpoint_dir("saved/quickstart", config, "10") == QUICKSTART_CHECKPOINT

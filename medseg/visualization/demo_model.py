@@ -19,8 +19,8 @@ logger = logging.getLogger(__name__)
 PathLike = str | os.PathLike
 #: Where ``scripts/quickstart.sh`` writes the best cooperative model (relative to the repository root).
 QUICKSTART_CHECKPOINT = Path("saved/quickstart/train_ACDC_10_n_cls_4/quickstart/cooperative_training/0/model/best/checkpoints")
-#: The demo budget: the quickstart config for two short epochs on 96 x 96 crops.
-DEMO_OVERRIDES = ("learning.n_epochs=2", "data.crop_size=[96,96,1]", "data.pad_size=[128,128,1]")
+#: The demo budget: the quickstart config for one epoch of the ED frames (25 iterations of 8 slices) on 96 x 96 crops.
+DEMO_OVERRIDES = ("learning.n_epochs=1", 'data.frame="ED"', "data.crop_size=[96,96,1]", "data.pad_size=[128,128,1]")
 DEMO_DATA_SETTING = "10"
 DEMO_SEED = 40
 
