@@ -31,13 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output folder for the PNG files")
     parser.add_argument("--slice", type=int, default=None,
                         help="slice index (default: the slice with the most foreground showing LV, MYO and RV)")
-    parser.add_argument("--frame", choices=["ED", "ES"], default="ED", help="frame of a subject folder (default ED)")
+    parser.add_argument("--frame", choices=["ED", "ES"], default="ED", help="frame of a subject folder: ED (end-diastole, default) or ES (end-systole)")
     parser.add_argument("--figures", type=int, nargs="+", choices=[1, 2, 3], default=[1, 2, 3],
                         help="which figures to write (default: 1 2 3)")
     parser.add_argument("--prefix", default="hard_examples_", help="file name prefix (default hard_examples_)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the masks' random draws")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the masks' random draws (default 0)")
     parser.add_argument("--dpi", type=int, default=80, help="PNG resolution (default 80)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
+    parser.add_argument("--device", default="auto", help="auto (default: CUDA if available), cpu or cuda[:k]")
     return parser
 
 
