@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import multiprocessing
 import sys
 import time
@@ -17,12 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from medseg.dataset_loader.synthetic import SyntheticSettings, finish, plan_jobs, run_job  # noqa: E402
 from medseg.dataset_loader.synthetic_preview import render_preview  # noqa: E402
-from medseg.utils.cli import HelpFormatter  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 from medseg.utils.io import ensure_writable_dir  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog="make_synthetic_data.py", description=__doc__.splitlines()[0],
+                            formatter_class=HelpFormatter)
     parser.add_argument("--out", required=True, help="output folder (raw data goes to OUT/raw/ACDC and OUT/raw/MnMs)")
     parser.add_argument("--n-acdc", type=int, default=100, help="number of ACDC patients (ids 001..N)")
     parser.add_argument("--n-mnms-per-vendor", type=int, default=20, help="M&Ms subjects per vendor A-D")
@@ -33,21 +35,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preview", default=None,
                         help="also write a PNG montage of slices with label outlines to this path (default: none)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser.parse_args(argv)
+    parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")
+    args = parser.parse_args(argv)
+    if not (math.isfinite(args.spacing_scale) and args.spacing_scale > 0):
+        parser.error(f"--spacing-scale: expected a finite number > 0, got {args.spacing_scale}")
+    for flag, value, low in (("--workers", args.workers, 1), ("--n-acdc", args.n_acdc, 0),
+                             ("--n-mnms-per-vendor", args.n_mnms_per_vendor, 0)):
+        if value < low:
+            parser.error(f"{flag}: expected an integer >= {low}, got {value}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_cli("make_synthetic_data.py", lambda: generate(args), args.verbose)
+
+
+def generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    try:
-        ensure_writable_dir(args.out)
-        settings = SyntheticSettings(spacing_scale=args.spacing_scale)
-        jobs = plan_jobs(args.out, args.n_acdc, args.n_mnms_per_vendor, args.seed, settings)
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    ensure_writable_dir(args.out)
+    settings = SyntheticSettings(spacing_scale=args.spacing_scale)
+    jobs = plan_jobs(args.out, args.n_acdc, args.n_mnms_per_vendor, args.seed, settings)
     start = time.perf_counter()
     bar = tqdm(total=len(jobs), desc="synthetic subjects", unit="subj", disable=args.no_progress)
     if args.workers > 1:

@@ -14,7 +14,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -28,6 +27,7 @@ from medseg.dataset_loader import provenance  # noqa: E402
 from medseg.dataset_loader.nifti import read_volume  # noqa: E402
 from medseg.dataset_loader.preprocessing import ACDC_TO_MEDSEG, RunReport, outputs_complete  # noqa: E402
 from medseg.dataset_loader.preprocessing import preprocess_pair, run_subjects, write_subject  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 from medseg.utils.io import ensure_writable_dir  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ def read_info(path: PathLike) -> dict[str, str]:
         value = info.get(key)
         if value is None or not value.isdigit() or int(value) < 1:
             raise ValueError(f"{path}: expected a line '{key}: <1-based frame number>', got {value!r}")
+    if int(info["ED"]) == int(info["ES"]):
+        raise ValueError(f"{path}: expected different ED and ES frames, got ED: {info['ED']} and ES: {info['ES']}")
     return info
 
 
@@ -148,27 +150,28 @@ def preprocess_acdc(input_dir: PathLike, output_dir: PathLike, overwrite: bool =
 
 
 def main(argv: list[str] | None = None) -> int:
-    from medseg.utils.cli import HelpFormatter
-
-    parser = argparse.ArgumentParser(description="Preprocess raw ACDC into <output>/<pid>/{ED,ES}_{img,seg}.nii.gz",
-                                     formatter_class=HelpFormatter)
+    """Entry point; exit code 0 all subjects done, 1 some failed, 2 user error (one line on stderr)."""
+    parser = ArgumentParser(prog="acdc_preprocess.py",
+                            description="Preprocess raw ACDC into <output>/<pid>/{ED,ES}_{img,seg}.nii.gz",
+                            formatter_class=HelpFormatter)
     parser.add_argument("--input", required=True, help="raw ACDC folder (patientXXX/ folders, or training/ testing/)")
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="redo subjects whose outputs already exist")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--verbose", "--debug", action="store_true", help="debug logging and error tracebacks")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    from tqdm import tqdm
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
 
-    try:
+    def body() -> int:
+        from tqdm import tqdm
+
         n = len(find_patients(args.input))
         with tqdm(total=n, desc="ACDC", unit="subj", disable=args.no_progress) as bar:
             report = preprocess_acdc(args.input, args.output, args.overwrite, on_done=lambda _: bar.update())
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"ACDC -> {args.output}: {report.summary()}")
-    return 0 if report.ok else 1
+        print(f"ACDC -> {args.output}: {report.summary()}")
+        return 0 if report.ok else 1
+
+    return run_cli(parser.prog, body, args.verbose)
 
 
 if __name__ == "__main__":

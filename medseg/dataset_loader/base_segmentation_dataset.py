@@ -45,7 +45,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medseg.dataset_loader.crop import CropInfo, crop_or_pad
-from medseg.dataset_loader.nifti import Volume, from_sitk, read_image_label_pair, to_sitk
+from medseg.dataset_loader.nifti import Volume, from_sitk, read_image_label_pair, read_volume_info, to_sitk
 from medseg.dataset_loader.preprocessing import normalize_percentile
 from medseg.dataset_loader.transforms import Transform, ValidateTransform
 
@@ -278,15 +278,7 @@ class BaseSegmentationDataset(Dataset):
 
     @staticmethod
     def _header_depth(image_path: Path, label_path: Path) -> int:
-        sizes = []
-        for path in (image_path, label_path):
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(path))
-            try:
-                reader.ReadImageInformation()
-            except RuntimeError as err:
-                raise ValueError(f"cannot read volume header of {path}") from err
-            sizes.append(reader.GetSize())
+        sizes = [tuple(reversed(read_volume_info(path, ndim=None).shape)) for path in (image_path, label_path)]
         if sizes[0] != sizes[1]:
             raise ValueError(
                 f"label {label_path} has size {sizes[1]} but its image {image_path} has size {sizes[0]} (x, y, z); "
@@ -320,6 +312,10 @@ class BaseSegmentationDataset(Dataset):
 
     def _load_arrays(self, pid: str) -> tuple[np.ndarray, np.ndarray]:
         image, label = self._read(pid, self.new_spacing)
+        if label.array.max() > max(CLASS_NAMES):  # training/validation: the loss needs labels < num_classes
+            unexpected = sorted(set(np.unique(label.array).tolist()) - set(CLASS_NAMES))
+            raise ValueError(f"{label.name}: expected label values {sorted(CLASS_NAMES)} ({dict(CLASS_NAMES)}), got "
+                             f"{unexpected} as well")
         image_array = normalize_percentile(image.array) if self.normalize else image.array
         return (
             np.ascontiguousarray(image_array, dtype=np.float32),

@@ -42,9 +42,12 @@ import torch  # noqa: E402
 from medseg.dataset_loader import provenance  # noqa: E402
 from medseg.dataset_loader.ACDC_few_shot_cv_settings import TEST_IDS  # noqa: E402
 from medseg.dataset_loader.crop import crop_or_pad, recover_image  # noqa: E402
-from medseg.dataset_loader.nifti import read_image_label_pair, write_volume  # noqa: E402
+from medseg.dataset_loader.nifti import check_label_values, read_image_label_pair, write_volume  # noqa: E402
+from medseg.dataset_loader.preprocessing import MEDSEG_LABELS  # noqa: E402
 from medseg.robustness.corruptions import ARTEFACTS, build_corruption, corrupt_slice_stack, rescale_slices  # noqa: E402
-from medseg.utils.io import atomic_output_path, ensure_writable_dir  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
+from medseg.utils.io import atomic_output_path, ensure_writable_dir, remove_stale_temp_files  # noqa: E402
+from medseg.utils.paths import check_name  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +101,9 @@ def generate_acdc_c(
     if unknown:
         raise ValueError(f"unknown artefacts {unknown}; valid names: {list(ARTEFACTS)}")
     if copies < 1:
-        raise ValueError(f"copies must be at least 1, got {copies}")
+        raise ValueError(f"--copies: expected an integer >= 1, got {copies}")
+    for pid in subjects:
+        check_name(pid, "--subjects")
     inputs = {}
     for pid in subjects:
         for frame in frames:
@@ -119,6 +124,7 @@ def generate_acdc_c(
             for j in range(copies):
                 case_dir = output_dir / artefact / f"{pid}_{j}"
                 written.append(case_dir)
+                remove_stale_temp_files(case_dir)
                 expected = [case_dir / f"{f}_{kind}.nii.gz" for f in frames for kind in ("img", "seg")]
                 if not overwrite and all(path.is_file() for path in expected):
                     continue  # cases are seeded independently, so skipping one keeps the others identical
@@ -128,7 +134,8 @@ def generate_acdc_c(
                         image_path, label_path = inputs[pid, frame]
                         out_img = case_dir / f"{frame}_img.nii.gz"
                         out_seg = case_dir / f"{frame}_seg.nii.gz"
-                        image, _ = read_image_label_pair(image_path, label_path)
+                        image, label = read_image_label_pair(image_path, label_path)
+                        check_label_values(label, MEDSEG_LABELS)
                         corrupted = corrupt_volume(image.array, artefact)  # always drawn: keeps the stream aligned
                         if overwrite or not out_img.exists():
                             write_volume(out_img, corrupted, reference=image)
@@ -140,32 +147,35 @@ def generate_acdc_c(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from medseg.utils.cli import HelpFormatter
-
-    parser = argparse.ArgumentParser(description="Generate the ACDC-C corrupted test set (both ED and ES).",
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog="generate_artefacted_data.py",
+                            description="Generate the ACDC-C corrupted test set (both ED and ES).",
+                            formatter_class=HelpFormatter)
     parser.add_argument("--input", required=True, type=Path, help="preprocessed ACDC folder (DIR/ACDC)")
     parser.add_argument("--output", required=True, type=Path, help="output folder (DIR/ACDC-C)")
     parser.add_argument("--copies", type=int, default=3, help="corrupted copies per subject and artefact")
     parser.add_argument("--seed", type=int, default=0, help="base seed (the set is identical between runs)")
     parser.add_argument("--subjects", nargs="+", default=None, help="subject ids (default: the 20 ACDC test ids)")
     parser.add_argument("--overwrite", action="store_true", help="rewrite existing output files")
+    parser.add_argument("--verbose", "--debug", action="store_true", help="debug logging and error tracebacks")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cases = generate_acdc_c(
-            args.input, args.output, subjects=args.subjects, copies=args.copies, seed=args.seed,
-            overwrite=args.overwrite,
-        )
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    logger.info("ACDC-C written to %s (%d case folders)", args.output, len(cases))
-    return 0
+    """Entry point; exit code 0 done, 2 user error (one line on stderr)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.copies < 1:
+        parser.error(f"--copies: expected an integer >= 1, got {args.copies}")
+
+    def body() -> int:
+        cases = generate_acdc_c(args.input, args.output, subjects=args.subjects, copies=args.copies, seed=args.seed,
+                                overwrite=args.overwrite)
+        logger.info("ACDC-C written to %s (%d case folders)", args.output, len(cases))
+        return 0
+
+    return run_cli(parser.prog, body, args.verbose)
 
 
 if __name__ == "__main__":

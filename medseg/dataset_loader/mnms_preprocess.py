@@ -14,7 +14,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import os
@@ -31,6 +30,7 @@ from medseg.dataset_loader import provenance  # noqa: E402
 from medseg.dataset_loader.nifti import Volume, read_volume  # noqa: E402
 from medseg.dataset_loader.preprocessing import RunReport, outputs_complete, preprocess_pair  # noqa: E402
 from medseg.dataset_loader.preprocessing import run_subjects, write_subject  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 from medseg.utils.io import atomic_open, ensure_writable_dir  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -80,11 +80,21 @@ def read_metadata(path: PathLike) -> dict[str, dict[str, object]]:
     if missing:
         raise ValueError(f"{path}: missing columns {missing}; expected {list(REQUIRED_COLUMNS)} (+ VendorName, Centre)")
     rows: dict[str, dict[str, object]] = {}
-    for _, row in table.iterrows():
+    first_line: dict[str, int] = {}
+    for number, (_, row) in enumerate(table.iterrows(), start=2):  # line 1 is the header
         code = row["External code"].strip()
+        if not code:
+            raise ValueError(f"{path}: line {number}: expected a subject code in 'External code', got an empty cell")
+        if code in rows:
+            raise ValueError(f"{path}: subject {code} is listed twice (lines {first_line[code]} and {number}); "
+                             "expected one row per subject")
         for key in ("ED", "ES"):
             if not row[key].strip().isdigit():
                 raise ValueError(f"{path}: subject {code}: {key} must be a 0-based frame index, got {row[key]!r}")
+        if int(row["ED"]) == int(row["ES"]):
+            raise ValueError(f"{path}: subject {code}: expected different ED and ES frames, got ED = ES = "
+                             f"{int(row['ED'])}")
+        first_line[code] = number
         rows[code] = {
             "vendor": row["Vendor"].strip(),
             "vendor_name": row.get("VendorName", "").strip(),
@@ -151,7 +161,12 @@ def preprocess_subject(
         if not 0 <= t < n_frames:
             raise ValueError(f"{image_path}: {name} frame index {t} from the metadata CSV is outside the "
                              f"{n_frames} frames of the volume (expected 0-based indices 0..{n_frames - 1})")
-        img, seg = preprocess_pair(_frame(image, t), _frame(label, t))
+        seg_frame = _frame(label, t)
+        if not np.any(seg_frame.array):
+            labelled = [int(k) for k in np.flatnonzero(label.array.reshape(n_frames, -1).any(axis=1))]
+            raise ValueError(f"{label_path}: subject {code}: the {name} frame {t} from the metadata CSV has no labels; "
+                             f"expected a labelled frame (labelled frames: {labelled})")
+        img, seg = preprocess_pair(_frame(image, t), seg_frame)
         volumes[f"{name}_img.nii.gz"] = img
         volumes[f"{name}_seg.nii.gz"] = seg
     write_subject(out_dir, volumes)
@@ -196,28 +211,29 @@ def preprocess_mnms(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from medseg.utils.cli import HelpFormatter
-
-    parser = argparse.ArgumentParser(description="Preprocess raw M&Ms into <output>/<code>/{ED,ES}_{img,seg}.nii.gz",
-                                     formatter_class=HelpFormatter)
+    """Entry point; exit code 0 all subjects done, 1 some failed, 2 user error (one line on stderr)."""
+    parser = ArgumentParser(prog="mnms_preprocess.py",
+                            description="Preprocess raw M&Ms into <output>/<code>/{ED,ES}_{img,seg}.nii.gz",
+                            formatter_class=HelpFormatter)
     parser.add_argument("--input", required=True, help="M&Ms release folder (Training/Labeled, Validation, Testing)")
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--csv", default=None, help="metadata CSV (default: found by name pattern in --input)")
     parser.add_argument("--overwrite", action="store_true", help="redo subjects whose outputs already exist")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--verbose", "--debug", action="store_true", help="debug logging and error tracebacks")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    from tqdm import tqdm
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
 
-    try:
+    def body() -> int:
+        from tqdm import tqdm
+
         n = len(find_subjects(args.input))
         with tqdm(total=n, desc="M&Ms", unit="subj", disable=args.no_progress) as bar:
             report = preprocess_mnms(args.input, args.output, args.csv, args.overwrite, on_done=lambda _: bar.update())
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"M&Ms -> {args.output}: {report.summary()}")
-    return 0 if report.ok else 1
+        print(f"M&Ms -> {args.output}: {report.summary()}")
+        return 0 if report.ok else 1
+
+    return run_cli(parser.prog, body, args.verbose)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from medseg.dataset_loader.nifti import Volume, check_label_values, from_sitk, to_sitk, write_volume
+from medseg.dataset_loader.nifti import Volume, check_label_values, check_same_grid, from_sitk, to_sitk, write_volume
+from medseg.utils.io import remove_stale_temp_files
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,10 @@ ACDC_TO_MEDSEG = {0: 0, 1: 3, 2: 2, 3: 1}
 OUTPUT_NAMES = tuple(f"{frame}_{kind}.nii.gz" for frame in ("ED", "ES") for kind in ("img", "seg"))
 #: Errors that make one subject fail without stopping a run over many subjects.
 SUBJECT_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
+#: Plausible voxel sizes of cardiac cine MR in mm (in-plane, slice). Real scans lie well inside; a unit error (cm
+#: written as mm or the reverse, a factor of 10) falls outside and is refused instead of being resampled to nonsense.
+IN_PLANE_SPACING_RANGE = (0.25, 8.0)
+SLICE_SPACING_RANGE = (0.5, 40.0)
 
 
 def normalize_percentile(array: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.ndarray:
@@ -111,17 +116,43 @@ def preprocess_pair(
     Returns:
         ``(image, label)``: float32 in [0, 1] and uint8 0..3, both at ``spacing_xy`` in-plane.
     """
-    if image.array.shape != label.array.shape:
-        raise ValueError(
-            f"label {label.name} has shape {label.array.shape} but its image {image.name} has shape "
-            f"{image.array.shape}; expected identical voxel grids"
-        )
+    check_same_grid(image, label)
+    check_spacing_plausible(image)
     label_map = label_map if label_map is not None else {k: k for k in MEDSEG_LABELS}
     relabelled = label.with_array(remap_labels(label, label_map))
-    if not np.isfinite(image.array).all():
-        raise ValueError(f"{image.name}: NaN or Inf voxels; expected finite intensities")
+    check_image_intensities(image)
     normalised = image.with_array(normalize_percentile(image.array))
     return resample_in_plane(normalised, spacing_xy), resample_in_plane(relabelled, spacing_xy, is_label=True)
+
+
+def check_image_intensities(image: Volume) -> None:
+    """An MR image must be finite and not constant (an all-zero or blank volume normalises to nothing).
+
+    Raises:
+        ValueError: naming the file.
+    """
+    array = image.array
+    if not np.isfinite(array).all():
+        raise ValueError(f"{image.name}: NaN or Inf voxels; expected finite intensities")
+    low, high = float(array.min()), float(array.max())
+    if low == high:
+        raise ValueError(f"{image.name}: expected an image with contrast, got a constant volume (every voxel is "
+                         f"{low:g})")
+
+
+def check_spacing_plausible(volume: Volume) -> None:
+    """Refuse voxel sizes outside :data:`IN_PLANE_SPACING_RANGE` / :data:`SLICE_SPACING_RANGE` (unit errors).
+
+    Raises:
+        ValueError: naming the file, the axis, the value and the accepted range.
+    """
+    for axis, size in zip("xyz", volume.spacing[:3]):
+        low, high = IN_PLANE_SPACING_RANGE if axis != "z" else SLICE_SPACING_RANGE
+        if not low <= abs(size) <= high:
+            raise ValueError(
+                f"{volume.name}: voxel size along {axis} is {size:g} mm; expected {low:g}..{high:g} mm for cardiac MR "
+                "(a factor of 10 off usually means the header holds cm instead of mm, or the reverse)"
+            )
 
 
 def outputs_complete(folder: PathLike, names: Iterable[str] = OUTPUT_NAMES) -> bool:
@@ -137,6 +168,7 @@ def write_subject(folder: PathLike, volumes: Mapping[str, Volume]) -> list[Path]
         volumes: file name → volume (images float32, labels uint8).
     """
     folder = Path(folder)
+    remove_stale_temp_files(folder)
     written: list[Path] = []
     try:
         for name, volume in volumes.items():

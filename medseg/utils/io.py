@@ -8,13 +8,18 @@ on POSIX and Windows when source and destination are on the same file system).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 
@@ -95,3 +100,41 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
     """``torch.save`` to ``path`` atomically (a crash or kill never leaves a truncated checkpoint)."""
     with atomic_open(path, "wb") as handle:
         torch.save(obj, handle)
+
+
+#: Name of a temporary file made by :func:`atomic_output_path`: ``.<stem>.<8 random chars>.tmp<suffix>``.
+TEMP_FILE_PATTERN = re.compile(r"^\.(?P<stem>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>(\.[A-Za-z0-9]+)*)$")
+#: Temporary files older than this were left by a killed process (every medseg write takes seconds at most).
+STALE_TEMP_AGE_S = 15 * 60
+
+
+def remove_stale_temp_files(directory: PathLike, older_than_s: float = STALE_TEMP_AGE_S,
+                            recursive: bool = False) -> list[Path]:
+    """Delete temporary files of :func:`atomic_output_path` that a killed process (``kill -9``) left behind.
+
+    Only files whose name matches :data:`TEMP_FILE_PATTERN` and that were last modified more than ``older_than_s``
+    seconds ago are removed, so a write in progress in another process is never touched (``older_than_s=0`` is for
+    folders this process holds a lock on). Missing folders and files that vanish meanwhile are ignored.
+
+    Returns:
+        The removed paths.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    candidates = directory.rglob(".*") if recursive else directory.glob(".*")
+    now = time.time()
+    removed = []
+    for path in candidates:
+        if not TEMP_FILE_PATTERN.match(path.name):
+            continue
+        try:
+            if not path.is_file() or path.is_symlink() or now - path.stat().st_mtime < older_than_s:
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    if removed:
+        logger.info("removed %d stale temporary file(s) in %s (left by an interrupted run)", len(removed), directory)
+    return removed

@@ -142,3 +142,50 @@ def test_cli_runs_as_file(acdc_c, tmp_path):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "4 case folders" in result.stderr
+
+
+# ------------------------------------------------------------------------------ reliability (issue 10)
+from corrupt_files import DAMAGE  # noqa: E402
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_input_is_an_error_naming_the_file(tmp_path, damage, capsys):
+    from medseg.dataset_loader.generate_artefacted_data import main
+
+    source = write_tiny_acdc(tmp_path / "ACDC", ["007"], shape=(3, 64, 80))
+    DAMAGE[damage](source / "007" / "ES_img.nii.gz")
+    code = main(["--input", str(source), "--output", str(tmp_path / "out"), "--subjects", "007", "--copies", "1"])
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert code == 2 and len(err) == 1 and "007/ES_img.nii.gz" in err[0]
+    assert err[0].startswith("generate_artefacted_data.py: error: ")
+
+
+def test_labels_outside_the_class_set_are_refused(tmp_path):
+    from medseg.dataset_loader.nifti import write_volume
+
+    source = write_tiny_acdc(tmp_path / "ACDC", ["007"], shape=(3, 64, 80))
+    label = read_volume(source / "007" / "ED_seg.nii.gz")
+    array = label.array.copy()
+    array[0, 0, 0] = 7
+    write_volume(source / "007" / "ED_seg.nii.gz", array, label)
+    with pytest.raises(ValueError, match=r"007/ED_seg.nii.gz: unexpected label values \[7\]"):
+        generate_acdc_c(source, tmp_path / "out", subjects=["007"], copies=1, artefacts=["RandomBias"])
+
+
+@pytest.mark.parametrize("subject", ["../x", "..", "a/b"])
+def test_subject_ids_cannot_escape_the_folders(tmp_path, subject):
+    with pytest.raises(ValueError, match="--subjects: expected a single file or folder name"):
+        generate_acdc_c(tmp_path, tmp_path / "out", subjects=[subject], copies=1)
+
+
+def test_stale_temp_files_are_removed(tmp_path):
+    import os
+
+    source = write_tiny_acdc(tmp_path / "ACDC", ["007"], shape=(3, 64, 80))
+    case = tmp_path / "out" / "RandomBias" / "007_0"
+    case.mkdir(parents=True)
+    stale = case / ".ED_img.k2j8ab1x.tmp.nii.gz"
+    stale.write_bytes(b"partial write of a killed run")
+    os.utime(stale, (1, 1))
+    generate_acdc_c(source, tmp_path / "out", subjects=["007"], copies=1, artefacts=["RandomBias"])
+    assert not stale.exists() and (case / "ED_img.nii.gz").is_file()

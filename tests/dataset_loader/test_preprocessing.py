@@ -162,7 +162,7 @@ def test_nan_voxels(tmp_path):
     assert "patient001_frame09.nii.gz" in message and "NaN or Inf" in message
 
 
-@pytest.mark.parametrize("content, expected", [(b"", "empty"), (b"this is not a NIfTI file", "cannot read")])
+@pytest.mark.parametrize("content, expected", [(b"", "empty"), (b"this is not a NIfTI file", "not a NIfTI file")])
 def test_empty_or_unreadable_nifti(tmp_path, content, expected):
     folder = write_acdc_patient(tmp_path / "raw", 1)
     (folder / "patient001_frame09.nii.gz").write_bytes(content)
@@ -325,3 +325,116 @@ def test_cli_runs_as_file_and_as_module(tmp_path):
                                cwd=repo, env=env, capture_output=True, text=True)
     assert as_module.returncode == 0, as_module.stderr
     assert (tmp_path / "a/001/ES_seg.nii.gz").is_file() and (tmp_path / "b/001/ES_seg.nii.gz").is_file()
+
+
+# ------------------------------------------------------------------------------ reliability (issue 10)
+from corrupt_files import DAMAGE  # noqa: E402
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_acdc_damaged_raw_frame_fails_the_subject(tmp_path, damage, capsys):
+    folder = write_acdc_patient(tmp_path / "raw", 1, image9=np.random.default_rng(0).integers(0, 900, (3, 40, 60))
+                                .astype(np.int16))
+    write_acdc_patient(tmp_path / "raw", 2)
+    DAMAGE[damage](folder / "patient001_frame09.nii.gz")
+    rc = acdc_preprocess.main(["--input", str(tmp_path / "raw"), "--output", str(tmp_path / "out"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "FAILED 001" in out and "patient001_frame09.nii.gz" in out
+    assert "truncated" in out or "corrupt" in out
+    assert not (tmp_path / "out/001").exists() and (tmp_path / "out/002/ES_img.nii.gz").is_file()
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.parametrize("which", ["image", "label"])
+def test_mnms_damaged_cine_fails_the_subject(tmp_path, damage, which):
+    write_mnms(tmp_path / "raw", codes=("A1B2C3",))
+    name = "A1B2C3_sa.nii.gz" if which == "image" else "A1B2C3_sa_gt.nii.gz"
+    DAMAGE[damage](tmp_path / "raw/Training/Labeled/A1B2C3" / name)
+    report = preprocess_mnms(tmp_path / "raw", tmp_path / "MM")
+    assert name in report.failed["A1B2C3"]
+    assert not list((tmp_path / "MM").rglob("*.nii.gz")), "no all-zero image may be written beside a label"
+
+
+def test_label_header_with_its_own_spacing_is_refused(tmp_path):
+    folder = write_acdc_patient(tmp_path / "raw", 1)
+    _, label = raw_pair(9)
+    write_volume(folder / "patient001_frame09_gt.nii.gz", label, spacing=(1.0, 1.0, 7.0), origin=ORIGIN,
+                 direction=ROTATION)
+    message = _single_failure(tmp_path)
+    assert "patient001_frame09_gt.nii.gz has spacing (1.0, 1.0, 7.0)" in message
+    assert "expected identical voxel grids" in message
+
+
+def test_ed_equal_es_is_refused(tmp_path):
+    write_acdc_patient(tmp_path / "raw", 1, frames=(1, 9), info="ED: 9\nES: 9\n")
+    assert "expected different ED and ES frames, got ED: 9 and ES: 9" in _single_failure(tmp_path)
+    write_mnms(tmp_path / "mm", codes=("A1B2C3",), ed=2, es=2)
+    with pytest.raises(ValueError, match="subject A1B2C3: expected different ED and ES frames, got ED = ES = 2"):
+        preprocess_mnms(tmp_path / "mm", tmp_path / "MM")
+
+
+def test_duplicate_csv_rows_are_refused(tmp_path):
+    write_mnms(tmp_path / "raw", codes=("A1B2C3",), csv_rows=["A1B2C3,Siemens,A,1,0,3", "A1B2C3,Siemens,A,1,0,3"])
+    with pytest.raises(ValueError, match=r"subject A1B2C3 is listed twice \(lines 2 and 3\)"):
+        preprocess_mnms(tmp_path / "raw", tmp_path / "MM")
+
+
+def test_mnms_unlabelled_frame_is_refused(tmp_path):
+    """An in-range ED/ES index that points at an unlabelled frame must not become an all-background label map."""
+    write_mnms(tmp_path / "raw", codes=("A1B2C3",), csv_rows=["A1B2C3,Siemens,A,1,0,2"], ed=0, es=3)
+    report = preprocess_mnms(tmp_path / "raw", tmp_path / "MM")
+    message = report.failed["A1B2C3"]
+    assert "A1B2C3_sa_gt.nii.gz: subject A1B2C3: the ES frame 2 from the metadata CSV has no labels" in message
+    assert "labelled frames: [0, 3]" in message
+    assert not list((tmp_path / "MM").rglob("*.nii.gz"))
+
+
+@pytest.mark.parametrize("spacing, axis", [((20.0, 15.0, 7.0), "x"), ((0.2, 0.15, 7.0), "x"), ((2.0, 1.5, 70.0), "z")])
+def test_spacing_unit_errors_are_refused(tmp_path, spacing, axis):
+    folder = write_acdc_patient(tmp_path / "raw", 1)
+    image, label = raw_pair(9)
+    for suffix, array in (("", image), ("_gt", label)):
+        write_volume(folder / f"patient001_frame09{suffix}.nii.gz", array, spacing=spacing)
+    message = _single_failure(tmp_path)
+    assert f"voxel size along {axis} is" in message and "cm instead of mm" in message
+
+
+@pytest.mark.parametrize("kind", ["all_zero", "complex", "rgb", "zero_pixdim"])
+def test_unusable_images_are_refused(tmp_path, kind):
+    import gzip
+    import struct
+
+    import nibabel as nib
+    import SimpleITK as sitk
+
+    folder = write_acdc_patient(tmp_path / "raw", 1)
+    path = folder / "patient001_frame09.nii.gz"
+    image, _ = raw_pair(9)
+    if kind == "all_zero":
+        write_volume(path, np.zeros_like(image), spacing=SPACING, origin=ORIGIN, direction=ROTATION)
+        expected = "expected an image with contrast, got a constant volume (every voxel is 0)"
+    elif kind == "complex":
+        nib.save(nib.Nifti1Image(image.T.astype(np.complex64), np.diag([*SPACING, 1.0])), str(path))
+        expected = "complex-valued voxels"
+    elif kind == "rgb":
+        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((*image.shape, 3), np.uint8), isVector=True), str(path))
+        expected = "an RGB colour image"
+    else:
+        data = bytearray(gzip.decompress(path.read_bytes()))
+        data[80:84] = struct.pack("<f", 0.0)
+        path.write_bytes(gzip.compress(bytes(data)))
+        expected = "voxel size along x (pixdim) is 0.0"
+    message = _single_failure(tmp_path)
+    assert "patient001_frame09.nii.gz" in message and expected in message
+
+
+def test_stale_temp_files_of_a_killed_run_are_removed(tmp_path):
+    write_acdc_patient(tmp_path / "raw", 1)
+    out = tmp_path / "out/001"
+    out.mkdir(parents=True)
+    stale, fresh, foreign = out / ".ED_img.abcd1234.tmp.nii.gz", out / ".ES_img.wxyz9876.tmp.nii.gz", out / ".notes"
+    for path in (stale, fresh, foreign):
+        path.write_bytes(b"partial")
+    os.utime(stale, (1, 1))  # left by a kill -9 long ago
+    assert preprocess_acdc(tmp_path / "raw", tmp_path / "out").done == ["001"]
+    assert not stale.exists() and fresh.exists() and foreign.exists()  # only old files of our own pattern
