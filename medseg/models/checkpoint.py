@@ -1,16 +1,34 @@
 """Strict, safe checkpoint I/O for the five modules and for training snapshots (spec c.5, fix j.12/j.14).
 
-* module checkpoints: ``<dir>/<module>.pth`` holding a plain ``state_dict`` with the published key names;
+* module checkpoints: ``<dir>/<module>.pth`` holding a plain ``state_dict`` with the published key names, plus
+  ``<dir>/manifest.json`` (format :data:`MANIFEST_FORMAT`) with each file's SHA-256 and size and the epoch;
 * snapshots: one ``<network_type>.pkl`` with module and optimiser states, the epoch and trainer extras.
 
 Every load uses ``torch.load(..., map_location=device, weights_only=True)`` (a checkpoint cannot execute code) and
-every save is atomic (:func:`medseg.utils.io.atomic_torch_save`).
+every save is atomic (:func:`medseg.utils.io.atomic_torch_save`). Integrity (issue 10):
+
+* every torch file is read once; its zip members' CRC-32 are verified (``torch.load`` itself ignores them, so flipped
+  bytes would load as wrong weights);
+* a module folder is written as a set: first the manifest is replaced by one marked ``"complete": false``, then the
+  module files, then the final manifest (atomically, last). On load each file must match the manifest's SHA-256 and
+  size, and an incomplete manifest means the writer was killed mid-set (a *torn* set: modules of different epochs).
+  Folders without a manifest (published checkpoints) still load, with a logged note;
+* weights with NaN/Inf are never written and never loaded (a diverged run).
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import io
+import json
+import logging
 import os
 import pickle
+import re
+import struct
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,9 +36,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from medseg.utils.io import atomic_torch_save
+from medseg.utils.io import atomic_open, atomic_torch_save, atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "medseg-checkpoint-set/1"
+
+
+class CheckpointIntegrityError(ValueError):
+    """A checkpoint file or folder is corrupted, torn, unsafe or holds non-finite weights (message names it)."""
 
 
 def plain_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -28,24 +55,80 @@ def plain_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().contiguous() for key, value in module.state_dict().items()}
 
 
-def safe_load(path: PathLike, device: torch.device | str = "cpu") -> Any:
-    """``torch.load`` with ``weights_only=True``.
+def _verify_archive(data: bytes, path: Path) -> None:
+    """Check the CRC-32 of every member of a zip-format torch file (legacy non-zip files have no checksum)."""
+    if not data.startswith(b"PK\x03\x04"):
+        return
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as err:
+        raise CheckpointIntegrityError(f"{path}: expected an intact torch checkpoint, got a damaged archive ({err}); "
+                                       "restore the file or use another checkpoint") from err
+    if bad is not None:
+        raise CheckpointIntegrityError(f"{path}: expected an intact torch checkpoint, got corrupted data (member "
+                                       f"{bad} fails its CRC-32 check); restore the file or use another checkpoint")
+
+
+def _load_error(err: BaseException, path: Path) -> CheckpointIntegrityError:
+    """A clear error for a failed ``torch.load``, without PyTorch's advice to retry with ``weights_only=False``."""
+    text = str(err)
+    refused = re.search(r"(Unsupported global: GLOBAL [\w.]+|Unsupported operand \d+|Trying to [^.]*)", text)
+    if "WeightsUnpickler" in text or "Weights only load failed" in text:
+        detail = refused.group(1) if refused else "objects other than tensors and plain containers"
+        return CheckpointIntegrityError(
+            f"{path}: expected a weights-only checkpoint (tensors and plain containers), got a file that would import "
+            f"or run code when loaded ({detail}); it is refused for safety: use checkpoints written by medseg")
+    first = " ".join(text.split())[:200] or type(err).__name__
+    return CheckpointIntegrityError(f"{path}: expected a torch checkpoint, got an unreadable file (corrupt, "
+                                    f"truncated or another format: {first})")
+
+
+def safe_load(path: PathLike, device: torch.device | str = "cpu", expected: Mapping[str, Any] | None = None) -> Any:
+    """Read a checkpoint once, verify it and ``torch.load`` it with ``weights_only=True``.
+
+    Args:
+        path: the file.
+        device: ``map_location``.
+        expected: ``{'sha256': hex, 'size': int}`` from a manifest, checked before loading.
 
     Raises:
         FileNotFoundError: naming the file, if it does not exist.
-        ValueError: naming the file, if it is not a readable weights-only checkpoint (corrupt, truncated, or it
-            contains arbitrary Python objects).
+        CheckpointIntegrityError (ValueError): naming the file, if it does not match ``expected``, fails its CRC, is
+            not a readable torch file, or contains arbitrary Python objects (refused for safety).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    data = path.read_bytes()
+    if expected is not None:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != expected.get("sha256") or len(data) != expected.get("size"):
+            raise CheckpointIntegrityError(
+                f"{path}: expected SHA-256 {str(expected.get('sha256'))[:16]}... and {expected.get('size')} bytes "
+                f"(from {MANIFEST_NAME}), got {digest[:16]}... and {len(data)} bytes: the file is corrupted or "
+                "belongs to another save (a torn set); use another checkpoint or re-run the training that wrote it")
+    _verify_archive(data, path)
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError) as err:
-        raise ValueError(
-            f"cannot load checkpoint {path}: it is not a valid weights-only torch checkpoint "
-            f"(corrupt, truncated or containing code/objects that are refused for safety): {err}"
-        ) from err
+        return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError, IndexError,
+            TypeError, UnicodeDecodeError, zipfile.BadZipFile, struct.error) as err:
+        raise _load_error(err, path) from err
+
+
+def non_finite_entries(state: Mapping[str, Any]) -> list[str]:
+    """Names of floating-point tensors of ``state`` holding NaN or Inf."""
+    return [key for key, value in state.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
+def check_finite_state(state: Mapping[str, Any], source: str) -> None:
+    """Raise :class:`CheckpointIntegrityError` naming ``source`` and the tensors if any weight is NaN or Inf."""
+    bad = non_finite_entries(state)
+    if bad:
+        shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise CheckpointIntegrityError(f"{source}: expected finite weights, got NaN/Inf in {len(bad)} of {len(state)} "
+                                       f"tensors ({shown}): the model diverged; it cannot be used or saved")
 
 
 def load_state_strict(module: nn.Module, state: Any, source: str) -> None:
@@ -71,6 +154,7 @@ def load_state_strict(module: nn.Module, state: Any, source: str) -> None:
             f"unexpected keys {unexpected[:10]}{'...' if len(unexpected) > 10 else ''}, "
             f"shape mismatches {wrong_shape[:10]}{'...' if len(wrong_shape) > 10 else ''}"
         )
+    check_finite_state(state, source)
     module.load_state_dict(state, strict=True)
 
 
@@ -93,20 +177,102 @@ def resolve_checkpoint_dir(checkpoint_dir: PathLike, names: tuple[str, ...]) -> 
     )
 
 
+def read_manifest(directory: PathLike) -> dict[str, Any] | None:
+    """The manifest of a module folder (None if there is none).
+
+    Raises:
+        CheckpointIntegrityError: naming the file if it is unreadable or of another format.
+    """
+    path = Path(directory) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointIntegrityError(
+            f"{path}: expected a JSON checkpoint manifest, got unreadable text ({err})") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise CheckpointIntegrityError(f"{path}: expected a manifest of format {MANIFEST_FORMAT!r}, got {found!r}")
+    return manifest
+
+
 def load_modules(modules: Mapping[str, nn.Module], checkpoint_dir: PathLike, device: torch.device) -> Path:
-    """Strictly load ``<checkpoint_dir>/<name>.pth`` into every module; returns the folder used."""
+    """Strictly load ``<checkpoint_dir>/<name>.pth`` into every module, verified against the folder's manifest.
+
+    Returns:
+        The folder used.
+
+    Raises:
+        FileNotFoundError: a module file is missing.
+        CheckpointIntegrityError (ValueError): a torn set, a file that does not match the manifest or its CRC,
+            an unsafe file or non-finite weights (naming the file).
+    """
     directory = resolve_checkpoint_dir(checkpoint_dir, tuple(modules))
+    manifest = read_manifest(directory)
+    if manifest is None:
+        logger.info("%s has no %s (a published or older checkpoint): file hashes are not checked, only the files' "
+                    "own CRC-32", directory, MANIFEST_NAME)
+    elif not manifest.get("complete"):
+        raise CheckpointIntegrityError(
+            f"{directory}: expected a complete checkpoint set, got a torn one: writing it (epoch "
+            f"{manifest.get('epoch', '?')}) was interrupted, so its module files may come from different epochs; "
+            "resume the training to rewrite it, or use another checkpoint")
+    files = manifest.get("files", {}) if manifest else {}
     for name, module in modules.items():
         path = directory / f"{name}.pth"
-        load_state_strict(module, safe_load(path, device), f"checkpoint {path}")
+        expected = None
+        if manifest is not None:
+            expected = files.get(path.name)
+            if not isinstance(expected, Mapping):
+                raise CheckpointIntegrityError(f"{directory / MANIFEST_NAME}: expected an entry for {path.name}, "
+                                               f"got none (listed: {sorted(files)})")
+        load_state_strict(module, safe_load(path, device, expected), f"checkpoint {path}")
     return directory
 
 
-def save_modules(modules: Mapping[str, nn.Module], directory: PathLike) -> Path:
-    """Atomically write ``<directory>/<name>.pth`` (plain state_dict) for every module; returns ``directory``."""
+def _serialise(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def save_modules(modules: Mapping[str, nn.Module], directory: PathLike,
+                 info: Mapping[str, Any] | None = None) -> Path:
+    """Write ``<directory>/<name>.pth`` (plain state_dict) for every module as one verifiable set.
+
+    Order: incomplete manifest, module files (each atomic), complete manifest with SHA-256 and sizes (atomic, last).
+
+    Args:
+        modules: name → module.
+        directory: the checkpoint folder.
+        info: extra manifest entries (e.g. ``{'epoch': 12, 'mean_iou': 0.8}``).
+
+    Returns:
+        ``directory``.
+
+    Raises:
+        CheckpointIntegrityError: if a module holds NaN/Inf (nothing is written then).
+    """
     directory = Path(directory)
-    for name, module in modules.items():
-        atomic_torch_save(plain_state_dict(module), directory / f"{name}.pth")
+    states = {name: plain_state_dict(module) for name, module in modules.items()}
+    for name, state in states.items():
+        check_finite_state(state, f"refusing to write {directory / (name + '.pth')}")
+    header = {"format": MANIFEST_FORMAT, **dict(info or {})}
+    atomic_write_text(directory / MANIFEST_NAME, json.dumps({**header, "complete": False}, indent=2) + "\n")
+    files = {}
+    for name, state in states.items():
+        data = _serialise(state)
+        _write_bytes(directory / f"{name}.pth", data)
+        files[f"{name}.pth"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    manifest = {**header, "complete": True,
+                "written": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "files": files}
+    atomic_write_text(directory / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
     return directory
 
 
@@ -122,10 +288,13 @@ def save_snapshot(
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Atomically write ``{'network_type', 'epoch', 'model_state', 'optimizer_state', 'extra'}`` to ``path``."""
+    model_state = {name: plain_state_dict(module) for name, module in modules.items()}
+    for name, state in model_state.items():
+        check_finite_state(state, f"refusing to write snapshot {path} [{name}]")
     snapshot = {
         "network_type": network_type,
         "epoch": int(epoch),
-        "model_state": {name: plain_state_dict(module) for name, module in modules.items()},
+        "model_state": model_state,
         "optimizer_state": {name: optimizer.state_dict() for name, optimizer in optimizers.items()},
         "extra": dict(extra) if extra else {},
     }

@@ -105,7 +105,7 @@ def test_checkpoint_round_trip(make_model, batch, tmp_path):
     train_step(model, images, labels, latent_da=False)
     folder = model.save_model(tmp_path, "best")
     assert folder == tmp_path / "best" / "checkpoints"
-    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.pth" for n in model.model)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([f"{n}.pth" for n in model.model] + ["manifest.json"])
     for name in model.model:
         state = torch.load(folder / f"{name}.pth", weights_only=True)
         assert list(state) == list(model.model[name].state_dict())
@@ -131,6 +131,9 @@ def test_mismatched_checkpoint_is_refused(make_model, tmp_path):
     state = torch.load(folder / "image_encoder.pth", weights_only=True)
     state["extra.weight"] = state.pop("code_decoupler.0.weight")
     torch.save(state, folder / "image_encoder.pth")
+    with pytest.raises(ValueError, match=r"image_encoder\.pth: expected SHA-256"):  # not the file the manifest lists
+        make_model(num_classes=3, checkpoint_dir=folder)
+    (folder / "manifest.json").unlink()  # as a published checkpoint: no manifest, the strict key check applies
     with pytest.raises(ValueError, match=r"image_encoder\.pth.*missing keys \['code_decoupler\.0\.weight'\]"):
         make_model(num_classes=3, checkpoint_dir=folder)
 
@@ -144,6 +147,9 @@ def test_tampered_checkpoint_is_refused(make_model, tmp_path):
     folder = make_model().save_model(tmp_path, 0)
     with open(folder / "image_decoder.pth", "wb") as handle:
         pickle.dump({"up1.up.weight": Payload()}, handle, protocol=2)
+    with pytest.raises(ValueError, match=r"image_decoder\.pth: expected SHA-256"):
+        make_model(checkpoint_dir=folder)
+    (folder / "manifest.json").unlink()
     with pytest.raises(ValueError, match=r"image_decoder\.pth.*weights-only"):
         make_model(checkpoint_dir=folder)
     (folder / "image_decoder.pth").write_bytes(b"garbage")
