@@ -8,14 +8,27 @@ the dotted key. Missing keys take the published default. Keys that the original 
 
 Command-line overrides (``--set learning.n_epochs=5``) are applied to the raw JSON before validation by
 :func:`apply_overrides`; values are parsed as JSON (``5``, ``true``, ``[64,64,1]``, ``"ES"``) and fall back to the
-raw string (``--set data.root_dir=data/synthetic/ACDC``).
+raw string (``--set data.root_dir=data/synthetic/ACDC``); for a text key the raw text is always kept
+(``--set data.root_dir=2024`` is the folder ``2024``, not a number).
+
+Beyond types, the loader refuses: non-finite numbers (JSON ``Infinity``/``NaN``, e.g. ``learning.lr``), a key given
+twice in one JSON object, ``data.num_classes`` differing from ``segmentation_model.num_classes`` or from the classes
+the label setting produces, ``learning.n_epochs``/``max_iteration`` below 1, a ``data.dataset_name`` that is not a
+single folder name (it becomes part of the run folder), and file-name templates with placeholders other than
+``{p_id}`` and ``{frame}``.
+
+medseg extension (not in the published schema; optional): ``learning.on_non_finite`` is ``"stop"`` (default: a
+non-finite loss or gradient ends the run with an error before the optimiser step, so no non-finite weights are ever
+trained or saved) or ``"skip"`` (that iteration's optimiser step is skipped with a warning and training continues).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import os
+import string
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -30,6 +43,8 @@ MASK_LOSSES = ("mse", "ce", "corr")
 MASK_TYPES = ("random", "dropout", "spatial", "channel")
 CODE_NAMES = ("image code", "shape code")
 NETWORK_TYPES = ("FCN_16_standard", "FCN_16_standard_w_o_filter", "FCN_16_standard_share_code")
+NON_FINITE_POLICIES = ("stop", "skip")
+TEMPLATE_FIELDS = frozenset({"p_id", "frame"})
 
 
 def _key(name: str) -> Any:
@@ -40,6 +55,24 @@ def _key(name: str) -> Any:
 def _check(condition: bool, key: str, expectation: str, value: Any) -> None:
     if not condition:
         raise ValueError(f"config key '{key}': expected {expectation}, got {value!r}")
+
+
+def _check_folder_name(value: str, key: str) -> None:
+    separators = ("/", "\\", os.sep) + ((os.altsep,) if os.altsep else ())
+    _check(value.strip() not in ("", ".", "..") and not any(sep in value for sep in separators) and "\0" not in value,
+           key, "a single folder name (no '/', '\\' or '..'; it is part of the run folder)", value)
+
+
+def _check_template(value: str, key: str) -> None:
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError as err:
+        raise ValueError(f"config key '{key}': expected a path template such as '{{p_id}}/{{frame}}_img.nii.gz', "
+                         f"got {value!r} ({err})") from None
+    unknown = sorted(names - TEMPLATE_FIELDS)
+    _check(not unknown and "p_id" in names and not Path(value).is_absolute(), key,
+           "a relative path template using only the placeholders {p_id} (required) and {frame}"
+           + (f" (unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)})" if unknown else ""), value)
 
 
 @dataclass(frozen=True)
@@ -73,6 +106,14 @@ class DataConfig:
         _check(self.num_classes >= 2, "data.num_classes", "an int >= 2", self.num_classes)
         _check(not (self.myocardium_only and self.right_ventricle_only), "data.myocardium_only",
                "not both myocardium_only and right_ventricle_only", True)
+        single = self.myocardium_only or self.right_ventricle_only
+        needed = 2 if single else 4
+        _check(self.num_classes >= needed, "data.num_classes",
+               f"at least {needed} classes for {'a single-structure' if single else 'the BG/LV/MYO/RV'} label setting",
+               self.num_classes)
+        _check_folder_name(self.dataset_name, "data.dataset_name")
+        for name in ("image_format_name", "label_format_name"):
+            _check_template(getattr(self, name), f"data.{name}")
 
 
 @dataclass(frozen=True)
@@ -99,13 +140,16 @@ class LearningConfig:
     max_iteration: int | None = 50000  # None (JSON null): no iteration cap, stop after n_epochs
     batch_size: int = 20
     use_gpu: bool = True
+    on_non_finite: str = "stop"
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0, "learning.lr", "a positive number", self.lr)
-        _check(self.n_epochs >= 0, "learning.n_epochs", "an int >= 0", self.n_epochs)
-        _check(self.max_iteration is None or self.max_iteration >= 0, "learning.max_iteration",
-               "an int >= 0 or null (no cap)", self.max_iteration)
+        _check(math.isfinite(self.lr) and self.lr > 0, "learning.lr", "a finite number > 0", self.lr)
+        _check(self.n_epochs >= 1, "learning.n_epochs", "an int >= 1", self.n_epochs)
+        _check(self.max_iteration is None or self.max_iteration >= 1, "learning.max_iteration",
+               "an int >= 1 or null (no cap)", self.max_iteration)
         _check(self.batch_size >= 1, "learning.batch_size", "an int >= 1", self.batch_size)
+        _check(self.on_non_finite in NON_FINITE_POLICIES, "learning.on_non_finite", f"one of {NON_FINITE_POLICIES}",
+               self.on_non_finite)
 
 
 @dataclass(frozen=True)
@@ -160,6 +204,11 @@ class ExperimentConfig:
     latent_da: LatentDAConfig = field(default_factory=LatentDAConfig, metadata=_key("latent_DA"))
     output: OutputConfig = field(default_factory=OutputConfig)
 
+    def __post_init__(self) -> None:
+        _check(self.data.num_classes == self.segmentation_model.num_classes, "data.num_classes",
+               f"the same value as segmentation_model.num_classes ({self.segmentation_model.num_classes})",
+               self.data.num_classes)
+
     def to_dict(self) -> dict[str, Any]:
         """The config in the published JSON schema (lists, published key names)."""
         return _to_dict(self)
@@ -203,6 +252,7 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         _check(isinstance(value, int) and not isinstance(value, bool), key, "an integer", value)
     elif hint is float:
         _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, "a number", value)
+        _check(math.isfinite(value), key, "a finite number", value)
         value = float(value)
     elif hint is str:
         _check(isinstance(value, str), key, "a string", value)
@@ -267,8 +317,11 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
         path, value = parse_override(text)
         node, cls = result, ExperimentConfig
         for depth, part in enumerate(path):
+            parent = cls
             part, cls = _published_key(cls, part)
             if depth == len(path) - 1:
+                if _field_hint(parent, part) is str:  # a text key keeps the text: root_dir=2024 is a folder name
+                    value = text.partition("=")[2]
                 node[part] = value
                 break
             child = node.setdefault(part, {})
@@ -291,6 +344,25 @@ def _published_key(cls: Any, part: str) -> tuple[str, Any]:
     return part, None
 
 
+def _field_hint(cls: Any, json_key: str) -> Any:
+    """Type hint of the field published as ``json_key`` in the dataclass ``cls`` (None if unknown)."""
+    if cls is None or not is_dataclass(cls):
+        return None
+    hints = typing.get_type_hints(cls)
+    return next((hints[f.name] for f in fields(cls) if _json_key(f) == json_key), None)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` refusing a key given twice in one JSON object (json keeps the last one silently)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"config key {key!r} appears twice in one JSON object (beside keys {sorted(seen)}); "
+                             "expected each key once")
+        seen[key] = value
+    return seen
+
+
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentConfig:
     """Read, override and validate a JSON experiment file.
 
@@ -302,9 +374,13 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Exper
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found (pass --json_config_path)")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         raise ValueError(f"config file {path} is not valid JSON: {err}") from err
+    except UnicodeDecodeError as err:
+        raise ValueError(f"config file {path}: expected UTF-8 JSON text, got undecodable bytes ({err})") from err
+    except ValueError as err:  # a duplicate key (from _unique_keys)
+        raise ValueError(f"{path}: {err}") from err
     try:
         return from_dict(apply_overrides(raw, overrides))
     except ValueError as err:

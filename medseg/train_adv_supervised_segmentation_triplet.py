@@ -22,12 +22,13 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
         sys.path.insert(0, _repo_root)
 
 from medseg.training.entry import run_training  # noqa: E402
-from medseg.utils.cli import HelpFormatter  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with every published flag and default, plus the medseg extras."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
+        prog="medseg-train",
         description="Cooperative training and latent space data augmentation for cardiac segmentation (training).",
         formatter_class=HelpFormatter)
     parser.add_argument("--json_config_path", type=str, default="./config/ACDC/cooperative_training.json",
@@ -40,8 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume_pkl_path", type=str, default=None,
                         help="run snapshot (.pkl) to continue from (default: start a new run)")
     parser.add_argument("--resume", choices=["auto"], default=None,
-                        help="'auto': continue from this run's last snapshot if there is one, else start afresh "
-                             "(default: start a new run)")
+                        help="'auto': continue from this run's last snapshot if there is one, else start a new run "
+                             "(refused if the folder holds results but no snapshot) (default: start a new run)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in a run folder that holds an earlier run's results (deletes them)")
     parser.add_argument("--save_dir", type=str, default="./saved/", help="root folder of all runs")
     parser.add_argument("--log", action="store_true", help="write TensorBoard summaries")
     parser.add_argument("--seed", type=int, default=None,
@@ -49,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "run snapshot)")
     parser.add_argument("--n_workers", type=int, default=4, help="DataLoader worker processes")
     parser.add_argument("--no_pin_memory", action="store_true", help="do not pin DataLoader memory")
-    parser.add_argument("--debug", action="store_true", help="faulthandler and debug logging")
+    parser.add_argument("--debug", action="store_true", help="faulthandler, debug logging and error tracebacks")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="compute device: auto = cuda if available, else cpu; cpu; cuda (under torchrun: one GPU "
                              "per process)")
@@ -63,12 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point (``medseg-train``); returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.resume_pkl_path and args.resume:
-        build_parser().error("--resume_pkl_path and --resume auto are mutually exclusive")
+        parser.error("--resume_pkl_path and --resume auto are mutually exclusive")
+    if args.overwrite and (args.resume_pkl_path or args.resume):
+        parser.error("--overwrite (start afresh) and --resume/--resume_pkl_path (continue) are mutually exclusive")
     if args.n_workers < 0:
-        build_parser().error(f"--n_workers must be >= 0, got {args.n_workers}")
-    return run_training(args)
+        parser.error(f"--n_workers: expected an integer >= 0, got {args.n_workers}")
+    return run_cli(parser.prog, lambda: run_training(args), args.debug, "--debug")
 
 
 if __name__ == "__main__":

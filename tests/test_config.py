@@ -159,3 +159,53 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
 )
 def test_config_name(path: str, name: str) -> None:
     assert config_name_from_path(path) == name
+
+
+# ------------------------------------------------------------------------------ reliability (issue 10)
+@pytest.mark.parametrize("text", ["Infinity", "-Infinity", "NaN"])
+def test_non_finite_numbers_are_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "c.json"
+    path.write_text('{"learning": {"lr": %s}}' % text)
+    with pytest.raises(ValueError, match="'learning.lr': expected a finite number"):
+        load_config(path)
+    with pytest.raises(ValueError, match="'learning.lr': expected a finite number"):
+        load_config(ACDC / "cooperative_training.json", [f"learning.lr={text}"])
+    with pytest.raises(ValueError, match="'latent_DA.image code.max_threshold': expected a finite number"):
+        load_config(ACDC / "cooperative_training.json", [f"latent_DA.image code.max_threshold={text}"])
+
+
+def test_duplicate_json_keys_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dup.json"
+    path.write_text('{"learning": {"lr": 0.001, "batch_size": 4, "lr": 10}}')
+    with pytest.raises(ValueError, match=r"dup.json: config key 'lr' appears twice in one JSON object"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(("raw", "key", "found"), [
+    ({"data": {"num_classes": 3}, "segmentation_model": {"num_classes": 4}}, "data.num_classes", "3"),
+    ({"data": {"num_classes": 2}, "segmentation_model": {"num_classes": 2}}, "data.num_classes", "2"),
+    ({"learning": {"n_epochs": 0}}, "learning.n_epochs", "0"),
+    ({"learning": {"max_iteration": 0}}, "learning.max_iteration", "0"),
+    ({"learning": {"on_non_finite": "ignore"}}, "learning.on_non_finite", "'ignore'"),
+    ({"data": {"dataset_name": "ACDC/../../x"}}, "data.dataset_name", "'ACDC/../../x'"),
+    ({"data": {"dataset_name": ".."}}, "data.dataset_name", "'..'"),
+    ({"data": {"image_format_name": "{pid}/{frame}_img.nii.gz"}}, "data.image_format_name", "unknown placeholder"),
+    ({"data": {"label_format_name": "{frame}_seg.nii.gz"}}, "data.label_format_name", "{p_id} (required)"),
+    ({"data": {"image_format_name": "{p_id/x"}}, "data.image_format_name", "expected a path template"),
+])
+def test_silently_accepted_values_are_now_errors(raw: dict, key: str, found: str) -> None:
+    with pytest.raises(ValueError, match=f"'{key}'") as info:
+        from_dict(raw)
+    assert found in str(info.value)
+
+
+def test_two_classes_are_fine_for_a_single_structure() -> None:
+    config = from_dict({"data": {"num_classes": 2, "myocardium_only": True}, "segmentation_model": {"num_classes": 2}})
+    assert config.data.num_classes == 2 and config.learning.on_non_finite == "stop"
+    assert from_dict({"learning": {"on_non_finite": "skip"}}).learning.on_non_finite == "skip"
+
+
+def test_text_keys_keep_the_override_text() -> None:
+    config = from_dict(apply_overrides({}, ["data.root_dir=2024", "data.dataset_name=2024", "name=null"]))
+    assert config.data.root_dir == "2024" and config.data.dataset_name == "2024" and config.name == "null"
+    assert from_dict(apply_overrides({}, ["learning.n_epochs=7"])).learning.n_epochs == 7  # numbers stay numbers

@@ -14,9 +14,7 @@ Snapshots are written atomically (a kill never leaves a truncated file) to
 from __future__ import annotations
 
 import logging
-import pickle
 import random
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ import torch
 from torch import nn
 
 from medseg.config import ExperimentConfig
+from medseg.models.checkpoint import check_finite_state, safe_load
 from medseg.utils.io import atomic_torch_save
 
 logger = logging.getLogger(__name__)
@@ -34,10 +33,12 @@ logger = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = "medseg-run-snapshot/1"
 SNAPSHOT_FOLDER = "last"
 
-# Keys that may change between a run and its resumption: the budget, the data location and unused keys.
+# Keys that may change between a run and its resumption: the budget, the data location, unused keys and the
+# non-finite policy (a run stopped by a non-finite step may be continued with "skip").
 RESUMABLE_KEYS = frozenset({
     "name", "data.root_dir", "data.use_cache", "data.image_size", "data.label_size",
     "learning.n_epochs", "learning.max_iteration", "learning.use_gpu", "output.save_epoch_every_num_epochs",
+    "learning.on_non_finite",
 })
 
 # Run properties that may change on resume (the number of processes only changes how the slices are split).
@@ -123,6 +124,9 @@ def save_snapshot(
         rng_states: one :func:`capture_rng_state` dict per rank (rank order).
         run_info: identity of the run (dataset, data setting, cval...) checked on resume.
     """
+    model_state = {name: module.state_dict() for name, module in modules.items()}
+    for name, module_state in model_state.items():
+        check_finite_state(module_state, f"refusing to write snapshot {path} [{name}]")
     snapshot = {
         "format": SNAPSHOT_FORMAT,
         "network_type": network_type,
@@ -133,7 +137,7 @@ def save_snapshot(
         "epoch_sums": dict(state.epoch_sums),
         "seed": state.seed,
         "data_seed": state.data_seed,
-        "model_state": {name: module.state_dict() for name, module in modules.items()},
+        "model_state": model_state,
         "optimizer_state": {name: opt.state_dict() for name, opt in optimizers.items()},
         "fingerprint": config_fingerprint(config),
         "run": dict(run_info),
@@ -145,27 +149,57 @@ def save_snapshot(
     return Path(path)
 
 
+RNG_KEYS = ("python", "numpy", "torch", "cuda", "generators")
+NUMPY_RNG_KEYS = ("kind", "keys", "pos", "has_gauss", "cached_gaussian")
+
+
 def load_snapshot(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Read a snapshot with ``weights_only=True``.
+    """Read a snapshot with ``weights_only=True`` (its CRC-32 verified) and check its structure.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the file is not a readable snapshot (names the file and the missing keys).
+        ValueError: if the file is corrupt, unsafe or not a complete snapshot (names the file and what is missing).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"resume snapshot {path} not found")
     try:
-        snapshot = torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, struct.error, RuntimeError, EOFError, OSError, ValueError, KeyError,
-            AttributeError, IndexError, TypeError) as err:  # everything a corrupt or foreign file can raise
-        raise ValueError(f"resume snapshot {path} cannot be read: {err}") from err
+        snapshot = safe_load(path, device)
+    except ValueError as err:
+        raise ValueError(f"resume snapshot {err}") from err
     if not isinstance(snapshot, dict):
         raise ValueError(f"resume snapshot {path} holds a {type(snapshot).__name__}, expected a dict")
     missing = [k for k in ("network_type", "epoch", "model_state", "optimizer_state") if k not in snapshot]
     if missing:
         raise ValueError(f"resume snapshot {path} lacks the keys {missing}")
+    for key in ("epoch", "batches_done", "global_iteration"):
+        if key in snapshot and (not isinstance(snapshot[key], int) or snapshot[key] < 0):
+            raise ValueError(f"resume snapshot {path}: '{key}' must be an int >= 0, got {snapshot[key]!r}")
+    for key in ("model_state", "optimizer_state"):
+        if not isinstance(snapshot[key], dict):
+            raise ValueError(f"resume snapshot {path}: '{key}' must be a dict per module, got "
+                             f"{type(snapshot[key]).__name__}")
+    _check_rng_states(snapshot.get("rng"), path)
     return snapshot
+
+
+def _check_rng_states(rng: Any, path: Path) -> None:
+    """Every per-rank RNG entry must carry what :func:`restore_rng_state` reads."""
+    if rng is None:
+        return
+    if not isinstance(rng, list):
+        raise ValueError(f"resume snapshot {path}: 'rng' must be a list of per-process RNG states, got "
+                         f"{type(rng).__name__}")
+    for rank, state in enumerate(rng):
+        if not isinstance(state, dict):
+            raise ValueError(f"resume snapshot {path}: RNG state of process {rank} must be a dict, got "
+                             f"{type(state).__name__}")
+        missing = [k for k in RNG_KEYS if k not in state]
+        missing += [f"numpy.{k}" for k in NUMPY_RNG_KEYS if isinstance(state.get("numpy"), dict)
+                    and k not in state["numpy"]]
+        if missing or not isinstance(state.get("numpy"), dict) or not isinstance(state.get("python"), list):
+            raise ValueError(f"resume snapshot {path}: RNG state of process {rank} is incomplete (missing or "
+                             f"malformed: {missing or ['numpy/python']}); expected a snapshot written by medseg-train")
 
 
 def check_compatible(snapshot: Mapping[str, Any], config: ExperimentConfig, run_info: Mapping[str, Any],

@@ -1,7 +1,8 @@
 """Glue between the training command line and :func:`medseg.training.loop.train`.
 
-argparse namespace → allocator tuning → config (+ ``--set``) → process group and device → run folder, logging →
-seeds → resume target → ``train``. Kept apart from the script so that the script stays a thin argparse wrapper.
+argparse namespace → allocator tuning → config (+ ``--set``) → run folder name → process group and device → claim
+of the run folder (lock, earlier results) → logging → seeds → resume target → ``train`` (which calls back once the
+run is accepted: config.json, train.log). Kept apart from the script so that the script stays a thin argparse wrapper.
 """
 
 from __future__ import annotations
@@ -16,10 +17,19 @@ from medseg.config import ExperimentConfig, config_name_from_path, load_config
 from medseg.training.checkpoint import snapshot_path
 from medseg.training.distributed import DistContext, init_distributed, shutdown_distributed
 from medseg.training.loop import Progress, TrainOptions, train
-from medseg.training.run_files import RunPaths, build_run_paths, prepare_run_dirs, setup_logging
+from medseg.training.run_files import (
+    DeferredFileHandler,
+    RunPaths,
+    build_run_paths,
+    clear_results,
+    prepare_run_dirs,
+    run_results,
+    setup_logging,
+)
+from medseg.training.run_lock import RunLock
 from medseg.training.signals import TrainingInterrupted
 from medseg.utils.device import seed_everything
-from medseg.utils.io import atomic_write_text
+from medseg.utils.io import atomic_write_text, remove_stale_temp_files
 
 logger = logging.getLogger("medseg.train")
 
@@ -60,32 +70,89 @@ def _data_seed(seed: int | None, dist: DistContext) -> int:
     return int(dist.broadcast_object(secrets.randbits(31)))
 
 
+def claim_run_folder(lock: RunLock, args: argparse.Namespace, paths: RunPaths, config: ExperimentConfig) -> None:
+    """Take the run folder's lock and refuse to start afresh over an earlier run's results.
+
+    Raises:
+        RunFolderBusy: another live training holds the folder.
+        ValueError: the folder holds results and neither ``--resume`` nor ``--overwrite`` was given (or ``--resume
+            auto`` found no snapshot to continue).
+    """
+    lock.acquire()
+    try:
+        snapshot = snapshot_path(paths.model_dir, config.segmentation_model.network_type)
+        resuming = bool(args.resume_pkl_path) or (args.resume == "auto" and snapshot.is_file())
+        results = run_results(paths)
+        if results and not resuming and not args.overwrite:
+            shown = ", ".join(str(p.relative_to(paths.run_dir)) for p in results[:4]) + (" ..." if len(results) > 4
+                                                                                          else "")
+            how = ("--resume auto found no snapshot at " + str(snapshot) + "; start afresh with --overwrite"
+                   if args.resume == "auto" else "continue it with --resume auto, or start afresh with --overwrite")
+            raise ValueError(f"{paths.run_dir}: expected a new run folder, got the results of an earlier run "
+                             f"({len(results)} files: {shown}); {how} (which deletes them)")
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _claim_on_main(lock: RunLock, args: argparse.Namespace, paths: RunPaths, config: ExperimentConfig,
+                   dist: DistContext) -> None:
+    """Rank 0 claims the folder; its verdict is shared so that every rank stops alike."""
+    error: Exception | None = None
+    if dist.is_main:
+        try:
+            claim_run_folder(lock, args, paths, config)
+        except (OSError, ValueError) as err:
+            error = err
+    message = dist.broadcast_object(None if error is None else str(error))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise ValueError(message)
+
+
 def run_training(args: argparse.Namespace) -> int:
-    """Run the training command; returns the exit code (128 + signal number after an interrupt)."""
-    _tune_allocator()
+    """Run the training command; returns the exit code (128 + signal number after an interrupt).
+
+    Nothing is written into the run folder before the configuration is valid and the folder is claimed (lock, no
+    earlier results unless ``--resume``/``--overwrite``); ``config.json``, ``train.log`` and ``--overwrite``'s
+    deletion wait until the data and the resume snapshot have been checked too.
+
+    Raises:
+        ValueError, OSError: user errors (bad config, folder in use or holding results, bad data or snapshot).
+        TrainingDiverged: non-finite gradients with ``learning.on_non_finite = "stop"``.
+    """
     level = logging.DEBUG if args.debug else logging.INFO
     if args.debug:
         faulthandler.enable()
     setup_logging(None, level)
     config = load_config(args.json_config_path, args.overrides)
+    paths = build_run_paths(args.save_dir, config.data.dataset_name, args.data_setting,
+                            config.segmentation_model.num_classes, config_name_from_path(args.json_config_path),
+                            args.cval)
+    _tune_allocator()
     dist = init_distributed(args.device)
+    lock = RunLock(paths.run_dir)
+    file_log = DeferredFileHandler()
     try:
-        config_name = config_name_from_path(args.json_config_path)
-        paths = build_run_paths(args.save_dir, config.data.dataset_name, args.data_setting,
-                                config.segmentation_model.num_classes, config_name, args.cval)
-        if dist.is_main:
-            prepare_run_dirs(paths)
-        dist.barrier()
-        setup_logging(paths.log_file if dist.is_main else None, level, dist.rank)
+        _claim_on_main(lock, args, paths, config, dist)
+        setup_logging(file_log if dist.is_main else None, level, dist.rank)
         logger.info("run folder %s (device %s, %d process(es))", paths.run_dir, dist.device, dist.world_size)
         resume_path = resolve_resume(args, paths, config)
         seed_everything(None if args.seed is None else args.seed + dist.rank)
-        if dist.is_main:
+
+        def accept() -> None:
+            if args.overwrite and resume_path is None:
+                clear_results(paths)
+            remove_stale_temp_files(paths.run_dir, older_than_s=0, recursive=True)  # we hold the lock
+            prepare_run_dirs(paths)
+            file_log.open(paths.log_file)
             atomic_write_text(paths.config_json, config.to_json())
+
         options = TrainOptions(
             data_setting=args.data_setting, cval=args.cval, seed=args.seed, data_seed=_data_seed(args.seed, dist),
             n_workers=args.n_workers, pin_memory=not args.no_pin_memory and dist.device.type == "cuda",
-            tensorboard=args.log, resume_path=resume_path, debug=args.debug)
+            tensorboard=args.log, resume_path=resume_path, debug=args.debug, on_accepted=accept)
         progress = None if args.no_progress or not dist.is_main else _tqdm_factory
         try:
             result = train(config, options, paths, dist, progress)
@@ -100,5 +167,7 @@ def run_training(args: argparse.Namespace) -> int:
                 logger.info("TensorBoard: tensorboard --logdir %s", paths.log_dir)
         return 0
     finally:
+        logging.getLogger().removeHandler(file_log)
+        file_log.close()
+        lock.release()
         shutdown_distributed()
-

@@ -22,9 +22,11 @@ import torch
 
 from medseg.config import ExperimentConfig
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
+from medseg.models.checkpoint import save_modules
 from medseg.training import checkpoint as ckpt
 from medseg.training.builders import DataBundle, assemble_batch, build_data, mask_spec
 from medseg.training.distributed import DistContext
+from medseg.training.guards import NonFiniteGuard
 from medseg.training.plots import save_segmentation_plot
 from medseg.training.run_files import LOSS_NAMES, MetricsLog, RunPaths, ScalarLogger, epoch_means
 from medseg.training.signals import StopRequest, TrainingInterrupted
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUMMARY_EVERY = 5  # epochs between TensorBoard image summaries of hard examples
 IMAGE_SUMMARY_SLICES = 4
+SKIPPED = "steps/skipped_non_finite"  # epoch_sums key counting skipped optimiser steps
 
 
 class Progress(Protocol):
@@ -72,6 +75,7 @@ class TrainOptions:
     tensorboard: bool = False
     resume_path: Path | None = None
     debug: bool = False
+    on_accepted: Callable[[], None] | None = None  # rank 0, once config, data and the resume snapshot are checked
 
 
 @dataclass
@@ -147,6 +151,9 @@ class _Run:
         if self.dist.enabled:
             params = list(self.model.parameters())
             after_backward = lambda: self.dist.allreduce_gradients(params)  # noqa: E731
+        guard = NonFiniteGuard(self.model.model, cfg.learning.on_non_finite,
+                               f"Lower learning.lr (now {cfg.learning.lr:g}) or set learning.on_non_finite=skip.")
+        after_backward = guard.wrap(after_backward)
         image_spec, shape_spec = mask_spec(cfg.latent_da.image_code), mask_spec(cfg.latent_da.shape_code)
         completed = True
         batches = iter(data.train_loader)
@@ -165,11 +172,13 @@ class _Run:
                 completed = False
                 break
             images, labels = assemble_batch(batch, cfg.data.keep_orig_image_label_pair_for_training, self.device)
+            guard.before_step(f"epoch {epoch}, batch {state.batches_done}, iteration {state.global_iteration}")
             out = train_step(self.model, images, labels, latent_da=cfg.learning.latent_da,
                              mask_scope=list(cfg.latent_da.mask_scope), image_code_spec=image_spec,
                              shape_code_spec=shape_spec, separate_training=cfg.learning.separate_training,
                              generator=self.step_generator, after_backward=after_backward)
-            for name, value in out.losses.items():
+            guard.check_losses(out.losses)
+            for name, value in ({SKIPPED: 1.0} if guard.skipped else out.losses).items():
                 state.epoch_sums[name] = state.epoch_sums.get(name, 0.0) + float(value)
             state.batches_done += 1
             state.global_iteration += 1
@@ -205,7 +214,10 @@ class _Run:
             self.dist.check_in_sync(self.model.model.values())
         counts = self.dist.sum_dict({"n": float(self.state.batches_done), **self.state.epoch_sums})
         n_iters = int(counts.pop("n"))
-        means = epoch_means(counts, n_iters, (*LOSS_NAMES, "loss/total"))
+        skipped = int(counts.pop(SKIPPED, 0))
+        if skipped and self.dist.is_main:
+            logger.warning("epoch %d: %d of %d optimiser steps skipped (non-finite)", epoch, skipped, n_iters)
+        means = epoch_means(counts, n_iters - skipped, (*LOSS_NAMES, "loss/total"))
         if self.dist.is_main:
             result = validate(self.model, self.data.val_loader, self.config.segmentation_model.num_classes, self.device)
             values = {**{k: means[k] for k in LOSS_NAMES}, "iou/val_iou": result.mean_iou,
@@ -237,7 +249,8 @@ class _Run:
         if (epoch + 1) % self.config.output.save_epoch_every_num_epochs == 0 or epoch == 0:
             targets.append(str(epoch))
         for name in targets:
-            self.model.save_model(self.paths.model_dir, name)
+            save_modules(self.model.model, self.paths.model_dir / name / "checkpoints",
+                         info={"epoch": epoch, "mean_iou": result.mean_iou, "network_type": self.model.network_type})
             if result.images is not None:
                 save_segmentation_plot(
                     self.paths.model_dir / name / "testing_segmentation_results" / "Seg_plots.png",
@@ -268,6 +281,8 @@ def train(config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist
             logger.warning("%s holds a snapshot of an earlier run; starting afresh overwrites it (use --resume auto "
                            "to continue it)", run.snapshot_file)
         dist.broadcast_modules(run.model.model.values())
+    if dist.is_main and options.on_accepted is not None:
+        options.on_accepted()
     state = run.state
     metrics = MetricsLog(paths.metrics_csv, state.epoch) if dist.is_main else None
     scalars = ScalarLogger(paths.log_dir, options.tensorboard and dist.is_main, purge_step=state.epoch or None)

@@ -11,6 +11,7 @@ import csv
 import io
 import logging
 import math
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 
 from medseg.utils.io import atomic_write_text, ensure_writable_dir
+from medseg.utils.paths import check_inside, check_name
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +64,70 @@ class RunPaths:
 
 def build_run_paths(save_dir: str | Path, dataset_name: str, data_setting: str, num_classes: int, config_name: str,
                     cval: int) -> RunPaths:
-    """The published run folder for one experiment (folders are created by :func:`prepare_run_dirs`)."""
+    """The published run folder for one experiment (folders are created by :func:`prepare_run_dirs`).
+
+    Raises:
+        ValueError: if a component would lead outside ``save_dir`` (``--data_setting ../x``, a dataset name with
+            ``/``...), naming the flag or key.
+    """
+    check_name(dataset_name, "data.dataset_name")
+    check_name(str(data_setting), "--data_setting")
+    for part in config_name.split("/"):
+        check_name(part, "--json_config_path (config name)")
     project = f"train_{dataset_name}_{data_setting}_n_cls_{num_classes}"
     experiment_name = f"{config_name}/{cval}"
-    return RunPaths(run_dir=Path(save_dir) / project / experiment_name, experiment_name=experiment_name)
+    run_dir = Path(save_dir) / project / experiment_name
+    check_inside(run_dir, save_dir, "run folder")
+    return RunPaths(run_dir=run_dir, experiment_name=experiment_name)
+
+
+def run_results(paths: RunPaths) -> list[Path]:
+    """Files of an earlier run that a fresh start would overwrite: ``metrics.csv`` and every checkpoint file."""
+    found = [paths.metrics_csv] if paths.metrics_csv.is_file() else []
+    if paths.model_dir.is_dir():
+        found += sorted(p for p in paths.model_dir.rglob("*") if p.is_file() and p.suffix in (".pth", ".pkl"))
+    return found
+
+
+def clear_results(paths: RunPaths) -> None:
+    """Remove an earlier run's results (``--overwrite``): ``model/``, ``log/`` and ``config.json``."""
+    for folder in (paths.model_dir, paths.log_dir):
+        if folder.is_dir():
+            shutil.rmtree(folder)
+    paths.config_json.unlink(missing_ok=True)
+    logger.warning("--overwrite: removed the earlier results in %s", paths.run_dir)
+
+
+class DeferredFileHandler(logging.Handler):
+    """Keeps log records in memory until :meth:`open` names the file; then writes them and everything after.
+
+    Nothing reaches the run folder's ``train.log`` before the run is accepted (config, data and resume checks passed);
+    a rejected run leaves the folder untouched.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: list[logging.LogRecord] = []
+        self._file: logging.FileHandler | None = None
+
+    def open(self, log_file: Path) -> None:
+        ensure_writable_dir(log_file.parent)
+        self._file = logging.FileHandler(log_file, encoding="utf-8")
+        self._file.setFormatter(self.formatter)
+        for record in self._pending:
+            self._file.emit(record)
+        self._pending.clear()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._file is None:
+            self._pending.append(record)
+        else:
+            self._file.emit(record)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        super().close()
 
 
 def prepare_run_dirs(paths: RunPaths) -> None:
@@ -74,8 +136,9 @@ def prepare_run_dirs(paths: RunPaths) -> None:
     ensure_writable_dir(paths.model_dir)
 
 
-def setup_logging(log_file: Path | None, level: int = logging.INFO, rank: int = 0) -> None:
-    """Log to the console (rank 0, or warnings only on other ranks) and to ``log_file`` (appended)."""
+def setup_logging(log_file: Path | DeferredFileHandler | None, level: int = logging.INFO, rank: int = 0) -> None:
+    """Log to the console (rank 0, or warnings only on other ranks) and to ``log_file`` (appended; a
+    :class:`DeferredFileHandler` writes once it is opened)."""
     root = logging.getLogger()
     root.setLevel(level)
     for handler in list(root.handlers):
@@ -88,7 +151,10 @@ def setup_logging(log_file: Path | None, level: int = logging.INFO, rank: int = 
     console.setLevel(level if rank == 0 else logging.WARNING)
     console.setFormatter(fmt)
     handlers: list[logging.Handler] = [console]
-    if log_file is not None:
+    if isinstance(log_file, DeferredFileHandler):
+        handlers.append(log_file)
+        log_file.setFormatter(fmt)
+    elif log_file is not None:
         ensure_writable_dir(log_file.parent)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
         handlers[-1].setFormatter(fmt)

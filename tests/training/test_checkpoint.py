@@ -148,3 +148,52 @@ def test_single_process_collectives_are_no_ops() -> None:
     ctx = DistContext()
     assert not ctx.enabled and ctx.is_main and ctx.any(True) and not ctx.any(False)
     assert ctx.sum_dict({"a": 1.0}) == {"a": 1.0} and ctx.gather_objects(3) == [3] and ctx.broadcast_object(4) == 4
+
+
+# ------------------------------------------------------------------------------ reliability (issue 10)
+def test_snapshot_with_a_malformed_rng_state_is_a_clear_error(tmp_path: Path) -> None:
+    path = _snapshot(tmp_path)
+    snapshot = torch.load(path, weights_only=True)
+    del snapshot["rng"][0]["python"]  # used to surface as KeyError: 'python' when resuming
+    torch.save(snapshot, tmp_path / "no_python.pkl")
+    with pytest.raises(ValueError, match=r"no_python.pkl: RNG state of process 0 is incomplete .*'python'"):
+        ckpt.load_snapshot(tmp_path / "no_python.pkl")
+    snapshot["epoch"] = "three"
+    torch.save(snapshot, tmp_path / "bad_epoch.pkl")
+    with pytest.raises(ValueError, match="bad_epoch.pkl: 'epoch' must be an int >= 0, got 'three'"):
+        ckpt.load_snapshot(tmp_path / "bad_epoch.pkl")
+
+
+def test_snapshot_with_flipped_bytes_or_code_is_refused(tmp_path: Path) -> None:
+    from corrupt_files import flip_bytes
+
+    path = flip_bytes(_snapshot(tmp_path), n=256, at=0.6)
+    with pytest.raises(ValueError, match=r"resume snapshot .*s.pkl: expected an intact torch checkpoint"):
+        ckpt.load_snapshot(path)
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"network_type": "x", "epoch": 0, "model_state": {}, "optimizer_state": {}, "x": Payload()},
+               tmp_path / "evil.pkl")
+    with pytest.raises(ValueError) as info:
+        ckpt.load_snapshot(tmp_path / "evil.pkl")
+    assert "refused for safety" in str(info.value) and "weights_only=False" not in str(info.value)
+
+
+def test_non_finite_snapshot_is_never_written(tmp_path: Path) -> None:
+    module = nn.Linear(2, 2)
+    with torch.no_grad():
+        module.weight[0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"refusing to write snapshot .*nan.pkl \[m\]: expected finite weights"):
+        ckpt.save_snapshot(tmp_path / "nan.pkl", network_type="FCN_16_standard", modules={"m": module},
+                           optimizers={"m": torch.optim.Adam(module.parameters())}, state=ckpt.TrainState(),
+                           config=from_dict({}), run_info={}, rng_states=[])
+    assert not (tmp_path / "nan.pkl").exists()
+
+
+@pytest.mark.parametrize(("setting", "dataset"), [("../../../escape", "ACDC"), ("10", "ACDC/../../x")])
+def test_run_folder_cannot_escape_save_dir(tmp_path: Path, setting: str, dataset: str) -> None:
+    with pytest.raises(ValueError, match="expected a single file or folder name"):
+        build_run_paths(tmp_path, dataset, setting, 4, "ACDC/cooperative_training", 0)

@@ -55,3 +55,30 @@ def cli_args(config: str, root: Path, save_dir: Path, *extra: str, setting: str 
 def run_dir(save_dir: Path, config_name: str = "ACDC/cooperative_training", setting: str = "one_shot") -> Path:
     """The published run folder of a test run."""
     return save_dir / f"train_ACDC_{setting}_n_cls_4" / config_name / "0"
+
+
+def train_error(capsys: pytest.CaptureFixture, argv: list[str], code: int = 2) -> str:
+    """Run ``medseg-train`` in-process, expect exit ``code`` with exactly one error line (no traceback); return it."""
+    from medseg.train_adv_supervised_segmentation_triplet import main
+
+    capsys.readouterr()
+    returned = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("medseg-train: error: ")]
+    assert returned == code and len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+def train_single_threaded(argv: list[str]) -> int:
+    """``medseg-train`` in-process with one torch thread (tiny tensors: threads only cost; used by module fixtures,
+    where the function-scoped ``single_thread`` fixture is not active yet)."""
+    import torch
+
+    from medseg.train_adv_supervised_segmentation_triplet import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return main(argv)
+    finally:
+        torch.set_num_threads(threads)
