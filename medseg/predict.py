@@ -21,6 +21,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
+
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 LABEL_SUFFIXES = ("_seg.nii.gz", "_seg.nii")
 
@@ -28,10 +30,8 @@ logger = logging.getLogger("medseg.predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from medseg.utils.cli import HelpFormatter
-
-    parser = argparse.ArgumentParser(prog="medseg-predict", description="Segment LV, MYO and RV in cardiac MR scans.",
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog="medseg-predict", description="Segment LV, MYO and RV in cardiac MR scans.",
+                            formatter_class=HelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="folder with the <module>.pth files")
     parser.add_argument("--input", type=Path, required=True, help="a NIfTI scan (3D or 4D) or a folder of scans")
     parser.add_argument("--output", type=Path, required=True, help="output label map (file) or folder")
@@ -47,11 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda[:k]")
     parser.add_argument("--batch_slices", type=int, default=10, help="slices per forward pass")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar in folder mode")
+    parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")
     return parser
 
 
 def is_nifti(path: Path) -> bool:
-    return path.is_file() and path.name.endswith(NIFTI_SUFFIXES)
+    """A NIfTI scan to segment: not hidden (``.name`` files include the temporary files of interrupted writes)."""
+    return path.is_file() and path.name.endswith(NIFTI_SUFFIXES) and not path.name.startswith(".")
 
 
 def output_name(path: Path) -> str:
@@ -84,20 +86,34 @@ def plan_jobs(input_path: Path, output_path: Path) -> list[tuple[Path, Path]]:
     return [(input_path, output_path)]
 
 
+def refuse_in_place(jobs: list[tuple[Path, Path]]) -> None:
+    """No output may be one of the inputs (paths resolved, symlinks followed): it would replace a scan by labels.
+
+    Raises:
+        ValueError: naming the output and the input it would overwrite.
+    """
+    inputs = {source.resolve(): source for source, _ in jobs}
+    for source, target in jobs:
+        clash = inputs.get(target.resolve())
+        if clash is None and target.exists():
+            clash = next((s for s in inputs.values() if s.exists() and target.samefile(s)), None)
+        if clash is not None:
+            raise ValueError(f"--output {target}: expected a new file, got the input scan {clash} itself (also via "
+                             "symlinks or hard links); writing the label map there would destroy the scan")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``medseg-predict``; returns the exit code (0 ok, 1 some scans failed, 2 usage error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from medseg.utils.memory import keep_freed_memory
-
-    keep_freed_memory()  # reuse freed activations instead of page-faulting fresh memory per chunk
     if args.n_iter < 1:
         parser.error(f"--n_iter must be >= 1, got {args.n_iter}")
     if args.batch_slices < 1:
         parser.error(f"--batch_slices must be >= 1, got {args.batch_slices}")
     try:
         jobs = plan_jobs(args.input, args.output)
+        refuse_in_place(jobs)
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
     existing = [out for _, out in jobs if out.exists()]
@@ -105,17 +121,30 @@ def main(argv: list[str] | None = None) -> int:
         shown = ", ".join(str(p) for p in existing[:5]) + (" ..." if len(existing) > 5 else "")
         parser.error(f"output exists: {shown}; pass --overwrite to replace")
 
+    return run_cli(parser.prog, lambda: segment_all(args, jobs), args.verbose)
+
+
+def segment_all(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> int:
+    """Load the model once and segment every job; returns 0, or 1 if some scans of a folder failed.
+
+    Raises:
+        OSError, ValueError: an unusable checkpoint, or the failure of the only scan (one error line, exit 2).
+    """
     from medseg.dataset_loader.nifti import read_volume, write_volume
     from medseg.evaluation.inference import load_model
     from medseg.evaluation.scan import segment_volume, select_frame
     from medseg.utils.device import resolve_device
+    from medseg.utils.io import remove_stale_temp_files
+    from medseg.utils.memory import keep_freed_memory
 
+    keep_freed_memory()  # reuse freed activations instead of page-faulting fresh memory per chunk
     device = resolve_device(args.device)
     try:
         model = load_model(args.checkpoint, device, n_iter=args.n_iter)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
-        print(f"medseg-predict: error: cannot load --checkpoint {args.checkpoint}: {err}", file=sys.stderr)
-        return 2
+        raise ValueError(f"cannot load --checkpoint {args.checkpoint}: {err}") from err
+    for folder in {target.parent for _, target in jobs}:
+        remove_stale_temp_files(folder)
     bar = None
     if len(jobs) > 1 and not args.no_progress:
         from tqdm import tqdm
@@ -131,10 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             write_volume(target, labels, volume)
             logger.info("%s -> %s", source, target)
         except (OSError, ValueError) as err:
-            failures += 1
             if len(jobs) == 1:
-                print(f"medseg-predict: error: {err}", file=sys.stderr)
-                return 2
+                raise
+            failures += 1
             logger.error("skipped %s: %s", source, err)
         if bar is not None:
             bar.update()

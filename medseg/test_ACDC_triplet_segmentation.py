@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from medseg.metrics import SUPPORTED_METRICS  # noqa: E402
+from medseg.utils.cli import ArgumentParser, CommandFailed, run_cli  # noqa: E402
 from medseg.utils.memory import keep_freed_memory  # noqa: E402
 from medseg.utils.cli import HelpFormatter  # noqa: E402
 from medseg.utils.device import resolve_device  # noqa: E402
@@ -29,7 +30,7 @@ DEFAULT_DATASETS = ["ACDC", "RandomBias", "RandomSpike", "RandomGhosting", "Rand
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="medseg-test",
         description="Test checkpoints on ACDC, ACDC-C and M&Ms; write patient-wise reports and a robustness table.",
         formatter_class=HelpFormatter,
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "protocol, which keeps the stored intensities)",
     )
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--verbose", "--debug", action="store_true", help="debug logging and error tracebacks")
     return parser
 
 
@@ -82,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    keep_freed_memory()  # reuse freed activations instead of page-faulting fresh memory per chunk
     if args.n_iter < 1:
         parser.error(f"--n_iter must be >= 1, got {args.n_iter}")
     if args.batch_slices < 1:
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--data_root {args.data_root} does not exist; expected a folder holding ACDC/, ACDC-C/, MM/")
 
     from medseg.evaluation.aggregate import class_columns, format_table, main_columns
-    from medseg.evaluation.runner import CheckpointError, run_tests
+    from medseg.evaluation.runner import run_tests
     from medseg.evaluation.runs import discover_runs, parse_method_specs
 
     try:
@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         def progress(description: str, total: int):
             return tqdm(total=total, desc=description, unit="volume", leave=False)
 
-    try:
+    def body() -> int:
+        keep_freed_memory()  # reuse freed activations instead of page-faulting fresh memory per chunk
         outcome = run_tests(
             runs,
             args.data_root,
@@ -125,20 +126,23 @@ def main(argv: list[str] | None = None) -> int:
             reports_dir=args.output_dir,
             normalize_2D=args.normalize_2D,
         )
-    except CheckpointError as err:
-        print(f"medseg-test: error: {err}", file=sys.stderr)
-        return 2
-    table = outcome.table
-    print(f"\nMean Dice over LV/MYO/RV (n_iter = {args.n_iter})\n")
-    print(format_table(table, main_columns(table, args.datasets)))
-    print("\nPer-class Dice\n")
-    print(format_table(table, class_columns(table, args.datasets)))
-    if outcome.notes:
-        print(f"\n{len(outcome.notes)} warnings (see {outcome.paths['warnings']}):")
-        for note in outcome.notes:
-            print(f"  - {note}")
-    print(f"\nAggregate: {outcome.paths['csv']}, {outcome.paths['md']}")
-    return 0
+        if outcome.evaluated == 0:
+            reasons = "; ".join(outcome.notes[:3]) or "no test set was available"
+            raise CommandFailed(f"nothing was evaluated (0 volumes; --datasets {' '.join(args.datasets)}): {reasons}")
+        table = outcome.table
+        print(f"\nMean Dice over LV/MYO/RV (n_iter = {args.n_iter})\n")
+        print(format_table(table, main_columns(table, args.datasets)))
+        print("\nPer-class Dice\n")
+        print(format_table(table, class_columns(table, args.datasets)))
+        if outcome.notes:
+            print(f"\n{len(outcome.notes)} warnings (see {outcome.paths['warnings']}):")
+            for note in outcome.notes:
+                print(f"  - {note}")
+        print(f"\n{outcome.evaluated} volumes evaluated, {outcome.skipped} skipped")
+        print(f"\nAggregate: {outcome.paths['csv']}, {outcome.paths['md']}")
+        return 0
+
+    return run_cli(parser.prog, body, args.verbose)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import pandas as pd
 
 from medseg.dataset_loader.ACDC_few_shot_cv_settings import get_ACDC_split_policy
 from medseg.dataset_loader.base_segmentation_dataset import BaseSegmentationDataset, PatientVolume
+from medseg.dataset_loader.nifti import read_volume_info
 from medseg.evaluation.reports import read_vendors
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class TestSet:
     source: FramesSource
     vendors: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "<pid>_<frame>" volumes whose files are unusable
 
 
 def dataset_folder(data_root: PathLike, name: str) -> Path:
@@ -102,6 +104,7 @@ def build_test_set(name: str, data_root: PathLike, frames: Sequence[str] = ("ED"
     else:
         candidates = sorted(p.name for p in folder.iterdir() if p.is_dir())
     notes: list[str] = []
+    skipped: list[str] = []
     parts = []
     for frame in frames:
         present = [pid for pid in candidates if _has_frame(folder, pid, frame)]
@@ -114,6 +117,17 @@ def build_test_set(name: str, data_root: PathLike, frames: Sequence[str] = ("ED"
             )
             logger.warning(note)
             notes.append(note)
+        usable = []
+        for pid in present:  # a bad file skips its volume (with a warning naming it), not the whole test run
+            problem = _header_problem(folder, pid, frame)
+            if problem is None:
+                usable.append(pid)
+                continue
+            note = f"{name}: volume {pid}_{frame} skipped: {problem}"
+            logger.warning(note)
+            notes.append(note)
+            skipped.append(f"{pid}_{frame}")
+        present = usable
         if present:
             parts.append(
                 BaseSegmentationDataset(
@@ -128,6 +142,9 @@ def build_test_set(name: str, data_root: PathLike, frames: Sequence[str] = ("ED"
                 )
             )
     if not parts:
+        if skipped:
+            raise DatasetUnavailable(f"{name}: none of the {len(skipped)} volume(s) under {folder} is readable "
+                                     f"({notes[-1]}); skipped")
         raise DatasetUnavailable(
             f"{name}: no subject under {folder} has {'/'.join(frames)} files "
             f"({IMAGE_TEMPLATE.replace('{p_id}', '<subject>')}, ...); skipped"
@@ -135,4 +152,19 @@ def build_test_set(name: str, data_root: PathLike, frames: Sequence[str] = ("ED"
     vendors = read_vendors(folder) if name == "MM" else None
     if name == "MM" and vendors is None:
         notes.append(f"MM: {folder / 'vendors.csv'} not found; no vendor breakdown")
-    return TestSet(name, folder, FramesSource(parts), vendors, notes)
+    return TestSet(name, folder, FramesSource(parts), vendors, notes, skipped)
+
+
+def _header_problem(folder: Path, pid: str, frame: str) -> str | None:
+    """Why the image/label pair of ``pid``/``frame`` cannot be tested, from the headers (None if it looks usable)."""
+    image_path = folder / IMAGE_TEMPLATE.format(p_id=pid, frame=frame)
+    label_path = folder / LABEL_TEMPLATE.format(p_id=pid, frame=frame)
+    try:
+        image = read_volume_info(image_path, ndim=3)
+        label = read_volume_info(label_path, ndim=3)
+    except (OSError, ValueError) as err:
+        return str(err)
+    if image.shape != label.shape:
+        return (f"label {label_path} has shape {label.shape} but its image {image_path} has shape {image.shape}; "
+                "expected identical voxel grids")
+    return None

@@ -17,6 +17,8 @@ from medseg.evaluation.datasets import DatasetUnavailable, TestSet, build_test_s
 from medseg.evaluation.inference import check_checkpoint, load_model
 from medseg.evaluation.reports import evaluate_dataset, write_dataset_report
 from medseg.evaluation.runs import Run, report_location
+from medseg.utils.io import remove_stale_temp_files
+from medseg.utils.paths import check_name
 
 logger = logging.getLogger(__name__)
 
@@ -26,13 +28,20 @@ ProgressFactory = Callable[[str, int], Any]  # (description, total) -> object wi
 
 @dataclass
 class TestOutcome:
-    """What :func:`run_tests` produced."""
+    """What :func:`run_tests` produced.
+
+    Attributes:
+        evaluated: volumes (patient/frame pairs) scored, summed over runs and test sets.
+        skipped: volumes that could not be evaluated (unreadable or invalid files; see ``notes``).
+    """
 
     table: pd.DataFrame
     entries: list[RunResults]
     paths: dict[str, Path]
     notes: list[str] = field(default_factory=list)
     report_dirs: list[Path] = field(default_factory=list)
+    evaluated: int = 0
+    skipped: int = 0
 
 
 def open_test_sets(
@@ -50,6 +59,24 @@ def open_test_sets(
             continue
         notes.extend(opened[name].notes)
     return opened, notes
+
+
+def check_writable_target(directory: PathLike, what: str) -> None:
+    """Check, without creating anything, that ``directory`` exists as a writable folder or could be created.
+
+    Raises:
+        PermissionError: naming ``what`` and the folder (or the blocking file / unwritable parent).
+    """
+    directory = Path(directory)
+    probe = directory
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise PermissionError(f"{what} {directory}: expected a folder, but {probe} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {directory}: expected a writable folder, but {probe} is not writable")
 
 
 class CheckpointError(ValueError):
@@ -109,20 +136,31 @@ def run_tests(
 
     Raises:
         CheckpointError: a checkpoint folder is unusable (all are checked before testing starts).
+        ValueError: a dataset name that is not a single folder name.
+        PermissionError: an output folder cannot be written (checked before any inference).
     """
     if not runs:
         raise ValueError("no run to test: give --methods NAME=DIR or --runs_dir")
+    for name in datasets:
+        check_name(name, "--datasets")
     device = device if device is not None else torch.device("cpu")
     metric_names = ["Dice", *[m for m in metric_names if m != "Dice"]]
     check_checkpoints(runs)
     test_sets, notes = open_test_sets(datasets, data_root, frames)
+    check_writable_target(output_dir, "--output_dir")  # before hours of inference, not after
+    out_dirs = {(index, name): report_location(run, name, data_root, test_set.folder, reports_dir)
+                for index, run in enumerate(runs) for name, test_set in test_sets.items()}
+    for (index, _), folder in out_dirs.items():
+        check_writable_target(folder / "predictions" if save_predictions else folder,
+                              f"{runs[index].label}: report folder")
     entries: list[RunResults] = []
     report_dirs: list[Path] = []
-    for run in runs:
+    evaluated = skipped = 0
+    for index, run in enumerate(runs):
         model = load_model(run.checkpoint_dir, device, n_iter=n_iter)
         entry = RunResults(run)
         for name, test_set in test_sets.items():
-            out_dir = report_location(run, name, data_root, test_set.folder, reports_dir)
+            out_dir = out_dirs[index, name]
             bar = progress(f"{run.label} / {name}", test_set.source.patient_number) if progress else None
             result = evaluate_dataset(
                 model,
@@ -148,9 +186,12 @@ def run_tests(
                 "metrics": list(metric_names),
                 "normalize_2D": normalize_2D,
             }
+            remove_stale_temp_files(out_dir)
             write_dataset_report(result, out_dir, n_iter, info, test_set.vendors)
             report_dirs.append(out_dir)
             notes.extend(f"{run.label}: {note}" for note in result.warnings)
+            evaluated += len(result.detailed)
+            skipped += test_set.source.patient_number - len(result.detailed) + len(test_set.skipped)
             if result.detailed.empty:
                 notes.append(f"{run.label}: {name}: no patient could be evaluated")
                 continue
@@ -160,5 +201,8 @@ def run_tests(
             )
         entries.append(entry)
         del model
+    if skipped:
+        notes.append(f"{skipped} volume(s) skipped because their files are unreadable or invalid (see the warnings "
+                     "above)")
     table, paths = write_aggregate(entries, datasets, output_dir, n_iter, notes)
-    return TestOutcome(table, entries, paths, notes, report_dirs)
+    return TestOutcome(table, entries, paths, notes, report_dirs, evaluated, skipped)

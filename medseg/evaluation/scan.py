@@ -20,7 +20,13 @@ import torch
 
 from medseg.dataset_loader.crop import CropInfo, crop_or_pad
 from medseg.dataset_loader.nifti import Volume
-from medseg.dataset_loader.preprocessing import TARGET_SPACING_XY, normalize_percentile, resample_in_plane
+from medseg.dataset_loader.preprocessing import (
+    TARGET_SPACING_XY,
+    check_image_intensities,
+    check_spacing_plausible,
+    normalize_percentile,
+    resample_in_plane,
+)
 from medseg.evaluation.geometry import to_reference_grid
 from medseg.evaluation.inference import predict_stack
 
@@ -86,8 +92,8 @@ def prepare_scan(volume: Volume) -> PreparedScan:
     """Normalise, resample in-plane to 1.36719 mm and crop/pad a 3D ``volume`` (see the module docstring)."""
     if volume.ndim != 3:
         raise ValueError(f"{volume.name}: prepare_scan expects a 3D volume, got shape {volume.array.shape}")
-    if not np.isfinite(volume.array).all():
-        raise ValueError(f"{volume.name}: the image holds NaN or Inf voxels; expected finite intensities")
+    check_image_intensities(volume)  # finite and not constant
+    check_spacing_plausible(volume)  # a unit error (cm for mm) would be resampled into nonsense
     normalized = volume.with_array(normalize_percentile(volume.array))  # the preprocessing steps of spec e.3
     grid = resample_in_plane(normalized, TARGET_SPACING_XY, is_label=False)  # no-op within 1e-4 mm
     image, info = crop_or_pad(grid.array.astype(np.float32), CROP_SIZE)  # (Z, 192, 192)

@@ -54,7 +54,7 @@ def keep_freed_memory(trim_threshold: int = DEFAULT_TRIM_THRESHOLD) -> bool:
     trim_threshold = int(min(max(trim_threshold, 0), 2**31 - 1))
     ok = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))
     if ok:
-        logger.info("glibc allocator: mmap disabled, trim threshold %d bytes", trim_threshold)
+        logger.debug("glibc allocator: mmap disabled, trim threshold %d bytes", trim_threshold)
     else:
         logger.warning("mallopt refused the allocator settings; allocator left as is")
     return ok

@@ -94,3 +94,63 @@ def test_folder_mode_writes_one_label_map_per_scan(tmp_path, fresh_checkpoint):
     assert code == 0
     assert sorted(p.name for p in (tmp_path / "segs").iterdir()) == ["a_seg.nii.gz", "b_seg.nii.gz"]
     assert read_volume(tmp_path / "segs" / "b_seg.nii.gz").array.shape == (1, 40, 56)
+
+
+# ------------------------------------------------------------------------------ reliability (issue 10)
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("medseg-predict: error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_output_that_is_the_input_is_refused(tmp_path, fresh_checkpoint, capsys):
+    scan = write_scan(tmp_path / "scan.nii.gz", shape=(1, 48, 48), spacing=(1.36719, 1.36719, 8.0))
+    original = scan.read_bytes()
+    link = tmp_path / "link.nii.gz"
+    link.symlink_to(scan)
+    for output in (scan, tmp_path / "." / "scan.nii.gz", link):  # the same file, also via a symlink
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--checkpoint", str(fresh_checkpoint), "--input", str(scan), "--output", str(output), "--overwrite"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and len(err) == 1
+        assert "expected a new file, got the input scan" in err[0] and str(output) in err[0]
+    assert scan.read_bytes() == original
+
+
+def test_folder_mode_skips_hidden_temp_files(tmp_path, fresh_checkpoint):
+    folder = tmp_path / "scans"
+    write_scan(folder / "a.nii.gz", shape=(1, 48, 48), spacing=(1.36719, 1.36719, 8.0))
+    (folder / ".a.k2j8ab1x.tmp.nii.gz").write_bytes(b"left by a killed writer")
+    code = main(["--checkpoint", str(fresh_checkpoint), "--input", str(folder), "--output", str(folder),
+                 "--n_iter", "1", "--no_progress"])
+    assert code == 0
+    assert sorted(p.name for p in folder.iterdir()) == [".a.k2j8ab1x.tmp.nii.gz", "a.nii.gz", "a_seg.nii.gz"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit_flipped"])
+def test_damaged_scan_is_one_clear_error(tmp_path, fresh_checkpoint, capsys, damage):
+    from corrupt_files import DAMAGE
+
+    scan = DAMAGE[damage](write_scan(tmp_path / "scan.nii.gz", shape=(2, 64, 64), spacing=(1.36719, 1.36719, 8.0)))
+    code = main(["--checkpoint", str(fresh_checkpoint), "--input", str(scan), "--output", str(tmp_path / "o.nii.gz"),
+                 "--n_iter", "1"])
+    line = _one_error_line(capsys)
+    assert code == 2 and "scan.nii.gz: " in line and ("truncated" in line or "corrupt" in line)
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_non_finite_weights_are_refused(tmp_path, fresh_checkpoint, capsys):
+    import shutil
+
+    import torch
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(fresh_checkpoint, checkpoint)
+    (checkpoint / "manifest.json").unlink()
+    state = torch.load(checkpoint / "shape_decoder.pth", weights_only=True)
+    next(iter(state.values())).view(-1)[0] = float("inf")
+    torch.save(state, checkpoint / "shape_decoder.pth")
+    scan = write_scan(tmp_path / "scan.nii.gz", shape=(1, 48, 48), spacing=(1.36719, 1.36719, 8.0))
+    code = main(["--checkpoint", str(checkpoint), "--input", str(scan), "--output", str(tmp_path / "o.nii.gz")])
+    assert code == 2 and "shape_decoder.pth: expected finite weights" in _one_error_line(capsys)
