@@ -245,7 +245,7 @@ def test_published_training_script_calls(tmp_path):
 
     # best model, figure, periodic checkpoint with optimisers, interruption snapshot, resume
     model.save_model(str(tmp_path), "best")
-    files = sorted(p.name for p in (tmp_path / "best" / "checkpoints").iterdir())
+    files = sorted(p.name for p in (tmp_path / "best" / "checkpoints").glob("*.pth"))  # + manifest.json
     assert files == sorted(f"{m}.pth" for m in MODULES)
     figure = model.save_testing_images_results(str(tmp_path), "best", max_slices=5)
     assert figure == tmp_path / "best" / "testing_segmentation_results" / "Seg_plots.png" and figure.stat().st_size

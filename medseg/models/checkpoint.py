@@ -90,7 +90,8 @@ def safe_load(path: PathLike, device: torch.device | str = "cpu", expected: Mapp
     Args:
         path: the file.
         device: ``map_location``.
-        expected: ``{'sha256': hex, 'size': int}`` from a manifest, checked before loading.
+        expected: ``{'sha256': hex, 'size': int}`` checked before loading; None = the entry of the folder's
+            manifest, if the file is listed there (:func:`manifest_entry`).
 
     Raises:
         FileNotFoundError: naming the file, if it does not exist.
@@ -100,6 +101,8 @@ def safe_load(path: PathLike, device: torch.device | str = "cpu", expected: Mapp
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if expected is None:
+        expected = manifest_entry(path)
     data = path.read_bytes()
     if expected is not None:
         digest = hashlib.sha256(data).hexdigest()
@@ -169,6 +172,9 @@ def resolve_checkpoint_dir(checkpoint_dir: PathLike, names: tuple[str, ...]) -> 
         raise FileNotFoundError(f"checkpoint_dir {directory} does not exist or is not a folder")
     for candidate in (directory, directory / "checkpoints"):
         if all((candidate / f"{name}.pth").is_file() for name in names):
+            if not (candidate / MANIFEST_NAME).is_file():
+                logger.info("%s has no %s (a published or older checkpoint): file hashes are not checked, only the "
+                            "files' own CRC-32", candidate, MANIFEST_NAME)
             return candidate
     missing = next(name for name in names if not (directory / f"{name}.pth").is_file())
     raise FileNotFoundError(
@@ -197,6 +203,29 @@ def read_manifest(directory: PathLike) -> dict[str, Any] | None:
     return manifest
 
 
+def _torn(directory: Path, manifest: Mapping[str, Any]) -> CheckpointIntegrityError:
+    return CheckpointIntegrityError(
+        f"{directory}: expected a complete checkpoint set, got a torn one: writing it (epoch "
+        f"{manifest.get('epoch', '?')}) was interrupted, so its module files may come from different epochs; "
+        "resume the training to rewrite it, or use another checkpoint")
+
+
+def manifest_entry(path: PathLike) -> Mapping[str, Any] | None:
+    """The manifest entry of a checkpoint file (None if its folder has no manifest or does not list it).
+
+    Raises:
+        CheckpointIntegrityError: if the folder's manifest marks the set as incomplete (torn).
+    """
+    path = Path(path)
+    manifest = read_manifest(path.parent)
+    if manifest is None:
+        return None
+    if not manifest.get("complete"):
+        raise _torn(path.parent, manifest)
+    entry = manifest.get("files", {}).get(path.name)
+    return entry if isinstance(entry, Mapping) else None
+
+
 def load_modules(modules: Mapping[str, nn.Module], checkpoint_dir: PathLike, device: torch.device) -> Path:
     """Strictly load ``<checkpoint_dir>/<name>.pth`` into every module, verified against the folder's manifest.
 
@@ -210,14 +239,8 @@ def load_modules(modules: Mapping[str, nn.Module], checkpoint_dir: PathLike, dev
     """
     directory = resolve_checkpoint_dir(checkpoint_dir, tuple(modules))
     manifest = read_manifest(directory)
-    if manifest is None:
-        logger.info("%s has no %s (a published or older checkpoint): file hashes are not checked, only the files' "
-                    "own CRC-32", directory, MANIFEST_NAME)
-    elif not manifest.get("complete"):
-        raise CheckpointIntegrityError(
-            f"{directory}: expected a complete checkpoint set, got a torn one: writing it (epoch "
-            f"{manifest.get('epoch', '?')}) was interrupted, so its module files may come from different epochs; "
-            "resume the training to rewrite it, or use another checkpoint")
+    if manifest is not None and not manifest.get("complete"):
+        raise _torn(directory, manifest)
     files = manifest.get("files", {}) if manifest else {}
     for name, module in modules.items():
         path = directory / f"{name}.pth"

@@ -25,6 +25,8 @@ from medseg.training.run_files import (
     prepare_run_dirs,
     run_results,
     setup_logging,
+    teardown_logging,
+    training_folders,
 )
 from medseg.training.run_lock import RunLock
 from medseg.training.signals import TrainingInterrupted
@@ -126,6 +128,13 @@ def run_training(args: argparse.Namespace) -> int:
     if args.debug:
         faulthandler.enable()
     setup_logging(None, level)
+    try:
+        return _run_training(args, level)
+    finally:
+        teardown_logging()  # an in-process caller (tests, notebooks) keeps no handler of this run
+
+
+def _run_training(args: argparse.Namespace, level: int) -> int:
     config = load_config(args.json_config_path, args.overrides)
     paths = build_run_paths(args.save_dir, config.data.dataset_name, args.data_setting,
                             config.segmentation_model.num_classes, config_name_from_path(args.json_config_path),
@@ -144,7 +153,8 @@ def run_training(args: argparse.Namespace) -> int:
         def accept() -> None:
             if args.overwrite and resume_path is None:
                 clear_results(paths)
-            remove_stale_temp_files(paths.run_dir, older_than_s=0, recursive=True)  # we hold the lock
+            for folder in training_folders(paths):  # only what training writes (not medseg-test reports)
+                remove_stale_temp_files(folder, older_than_s=0)  # we hold the lock: every temp file is stale
             prepare_run_dirs(paths)
             file_log.open(paths.log_file)
             atomic_write_text(paths.config_json, config.to_json())

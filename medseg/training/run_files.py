@@ -89,6 +89,13 @@ def run_results(paths: RunPaths) -> list[Path]:
     return found
 
 
+def training_folders(paths: RunPaths) -> list[Path]:
+    """Folders that training writes into (run folder, log, checkpoint and plot folders), for temp-file cleaning."""
+    model = [p for p in paths.model_dir.glob("*/*") if p.is_dir() and p.name in ("checkpoints",
+                                                                                 "testing_segmentation_results")]
+    return [paths.run_dir, paths.log_dir, *sorted(model)]
+
+
 def clear_results(paths: RunPaths) -> None:
     """Remove an earlier run's results (``--overwrite``): ``model/``, ``log/`` and ``config.json``."""
     for folder in (paths.model_dir, paths.log_dir):
@@ -136,15 +143,21 @@ def prepare_run_dirs(paths: RunPaths) -> None:
     ensure_writable_dir(paths.model_dir)
 
 
+def teardown_logging() -> None:
+    """Detach (and close) the handlers :func:`setup_logging` attached, e.g. at the end of an in-process run."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_medseg", False):
+            root.removeHandler(handler)
+            handler.close()
+
+
 def setup_logging(log_file: Path | DeferredFileHandler | None, level: int = logging.INFO, rank: int = 0) -> None:
     """Log to the console (rank 0, or warnings only on other ranks) and to ``log_file`` (appended; a
     :class:`DeferredFileHandler` writes once it is opened)."""
     root = logging.getLogger()
     root.setLevel(level)
-    for handler in list(root.handlers):
-        if getattr(handler, "_medseg", False):
-            root.removeHandler(handler)
-            handler.close()
+    teardown_logging()
     prefix = f"[rank {rank}] " if rank else ""
     fmt = logging.Formatter(f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s", "%H:%M:%S")
     console = logging.StreamHandler(sys.stderr)

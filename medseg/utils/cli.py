@@ -65,11 +65,15 @@ class CommandFailed(Exception):
         self.exit_code = exit_code
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` whose usage errors are one line: ``<prog>: error: <message> (see <prog> --help)``."""
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line: ``<prog>: error: <message> (see <prog> --help)``."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+#: The parser every medseg tool builds (the name tools use; tests find tools by it).
+ArgumentParser = _OneLineErrorParser
 
 
 def one_line(message: object) -> str:

