@@ -25,7 +25,7 @@ if __name__ == "__main__" and not __package__:  # run as a file from a checkout:
 
 from medseg.dataset_loader import provenance  # noqa: E402
 from medseg.dataset_loader.nifti import read_volume  # noqa: E402
-from medseg.dataset_loader.preprocessing import ACDC_TO_MEDSEG, RunReport, outputs_complete  # noqa: E402
+from medseg.dataset_loader.preprocessing import ACDC_TO_MEDSEG, RunReport, start_subject  # noqa: E402
 from medseg.dataset_loader.preprocessing import preprocess_pair, run_subjects, write_subject  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 from medseg.utils.io import ensure_writable_dir  # noqa: E402
@@ -116,7 +116,7 @@ def preprocess_patient(folder: PathLike, output_root: PathLike, overwrite: bool 
     folder = Path(folder)
     pid = PATIENT_PATTERN.match(folder.name).group(1) if PATIENT_PATTERN.match(folder.name) else folder.name
     out_dir = Path(output_root) / pid
-    if not overwrite and outputs_complete(out_dir):
+    if not start_subject(out_dir, overwrite):
         return False
     info = read_info(folder / "Info.cfg")
     volumes = {}

@@ -29,7 +29,7 @@ import pandas as pd  # noqa: E402
 from medseg.dataset_loader import provenance  # noqa: E402
 from medseg.dataset_loader.nifti import Volume, read_volume  # noqa: E402
 from medseg.dataset_loader.preprocessing import RunReport, outputs_complete, preprocess_pair  # noqa: E402
-from medseg.dataset_loader.preprocessing import run_subjects, write_subject  # noqa: E402
+from medseg.dataset_loader.preprocessing import run_subjects, start_subject, write_subject  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 from medseg.utils.io import atomic_open, ensure_writable_dir  # noqa: E402
 
@@ -144,7 +144,7 @@ def preprocess_subject(
     folder = Path(folder)
     code = folder.name
     out_dir = Path(output_root) / code
-    if not overwrite and outputs_complete(out_dir):
+    if not start_subject(out_dir, overwrite):
         return False
     if meta is None:
         raise KeyError(f"subject {code} ({folder}) is not listed in the metadata CSV; expected a row with its ED/ES")

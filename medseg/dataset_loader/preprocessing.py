@@ -160,6 +160,12 @@ def outputs_complete(folder: PathLike, names: Iterable[str] = OUTPUT_NAMES) -> b
     return all((Path(folder) / name).is_file() for name in names)
 
 
+def start_subject(folder: PathLike, overwrite: bool, names: Iterable[str] = OUTPUT_NAMES) -> bool:
+    """Remove temp files a killed run left in a subject's output folder; True if the subject must be (re)done."""
+    remove_stale_temp_files(folder)
+    return overwrite or not outputs_complete(folder, names)
+
+
 def write_subject(folder: PathLike, volumes: Mapping[str, Volume]) -> list[Path]:
     """Write all outputs of one subject; if any write fails, the files already written for it are removed.
 
@@ -168,7 +174,6 @@ def write_subject(folder: PathLike, volumes: Mapping[str, Volume]) -> list[Path]
         volumes: file name → volume (images float32, labels uint8).
     """
     folder = Path(folder)
-    remove_stale_temp_files(folder)
     written: list[Path] = []
     try:
         for name, volume in volumes.items():

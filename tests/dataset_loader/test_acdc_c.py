@@ -182,8 +182,8 @@ def test_stale_temp_files_are_removed(tmp_path):
     import os
 
     source = write_tiny_acdc(tmp_path / "ACDC", ["007"], shape=(3, 64, 80))
+    generate_acdc_c(source, tmp_path / "out", subjects=["007"], copies=1, artefacts=["RandomBias"])
     case = tmp_path / "out" / "RandomBias" / "007_0"
-    case.mkdir(parents=True)
     stale = case / ".ED_img.k2j8ab1x.tmp.nii.gz"
     stale.write_bytes(b"partial write of a killed run")
     os.utime(stale, (1, 1))

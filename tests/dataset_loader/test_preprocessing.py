@@ -430,11 +430,11 @@ def test_unusable_images_are_refused(tmp_path, kind):
 
 def test_stale_temp_files_of_a_killed_run_are_removed(tmp_path):
     write_acdc_patient(tmp_path / "raw", 1)
+    assert preprocess_acdc(tmp_path / "raw", tmp_path / "out").done == ["001"]
     out = tmp_path / "out/001"
-    out.mkdir(parents=True)
     stale, fresh, foreign = out / ".ED_img.abcd1234.tmp.nii.gz", out / ".ES_img.wxyz9876.tmp.nii.gz", out / ".notes"
     for path in (stale, fresh, foreign):
         path.write_bytes(b"partial")
     os.utime(stale, (1, 1))  # left by a kill -9 long ago
-    assert preprocess_acdc(tmp_path / "raw", tmp_path / "out").done == ["001"]
+    assert preprocess_acdc(tmp_path / "raw", tmp_path / "out").skipped == ["001"]  # the next run of the tool
     assert not stale.exists() and fresh.exists() and foreign.exists()  # only old files of our own pattern
