@@ -10,9 +10,11 @@ The real datasets need registration, so the project ships this generator. It wri
   only) plus the metadata CSV (leading index column, ``External code, VendorName, Vendor, Centre, ED, ES`` with 0-based
   frame indices, ...).
 
-Volumes have rotated direction cosines and random origins like scanner data. Anatomy comes from
-:mod:`~medseg.dataset_loader.synthetic_anatomy`, scanner appearance from
-:mod:`~medseg.dataset_loader.synthetic_appearance`.
+Volumes have rotated direction cosines and random origins like scanner data. The heart comes from
+:mod:`~medseg.dataset_loader.synthetic_heart`, the torso from :mod:`~medseg.dataset_loader.synthetic_anatomy`, the
+site styles from :mod:`~medseg.dataset_loader.synthetic_appearance`, the bSSFP acquisition from
+:mod:`~medseg.dataset_loader.synthetic_mri`; :mod:`~medseg.dataset_loader.synthetic_stack` renders a stack
+(``docs/PHANTOM.md`` describes the whole model).
 Everything is deterministic for a given seed: subject ``i`` of domain ``d`` draws from
 ``np.random.default_rng([seed, d, i])``, so the output does not depend on the number of worker processes.
 """
@@ -27,13 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import zoom
 
 from medseg.dataset_loader.nifti import write_volume
-from medseg.dataset_loader.synthetic_anatomy import GROUPS, LV, MYO, RV, heart_box, heart_geometry, heart_labels
-from medseg.dataset_loader.synthetic_anatomy import heart_polar, make_grid, render_background, render_heart
-from medseg.dataset_loader.synthetic_anatomy import sample_anatomy
-from medseg.dataset_loader.synthetic_appearance import DOMAINS, apply_appearance, bias_field, sample_appearance
+from medseg.dataset_loader.synthetic_appearance import CENTRES, sample_group, site_style
+from medseg.dataset_loader.synthetic_heart import GROUPS, LV, MYO, RV
+from medseg.dataset_loader.synthetic_stack import Stack, SyntheticSettings, render_stack
 from medseg.utils.io import atomic_open, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -46,92 +46,15 @@ MNMS_CSV_NAME = "211230_M&Ms_Dataset_information_diagnosis_opendataset.csv"
 MNMS_CSV_COLUMNS = ("External code", "VendorName", "Vendor", "Centre", "ED", "ES", "Age", "Pathology", "Sex", "Height",
                     "Weight")
 VENDORS: dict[str, tuple[str, tuple[int, ...]]] = {
-    "A": ("Siemens", (1,)),
-    "B": ("Philips", (2, 3)),
-    "C": ("GE", (4,)),
-    "D": ("Canon", (5,)),
+    "A": ("Siemens", CENTRES["A"]),
+    "B": ("Philips", CENTRES["B"]),
+    "C": ("GE", CENTRES["C"]),
+    "D": ("Canon", CENTRES["D"]),
 }
 DOMAIN_IDS = {"ACDC": 0, "A": 1, "B": 2, "C": 3, "D": 4}
 #: medseg labels (1 LV, 2 MYO, 3 RV) → raw ACDC labels (1 RV, 2 MYO, 3 LV).
 MEDSEG_TO_ACDC = np.array([0, 3, 2, 1], dtype=np.uint8)
 _MNMS_PATHOLOGY = {"NOR": "NOR", "DCM": "DCM", "HCM": "HCM", "MINF": "IHD", "RV": "ARV"}
-
-
-@dataclass(frozen=True)
-class SyntheticSettings:
-    """Size knobs of the generator (the defaults give realistic stacks; tests shrink them).
-
-    Attributes:
-        fov_mm: range of the field-of-view width in mm.
-        spacing_scale: multiplies the in-plane pixel size of every domain (> 1 gives smaller matrices).
-        n_slices: inclusive range of slices per stack.
-        mnms_frames: inclusive range of cine frames in the M&Ms 4D volumes.
-        acdc_frames: inclusive range of ``NbFrame`` in ACDC ``Info.cfg``.
-    """
-
-    fov_mm: tuple[float, float] = (260.0, 380.0)
-    spacing_scale: float = 1.0
-    n_slices: tuple[int, int] = (6, 12)
-    mnms_frames: tuple[int, int] = (8, 13)
-    acdc_frames: tuple[int, int] = (20, 35)
-
-
-@dataclass(frozen=True)
-class Stack:
-    """A synthetic cine stack: ``images``/``labels`` are ``(T, Z, H, W)`` (int16 / uint8 medseg labels)."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    spacing: tuple[float, float, float]  # x, y, z in mm
-    origin: tuple[float, float, float]
-    direction: tuple[float, ...]  # 3×3 row-major
-
-
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
-
-
-def render_stack(
-    domain: str, group: str, contractions: Sequence[float], rng: np.random.Generator, settings: SyntheticSettings
-) -> Stack:
-    """Draw a subject of ``domain`` and render its short-axis stack at the given contraction states (0 ED, 1 ES)."""
-    style = DOMAINS[domain]
-    spacing = float(rng.uniform(*style.spacing)) * settings.spacing_scale
-    fov_x = float(rng.uniform(*settings.fov_mm))
-    fov_y = fov_x if rng.random() < style.matrix_square else fov_x * float(rng.uniform(0.75, 0.95))
-    h, w = max(16, round(fov_y / spacing)), max(16, round(fov_x / spacing))
-    n_slices = int(rng.integers(settings.n_slices[0], settings.n_slices[1] + 1))
-    thickness = float(np.clip(round(rng.uniform(70.0, 100.0) * 0.88 / n_slices, 1), 5.0, 10.0))
-    anatomy = sample_anatomy(rng, (w * spacing, h * spacing), group)
-    appearance = sample_appearance(domain, rng)
-    grid = make_grid(anatomy, (h, w), spacing)
-    positions = np.linspace(*anatomy.u_range, n_slices)
-    # Smooth tissue inhomogeneity of the surroundings (flat grey organs look synthetic).
-    coarse = rng.normal(0.0, 1.0, (n_slices, 5, 5)).astype(np.float32)
-    texture = 1.0 + 0.07 * zoom(coarse, (1.0, h / 5, w / 5), order=1, mode="nearest", grid_mode=True)
-    backgrounds = [render_background(anatomy, grid, float(u), appearance.contrast) * texture[z]
-                   for z, u in enumerate(positions)]
-    bias = bias_field((n_slices, h, w), appearance)
-    box = heart_box(anatomy, grid)  # the heart is drawn only inside its bounding box (speed)
-    polars = [heart_polar(anatomy, grid.crop(box), float(u)) for u in positions]
-    images = np.empty((len(contractions), n_slices, h, w), dtype=np.int16)
-    labels = np.zeros((len(contractions), n_slices, h, w), dtype=np.uint8)
-    for t, c in enumerate(contractions):
-        signal = np.stack(backgrounds)
-        for z, polar in enumerate(polars):
-            heart = heart_geometry(anatomy, polar, float(c))
-            signal[z][box] = render_heart(backgrounds[z][box], heart, spacing, appearance.contrast)
-            labels[t, z][box] = heart_labels(heart)
-        images[t] = apply_appearance(signal, appearance, spacing, bias, rng)
-    direction = _random_rotation(rng)
-    origin = rng.uniform(-200.0, 200.0, 3)
-    return Stack(
-        images, labels, (spacing, spacing, thickness), tuple(origin.tolist()), tuple(direction.ravel().tolist())
-    )
 
 
 def acdc_group(patient_number: int) -> str | None:
@@ -205,11 +128,13 @@ def write_mnms_subject(
 ) -> dict[str, object]:
     """Generate and write one M&Ms subject under ``root``; returns its metadata CSV row."""
     rng = np.random.default_rng([seed, DOMAIN_IDS[vendor], index])
-    group = str(rng.choice(sorted(GROUPS)))
+    vendor_name, centres = VENDORS[vendor]
+    centre = int(centres[index % len(centres)])
+    group = sample_group(site_style(vendor, centre), rng)
     n_frames = int(rng.integers(settings.mnms_frames[0], settings.mnms_frames[1] + 1))
     ed = 0 if rng.random() < 0.8 else 1
     es = ed + max(1, int(round(n_frames * rng.uniform(0.3, 0.42))))
-    stack = render_stack(vendor, group, contraction_curve(n_frames, ed, es).tolist(), rng, settings)
+    stack = render_stack(vendor, group, contraction_curve(n_frames, ed, es).tolist(), rng, settings, centre)
     gt = np.zeros_like(stack.labels)
     gt[[ed, es]] = stack.labels[[ed, es]]
     direction = np.eye(4)
@@ -218,12 +143,11 @@ def write_mnms_subject(
     folder = Path(root) / mnms_folder(vendor, index, n_per_vendor) / code
     write_volume(folder / f"{code}_sa.nii.gz", stack.images, **geometry)
     write_volume(folder / f"{code}_sa_gt.nii.gz", gt, **geometry)
-    vendor_name, centres = VENDORS[vendor]
     return {
         "External code": code,
         "VendorName": vendor_name,
         "Vendor": vendor,
-        "Centre": int(centres[index % len(centres)]),
+        "Centre": centre,
         "ED": ed,
         "ES": es,
         "Age": int(rng.integers(18, 85)),

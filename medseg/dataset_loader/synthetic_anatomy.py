@@ -1,14 +1,13 @@
-"""Phantom anatomy of a short-axis cardiac cine stack: geometry and tissue layout, no scanner appearance.
+"""Torso of the synthetic short-axis phantom: chest wall, lungs, liver and diaphragm, stomach, spleen, spine, aorta,
+arms, drawn around a :class:`~medseg.dataset_loader.synthetic_heart.HeartModel`.
 
-A subject is a :class:`Anatomy` drawn once from a random generator. Every slice of its stack is rendered from it at a
-position ``u`` along the left-ventricular long axis (0 = base, 1 = apex) and a contraction state ``c`` (0 = end
-diastole, 1 = end systole). All lengths are millimetres in a *patient* in-plane frame whose origin is the centre of
-the body outline: ``x`` points to the patient's left (image right), ``y`` posterior (image down). Shapes are described
-by approximate signed distances (negative inside), which give both the hard label masks (at pixel centres) and soft
-partial-volume occupancies for the image.
-
-Labels follow the medseg convention (1 LV cavity incl. papillary muscles, 2 LV myocardium, 3 RV cavity); the writers
-in :mod:`medseg.dataset_loader.synthetic` convert them to the raw ACDC convention when needed.
+Canonical frame as in :mod:`~medseg.dataset_loader.synthetic_heart` (mm, origin at the LV centre, ``x`` image right =
+patient left, ``y`` down = posterior). A short-axis plane is double oblique to the body, so the torso section is a
+tilted ellipse that is wider than most fields of view; the anterior chest wall runs diagonally across the top, its
+inner surface against the RV free wall; lungs lie at the sides and behind the heart; below the diaphragm the liver
+(image left) rises against the inferior wall from mid-ventricular level on, the stomach and spleen appear at apical
+levels on the image right. Signals are signed (fat negative, see
+:func:`~medseg.dataset_loader.synthetic_heart.render_heart`).
 """
 
 from __future__ import annotations
@@ -18,370 +17,304 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LV, MYO, RV = 1, 2, 3
-
-#: Pathology groups of the ACDC challenge, with (endocardial radius mm, myocardial thickness mm, ejection fraction,
-#: RV crescent depth relative to the LV epicardial radius) ranges at end diastole.
-GROUPS: dict[str, dict[str, tuple[float, float]]] = {
-    "NOR": {"radius": (21.0, 25.0), "thickness": (7.0, 9.5), "ef": (0.55, 0.70), "rv": (0.75, 1.05)},
-    "DCM": {"radius": (27.0, 32.0), "thickness": (6.0, 7.5), "ef": (0.40, 0.47), "rv": (0.60, 0.90)},
-    "HCM": {"radius": (17.0, 21.0), "thickness": (10.0, 12.0), "ef": (0.60, 0.70), "rv": (0.70, 0.95)},
-    "MINF": {"radius": (24.0, 29.0), "thickness": (6.0, 8.5), "ef": (0.40, 0.50), "rv": (0.65, 0.95)},
-    "RV": {"radius": (20.0, 24.0), "thickness": (7.0, 9.5), "ef": (0.50, 0.65), "rv": (1.10, 1.45)},
-}
+from medseg.dataset_loader.synthetic_heart import HeartModel, heart_shape, lv_centre
+from medseg.dataset_loader.synthetic_shapes import EllipseSpec, Grid, ellipse_distance, occupancy, paint, paint_ellipse
+from medseg.dataset_loader.synthetic_texture import ANGLES, angle_index, harmonic_profile
 
 
 @dataclass(frozen=True)
-class Ellipse:
-    """An ellipse (or disk) in the patient frame; ``angle`` rotates its first axis (radians)."""
+class Torso:
+    """Random geometry of the body around one heart (canonical frame, mm)."""
 
-    x: float
-    y: float
-    ax: float
-    ay: float
-    angle: float = 0.0
-
-    def distance(self, px: np.ndarray, py: np.ndarray, scale: float = 1.0) -> np.ndarray:
-        """Approximate signed distance in mm (radial to the outline), negative inside; ``scale`` shrinks the axes."""
-        c, s = math.cos(self.angle), math.sin(self.angle)
-        dx, dy = px - self.x, py - self.y
-        u = c * dx + s * dy
-        v = -s * dx + c * dy
-        ax, ay = max(self.ax * scale, 1e-3), max(self.ay * scale, 1e-3)
-        k = np.hypot(u / ax, v / ay)
-        rho = np.hypot(u, v)
-        return np.where(k > 1e-6, rho * (1.0 - 1.0 / np.maximum(k, 1e-6)), -min(ax, ay))
-
-
-@dataclass(frozen=True)
-class Anatomy:
-    """All random geometry of one subject (mm, radians; see the module docstring for the frame)."""
-
-    group: str
-    scene_angle: float  # rotation of the whole scene in the image
-    body_offset: tuple[float, float]  # body centre relative to the FOV centre, image frame
-    body: Ellipse
-    fat_thickness: float
-    fat_modulation: np.ndarray  # (2, 2): relative amplitude and phase of orders 2 and 3 of the fat thickness
-    muscle_thickness: float
-    cavity: Ellipse  # thoracic cavity (lungs unless something else is painted)
-    mediastinum: Ellipse
-    liver: Ellipse
-    stomach: Ellipse
-    stomach_start: float  # u from which the stomach appears
-    vertebra: Ellipse
-    canal: Ellipse
-    aorta: Ellipse
-    great_vessels: tuple[Ellipse, ...]  # aortic root / pulmonary trunk, basal slices only
-    lung_vessels: np.ndarray  # (N, 5): x, y, radius, drift_x, drift_y (drift per unit u)
-    heart_centre: tuple[float, float]
-    heart_drift: tuple[float, float]  # displacement of the LV centre from base to apex
-    endo_radius: float  # ED endocardial radius at the base
-    thickness: float  # ED myocardial thickness at the base
-    ef: float
-    rv_angle: float  # direction from the LV centre to the RV
-    rv_half_width: float  # angular half-width of the RV crescent
-    rv_depth: float  # ED crescent depth relative to the epicardial radius, at the base
-    rv_end: float  # u at which the RV has vanished
-    rv_ef: float
-    rv_wall: float
-    harmonics: np.ndarray  # (2, K, 2): base/apex amplitude and phase of orders 2..K+1 of the wall outline
-    papillary: np.ndarray  # (2, 3): angle, radial position (fraction of endo radius), radius (mm)
-    deformation: np.ndarray  # (3, 5): amplitude_x, amplitude_y, wave_x, wave_y, phase of a smooth warp
-    epicardial_fat: tuple[float, float]  # max width (mm), centre angle
-    u_range: tuple[float, float]  # long-axis positions of the first (basal) and last (apical) slice
+    centre: tuple[float, float]  # of the body outline
+    radius: np.ndarray  # (N_ANGLES,) polar radius of the body outline about its centre (a tilted superellipse)
+    fat: np.ndarray  # (N_ANGLES,) subcutaneous fat thickness about the body centre
+    muscle: np.ndarray  # (N_ANGLES,) chest-wall muscle thickness
+    breast: EllipseSpec | None
+    ribs: tuple[EllipseSpec, ...]
+    sternum: EllipseSpec
+    drift: tuple[float, float]  # torso displacement per mm of slice position (relative to the heart)
+    diaphragm: np.ndarray  # (6,): normal angle, dome curvature 1/mm, gap at the base mm, z of contact mm,
+    #                        liver/left-abdomen split mm, diaphragm thickness mm
+    liver_vessels: np.ndarray  # (N, 4): along-normal depth, tangential offset, radius, z phase
+    stomach: EllipseSpec
+    stomach_start: float  # z (mm below the ED base) from which the stomach is cut
+    gas: float  # fraction of the stomach (anterior part) filled with gas
+    spleen: EllipseSpec
+    spleen_start: float
+    vertebra: EllipseSpec
+    canal: EllipseSpec
+    paraspinal: tuple[EllipseSpec, EllipseSpec]
+    aorta: EllipseSpec
+    oesophagus: EllipseSpec
+    mediastinal_fat: tuple[EllipseSpec, ...]
+    lung_vessels: np.ndarray  # (N, 5): x, y, radius, drift x, drift y (per mm z)
+    arms: tuple[tuple[EllipseSpec, float, float], ...]  # outline, fat thickness, humerus radius
 
 
-def sample_anatomy(rng: np.random.Generator, fov: tuple[float, float], group: str = "NOR") -> Anatomy:
-    """Draw a random subject.
+def _rotate(x: float, y: float, angle: float) -> tuple[float, float]:
+    c, s = math.cos(angle), math.sin(angle)
+    return c * x - s * y, s * x + c * y
+
+
+def _edge(centre: tuple[float, float], radius: np.ndarray, side: str, at: float) -> tuple[int, float]:
+    """Angle bin and coordinate of the body outline on one side: ``"top"``/``"bottom"`` at abscissa ``at`` (returns
+    the outline's y there), ``"right"`` at ordinate ``at`` (returns its x)."""
+    x = centre[0] + radius * np.cos(ANGLES)
+    y = centre[1] + radius * np.sin(ANGLES)
+    if side == "right":
+        mask, miss = np.cos(ANGLES) > 0, np.abs(y - at)
+    else:
+        mask, miss = (np.sin(ANGLES) < 0) if side == "top" else (np.sin(ANGLES) > 0), np.abs(x - at)
+    k = int(np.argmin(np.where(mask, miss, np.inf)))
+    return k, float(x[k] if side == "right" else y[k])
+
+
+def _heart_outline(heart: HeartModel, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Outer heart outline (incl. epicardial fat) at ED: canonical ``x, y`` ``(N_ANGLES,)``."""
+    shape = heart_shape(heart, z, 0.0)
+    cx, cy = lv_centre(heart, z)
+    r = shape.r_fat
+    return cx + r * np.cos(ANGLES), cy + r * np.sin(ANGLES)
+
+
+def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float = 1.0, arms: bool = True) -> Torso:
+    """Draw the body around ``heart``.
 
     Args:
-        rng: random generator (all randomness of the subject comes from it).
-        fov: field of view ``(width, height)`` in mm.
-        group: ACDC pathology group (a key of :data:`GROUPS`), which sets the heart size, wall thickness and function.
+        rng: random generator.
+        heart: the subject's heart (the chest wall and diaphragm are placed against it).
+        body_scale: population scale of the body size.
+        arms: whether the arms lie beside the torso (they may fall outside the field of view and wrap around).
     """
-    if group not in GROUPS:
-        raise ValueError(f"group must be one of {sorted(GROUPS)}, got {group!r}")
-    g = GROUPS[group]
-    fov_x, fov_y = fov
     u = rng.uniform
-    body_ax = fov_x * u(0.44, 0.56)
-    body_ay = min(body_ax * u(0.62, 0.78), fov_y * 0.5)
-    fat_t, muscle_t = u(6.0, 20.0), u(8.0, 15.0)
-    cav_ax = body_ax - fat_t - muscle_t
-    cav_ay = body_ay - fat_t - muscle_t - 10.0
-    cavity = Ellipse(0.0, -10.0, cav_ax, cav_ay)
-    radius, thickness = u(*g["radius"]), u(*g["thickness"])
-    hx, hy = cav_ax * u(0.08, 0.22), -10.0 - cav_ay * u(0.0, 0.15)
-    # Spine behind the heart, the descending aorta to its left-anterior side.
-    vr = u(13.0, 17.0)
-    vx, vy = u(-8.0, 8.0), cavity.y + cav_ay - vr * 0.6
-    vertebra = Ellipse(vx, vy, vr * u(1.0, 1.2), vr)
-    canal = Ellipse(vx, vy + vr + u(7.0, 10.0), u(5.0, 7.0), u(5.0, 7.0))
-    ar = u(9.0, 12.0)
-    aorta = Ellipse(vx + u(18.0, 28.0), vy - vr - u(2.0, 8.0), ar, ar)
-    mediastinum = Ellipse(
-        (hx + vx) / 2, (hy + vy) / 2, u(28.0, 40.0), (vy - hy) / 2 + u(12.0, 22.0), u(-0.3, 0.3)
+    mid = 0.35 * heart.length
+    hx, hy = _heart_outline(heart, mid)
+    top = int(np.argmin(hy))
+    angle = u(0.05, 0.35)  # tilt: the chest wall runs from upper left to lower right
+    a_body, b_body = u(165.0, 215.0) * body_scale, u(115.0, 145.0) * body_scale
+    fat_level = u(10.0, 30.0) * body_scale
+    fat = np.clip(fat_level * (1.0 + harmonic_profile(rng, (1, 2, 3), u(0.2, 0.45))), 3.0, None).astype(np.float32)
+    # Chest-wall muscle: pectoral anteriorly, thin laterally, thick paraspinal muscles behind.
+    rel = np.sin(ANGLES - np.float32(angle))
+    muscle = (u(14.0, 22.0) + u(4.0, 12.0) * np.clip(-rel, 0.0, 1.0) ** 2 + u(25.0, 45.0) * np.clip(rel, 0.0, 1.0) ** 4
+              + harmonic_profile(rng, (2, 3, 4), 2.0)).astype(np.float32)
+    # A torso section is a rounded rectangle rather than an ellipse: a tilted superellipse, irregular, flatter behind.
+    power = u(2.2, 3.0)
+    c, s_ = np.abs(np.cos(ANGLES - angle)), np.abs(np.sin(ANGLES - angle))
+    shape = 1.0 + harmonic_profile(rng, (2, 3, 4, 5), u(0.03, 0.06)) - u(0.04, 0.1) * np.clip(rel, 0.0, None) ** 3
+    gap_ant, gap_lat, behind = u(0.0, 5.0), u(20.0, 60.0), u(100.0, 140.0)
+    for _ in range(8):  # deepen the body until its back lies ``behind`` mm below the heart
+        radius = (((c / a_body) ** power + (s_ / b_body) ** power) ** (-1.0 / power) * shape).astype(np.float32)
+        bx, by = _place_body(radius, hx, hy, top, fat, muscle, gap_ant, gap_lat)
+        if _edge((bx, by), radius, "bottom", float(np.mean(hx)))[1] >= float(np.max(hy)) + behind:
+            break
+        b_body *= 1.08
+    ant = _edge((bx, by), radius, "top", float(hx[top]))[0]
+    breast = None
+    if rng.random() < 0.4:  # female: the left breast over the anterior-lateral chest wall
+        bxa = float(hx[top]) + u(20.0, 70.0)
+        bya = _edge((bx, by), radius, "top", bxa)[1]
+        r_b = u(30.0, 60.0)
+        breast = (bxa, bya - r_b * 0.25, r_b * u(1.1, 1.6), r_b * u(0.5, 0.8), angle + u(-0.2, 0.2))
+    # Ribs along the inner chest wall, cut obliquely; the sternum above the RV.
+    ribs = []
+    n_ribs = int(rng.integers(7, 12))
+    for theta in np.sort(rng.uniform(-math.pi, math.pi, n_ribs)):
+        k = int(angle_index(np.float32(math.cos(theta)), np.float32(math.sin(theta))))
+        depth = float(fat[k] + 0.55 * muscle[k])
+        px, py = _boundary_point((bx, by), radius, theta, depth)
+        ribs.append((px, py, u(6.0, 11.0), u(3.5, 5.5), theta + math.pi / 2 + u(-0.3, 0.3)))
+    sx, sy = _boundary_point((bx, by), radius, -math.pi / 2 + angle - u(0.1, 0.35),
+                             float(fat[ant]) + 0.5 * float(muscle[ant]))
+    sternum = (sx, sy, u(10.0, 16.0), u(4.0, 6.0), angle)
+    # Spine and aorta behind the heart, near the posterior body wall.
+    back_x = bx + u(-25.0, 15.0)
+    back_y = _edge((bx, by), radius, "bottom", back_x)[1]
+    vr = u(14.0, 19.0)
+    vy = max(back_y - u(45.0, 62.0) * body_scale, float(np.max(hy)) + vr + u(15.0, 30.0))
+    vertebra = (back_x, vy, vr * u(1.0, 1.2), vr, angle * 0.5)
+    canal = (back_x + 0.2 * vr, vy + vr + u(7.0, 10.0), u(6.0, 8.0), u(5.0, 7.0), 0.0)
+    paraspinal = tuple(
+        (back_x + side * u(22.0, 32.0), vy + vr + u(12.0, 20.0), u(18.0, 26.0), u(14.0, 20.0), side * u(0.1, 0.4))
+        for side in (-1.0, 1.0)
     )
-    liver = Ellipse(
-        -cav_ax * u(0.30, 0.50), cavity.y + cav_ay * u(0.25, 0.45), cav_ax * u(0.45, 0.6), cav_ay * u(0.5, 0.7),
-        u(-0.4, 0.4),
-    )
-    stomach = Ellipse(
-        cav_ax * u(0.45, 0.65), cavity.y + cav_ay * u(0.15, 0.4), u(24.0, 38.0), u(16.0, 26.0), u(-0.5, 0.5)
-    )
-    epi = radius + thickness
-    rv_angle = math.pi + u(0.1, 0.55)
-    gv_dir = [rv_angle + u(0.6, 1.0), rv_angle + u(0.15, 0.4)]
-    great_vessels = tuple(
-        Ellipse(hx + (epi + d) * math.cos(a), hy + (epi + d) * math.sin(a), r, r * u(0.85, 1.0))
-        for a, d, r in zip(gv_dir, (u(6.0, 12.0), u(22.0, 32.0)), (u(11.0, 14.0), u(10.0, 13.0)))
-    )
-    n_vessels = int(rng.integers(6, 15))
-    ang = rng.uniform(0, 2 * math.pi, n_vessels)
-    rad = rng.uniform(0.35, 0.95, n_vessels)
-    lung_vessels = np.stack(
-        [cav_ax * rad * np.cos(ang), cavity.y + cav_ay * rad * np.sin(ang), rng.uniform(1.5, 4.5, n_vessels),
-         rng.normal(0.0, 10.0, n_vessels), rng.normal(0.0, 10.0, n_vessels)],
-        axis=1,
-    )
-    harmonics = np.stack([rng.uniform(0.0, 0.05, (2, 3)), rng.uniform(0.0, 2 * math.pi, (2, 3))], axis=-1)
-    pap_side = np.array([1.0, -1.0])
-    papillary = np.stack(
-        [rv_angle + math.pi + pap_side * rng.uniform(0.8, 1.25, 2), rng.uniform(0.62, 0.75, 2),
-         radius * rng.uniform(0.13, 0.2, 2)],
-        axis=1,
-    )
-    direction = rng.uniform(0, 2 * math.pi, 3)
-    wave_dir = rng.uniform(0, 2 * math.pi, 3)
-    wave_k = 2 * math.pi / rng.uniform(60.0, 150.0, 3)
-    amp = rng.uniform(1.0, 3.0, 3)
-    deformation = np.stack(
-        [amp * np.cos(direction), amp * np.sin(direction), wave_k * np.cos(wave_dir), wave_k * np.sin(wave_dir),
-         rng.uniform(0, 2 * math.pi, 3)],
-        axis=1,
-    )
-    return Anatomy(
-        group=group,
-        scene_angle=u(-0.7, 0.7),
-        body_offset=(u(-0.05, 0.05) * fov_x, u(-0.05, 0.05) * fov_y),
-        body=Ellipse(0.0, 0.0, body_ax, body_ay),
-        fat_thickness=fat_t,
-        fat_modulation=np.stack([rng.uniform(0.15, 0.45, 2), rng.uniform(0, 2 * math.pi, 2)], axis=1),
-        muscle_thickness=muscle_t,
-        cavity=cavity,
-        mediastinum=mediastinum,
-        liver=liver,
-        stomach=stomach,
-        stomach_start=u(0.35, 0.6),
-        vertebra=vertebra,
-        canal=canal,
-        aorta=aorta,
-        great_vessels=great_vessels,
-        lung_vessels=lung_vessels,
-        heart_centre=(hx, hy),
-        heart_drift=(rng.normal(0.0, 6.0), rng.normal(0.0, 6.0)),
-        endo_radius=radius,
-        thickness=thickness,
-        ef=u(*g["ef"]),
-        rv_angle=rv_angle,
-        rv_half_width=u(1.15, 1.5),
-        rv_depth=u(*g["rv"]),
-        rv_end=u(0.68, 0.88),
-        rv_ef=u(0.35, 0.55),
-        rv_wall=u(2.0, 3.5),
-        harmonics=harmonics,
-        papillary=papillary,
-        deformation=deformation,
-        epicardial_fat=(u(1.5, 6.0), u(0, 2 * math.pi)),
-        u_range=(u(0.0, 0.06), u(0.84, 0.95)),
+    ar = u(10.0, 13.5)
+    aorta = (back_x + u(18.0, 32.0), vy - vr - ar - u(0.0, 6.0), ar, ar * u(0.9, 1.0), 0.0)
+    oesophagus = (back_x + u(-4.0, 10.0), vy - vr - u(14.0, 22.0), u(6.0, 9.0), u(4.0, 6.0), u(-0.5, 0.5))
+    # Diaphragm / liver below the inferior wall; they meet it from z_contact on.
+    n_angle = math.pi / 2 + u(0.1, 0.6)  # the image left of a short-axis slice is more inferior
+    diaphragm = np.array([n_angle, 1.0 / u(250.0, 500.0), u(2.0, 15.0), u(0.0, 0.3) * heart.length + 1.0,
+                          u(25.0, 60.0), u(3.0, 5.5)])
+    n_lv = int(rng.integers(12, 28))
+    liver_vessels = np.stack([rng.uniform(10.0, 90.0, n_lv), rng.uniform(-80.0, 20.0, n_lv),
+                              rng.uniform(1.5, 6.0, n_lv), rng.uniform(0.0, 2 * math.pi, n_lv)], axis=1)
+    st_r = u(28.0, 45.0)
+    stomach = (u(30.0, 70.0), u(45.0, 80.0), st_r * u(1.0, 1.4), st_r * u(0.7, 1.0), u(-0.6, 0.6))
+    spleen = (u(70.0, 110.0), u(60.0, 100.0), u(25.0, 40.0), u(15.0, 25.0), u(-1.2, -0.4))
+    # Anterior mediastinal fat between the RV and the chest wall.
+    mediastinal = [(float(hx[top]) + u(-10.0, 20.0), float(hy[top]) + u(0.0, 6.0), u(15.0, 35.0), u(3.0, 8.0), angle)]
+    n_vessels = int(rng.integers(45, 90))
+    lung_vessels = np.stack([rng.uniform(-160.0, 160.0, n_vessels), rng.uniform(-90.0, 110.0, n_vessels),
+                             rng.uniform(1.0, 3.5, n_vessels), rng.normal(0.0, 0.25, n_vessels),
+                             rng.normal(0.0, 0.25, n_vessels)], axis=1)
+    arm_list = []
+    if arms:
+        for side in (-1.0, 1.0):
+            r_arm = u(38.0, 55.0) * body_scale
+            ox, oy = _rotate(side * (a_body + r_arm + u(5.0, 40.0)), u(-30.0, 40.0), angle)
+            arm_list.append(((bx + ox, by + oy, r_arm, r_arm * u(0.8, 1.0), angle + u(-0.5, 0.5)),
+                             u(5.0, 15.0), u(9.0, 13.0)))
+    return Torso(
+        centre=(bx, by), radius=radius, fat=fat, muscle=muscle, breast=breast, ribs=tuple(ribs), sternum=sternum,
+        drift=(float(rng.normal(0.0, 0.12)), float(u(-0.3, -0.05))),
+        diaphragm=diaphragm, liver_vessels=liver_vessels, stomach=stomach,
+        stomach_start=u(0.3, 0.7) * heart.length, gas=u(0.0, 0.35), spleen=spleen,
+        spleen_start=u(0.5, 0.9) * heart.length, vertebra=vertebra, canal=canal, paraspinal=paraspinal,
+        aorta=aorta, oesophagus=oesophagus, mediastinal_fat=tuple(mediastinal), lung_vessels=lung_vessels,
+        arms=tuple(arm_list),
     )
 
 
-@dataclass(frozen=True)
-class SliceGrid:
-    """Pixel centres of one slice in the patient frame (mm), each ``(H, W)``, and the pixel size."""
-
-    px: np.ndarray
-    py: np.ndarray
-    spacing: float
-
-    def crop(self, box: tuple[slice, slice]) -> "SliceGrid":
-        """The sub-grid of a ``(rows, cols)`` box."""
-        return SliceGrid(px=self.px[box], py=self.py[box], spacing=self.spacing)
-
-
-def make_grid(anatomy: Anatomy, shape_hw: tuple[int, int], spacing: float) -> SliceGrid:
-    """Patient-frame coordinates of the pixel centres of an ``(H, W)`` slice with square pixels of ``spacing`` mm."""
-    h, w = shape_hw
-    ys = (np.arange(h, dtype=np.float32) - (h - 1) / 2) * spacing - anatomy.body_offset[1]
-    xs = (np.arange(w, dtype=np.float32) - (w - 1) / 2) * spacing - anatomy.body_offset[0]
-    x, y = np.meshgrid(xs, ys)
-    c, s = math.cos(anatomy.scene_angle), math.sin(anatomy.scene_angle)
-    return SliceGrid(px=(c * x + s * y).astype(np.float32), py=(-s * x + c * y).astype(np.float32), spacing=spacing)
+def _place_body(radius: np.ndarray, hx: np.ndarray, hy: np.ndarray, top: int, fat: np.ndarray, muscle: np.ndarray,
+                gap_ant: float, gap_lat: float) -> tuple[float, float]:
+    """Centre of the body outline such that its inner anterior chest wall lies ``gap_ant`` mm above the heart top
+    (point ``top`` of the outline ``hx, hy``) and its inner left lateral wall ``gap_lat`` mm beyond the heart."""
+    bx, by = 0.0, 0.0
+    for _ in range(3):  # the two placements interact through the tilt; a few rounds converge
+        k, right = _edge((bx, by), radius, "right", 0.0)
+        bx += float(np.max(hx)) + gap_lat + float(fat[k] + muscle[k]) - right
+        ant, top_y = _edge((bx, by), radius, "top", float(hx[top]))
+        by += float(hy[top]) - gap_ant - float(fat[ant] + muscle[ant]) - top_y
+    return bx, by
 
 
-def occupancy(distance: np.ndarray, width: float) -> np.ndarray:
-    """Partial-volume fraction of a shape from its signed distance, ramping over ``width`` mm at the outline."""
-    return np.clip(0.5 - distance / width, 0.0, 1.0)
+def _boundary_point(centre: tuple[float, float], radius: np.ndarray, theta: float, depth: float
+                    ) -> tuple[float, float]:
+    """Point ``depth`` mm inside the body outline in direction ``theta`` from its centre."""
+    k = int(angle_index(np.float32(math.cos(theta)), np.float32(math.sin(theta))))
+    r = float(radius[k]) - depth
+    return centre[0] + r * math.cos(theta), centre[1] + r * math.sin(theta)
 
 
-def _paint(image: np.ndarray, weight: np.ndarray, value: float) -> None:
-    image += weight * (value - image)
+def _shift(e: EllipseSpec, dx: float, dy: float) -> EllipseSpec:
+    return (e[0] + dx, e[1] + dy, e[2], e[3], e[4])
 
 
-def render_background(anatomy: Anatomy, grid: SliceGrid, u: float, contrast: dict[str, float]) -> np.ndarray:
-    """Signal of the unlabelled surroundings (body wall, lungs, liver, stomach, spine, vessels), ``(H, W)``."""
-    a, px, py, w = anatomy, grid.px, grid.py, grid.spacing
-    img = np.full(px.shape, contrast["air"], dtype=np.float32)
-    body = occupancy(a.body.distance(px, py), w)
-    _paint(img, body, contrast["fat"])
-    inner = Ellipse(0.0, 0.0, a.body.ax - a.fat_thickness, a.body.ay - a.fat_thickness)
-    theta = np.arctan2(py, px)
-    (a2, p2), (a3, p3) = a.fat_modulation
-    fat_shift = a.fat_thickness * (a2 * np.cos(2 * theta + p2) + a3 * np.cos(3 * theta + p3))
-    inside_fat = occupancy(inner.distance(px, py) + fat_shift, w)
-    _paint(img, inside_fat, contrast["muscle"])
-    lung = occupancy(a.cavity.distance(px, py), w)
-    _paint(img, lung, contrast["lung"])
-    for shape, key, scale, clip in (
-        (a.mediastinum, "mediastinum", 1.0, lung),
-        (a.liver, "liver", 0.55 + 0.6 * u, inside_fat),
-        (a.stomach, "stomach", math.sqrt(np.clip((u - a.stomach_start) / 0.3, 0.0, 1.0)), inside_fat),
-    ):
-        if scale <= 0:
-            continue
-        occ = occupancy(shape.distance(px, py, scale), w) * clip
-        _paint(img, occ, contrast[key])
-        lung = lung * (1.0 - occ)
-    _paint(img, occupancy(a.vertebra.distance(px, py) - 2.0, w), contrast["muscle"] * 0.4)  # cortical rim
-    _paint(img, occupancy(a.vertebra.distance(px, py), w), contrast["bone"])
-    _paint(img, occupancy(a.canal.distance(px, py), w), contrast["csf"])
-    _paint(img, occupancy(a.aorta.distance(px, py), w), contrast["blood"] * 0.95)
-    if u - a.u_range[0] < 0.1:
-        for vessel in a.great_vessels:
-            _paint(img, occupancy(vessel.distance(px, py), w), contrast["blood"] * 0.9)
-    for x, y, r, dx, dy in a.lung_vessels:
-        d = np.hypot(px - (x + dx * u), py - (y + dy * u)) - r
-        _paint(img, occupancy(d, w) * lung, contrast["blood"] * 0.75)
-    return img
+def render_torso(
+    torso: Torso, heart: HeartModel, grid: Grid, z: float, contrast: dict[str, float], texture: np.ndarray,
+    thickness: float,
+) -> np.ndarray:
+    """Signed signal of everything but the heart for the slice ``z`` mm below the ED base, ``(H, W)`` float32.
 
-
-@dataclass(frozen=True)
-class HeartSlice:
-    """Signed distance maps (mm) of the heart in one slice, each ``(h, w)`` (the heart's bounding box)."""
-
-    endo: np.ndarray  # LV cavity outline
-    epi: np.ndarray  # LV epicardium
-    papillary: np.ndarray  # union of the papillary muscles
-    rv: np.ndarray  # outer outline of the RV cavity (inner boundary is the LV epicardium)
-    rv_wall: np.ndarray
-    fat: np.ndarray  # outer outline of the epicardial fat
-
-
-@dataclass(frozen=True)
-class HeartPolar:
-    """Per-slice quantities that do not change over the cardiac cycle (polar frame about the LV centre)."""
-
-    u: float
-    centre: tuple[float, float]
-    px: np.ndarray  # warped patient coordinates, (h, w)
-    py: np.ndarray
-    rho: np.ndarray
-    wobble: np.ndarray  # relative radius modulation of the wall outline
-    rv_profile: np.ndarray  # 0..1 angular profile of the RV crescent depth
-    fat_profile: np.ndarray  # 0..1 angular profile of the epicardial fat
-
-
-def _wrap(angle: np.ndarray) -> np.ndarray:
-    return (angle + math.pi) % (2 * math.pi) - math.pi
-
-
-def heart_box(anatomy: Anatomy, grid: SliceGrid, margin: float = 25.0) -> tuple[slice, slice]:
-    """Row/column slices of the smallest box holding every pixel the heart can reach, over the whole stack."""
-    a = anatomy
-    reach = (a.endo_radius + a.thickness) * (1.0 + a.rv_depth) + a.rv_wall + a.epicardial_fat[0] + margin
-    near = np.zeros(grid.px.shape, dtype=bool)
-    for u in (0.0, 0.5, 1.0):
-        cx = a.heart_centre[0] + a.heart_drift[0] * u
-        cy = a.heart_centre[1] + a.heart_drift[1] * u
-        near |= np.hypot(grid.px - cx, grid.py - cy) < reach
-    if not near.any():
-        return slice(0, 0), slice(0, 0)
-    rows, cols = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
-    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
-
-
-def heart_polar(anatomy: Anatomy, grid: SliceGrid, u: float) -> HeartPolar:
-    """Polar frame of the heart at long-axis position ``u`` (0 base, 1 apex) on ``grid`` (usually the heart box)."""
-    a = anatomy
-    px, py = grid.px, grid.py
-    for ampx, ampy, kx, ky, phase in a.deformation:  # smooth warp of the heart region
-        wave = np.sin(kx * px + ky * py + phase)
-        px, py = px + ampx * wave, py + ampy * wave
-    cx = a.heart_centre[0] + a.heart_drift[0] * u
-    cy = a.heart_centre[1] + a.heart_drift[1] * u
-    dx, dy = px - cx, py - cy
-    phi = np.arctan2(dy, dx)
-    amp = (1 - u) * a.harmonics[0, :, 0] + u * a.harmonics[1, :, 0]
-    pha = (1 - u) * a.harmonics[0, :, 1] + u * a.harmonics[1, :, 1]
-    wobble = np.ones_like(phi)
-    for k in range(amp.shape[0]):
-        wobble += amp[k] * np.cos((k + 2) * phi + pha[k])
-    rel = _wrap(phi - a.rv_angle)
-    rv_profile = np.cos(np.clip(rel / a.rv_half_width, -1.0, 1.0) * (math.pi / 2)) ** 0.6
-    fat_profile = np.cos(0.5 * _wrap(phi - a.epicardial_fat[1])) ** 4
-    return HeartPolar(u, (cx, cy), px, py, np.hypot(dx, dy), wobble, rv_profile, fat_profile)
-
-
-def heart_geometry(anatomy: Anatomy, polar: HeartPolar, c: float) -> HeartSlice:
-    """Heart shape of a slice (see :func:`heart_polar`) at contraction ``c`` (0 ED, 1 ES)."""
-    a, u, rho = anatomy, polar.u, polar.rho
-    cx, cy = polar.centre
-    # Truncated ellipsoid: the cavity closes at u = 1, the epicardium a little beyond.
-    taper = math.sqrt(max(0.0, 1.0 - u**2))
-    endo_ed = a.endo_radius * taper
-    epi_ed = endo_ed + a.thickness * (1.0 - 0.3 * u)
-    ef = a.ef * (0.9 + 0.2 * u)  # the apex contracts a little more
-    endo_r = endo_ed * math.sqrt(max(0.0, 1.0 - ef * c))
-    epi_r = math.sqrt(endo_r**2 + epi_ed**2 - endo_ed**2)  # myocardial area is conserved: thicker at ES
-    endo = rho - endo_r * polar.wobble
-    epi = rho - epi_r * (1.0 + 0.6 * (polar.wobble - 1.0))
-    # Papillary muscles: two blobs near the wall in the mid-ventricle, thicker at ES.
-    pap = np.full_like(rho, 1e3)
-    pap_weight = math.sin(math.pi * min(max((u - 0.15) / 0.7, 0.0), 1.0)) ** 0.5
-    if pap_weight > 0 and endo_r > 0:
-        for angle, position, size in a.papillary:
-            r = size * pap_weight * (1.0 - 0.3 * c)  # the cavity shrinks around them at ES
-            bx = cx + position * endo_r * math.cos(angle)
-            by = cy + position * endo_r * math.sin(angle)
-            pap = np.minimum(pap, np.hypot(polar.px - bx, polar.py - by) - r)
-    # RV crescent wrapped around the septal side, depth tapering to the insertion points and toward the apex.
-    rv_taper = math.sqrt(max(0.0, 1.0 - (u / a.rv_end) ** 2))
-    depth = (a.rv_depth * epi_r * rv_taper * (1.0 - a.rv_ef * c)) * polar.rv_profile
-    rv = np.where(depth > 0, epi - depth, 1e3)
-    rv_wall = epi - depth - a.rv_wall * np.minimum(depth / 3.0, 1.0)
-    fat = rv_wall - a.epicardial_fat[0] * polar.fat_profile
-    return HeartSlice(endo=endo, epi=epi, papillary=pap, rv=rv, rv_wall=rv_wall, fat=fat)
-
-
-def heart_labels(heart: HeartSlice) -> np.ndarray:
-    """Hard label map ``(h, w)`` uint8 in the medseg convention (papillary muscles belong to the LV cavity)."""
-    label = np.zeros(heart.endo.shape, dtype=np.uint8)
-    label[(heart.rv < 0) & (heart.epi >= 0)] = RV
-    label[heart.epi < 0] = MYO
-    label[heart.endo < 0] = LV
-    return label
-
-
-def render_heart(image: np.ndarray, heart: HeartSlice, spacing: float, contrast: dict[str, float]) -> np.ndarray:
-    """Paint the heart over a background signal ``(h, w)`` (returns a new array)."""
-    img = image.copy()
-    _paint(img, occupancy(heart.fat, spacing), contrast["fat"] * 0.9)
-    _paint(img, occupancy(heart.rv_wall, spacing), contrast["myocardium"])
-    _paint(img, occupancy(heart.rv, spacing), contrast["blood"] * 0.93)
-    _paint(img, occupancy(heart.epi, spacing), contrast["myocardium"])
-    endo = occupancy(heart.endo, spacing)
-    _paint(img, endo, contrast["blood"])
-    _paint(img, occupancy(heart.papillary, spacing) * endo, contrast["myocardium"] * 1.1)
+    Args:
+        torso, heart: the subject.
+        grid: canonical coordinates of the (possibly phase-extended) pixel grid.
+        z: slice position.
+        contrast: tissue signals (blood 1).
+        texture: ``(2, H, W)`` multi-scale random fields of this slice.
+        thickness: slice thickness mm (through-plane partial volume of the fast-moving diaphragm).
+    """
+    t = torso
+    w = grid.spacing
+    ox, oy = t.drift[0] * (z - 0.4 * heart.length), t.drift[1] * (z - 0.4 * heart.length)
+    x, y = grid.x - np.float32(ox), grid.y - np.float32(oy)  # torso-frame coordinates of this slice
+    tex0, tex1 = texture[0], texture[1]
+    img = np.zeros(grid.shape, dtype=np.float32)
+    bx, by = t.centre
+    dx_b, dy_b = x - np.float32(bx), y - np.float32(by)
+    k = angle_index(dx_b, dy_b)
+    d_body = np.hypot(dx_b, dy_b) - t.radius[k]  # radial distance to the outline
+    fat_t, muscle_t = t.fat[k], t.muscle[k]
+    septa = np.exp(-(tex1 / np.float32(0.12)) ** 2)  # zero crossings of a random field: a network of thin lines
+    paint(img, occupancy(d_body, w), -contrast["fat"] * (1.0 + 0.08 * tex0 - 0.6 * septa))
+    paint(img, occupancy(d_body + fat_t, w), contrast["muscle"] * (1.0 + 0.12 * tex1))
+    cavity = occupancy(d_body + fat_t + muscle_t, w)
+    paint(img, cavity, contrast["lung"] * (1.0 + 0.35 * tex0))
+    lung = cavity.copy()
+    sub = Grid(x, y, grid.spacing, (grid.origin[0] - ox, grid.origin[1] - oy), grid.row_step, grid.col_step)
+    if t.breast is not None:
+        box = sub.window(t.breast[0], t.breast[1], max(t.breast[2], t.breast[3]) + 4)
+        if box is not None:
+            gland = np.clip(0.2 * tex1[box] + 0.12, 0.0, 1.0)
+            value = -contrast["fat"] * (1.0 - gland) + contrast["gland"] * gland
+            occ = occupancy(ellipse_distance(x[box], y[box], t.breast), w) * (d_body[box] > -3.0)
+            paint(img[box], occ, value)
+    for rib in t.ribs:
+        paint_ellipse(img, sub, rib, contrast["cortex"], grow=1.5)
+        paint_ellipse(img, sub, rib, contrast["marrow"] * 0.6 * (1.0 + 0.1 * tex1))
+    paint_ellipse(img, sub, t.sternum, contrast["cortex"], grow=1.2)
+    paint_ellipse(img, sub, t.sternum, contrast["marrow"])
+    # Below the diaphragm: liver on the image left, abdominal fat / bowel on the right; a dome against the heart.
+    n_angle, curv, gap0, z_contact, split, dia_t = t.diaphragm
+    nx, ny = math.cos(n_angle), math.sin(n_angle)
+    cx, cy = lv_centre(heart, z)
+    shape = heart_shape(heart, min(z, heart.length + heart.apex_thickness + 40.0), 0.0)
+    k_n = int(angle_index(np.float32(nx), np.float32(ny)))
+    heart_r = float(shape.r_fat[k_n]) if shape.r_fat.max() > 0 else 0.0
+    gap = gap0 * min(max(1.0 - z / z_contact, 0.0), 1.0) + 1.0
+    offset = max(heart_r + dia_t + gap, 12.0)
+    dx, dy = grid.x - np.float32(cx), grid.y - np.float32(cy)
+    along = np.float32(nx) * dx + np.float32(ny) * dy
+    across = np.float32(-ny) * dx + np.float32(nx) * dy
+    d_liver = np.float32(offset) + np.float32(curv) * across * across - along
+    # The dome moves through the slab: widen the ramp by the through-plane displacement.
+    slope = gap0 / z_contact if z < z_contact else 0.3
+    w_dia = math.sqrt(w * w + (thickness * slope) ** 2)
+    abdomen = occupancy(d_liver - np.float32(dia_t), w_dia) * cavity
+    paint(img, abdomen, contrast["muscle"] * (1.0 + 0.05 * tex1))
+    below = occupancy(d_liver, w_dia) * cavity
+    liver_side = occupancy(np.float32(split - 0.4 * z) - across, 8.0)
+    # Left abdomen: bowel with a few fat islands (their fat–water boundaries come out dark).
+    fat_islands = np.clip(2.0 * tex1 - 3.0, 0.0, 1.0)
+    paint(img, below * (1.0 - liver_side), contrast["bowel"] * (1.0 + 0.12 * tex0) * (1.0 - fat_islands)
+          - contrast["fat"] * 0.9 * fat_islands)
+    liver = below * liver_side
+    paint(img, liver, contrast["liver"] * (1.0 + 0.12 * tex0 + 0.06 * tex1))
+    lung *= 1.0 - abdomen
+    for depth, lateral, radius, phase in t.liver_vessels:
+        px = cx + nx * (offset + depth) - ny * lateral
+        py = cy + ny * (offset + depth) + nx * lateral
+        r = radius * (0.6 + 0.4 * math.cos(phase + z / 12.0))
+        paint_ellipse(img, grid, (px, py, r, r * 0.8, phase), contrast["blood"] * 0.85, clip=liver)
+    if z > t.stomach_start:
+        grow = min(1.0, (z - t.stomach_start) / 20.0)
+        st = (cx + t.stomach[0], cy + t.stomach[1], t.stomach[2] * grow, t.stomach[3] * grow, t.stomach[4])
+        paint_ellipse(img, grid, st, contrast["muscle"] * 1.2, grow=3.0, clip=below)
+        box = grid.window(st[0], st[1], max(st[2], st[3]) + 2)
+        if box is not None and st[2] > 2:
+            occ = occupancy(ellipse_distance(grid.x[box], grid.y[box], st), w) * below[box]
+            # Gas rises anteriorly (up), food and fluid below.
+            level = grid.y[box] - np.float32(st[1] - st[3] * (1.0 - 2.0 * t.gas))
+            content = np.where(level < 0, np.float32(contrast["air"]),
+                               contrast["stomach"] * (1.0 - 0.45 * np.clip(tex1[box] + 0.3, 0.0, 1.0)))
+            paint(img[box], occ, content)
+    if z > t.spleen_start:
+        grow = min(1.0, (z - t.spleen_start) / 25.0)
+        sp = (cx + t.spleen[0], cy + t.spleen[1], t.spleen[2] * grow, t.spleen[3] * grow, t.spleen[4])
+        paint_ellipse(img, grid, sp, contrast["spleen"] * (1.0 + 0.06 * tex0), clip=cavity)
+    # Posterior structures.
+    for e in t.paraspinal:
+        paint_ellipse(img, sub, e, contrast["muscle"] * (1.0 + 0.08 * tex1))
+    paint_ellipse(img, sub, t.vertebra, contrast["cortex"], grow=2.0)
+    paint_ellipse(img, sub, t.vertebra, contrast["marrow"] * (1.0 + 0.12 * tex0))
+    paint_ellipse(img, sub, t.canal, contrast["csf"])
+    paint_ellipse(img, sub, (t.canal[0], t.canal[1], t.canal[2] * 0.5, t.canal[3] * 0.55, 0.0), contrast["cord"])
+    for e in t.mediastinal_fat:
+        paint_ellipse(img, sub, e, -contrast["fat"] * (1.0 + 0.05 * tex0), clip=cavity)
+    paint_ellipse(img, sub, t.aorta, contrast["muscle"] * 0.7, grow=1.8)
+    paint_ellipse(img, sub, t.aorta, contrast["blood"] * contrast["vessel"] * (1.0 + 0.06 * tex1))
+    lung *= (ellipse_distance(x, y, t.aorta) > 2.0)
+    if z < 0.45 * heart.length:
+        paint_ellipse(img, sub, t.oesophagus, contrast["muscle"] * 1.3)
+    for vx, vy, r, ddx, ddy in t.lung_vessels:
+        px, py = bx + vx + ddx * z, by + vy + ddy * z
+        paint_ellipse(img, sub, (px, py, r, r * 0.85, 0.0), contrast["blood"] * 0.7, clip=lung)
+    for outline, fat_mm, bone in t.arms:
+        paint_ellipse(img, sub, outline, -contrast["fat"])
+        inner = (outline[0], outline[1], outline[2] - fat_mm, outline[3] - fat_mm, outline[4])
+        paint_ellipse(img, sub, inner, contrast["muscle"] * (1.0 + 0.08 * tex1))
+        humerus = (outline[0] + 0.2 * outline[2], outline[1], bone, bone, 0.0)
+        paint_ellipse(img, sub, humerus, contrast["cortex"], grow=2.5)
+        paint_ellipse(img, sub, humerus, -contrast["fat"] * 0.7)
     return img

@@ -4,25 +4,33 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.ndimage import binary_fill_holes
+from scipy import ndimage
 
 from medseg.dataset_loader.nifti import read_volume
 from medseg.dataset_loader.synthetic import (
     LV,
+    MNMS_CSV_NAME,
     MYO,
     RV,
-    MNMS_CSV_NAME,
     SyntheticSettings,
     contraction_curve,
     generate_dataset,
     render_stack,
 )
+from medseg.dataset_loader.synthetic_appearance import SITES, sample_group, site_style
+from medseg.dataset_loader.synthetic_heart import GROUPS, heart_masks, heart_shape, lv_centre, sample_heart
+from medseg.dataset_loader.synthetic_heart import slice_polar
+from medseg.dataset_loader.synthetic_shapes import make_grid
+from medseg.dataset_loader.synthetic_texture import ANGLES
 
 TINY = SyntheticSettings(fov_mm=(260.0, 300.0), spacing_scale=3.0, n_slices=(6, 7), mnms_frames=(4, 5))
+#: Coarse pixels but the sites' own slice spacing (base-to-apex coverage as in real stacks).
+COARSE = SyntheticSettings(spacing_scale=3.0, mnms_frames=(4, 5))
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -55,7 +63,7 @@ def _lv_enclosed_by_myo(label: np.ndarray, lv: int, myo: int, rv: int) -> bool:
     for sl in label:
         if not ((sl == myo).any() and (sl == lv).any()):
             continue
-        filled = binary_fill_holes((sl == myo) | (sl == lv))
+        filled = ndimage.binary_fill_holes((sl == myo) | (sl == lv))
         if not filled[sl == lv].all():
             return False
         if (sl == rv).any() and filled[sl == rv].mean() > 0.2:
@@ -74,7 +82,7 @@ def test_acdc_raw_layout_and_labels(tiny_set):
         assert image.array.dtype == np.int16 and image.array.min() >= 0
         assert gt.array.dtype == np.uint8 and set(np.unique(gt.array)) == {0, 1, 2, 3}
         assert gt.array.shape == image.array.shape and gt.spacing == image.spacing
-        # raw ACDC convention: 1 RV, 2 MYO, 3 LV
+        # raw ACDC convention: 1 RV, 2 MYO, 3 LV (the LV is the label inside the myocardium)
         assert _lv_enclosed_by_myo(gt.array, lv=3, myo=2, rv=1)
         direction = np.asarray(image.direction).reshape(3, 3)
         assert np.allclose(direction @ direction.T, np.eye(3), atol=1e-5)
@@ -89,6 +97,7 @@ def test_mnms_raw_layout_and_labels(tiny_set):
     with open(root / MNMS_CSV_NAME, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert sorted(r["Vendor"] for r in rows) == ["A", "A", "B", "B", "C", "C", "D", "D"]
+    assert sorted(r["Centre"] for r in rows if r["Vendor"] == "B") == ["2", "3"]  # Philips' two centres
     for row in rows:
         code = row["External code"]
         sub = "Training/Labeled" if row["Vendor"] in "AB" else "*"
@@ -105,35 +114,126 @@ def test_mnms_raw_layout_and_labels(tiny_set):
         assert len(image.spacing) == 4
 
 
+def _mid_slices(labels: np.ndarray) -> range:
+    """The mid-ventricular slice (middle of the LV-labelled range at ED) and, in longer stacks, its neighbours."""
+    z = np.flatnonzero((labels[0] == LV).any(axis=(1, 2)))
+    mid = int(z[len(z) // 2])
+    reach = 1 if len(z) >= 8 else 0
+    return range(mid - reach, mid + reach + 1)
+
+
 @pytest.mark.parametrize("domain", ["ACDC", "A", "B", "C", "D"])
 def test_anatomy_sanity(domain):
-    apex_without_rv = 0
     n = 6
+    apex_cap = lvot_open = 0
     for i in range(n):
-        stack = render_stack(domain, "NOR", (0.0, 1.0), np.random.default_rng([11, i]), TINY)
-        z = stack.labels.shape[1]
+        stack = render_stack(domain, "NOR", (0.0, 1.0), np.random.default_rng([11, i]), COARSE)
         for t in range(2):
-            for k in range(z // 3, 2 * z // 3 + 1):  # mid-ventricular slices
-                assert {LV, MYO, RV} <= set(np.unique(stack.labels[t, k]).tolist()), (domain, i, t, k)
-        apex_without_rv += int(not (stack.labels[:, -1] == RV).any())
+            for k in _mid_slices(stack.labels):
+                sl = stack.labels[t, k]
+                assert {LV, MYO, RV} <= set(np.unique(sl).tolist()), (domain, i, t, k)
+                # Mid-ventricular rings are closed: the LV lies inside the myocardium; the RV touches the septum.
+                assert ndimage.binary_fill_holes(sl == MYO)[sl == LV].mean() > 0.95, (domain, i, t, k)
+                assert (ndimage.binary_dilation(sl == RV, iterations=1) & (sl == MYO)).any(), (domain, i, t, k)
         lv_ed, lv_es = (stack.labels[0] == LV).sum(), (stack.labels[1] == LV).sum()
         assert lv_es < lv_ed
-        assert 0.3 < 1 - lv_es / lv_ed < 0.8  # ejection fraction on the label maps (coarse tiny grid)
-    assert apex_without_rv >= n // 2 + 1
+        assert 0.25 < 1 - lv_es / lv_ed < 0.85  # ejection fraction on the label maps (coarse tiny grid)
+        labelled = np.flatnonzero(stack.labels[0].any(axis=(1, 2)))
+        last = stack.labels[0, labelled[-1]]
+        apex_cap += int((last == MYO).any() and not (last == LV).any())
+        lvot_open += int(any(_ring_open(stack.labels[t]) for t in range(2)))
+    assert apex_cap >= n // 2  # most stacks end in a myocardium-only apical cap
+    assert lvot_open >= n // 2  # most stacks show the LVOT breaking the ring on their basal slice
+
+
+def _ring_open(labels: np.ndarray) -> bool:
+    """On the most basal slice with LV label, some LV pixels border the unlabelled outside (no myocardium)."""
+    z = np.flatnonzero((labels == LV).any(axis=(1, 2)))
+    sl = labels[z[0]]
+    return bool((ndimage.binary_dilation(sl == LV) & (sl == 0)).any())
+
+
+def _fine_polar(heart, z: float, spacing: float = 0.5, size: int = 260):
+    grid = make_grid((size, size), spacing, lv_centre(heart, z), 0.0)
+    return slice_polar(grid, lv_centre(heart, z))
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_papillary_muscles_and_trabeculae_inside_the_cavity_and_attached(group):
+    for i in range(4):
+        heart = sample_heart(np.random.default_rng([3, i]), group)
+        z = 0.5 * heart.length
+        polar = _fine_polar(heart, z)
+        for c in (0.0, 1.0):
+            masks = heart_masks(heart_shape(heart, z, c), polar)
+            assert masks.papillary.sum() > 40 and masks.trabecular.sum() > 40, (group, i, c)
+            assert not (masks.papillary & ~masks.lv).any() and not (masks.trabecular & ~masks.lv).any()
+            # Every papillary / trabecular piece is attached to the compact myocardium (specks below 1.25 mm² are
+            # finger tips sampled between angle bins at this 0.5 mm grid).
+            muscle = masks.papillary | masks.trabecular
+            pieces, _ = ndimage.label(muscle | masks.myo, structure=np.ones((3, 3), dtype=bool))
+            wall = set(np.unique(pieces[masks.myo]).tolist())
+            sizes = np.bincount(pieces.ravel())
+            loose = [k for k in np.unique(pieces[muscle]) if k not in wall and sizes[k] >= 5]
+            assert not loose and masks.papillary.sum() > 0.5 * (pieces[masks.papillary] > 0).size, (group, i, c)
+            assert masks.blood.sum() > 0.15 * masks.lv.sum()  # HCM at ES nearly obliterates the cavity
+
+
+def test_lvot_breaks_the_basal_ring_and_is_closed_by_the_lv_label():
+    for i in range(8):
+        heart = sample_heart(np.random.default_rng([4, i]), "NOR")
+        z = 0.3 * heart.lvot[2]
+        masks = heart_masks(heart_shape(heart, z, 0.0), _fine_polar(heart, z))
+        assert masks.lv.any() and masks.myo.any()
+        assert (ndimage.binary_dilation(masks.lv) & ~(masks.lv | masks.myo | masks.rv)).any()
+        mid = 0.5 * heart.length
+        closed = heart_masks(heart_shape(heart, mid, 0.0), _fine_polar(heart, mid))
+        assert not (ndimage.binary_dilation(closed.lv) & ~(closed.lv | closed.myo)).any()
+
+
+def _wall_thickness(heart, angle: float, c: float = 0.0) -> float:
+    shape = heart_shape(heart, 0.5 * heart.length, c)
+    k = int(np.argmin(np.abs(np.angle(np.exp(1j * (ANGLES - angle))))))
+    return float(shape.r_epi[k] - shape.r_endo[k])
+
+
+def test_pathology_shapes():
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        hcm = sample_heart(rng, "HCM")
+        assert _wall_thickness(hcm, hcm.rv_angle) > 1.25 * _wall_thickness(hcm, hcm.rv_angle + math.pi)
+        minf = sample_heart(rng, "MINF")
+        shape = heart_shape(minf, 0.5 * minf.length, 0.0)
+        thickness = shape.r_epi - shape.r_endo
+        assert thickness.min() < 0.75 * np.median(thickness)
+        rv = sample_heart(rng, "RV")
+        es = heart_shape(rv, 0.5 * rv.length, 1.0)
+        k = int(np.argmin(np.abs(np.angle(np.exp(1j * (ANGLES - rv.rv_angle))))))
+        assert es.r_epi[k] < 0.85 * float(np.median(es.r_epi))  # flattened septum: D-shaped LV
+
+
+def test_sites_and_pathology_mix():
+    assert site_style("B", 2) is not site_style("B", 3) and site_style("B", 3).p_3t == 1.0
+    assert site_style("C").phase_res[1] < site_style("ACDC").phase_res[0]  # GE: truncation ringing
+    with pytest.raises(ValueError, match="centres"):
+        site_style("A", 3)
+    groups = [sample_group(SITES[("B", 2)], np.random.default_rng(i)) for i in range(200)]
+    assert groups.count("DCM") > groups.count("RV")
 
 
 def test_realistic_geometry_at_default_size():
     shapes, ratios = [], []
-    for i, domain in enumerate(["ACDC", "A", "B", "C", "D"] * 2):
+    for i, domain in enumerate(["ACDC", "A", "B", "C", "D", "B"]):
         stack = render_stack(domain, "NOR", (0.0,), np.random.default_rng([5, i]), SyntheticSettings())
         sx, sy, sz = stack.spacing
-        assert 1.2 <= sx == sy <= 2.0 and 5.0 <= sz <= 10.0 and 6 <= stack.labels.shape[1] <= 12
+        assert 1.1 <= sx == sy <= 2.0 and 5.0 <= sz <= 10.5 and 6 <= stack.labels.shape[1] <= 14
         shapes.append(stack.labels.shape[2:])
-        lv_outer = (stack.labels[0, 0] == LV) | (stack.labels[0, 0] == MYO)
-        ratios.append(2 * np.sqrt(lv_outer.sum() / np.pi) / stack.labels.shape[3])
+        k = _mid_slices(stack.labels)[len(_mid_slices(stack.labels)) // 2]
+        heart = stack.labels[0, k] > 0
+        ratios.append(2 * np.sqrt(heart.sum() / np.pi) * sx)
     assert any(max(s) < 224 for s in shapes) and any(max(s) > 224 for s in shapes)
     assert any(h != w for h, w in shapes) and any(h == w for h, w in shapes)
-    assert 0.12 < float(np.median(ratios)) < 0.3  # LV outer diameter ~ 1/5 of the field of view
+    assert 75.0 < float(np.median(ratios)) < 120.0  # equivalent diameter of LV + MYO + RV, mm
 
 
 def test_contraction_curve():

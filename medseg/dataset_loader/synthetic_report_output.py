@@ -1,0 +1,206 @@
+"""Outputs of the phantom report: the markdown table, a JSON copy, intensity histograms and a montage per domain.
+
+Statistics come from :mod:`~medseg.dataset_loader.synthetic_report`; every figure shows images at one fixed grey
+scale ([0, 1] of the preprocessed layout), so domains can be compared by eye.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from medseg.dataset_loader.synthetic_report import Sample, find_domains, load_samples, summarise
+from medseg.dataset_loader.synthetic_preview import save_paletted
+from medseg.utils.io import atomic_write_text, ensure_writable_dir
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+#: Target ranges of the ACDC-like domain (issue 9), checked in the markdown table.
+TARGETS: dict[str, tuple[float, float]] = {
+    "lv_dice_median": (0.0, 0.85),
+    "myo_dice_mean": (0.0, 0.60),
+    "dark": (0.25, 0.40),
+    "bright": (0.17, 0.28),
+    "grad_median": (0.018, 0.030),
+    "grad_p90": (0.11, 0.16),
+    "blood_cov": (0.10, 0.18),
+    "heart_extent": (0.40, 0.55),
+}
+
+#: (key, column title, format) of the two markdown tables.
+DICE_COLUMNS = (
+    ("n_subjects", "subjects", "{:.0f}"),
+    ("lv_dice_median", "LV median", "{:.2f}"), ("lv_dice_mean", "LV mean", "{:.2f}"),
+    ("lv_dice_share", "LV > 0.85", "{:.0%}"),
+    ("myo_dice_median", "MYO median", "{:.2f}"), ("myo_dice_mean", "MYO mean", "{:.2f}"),
+    ("myo_dice_share", "MYO > 0.85", "{:.0%}"),
+    ("rv_dice_median", "RV median", "{:.2f}"), ("rv_dice_mean", "RV mean", "{:.2f}"),
+    ("rv_dice_share", "RV > 0.85", "{:.0%}"),
+    ("lv_dice_best_median", "LV best-blob median", "{:.2f}"),
+    ("lv_dice_all_median", "LV all slices median", "{:.2f}"),
+)
+IMAGE_COLUMNS = (
+    ("dark", "px < 0.1", "{:.3f}"), ("bright", "px > 0.5", "{:.3f}"),
+    ("grad_median", "grad median", "{:.3f}"), ("grad_p90", "grad p90", "{:.3f}"),
+    ("blood_cov", "blood CoV", "{:.3f}"), ("heart_extent", "heart extent", "{:.3f}"),
+    ("lv_diameter_ed", "ED LV diam. px", "{:.1f}"), ("noise", "noise", "{:.4f}"),
+    ("fov_mm", "FOV width mm", "{:.0f}"), ("z_spacing", "slice spacing mm", "{:.1f}"),
+)
+
+
+def _cell(summary: Mapping[str, float], key: str, fmt: str, check: bool) -> str:
+    value = summary.get(key, float("nan"))
+    if not math.isfinite(value):
+        return "–"
+    text = fmt.format(value)
+    if check and key in TARGETS:
+        lo, hi = TARGETS[key]
+        text += " ✓" if lo <= value <= hi else " ✗"
+    return text
+
+
+def markdown_table(summaries: Mapping[str, Mapping[str, float]], columns: Sequence[tuple[str, str, str]]) -> str:
+    """A markdown table, one row per domain; the ACDC row marks each target range as met (✓) or not (✗)."""
+    lines = ["| domain | " + " | ".join(title for _, title, _ in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for domain, summary in summaries.items():
+        cells = [_cell(summary, key, fmt, domain == "ACDC") for key, _, fmt in columns]
+        lines.append(f"| {domain} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+#: Line colours of the figures (matplotlib's first ten and the outline colours), kept exactly by the palette.
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+            "#17becf", "#ff5050", "#50ff50", "#4fa3ff")
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    save_paletted(fig, path, _PALETTE, dpi=72)
+    plt.close(fig)
+    return path
+
+
+def plot_histograms(samples: Mapping[str, Sequence[Sample]], path: PathLike) -> Path:
+    """Intensity histograms of the mid-ventricular crops, one line per domain (ACDC-C sets in one panel)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), squeeze=False)
+    bins = np.linspace(0.0, 1.0, 51)
+    used = [False, False]
+    for domain, items in samples.items():
+        values = np.concatenate([s.image.ravel() for s in items])
+        hist, _ = np.histogram(values, bins=bins, density=True)
+        panel = 1 if domain.startswith("ACDC-C") else 0
+        used[panel] = True
+        ax = axes[0, panel]
+        ax.plot(0.5 * (bins[1:] + bins[:-1]), hist, label=domain, linewidth=1.2 if domain == "ACDC" else 0.9)
+    for ax, title, filled in zip(axes[0], ("ACDC-like and M&Ms-like vendors", "ACDC-C artefact sets"), used):
+        ax.set_yscale("log")
+        ax.set_xlabel("preprocessed intensity (192 × 192 crop, mid-ventricular slices)")
+        ax.set_ylabel("density")
+        ax.set_title(title, fontsize=9)
+        ax.axvline(0.1, color="0.6", linewidth=0.6, linestyle=":")
+        ax.axvline(0.5, color="0.6", linewidth=0.6, linestyle=":")
+        if filled:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def plot_montage(domain: str, samples: Sequence[Sample], path: PathLike, n_subjects: int = 6) -> Path:
+    """ED (top) and ES (bottom) mid-ventricular crops of the first subjects of a domain at the grey scale [0, 1];
+    a third row repeats ED with the label outlines (LV red, MYO green, RV blue)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(s.case.name for s in samples))[:n_subjects]
+    by_key = {(s.case.name, s.frame): s for s in samples}
+    fig, axes = plt.subplots(3, len(names), figsize=(2.0 * len(names), 6.4), squeeze=False)
+    for j, name in enumerate(names):
+        for i, frame in enumerate(("ED", "ES", "ED")):
+            ax = axes[i, j]
+            ax.axis("off")
+            sample = by_key.get((name, frame))
+            if sample is None:
+                continue
+            ax.imshow(sample.image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            if i == 2:
+                for value, colour in ((1, "#ff5050"), (2, "#50ff50"), (3, "#4fa3ff")):
+                    if (sample.label == value).any():
+                        ax.contour(sample.label == value, levels=[0.5], colors=colour, linewidths=0.6)
+            ax.set_title(f"{name} {frame}", fontsize=7)
+    fig.suptitle(f"{domain}: mid-ventricular slices, 192 × 192 crop, grey scale [0, 1]", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return _save(fig, Path(path))
+
+
+def _slug(domain: str) -> str:
+    return domain.replace("/", "_").replace(" ", "_")
+
+
+def write_report(data_dir: PathLike, out_dir: PathLike, n_montage: int = 6,
+                 on_case: Callable[[str], None] | None = None) -> Path:
+    """Measure every domain of a prepared data folder and write ``report.md``, ``report.json``,
+    ``histograms.png`` and ``montage_<domain>.png`` to ``out_dir``; returns the markdown path.
+
+    Raises:
+        FileNotFoundError: if the folder holds no preprocessed domain (see
+            :func:`~medseg.dataset_loader.synthetic_report.find_domains`).
+    """
+    domains = find_domains(data_dir)
+    out_dir = Path(out_dir)
+    ensure_writable_dir(out_dir)
+    samples: dict[str, list[Sample]] = {}
+    for domain, cases in domains.items():
+        items = []
+        for case in cases:
+            items.extend(load_samples(case))
+            if on_case is not None:
+                on_case(case.name)
+        if items:
+            samples[domain] = items
+    summaries = {domain: summarise(items) for domain, items in samples.items()}
+    figures = [plot_histograms(samples, out_dir / "histograms.png")]
+    for domain, items in samples.items():
+        figures.append(plot_montage(domain, items, out_dir / f"montage_{_slug(domain)}.png", n_montage))
+    atomic_write_text(out_dir / "report.json", json.dumps(summaries, indent=2) + "\n")
+    lines = [
+        "# Phantom report",
+        "",
+        f"Data: `{Path(data_dir).name}`; statistics of the mid-ventricular slice at ED and ES of every subject, on the "
+        "preprocessed layout and the test path's 192 × 192 centre crop (definitions: "
+        "`medseg/dataset_loader/synthetic_report.py`, `docs/PHANTOM.md`). ✓ / ✗: the ACDC-like domain's value "
+        "is inside / outside the target range of issue 9.",
+        "",
+        "## Threshold-rule baseline (Dice)",
+        "",
+        markdown_table(summaries, DICE_COLUMNS),
+        "",
+        "## Image statistics",
+        "",
+        markdown_table(summaries, IMAGE_COLUMNS),
+        "",
+        "## Figures",
+        "",
+        *[f"![{p.stem}]({p.name})" for p in figures],
+        "",
+    ]
+    path = out_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    logger.info("wrote the phantom report of %d domains to %s", len(summaries), out_dir)
+    return path
