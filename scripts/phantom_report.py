@@ -15,30 +15,34 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from medseg.dataset_loader.synthetic_report_output import write_report  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="phantom_report.py", description=__doc__.splitlines()[0],
+                            formatter_class=HelpFormatter)
     parser.add_argument("data_dir", help="prepared data folder with ACDC/, MM/ (vendors.csv) and/or ACDC-C/")
     parser.add_argument("--out", default="docs/phantom", help="output folder for report.md, report.json and figures")
     parser.add_argument("--montage", type=int, default=6, help="subjects per domain montage")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser.parse_args(argv)
+    parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")
+    args = parser.parse_args(argv)
+    if args.montage < 1:
+        parser.error(f"--montage: expected an integer >= 1, got {args.montage}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run_cli("phantom_report.py", lambda: report(args), args.verbose)
+
+
+def report(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    bar = tqdm(desc="phantom report", unit="subj", disable=args.no_progress)
-    try:
+    with tqdm(desc="phantom report", unit="subj", disable=args.no_progress) as bar:
         path = write_report(args.data_dir, args.out, n_montage=args.montage, on_case=lambda _: bar.update())
-    except (OSError, ValueError) as err:
-        bar.close()
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    bar.close()
     print(f"report: {path}")
     return 0
 
