@@ -216,8 +216,11 @@ def write_aggregate(
     out_dir: PathLike,
     n_iter: int,
     notes: Sequence[str] = (),
+    data_root: PathLike | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Path]]:
     """Write ``summary.csv``, ``summary.md``, ``dice_boxplot.png`` and ``warnings.txt`` to ``out_dir``.
+
+    ``data_root`` (the test data's root folder) is named in ``summary.md``.
 
     Returns:
         ``(table, {"csv": ..., "md": ..., "png": ..., "warnings": ...})`` (``png`` only if something was evaluated).
@@ -228,7 +231,10 @@ def write_aggregate(
     with atomic_open(out_dir / "summary.csv", "w", newline="", encoding="utf-8") as handle:
         table.to_csv(handle, index=False, float_format="%.4f")
     paths["csv"] = out_dir / "summary.csv"
-    runs = ["## Runs", ""] + [f"- {e.run.label}: `{e.run.checkpoint_dir}`" for e in entries]
+    runs = ["## Runs", ""]
+    if data_root is not None:
+        runs += [f"Test data: `{Path(data_root).resolve()}`", ""]
+    runs += [f"- {e.run.label}: `{e.run.checkpoint_dir}`" for e in entries]
     paths["md"] = out_dir / "summary.md"
     atomic_write_text(paths["md"], summary_markdown(table, datasets, n_iter, notes, runs))
     paths["warnings"] = out_dir / "warnings.txt"

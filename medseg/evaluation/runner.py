@@ -204,5 +204,5 @@ def run_tests(
     if skipped:
         notes.append(f"{skipped} volume(s) skipped because their files are unreadable or invalid (see the warnings "
                      "above)")
-    table, paths = write_aggregate(entries, datasets, output_dir, n_iter, notes)
+    table, paths = write_aggregate(entries, datasets, output_dir, n_iter, notes, data_root=data_root)
     return TestOutcome(table, entries, paths, notes, report_dirs, evaluated, skipped)

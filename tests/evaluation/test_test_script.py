@@ -154,6 +154,7 @@ def test_output_dir_holds_every_report_and_data_roots_never_overwrite_each_other
     folder = out / "coop" / "0" / "ACDC"
     assert {"iter_2_summary.csv", "iter_2_detailed.csv", "iter_2_info.json"} <= {p.name for p in folder.iterdir()}
     assert {p.name for p in out.iterdir()} >= {"summary.csv", "summary.md", "warnings.txt", "coop"}
+    assert f"Test data: `{first.resolve()}`" in (out / "summary.md").read_text()
 
     # without --output_dir: beside the checkpoint, recording the data root; another data root gets its own folder
     assert main([*common, "--data_root", str(first)]) == 0
