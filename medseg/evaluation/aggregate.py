@@ -198,10 +198,13 @@ def box_plot(entries: Sequence[RunResults], datasets: Sequence[str], path: PathL
             data.append(pooled[~np.isnan(pooled)])
         ax.boxplot([d if d.size else np.array([np.nan]) for d in data], showmeans=True)
         ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right", fontsize=8)
-        ax.set_title(name)
+        counts = sorted({d.size for d in data})
+        ax.set_title(f"{name} (n = {'/'.join(map(str, counts))})", fontsize=10)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("Dice per patient (mean of LV, MYO, RV)")
+    fig.suptitle("Per-patient Dice on each test set (n = patient volumes): box = quartiles, orange line = median, "
+                 "green triangle = mean, whiskers = 1.5 IQR, circles = outliers", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     with atomic_output_path(path) as tmp:
