@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda[:k]")
     parser.add_argument("--batch_slices", type=int, default=10, help="slices per forward pass")
     parser.add_argument(
+        "--crop_size", type=int, default=192,
+        help="in-plane centre crop / zero pad of the test volumes (published 192; match the training grid, e.g. 96 "
+        "for data resampled to 2.734 mm)",
+    )
+    parser.add_argument(
         "--output_dir", type=Path, default=None,
         help="write everything here: summary.csv/.md, dice_boxplot.png, warnings.txt and the per-dataset reports in "
         "<output_dir>/<method>/<cval>/<dataset>/ (default: per-dataset reports beside each checkpoint in "
@@ -87,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--n_iter must be >= 1, got {args.n_iter}")
     if args.batch_slices < 1:
         parser.error(f"--batch_slices must be >= 1, got {args.batch_slices}")
+    if args.crop_size < 16 or args.crop_size % 16:
+        parser.error(f"--crop_size must be a multiple of 16 (the network downsamples 16x), got {args.crop_size}")
     if not args.data_root.is_dir():
         parser.error(f"--data_root {args.data_root} does not exist; expected a folder holding ACDC/, ACDC-C/, MM/")
 
@@ -125,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=progress,
             reports_dir=args.output_dir,
             normalize_2D=args.normalize_2D,
+            crop_size=args.crop_size,
         )
         if outcome.evaluated == 0:
             reasons = "; ".join(outcome.notes[:3]) or "no test set was available"

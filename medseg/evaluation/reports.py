@@ -102,6 +102,7 @@ def evaluate_dataset(
     num_classes: int = 4,
     on_patient: Callable[[], None] | None = None,
     normalize_2D: bool = False,  # noqa: N803 (published name)
+    crop_size: int = 192,
 ) -> DatasetResult:
     """Predict every patient/frame of ``source`` and compute the per-class metrics on the 3D stack.
 
@@ -118,6 +119,8 @@ def evaluate_dataset(
             background for every scored class.
         on_patient: called after each patient (progress bars).
         normalize_2D: min–max each slice to [0, 1] before predicting (spec j.19; off in the published protocol).
+        crop_size: in-plane centre crop / zero pad of the test volumes (the published 192; smaller for models
+            trained on a coarser grid, e.g. 96 at 2.734 mm covers the same field of view).
 
     Returns:
         The :class:`DatasetResult`. A patient whose files cannot be read is skipped with a warning.
@@ -127,7 +130,7 @@ def evaluate_dataset(
     notes: list[str] = []
     for index in range(int(source.patient_number)):
         try:
-            patient = source.get_patient_data_for_testing(index, crop_size=192, normalize_2D=normalize_2D)
+            patient = source.get_patient_data_for_testing(index, crop_size=crop_size, normalize_2D=normalize_2D)
         except (OSError, ValueError, RuntimeError) as err:
             message = f"{dataset}: patient #{index} skipped: {err}"
             logger.warning(message)

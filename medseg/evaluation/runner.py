@@ -112,6 +112,7 @@ def run_tests(
     progress: ProgressFactory | None = None,
     reports_dir: PathLike | None = None,
     normalize_2D: bool = False,  # noqa: N803 (published name)
+    crop_size: int = 192,
 ) -> TestOutcome:
     """Evaluate each run on each available test set, write its per-dataset reports and the aggregate.
 
@@ -130,6 +131,7 @@ def run_tests(
         reports_dir: root of the per-dataset reports (``<reports_dir>/<method>/<cval>/<dataset>/``); None = beside
             each checkpoint (:func:`~medseg.evaluation.runs.report_location`).
         normalize_2D: min–max each test slice to [0, 1] (off as in the published ED+ES protocol, spec j.19).
+        crop_size: in-plane test crop (published 192).
 
     Returns:
         The aggregate table, the per-run results, the written aggregate paths and the warnings.
@@ -173,6 +175,7 @@ def run_tests(
                 predictions_dir=out_dir / "predictions" if save_predictions else None,
                 on_patient=bar.update if bar is not None else None,
                 normalize_2D=normalize_2D,
+                crop_size=crop_size,
             )
             if bar is not None:
                 bar.close()
@@ -185,6 +188,7 @@ def run_tests(
                 "frames": list(frames),
                 "metrics": list(metric_names),
                 "normalize_2D": normalize_2D,
+                "crop_size": crop_size,
             }
             remove_stale_temp_files(out_dir)
             write_dataset_report(result, out_dir, n_iter, info, test_set.vendors)

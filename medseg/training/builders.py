@@ -55,6 +55,7 @@ def build_datasets(config: ExperimentConfig, data_setting: str, cval: int, seed:
                 use_cache=data.use_cache, myocardium_seg=data.myocardium_only,
                 right_ventricle_seg=data.right_ventricle_only, image_format_name=data.image_format_name,
                 label_format_name=data.label_format_name, crop_size=tuple(data.crop_size[:2]), seed=seed,
+                new_spacing=data.new_spacing,
             ))
     train_set, val_set = (p[0] if len(p) == 1 else ConcatDataSet(p) for p in (parts["train"], parts["validate"]))
     val_set.set_epoch(0)  # the validation set is the same in every epoch

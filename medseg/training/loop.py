@@ -236,7 +236,8 @@ class _Run:
             self._save_models(epoch, result)
             if metrics is not None:
                 metrics.append({"epoch": epoch, "global_iteration": self.state.global_iteration,
-                                "n_iterations": n_iters, **values, "epoch_seconds": round(seconds, 2),
+                                "n_iterations": n_iters, **values, "dice/val_dice": result.mean_dice,
+                                "epoch_seconds": round(seconds, 2),
                                 "stop_reason": stop_reason})
         self.model.train()
 

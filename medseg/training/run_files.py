@@ -32,6 +32,9 @@ LOSS_NAMES = (
 VAL_NAMES = ("iou/val_iou", "acc/val_acc")
 #: Every TensorBoard scalar of spec c.6, in logging order.
 SCALAR_NAMES = LOSS_NAMES + VAL_NAMES
+#: Logged beside them in metrics.csv (not TensorBoard): pooled validation Dice, mean over the foreground classes
+#: (for the experiment's training curves).
+EXTRA_VAL_NAMES = ("dice/val_dice",)
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,8 @@ class MetricsLog:
     """
 
     #: ``stop_reason`` is empty, or ``max_iteration`` on the last row of a run that the iteration cap ended early.
-    columns = ("epoch", "global_iteration", "n_iterations", *SCALAR_NAMES, "epoch_seconds", "stop_reason")
+    columns = ("epoch", "global_iteration", "n_iterations", *SCALAR_NAMES, *EXTRA_VAL_NAMES, "epoch_seconds",
+               "stop_reason")
 
     def __init__(self, path: Path, start_epoch: int = 0) -> None:
         self.path = path

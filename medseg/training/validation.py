@@ -1,5 +1,7 @@
 """Validation after every epoch (spec c.5, protocol kept): ``predict(n_iter=2)`` (FTN + one STN refinement), argmax,
 one confusion matrix pooled over all pixels of all validation slices, Mean IoU over all classes including background.
+Also reported (not used for model selection): the mean over the foreground classes of the pooled Dice,
+``Dice_c = 2 IoU_c / (1 + IoU_c)`` from the same confusion matrix.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ class ValidationResult:
     images: torch.Tensor | None = None
     ground_truths: torch.Tensor | None = None
     predictions: torch.Tensor | None = None
+    mean_dice: float = float("nan")
+
+
+def foreground_dice(class_iou: dict[int, float]) -> float:
+    """Mean over classes >= 1 of the pooled Dice ``2 IoU / (1 + IoU)`` (NaN classes skipped; NaN if none)."""
+    values = [2.0 * v / (1.0 + v) for c, v in class_iou.items() if c >= 1 and v == v]
+    return float(sum(values) / len(values)) if values else float("nan")
 
 
 def validate(model: object, loader: DataLoader, num_classes: int, device: torch.device) -> ValidationResult:
@@ -55,10 +64,12 @@ def validate(model: object, loader: DataLoader, num_classes: int, device: torch.
         return ValidationResult(float("nan"), float("nan"), {})
     scores = score.get_scores()
     images, gts, preds = shown.tensors()  # type: ignore[misc]
+    class_iou = dict(scores["Class IoU"])  # type: ignore[arg-type]
     return ValidationResult(
         mean_iou=float(scores["Mean IoU"]),  # type: ignore[arg-type]
         mean_acc=float(scores["Mean Acc"]),  # type: ignore[arg-type]
-        class_iou=dict(scores["Class IoU"]),  # type: ignore[arg-type]
+        class_iou=class_iou,
+        mean_dice=foreground_dice(class_iou),
         images=images,
         ground_truths=gts,
         predictions=preds,

@@ -1,0 +1,145 @@
+"""The experiment's data: checking a preprocessed layout, fingerprinting it, and resampling a copy to the budget grid.
+
+Layout (what ``scripts/prepare_synthetic.sh`` writes and what the preprocessing scripts write for real data)::
+
+    <data_root>/ACDC/<pid>/{ED,ES}_{img,seg}.nii.gz
+    <data_root>/ACDC-C/<artefact>/<pid>_<j>/{ED,ES}_{img,seg}.nii.gz
+    <data_root>/MM/<subject>/{ED,ES}_{img,seg}.nii.gz  and  <data_root>/MM/vendors.csv
+
+A budget whose ``spacing_mm`` differs from the preprocessing spacing gets a copy of the volumes it uses (the ACDC
+subjects of its splits, every ACDC-C case and every M&Ms subject) resampled in-plane with the preprocessing's own
+resampler (linear for images, nearest neighbour for labels, z kept), written file by file atomically, so an
+interrupted copy resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from medseg.dataset_loader.ACDC_few_shot_cv_settings import get_ACDC_split_policy
+from medseg.dataset_loader.nifti import read_volume, write_volume
+from medseg.dataset_loader.preprocessing import resample_in_plane
+from medseg.evaluation.datasets import dataset_folder
+from medseg.utils.io import atomic_output_path, ensure_writable_dir
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+FILE_NAMES = ("ED_img.nii.gz", "ED_seg.nii.gz", "ES_img.nii.gz", "ES_seg.nii.gz")
+VENDORS_FILE = "vendors.csv"
+Progress = Callable[[int], None]  # called with the number of files just handled
+
+
+def acdc_subjects(data_setting: str, cvals: Iterable[int]) -> list[str]:
+    """ACDC subjects the experiment reads: training and validation of every cval, plus the 20 test subjects."""
+    needed: set[str] = set()
+    for cval in cvals:
+        policy = get_ACDC_split_policy(data_setting, cval)
+        needed.update(policy["train"], policy["validate"], policy["test"])
+    return sorted(needed)
+
+
+def split_notes(data_setting: str, cvals: Iterable[int]) -> list[str]:
+    """Notes about published splits that put a subject in both training and validation (kept as published)."""
+    notes = []
+    for cval in cvals:
+        policy = get_ACDC_split_policy(data_setting, cval)
+        both = sorted(set(policy["train"]) & set(policy["validate"]))
+        if both:
+            notes.append(f"split {policy['name']} (cval {cval}): subjects {', '.join(both)} are in both training and "
+                         "validation (the published split, kept for comparability; model selection sees them)")
+    return notes
+
+
+def check_layout(data_root: PathLike, datasets: Sequence[str], acdc_ids: Sequence[str]) -> list[str]:
+    """Check that training data exists and report missing test sets.
+
+    Returns:
+        Notes about test sets that are missing (they are skipped by the tests and named in the report).
+
+    Raises:
+        FileNotFoundError: ``<data_root>/ACDC`` or one of the needed ACDC subjects' files is missing.
+    """
+    root = Path(data_root)
+    acdc = root / "ACDC"
+    if not acdc.is_dir():
+        raise FileNotFoundError(
+            f"--data_root {root}: no ACDC/ folder; expected the preprocessed layout <data_root>/ACDC/<pid>/"
+            f"ED_img.nii.gz ... (bash scripts/prepare_synthetic.sh {root} makes one)"
+        )
+    missing = [f"{pid}/{name}" for pid in acdc_ids for name in FILE_NAMES if not (acdc / pid / name).is_file()]
+    if missing:
+        shown = ", ".join(missing[:6]) + (" ..." if len(missing) > 6 else "")
+        raise FileNotFoundError(f"--data_root {root}: {len(missing)} ACDC files needed by the splits are missing "
+                                f"under {acdc}: {shown}")
+    notes = []
+    for name in datasets:
+        folder = dataset_folder(root, name)
+        if not folder.is_dir() or not any(p.is_dir() for p in folder.iterdir()):
+            notes.append(f"test set {name}: {folder} is missing or empty; it is skipped")
+    return notes
+
+
+def source_files(data_root: PathLike, datasets: Sequence[str], acdc_ids: Sequence[str]) -> list[Path]:
+    """Every volume file the experiment reads, relative to ``data_root`` (plus ``MM/vendors.csv`` if present)."""
+    root = Path(data_root)
+    files: list[Path] = []
+    for pid in acdc_ids:
+        files.extend(Path("ACDC") / pid / name for name in FILE_NAMES)
+    for name in datasets:
+        if name == "ACDC":
+            continue
+        folder = dataset_folder(root, name)
+        if not folder.is_dir():
+            continue
+        for subject in sorted(p for p in folder.iterdir() if p.is_dir()):
+            files.extend(subject.relative_to(root) / n for n in FILE_NAMES if (subject / n).is_file())
+        if name == "MM" and (folder / VENDORS_FILE).is_file():
+            files.append(folder.relative_to(root) / VENDORS_FILE)
+    return files
+
+
+def fingerprint(data_root: PathLike, files: Sequence[Path]) -> str:
+    """SHA-256 over the relative path, size and modification time of every file (changes when data is rewritten)."""
+    digest = hashlib.sha256()
+    root = Path(data_root)
+    for rel in files:
+        stat = (root / rel).stat()
+        digest.update(f"{rel.as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def resample_copy(
+    data_root: PathLike, out_root: PathLike, files: Sequence[Path], spacing_mm: float,
+    progress: Progress | None = None,
+) -> Path:
+    """Write ``files`` of ``data_root`` resampled in-plane to ``spacing_mm`` under ``out_root``; existing outputs are
+    kept (every write is atomic, so an existing file is complete).
+
+    Returns:
+        ``out_root``.
+    """
+    src_root, dst_root = Path(data_root), Path(out_root)
+    ensure_writable_dir(dst_root)
+    done = 0
+    for rel in files:
+        src, dst = src_root / rel, dst_root / rel
+        if not dst.is_file():
+            if rel.name == VENDORS_FILE:
+                with atomic_output_path(dst) as tmp:
+                    shutil.copyfile(src, tmp)
+            else:
+                is_label = rel.name.endswith("_seg.nii.gz")
+                volume = read_volume(src)
+                resampled = resample_in_plane(volume, (spacing_mm, spacing_mm), is_label=is_label)
+                write_volume(dst, resampled.array, resampled)
+        done += 1
+        if progress is not None:
+            progress(1)
+    logger.info("resampled copy at %.5f mm: %d files under %s", spacing_mm, done, dst_root)
+    return dst_root

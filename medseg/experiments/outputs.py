@@ -1,0 +1,188 @@
+"""Everything the experiment writes after its tasks: tables, statistics, curves and the report (see runner docs)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from medseg.evaluation.reports import read_vendors
+from medseg.experiments import curves
+from medseg.experiments.paired_test import paired_tests
+from medseg.experiments.report import IterResults, ReportInputs, render
+from medseg.experiments.state import ExperimentState
+from medseg.experiments.tables import (per_run_relative, relative_improvement, run_entries, vendor_table,
+                                       write_summary)
+from medseg.experiments.tasks import (TRAIN_SCRIPT, RunSpec, checkpoint_dir, run_dir, shell_command,
+                                      training_argv)
+from medseg.utils.io import atomic_open, atomic_output_path, atomic_write_text
+
+if TYPE_CHECKING:
+    from medseg.experiments.runner import ExperimentRequest, Plan
+
+logger = logging.getLogger(__name__)
+
+TEST_SCRIPT = "medseg/test_ACDC_triplet_segmentation.py"
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
+        frame.to_csv(handle, index=False, float_format="%.6f")
+    return path
+
+
+def collect_volumes(request: ExperimentRequest, plan: Plan, state: ExperimentState) -> tuple[pd.DataFrame, list[str]]:
+    """Per-volume Dice of every finished test (columns ``method, cval, seed, n_iter`` + the test's columns), and the
+    tests' warnings."""
+    from medseg.experiments.runner import test_dir
+
+    frames, notes = [], []
+    for spec in plan.specs:
+        for n_iter in request.budget.n_iter:
+            if state.marker(spec.test_id(n_iter)) is None:
+                continue
+            folder = test_dir(request.out_dir, spec, n_iter)
+            volumes = pd.read_csv(folder / "volumes.csv", dtype={"patient_id": str, "pid": str, "dataset": str})
+            volumes.insert(0, "n_iter", n_iter)
+            volumes.insert(0, "seed", spec.seed)
+            volumes.insert(0, "cval", spec.cval)
+            volumes.insert(0, "method", spec.method)
+            frames.append(volumes)
+            warnings = folder / "warnings.txt"
+            if warnings.is_file():
+                notes += [f"{spec.test_id(n_iter)}: {line}" for line in warnings.read_text().splitlines() if line]
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), notes
+
+
+def _iter_results(request: ExperimentRequest, plan: Plan, volumes: pd.DataFrame, notes: list[str],
+                  vendors: pd.DataFrame | None) -> dict[int, IterResults]:
+    budget = request.budget
+    baseline, method = list(budget.methods)
+    ckpts = {(s.method, s.cval): checkpoint_dir(run_dir(s, budget, plan.save_dir, plan.data_root / "ACDC"))
+             for s in plan.specs}
+    ood = [d for d in budget.datasets if d != "ACDC"]
+    per_iter = {}
+    for n_iter in budget.n_iter:
+        part = volumes[volumes["n_iter"] == n_iter] if len(volumes) else volumes
+        if part.empty:
+            continue
+        folder = request.out_dir / f"n_iter_{n_iter}"
+        entries = run_entries(part, list(budget.methods), ckpts)
+        table, paths = write_summary(entries, budget.datasets, folder, n_iter, notes)
+        res = IterResults(table, vendor_table(part, vendors, list(budget.methods)),
+                          paired_tests(part, baseline, method, budget.datasets, vendors),
+                          relative_improvement(table, baseline, method), per_run_relative(part, baseline, method, ood),
+                          {k: v for k, v in paths.items() if k in ("csv", "png")})
+        res.figures["vendors"] = _write_csv(res.vendors, folder / "vendors.csv")
+        res.figures["wilcoxon"] = _write_csv(res.wilcoxon, folder / "wilcoxon.csv")
+        res.figures["relative"] = _write_csv(res.relative, folder / "relative_improvement.csv")
+        per_iter[n_iter] = res
+    return per_iter
+
+
+def _curves(request: ExperimentRequest, plan: Plan) -> tuple[pd.DataFrame, list[tuple[str, Path]], Path]:
+    rows, figures = [], []
+    for cval, seed in plan.pairs():
+        specs = [s for s in plan.specs if (s.cval, s.seed) == (cval, seed)]
+        run_curves = {s.method: curves.read_curve(run_dir(s, request.budget, plan.save_dir, plan.data_root / "ACDC")
+                                                  / "log" / "metrics.csv") for s in specs}
+        title = f"cval {cval}, seed {seed}"
+        figure = curves.plot_run_curves(run_curves, f"Training curves, {title} (budget {request.budget.name})",
+                                        request.out_dir / "curves" / f"cval{cval}_seed{seed}.png")
+        if figure is not None:
+            figures.append((title, figure))
+        for method, curve in run_curves.items():
+            if curve:
+                rows.append({"run": title, "method": method, **curves.plateau_summary(curve)})
+    plateau = pd.DataFrame(rows, columns=["run", "method", "epochs", "iterations", "best", "last", "late_change"])
+    return plateau, figures, _write_csv(plateau, request.out_dir / "curves" / "plateau.csv")
+
+
+def _seconds(plan: Plan, state: ExperimentState, n_iters: tuple[int, ...]) -> dict[str, float]:
+    seconds: dict[str, float] = {}
+    data = state.marker("data")
+    if data is not None:
+        seconds["data resampling"] = float(data.get("seconds", 0.0))
+    for method in dict.fromkeys(s.method for s in plan.specs):
+        seconds[f"training {method}"] = 0.0
+    seconds["testing"] = 0.0
+    for spec in plan.specs:
+        marker = state.marker(spec.train_id)
+        if marker is not None:
+            key = f"training {spec.method}"
+            seconds[key] = seconds.get(key, 0.0) + float(marker.get("seconds", 0.0))
+        for n_iter in n_iters:
+            marker = state.marker(spec.test_id(n_iter))
+            if marker is not None:
+                seconds["testing"] = seconds.get("testing", 0.0) + float(marker.get("seconds", 0.0))
+    return seconds
+
+
+def _test_command(request: ExperimentRequest, plan: Plan, spec: RunSpec) -> str:
+    from medseg.experiments.runner import test_dir
+
+    budget = request.budget
+    ckpt = checkpoint_dir(run_dir(spec, budget, plan.save_dir, plan.data_root / "ACDC"))
+    argv = ["--methods", f"{spec.method}={ckpt}", "--data_root", str(plan.data_root), "--datasets", *budget.datasets,
+            "--frames", *budget.frames, "--n_iter", str(budget.n_iter[-1]), "--crop_size", str(budget.test_crop_size),
+            "--output_dir", str(test_dir(request.out_dir, spec, budget.n_iter[-1]))]
+    return shell_command(TEST_SCRIPT, argv)
+
+
+def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState, complete: bool) -> Path:
+    """Write the tables, curves and ``RESULTS.md`` from whatever has finished; returns the report path."""
+    budget, out_dir = request.budget, request.out_dir
+    volumes, notes = collect_volumes(request, plan, state)
+    notes = list(plan.notes) + notes
+    files: list[Path] = []
+    if len(volumes):
+        files.append(_write_csv(volumes, out_dir / "volumes.csv"))
+    mm_root = plan.data_root / "MM"
+    vendors = read_vendors(mm_root) if (mm_root / "vendors.csv").is_file() else None
+    per_iter = _iter_results(request, plan, volumes, notes, vendors)
+    for res in per_iter.values():
+        files += [res.figures[k] for k in ("csv", "vendors", "wilcoxon", "relative") if k in res.figures]
+    plateau, curve_figures, plateau_csv = _curves(request, plan)
+    files.append(plateau_csv)
+    manifest = state.manifest()
+    invocations = manifest.get("invocations", [])
+    n_tasks = len(plan.specs) * (1 + len(budget.n_iter))
+    finished = sum(state.marker(s.train_id) is not None for s in plan.specs) + sum(
+        state.marker(s.test_id(n)) is not None for s in plan.specs for n in budget.n_iter)
+    first = plan.specs[0]
+    inputs = ReportInputs(
+        budget=budget, complete=complete, finished_tasks=finished, total_tasks=n_tasks, per_iter=per_iter,
+        plateau=plateau, curve_figures=curve_figures, seconds=_seconds(plan, state, budget.n_iter),
+        commits=list(dict.fromkeys(i.get("commit", "unknown") for i in invocations)), invocations=invocations,
+        data_root=str(request.data_root), prepared_root=str(plan.data_root),
+        fingerprint=manifest.get("identity", {}).get("data_fingerprint", ""),
+        train_command=shell_command(TRAIN_SCRIPT, training_argv(first, budget, plan.save_dir, plan.data_root / "ACDC",
+                                                                request.options)),
+        test_command=_test_command(request, plan, first), files=files, notes=notes)
+    report = out_dir / "RESULTS.md"
+    atomic_write_text(report, render(inputs, lambda p: Path(os.path.relpath(p, out_dir)).as_posix()))
+    if request.results_md is not None:
+        publish(inputs, request.results_md, out_dir)
+    logger.info("report: %s", report)
+    return report
+
+
+def publish(inputs: ReportInputs, target: Path, out_dir: Path) -> Path:
+    """Write the report to ``target`` with its PNG figures copied to ``<target stem>_figures/`` beside it; other
+    files are linked relative to ``target`` (they stay under the output folder)."""
+    figures_dir = target.parent / f"{target.stem}_figures"
+
+    def link(path: Path) -> str:
+        if path.suffix == ".png":
+            name = Path(os.path.relpath(path, out_dir)).as_posix().replace("/", "_")
+            with atomic_output_path(figures_dir / name) as tmp:
+                shutil.copyfile(path, tmp)
+            return Path(os.path.relpath(figures_dir / name, target.parent)).as_posix()
+        return Path(os.path.relpath(path, target.parent)).as_posix()
+
+    atomic_write_text(target, render(inputs, link))
+    return target

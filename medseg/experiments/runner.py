@@ -1,0 +1,253 @@
+"""The robustness experiment end to end: data → 2 methods × 3 runs of training → tests with n_iter 1 and 2 → report.
+
+Output folder (``--out``, e.g. ``results/cpu``)::
+
+    experiment.json            identity (budget, data fingerprint, method configs) and every invocation
+    state/<task>.json          completion markers; log/tasks.jsonl: what each call ran or skipped
+    data_<spacing>mm/          resampled copy of the data (only when the budget's spacing is not the data's)
+    runs/train_ACDC_10_n_cls_4/ACDC/<config>/<cval>/   the medseg-train run folders (checkpoints, metrics.csv, ...)
+    tests/<method>/cval<k>_seed<s>/iter_<n>/   one test of one model: volumes.csv + the test script's summary files
+    n_iter_<n>/                summary.csv, summary.md, dice_boxplot.png (the test script's format, all runs),
+                               vendors.csv, wilcoxon.csv, relative_improvement.csv
+    curves/cval<k>_seed<s>.png training curves of both methods; curves/plateau.csv
+    volumes.csv                every test volume of every run and n_iter
+    RESULTS.md                 the report (also written to ``results_md`` if given, figures copied beside it)
+
+Tasks run in the order cval 0 (train baseline, train method, test both), cval 1, ...; a finished task is never
+redone, an interrupted training continues from its snapshot, and a folder made with another budget, other data or
+other method configs is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medseg.experiments import data as exp_data
+from medseg.experiments.budgets import Budget
+from medseg.experiments.state import ExperimentState, code_version, hash_files, now
+from medseg.experiments.tasks import RunOptions, RunSpec, checkpoint_dir, run_dir, run_test, run_training
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+ProgressFactory = Callable[..., Any]  # (description, total, initial=0) -> bar with update() and close()
+
+
+@dataclass
+class ExperimentRequest:
+    """Everything one call of the experiment needs.
+
+    Attributes:
+        budget: the budget (same for both methods).
+        data_root: preprocessed layout with ``ACDC/``, ``ACDC-C/``, ``MM/``.
+        out_dir: experiment folder.
+        config_dir: folder of the method configs (``config/``).
+        repo_root: the code's repository (for the commit).
+        options: device, loader workers, test chunk size, progress bars.
+        max_tasks: stop after this many tasks actually ran (None = all); the next call continues.
+        results_md: also write the report here (figures copied to ``<stem>_figures/`` beside it).
+        argv: the command line, recorded in ``experiment.json``.
+        progress: progress-bar factory (entry points only).
+    """
+
+    budget: Budget
+    data_root: Path
+    out_dir: Path
+    config_dir: Path
+    repo_root: Path
+    options: RunOptions = field(default_factory=RunOptions)
+    max_tasks: int | None = None
+    results_md: Path | None = None
+    argv: list[str] = field(default_factory=list)
+    progress: ProgressFactory | None = None
+
+
+@dataclass
+class ExperimentResult:
+    """What one call did."""
+
+    complete: bool
+    ran: list[str]
+    skipped: list[str]
+    report: Path | None
+
+
+@dataclass
+class Plan:
+    """The resolved experiment: run specs, folders, the data that is read."""
+
+    specs: list[RunSpec]
+    data_root: Path
+    save_dir: Path
+    notes: list[str]
+    acdc_ids: list[str]
+    files: list[Path]
+
+    def pairs(self) -> list[tuple[int, int]]:
+        return list(dict.fromkeys((s.cval, s.seed) for s in self.specs))
+
+
+def _config_hash(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"method config {path} not found (budget key 'methods' is relative to config/)")
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def make_plan(request: ExperimentRequest) -> Plan:
+    """Check the data and list the run specs (validates everything before any work starts)."""
+    budget = request.budget
+    acdc_ids = exp_data.acdc_subjects(budget.data_setting, [c for c, _ in budget.runs])
+    cvals = [c for c, _ in budget.runs]
+    notes = exp_data.check_layout(request.data_root, budget.datasets, acdc_ids)
+    notes += exp_data.split_notes(budget.data_setting, cvals)
+    files = exp_data.source_files(request.data_root, budget.datasets, acdc_ids)
+    specs = [RunSpec(method, request.config_dir / config, cval, seed)
+             for cval, seed in budget.runs for method, config in budget.methods.items()]
+    data_root = request.data_root
+    if budget.resamples:
+        data_root = request.out_dir / f"data_{budget.spacing_mm:g}mm"
+    return Plan(specs, data_root, request.out_dir / "runs", notes, acdc_ids, files)
+
+
+def test_dir(out_dir: Path, spec: RunSpec, n_iter: int) -> Path:
+    return out_dir / "tests" / spec.method / f"cval{spec.cval}_seed{spec.seed}" / f"iter_{n_iter}"
+
+
+def _prepare_data(request: ExperimentRequest, plan: Plan, state: ExperimentState, fingerprint: str) -> None:
+    if not request.budget.resamples:
+        return
+    done = state.marker("data")
+    if done is not None and done.get("fingerprint") == fingerprint:
+        state.log("data", "skipped")
+        return
+    started = time.perf_counter()
+    bar = request.progress(f"resampling to {request.budget.spacing_mm:g} mm", len(plan.files)) \
+        if request.progress else None
+    exp_data.resample_copy(request.data_root, plan.data_root, plan.files, request.budget.spacing_mm,
+                           progress=bar.update if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - started
+    state.mark_done("data", {"fingerprint": fingerprint, "files": len(plan.files), "seconds": round(seconds, 1),
+                             "finished": now()})
+    state.log("data", "ran", seconds=round(seconds, 1))
+
+
+def run_experiment(request: ExperimentRequest) -> ExperimentResult:
+    """Run (or continue) the experiment and write its report.
+
+    Raises:
+        ExperimentMismatch: the output folder holds an experiment with another identity.
+        FileNotFoundError: missing data or config.
+        TrainingStopped: a training was interrupted (the partial report is written first; rerun to continue).
+    """
+    from medseg.experiments.outputs import write_outputs
+
+    budget, out_dir = request.budget, request.out_dir
+    plan = make_plan(request)
+    state = ExperimentState(out_dir)
+    fingerprint = exp_data.fingerprint(request.data_root, plan.files)
+    commit = code_version(request.repo_root)
+    settings = {k: v for k, v in budget.to_dict().items() if k != "description"}  # wording may change
+    identity = {"budget": settings, "data_fingerprint": fingerprint, "data_files": len(plan.files),
+                "method_configs": _config_hash(sorted({s.config_path for s in plan.specs}))}
+    state.open(identity, {"time": now(), "argv": request.argv, "commit": commit,
+                          "data_root": str(request.data_root), "device": request.options.device,
+                          "n_workers": request.options.n_workers})
+    for note in plan.notes:
+        logger.warning("%s", note)
+    _prepare_data(request, plan, state, fingerprint)
+    tasks: list[tuple[str, RunSpec, int | None]] = []
+    for cval, seed in plan.pairs():
+        pair_specs = [s for s in plan.specs if (s.cval, s.seed) == (cval, seed)]
+        tasks += [("train", s, None) for s in pair_specs]
+        tasks += [("test", s, n) for s in pair_specs for n in budget.n_iter]
+    ran: list[str] = []
+    skipped: list[str] = []
+    bar = request.progress("experiment tasks", len(tasks)) if request.progress else None
+    try:
+        for kind, spec, n_iter in tasks:
+            if request.max_tasks is not None and len(ran) >= request.max_tasks:
+                break
+            task_id = _task_id(kind, spec, n_iter)
+            if bar is not None:
+                bar.set_postfix_str(task_id)
+            did_run = (_train_task(request, plan, state, spec, commit) if kind == "train"
+                       else _test_task(request, plan, state, spec, n_iter, commit))  # type: ignore[arg-type]
+            (ran if did_run else skipped).append(task_id)
+            if bar is not None:
+                bar.update(1)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        write_outputs(request, plan, state, complete=False)  # what is finished stays readable
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    left = [t for t in tasks if state.marker(_task_id(*t)) is None]
+    report = write_outputs(request, plan, state, complete=not left)
+    if left:
+        logger.info("%d of %d tasks remain: run the same command again to continue", len(left), len(tasks))
+    return ExperimentResult(not left, ran, skipped, report)
+
+
+def _task_id(kind: str, spec: RunSpec, n_iter: int | None) -> str:
+    return spec.train_id if kind == "train" else spec.test_id(n_iter)  # type: ignore[arg-type]
+
+
+def _train_task(request: ExperimentRequest, plan: Plan, state: ExperimentState, spec: RunSpec, commit: str) -> bool:
+    task_id = spec.train_id
+    if state.marker(task_id) is not None:
+        state.log(task_id, "skipped")
+        return False
+    folder = run_dir(spec, request.budget, plan.save_dir, plan.data_root / "ACDC")
+    resumed = (folder / "model" / "last").is_dir()
+    logger.info("%s: training%s into %s", task_id, " (resuming)" if resumed else "", folder)
+    state.log(task_id, "started", resuming=resumed, commit=commit)
+    started = time.perf_counter()
+    run_training(spec, request.budget, plan.save_dir, plan.data_root / "ACDC", request.options)
+    seconds = time.perf_counter() - started
+    state.mark_done(task_id, {"run_dir": str(folder), "commit": commit, "seconds": round(seconds, 1),
+                              "resumed": resumed, "finished": now()})
+    state.log(task_id, "ran", seconds=round(seconds, 1))
+    return True
+
+
+def _test_task(request: ExperimentRequest, plan: Plan, state: ExperimentState, spec: RunSpec, n_iter: int,
+               commit: str) -> bool:
+    task_id = spec.test_id(n_iter)
+    folder = run_dir(spec, request.budget, plan.save_dir, plan.data_root / "ACDC")
+    checkpoints = checkpoint_dir(folder)
+    files = sorted(checkpoints.glob("*.pth"))
+    if not files:
+        raise FileNotFoundError(f"{task_id}: no checkpoint files in {checkpoints}; the training did not save a best "
+                                f"model (see {folder / 'log' / 'train.log'})")
+    checkpoint_hash = hash_files(files)
+    done = state.marker(task_id)
+    if done is not None and done.get("checkpoint_hash") == checkpoint_hash:
+        state.log(task_id, "skipped")
+        return False
+    if done is not None:
+        logger.warning("%s: the checkpoint changed since it was tested: testing again", task_id)
+        state.clear(task_id)
+    started = time.perf_counter()
+    volumes, notes = run_test(spec, n_iter, folder, plan.data_root, request.budget,
+                              test_dir(request.out_dir, spec, n_iter), request.options, request.progress)
+    seconds = time.perf_counter() - started
+    counts = volumes.groupby("dataset").size().to_dict() if len(volumes) else {}
+    state.mark_done(task_id, {"checkpoint_hash": checkpoint_hash, "commit": commit, "seconds": round(seconds, 1),
+                              "volumes": {str(k): int(v) for k, v in counts.items()}, "warnings": len(notes),
+                              "finished": now()})
+    state.log(task_id, "ran", seconds=round(seconds, 1))
+    return True

@@ -1,0 +1,106 @@
+"""Experiment tables, Wilcoxon tests over volumes and training-curve summaries on hand-made numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from medseg.experiments.curves import plateau_summary, plot_run_curves, read_curve
+from medseg.experiments.paired_test import paired_tests, per_volume_means
+from medseg.experiments.tables import per_run_relative, relative_improvement, run_entries, vendor_table, write_summary
+
+DATASETS = ["ACDC", "RandomBias", "MM"]
+VENDORS = pd.DataFrame({"subject": ["A01", "B01"], "vendor": ["A", "B"], "vendor_name": ["Siemens", "Philips"],
+                        "centre": ["1", "2"]})
+
+
+def volumes() -> pd.DataFrame:
+    """Two methods x two cvals; the cooperative method is better by +0.1 out of domain, equal on ACDC."""
+    rows = []
+    rng = np.random.default_rng(0)
+    cases = {"ACDC": ["007_ED", "007_ES", "008_ED"], "RandomBias": ["007_0_ED", "008_1_ES"],
+             "MM": ["A01_ED", "B01_ED"]}
+    for method in ("standard", "cooperative"):
+        for cval in (0, 1):
+            for dataset, ids in cases.items():
+                for k, patient in enumerate(ids):
+                    base = 0.5 + 0.05 * k + 0.01 * cval
+                    gain = 0.1 if (method == "cooperative" and dataset != "ACDC") else 0.0
+                    values = base + gain + rng.uniform(-1e-3, 1e-3, 3)
+                    rows.append({"method": method, "cval": cval, "seed": 40, "n_iter": 2, "dataset": dataset,
+                                 "patient_id": patient, "pid": patient.rsplit("_", 1)[0],
+                                 "LV_Dice": values[0], "MYO_Dice": values[1], "RV_Dice": values[2]})
+    return pd.DataFrame(rows)
+
+
+def test_summary_is_the_test_scripts_aggregate(tmp_path) -> None:
+    data = volumes()
+    entries = run_entries(data, ["standard", "cooperative"], {})
+    assert [(e.run.method, e.run.cval) for e in entries] == [("standard", 0), ("standard", 1),
+                                                             ("cooperative", 0), ("cooperative", 1)]
+    table, paths = write_summary(entries, DATASETS, tmp_path, 2, [])
+    assert paths["csv"].is_file() and paths["png"].is_file()
+    by = table.set_index("method")
+    assert by.at["cooperative", "avg_ood"] - by.at["standard", "avg_ood"] == pytest.approx(0.1, abs=2e-3)
+    assert by.at["cooperative", "ACDC"] == pytest.approx(by.at["standard", "ACDC"], abs=2e-3)
+    assert by.at["standard", "ACDC_std"] == pytest.approx(0.005, abs=1e-3)  # cvals differ by 0.01
+    relative = relative_improvement(table, "standard", "cooperative").set_index("column")
+    expected = (by.at["cooperative", "avg_ood"] / by.at["standard", "avg_ood"] - 1) * 100
+    assert relative.at["avg_ood", "relative_percent"] == pytest.approx(expected, rel=1e-6)
+    per_run = per_run_relative(data, "standard", "cooperative", ["RandomBias", "MM"])
+    assert list(per_run["cval"]) == [0, 1] and (per_run["relative_percent"] > 15).all()
+
+
+def test_vendor_table_and_pairing() -> None:
+    data = volumes()
+    table = vendor_table(data, VENDORS, ["standard", "cooperative"])
+    assert list(table["vendor"]) == ["A", "B", "A", "B"] and set(table["n_runs"]) == {2}
+    assert set(table["n_volumes"]) == {1}
+    means = per_volume_means(data, VENDORS)
+    assert set(means["n_runs"]) == {2}
+    assert set(means.loc[means["dataset"] == "MM", "vendor"]) == {"A", "B"}
+
+
+def test_wilcoxon_per_column_matches_scipy() -> None:
+    data = volumes()
+    result = paired_tests(data, "standard", "cooperative", DATASETS, VENDORS).set_index("column")
+    assert list(result.index) == ["ACDC", "RandomBias", "MM", "MM/A", "MM/B", "all", "ood"]
+    assert list(result["n_volumes"]) == [3, 2, 2, 1, 1, 7, 4]
+    assert result.at["ood", "share_method_better"] == 1.0
+    assert result.at["ood", "mean_difference"] == pytest.approx(0.1, abs=2e-3)
+    means = per_volume_means(data, VENDORS)
+    wide = means.pivot_table(index=["dataset", "patient_id"], columns="method", values="mean_Dice")
+    ood = wide.drop(index="ACDC", level=0)
+    expected = stats.wilcoxon(ood["cooperative"] - ood["standard"])
+    assert result.at["ood", "p_value"] == pytest.approx(expected.pvalue)
+    assert result.at["ood", "wilcoxon_statistic"] == pytest.approx(expected.statistic)
+
+
+def test_identical_methods_give_no_p_value() -> None:
+    data = volumes()
+    same = data[data["method"] == "standard"]
+    twin = same.assign(method="cooperative")
+    result = paired_tests(pd.concat([same, twin]), "standard", "cooperative", DATASETS).set_index("column")
+    assert math.isnan(result.at["all", "p_value"]) and result.at["all", "note"] == "all differences are zero"
+
+
+def test_curves_and_plateau(tmp_path) -> None:
+    path = tmp_path / "metrics.csv"
+    epochs = np.arange(20)
+    dice = 0.8 * (1 - np.exp(-epochs / 3))
+    lines = ["epoch,global_iteration,iou/val_iou,dice/val_dice,loss/standard/seg"]
+    lines += [f"{e},{(e + 1) * 19},{d * 0.9},{d},{1.0 / (e + 1)}" for e, d in zip(epochs, dice)]
+    path.write_text("\n".join(lines) + "\n")
+    curve = read_curve(path)
+    assert str(curve["metric"]) == "dice/val_dice" and curve["iteration"][-1] == 380
+    summary = plateau_summary(curve)
+    assert summary["epochs"] == 20 and summary["best"] == pytest.approx(dice.max())
+    assert 0 < summary["late_change"] < 0.01
+    assert read_curve(tmp_path / "missing.csv") == {}
+    figure = plot_run_curves({"standard": curve, "cooperative": curve}, "t", tmp_path / "c.png")
+    assert figure is not None and figure.stat().st_size > 0
+    assert plot_run_curves({"standard": {}}, "t", tmp_path / "none.png") is None
