@@ -25,35 +25,36 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from medseg.experiments.budgets import BUDGET_NAMES, load_budget  # noqa: E402
-from medseg.experiments.state import ExperimentMismatch  # noqa: E402
-from medseg.experiments.tasks import RunOptions, TrainingStopped  # noqa: E402
+from medseg.experiments.tasks import RunOptions  # noqa: E402
+from medseg.utils.cli import EXIT_INTERRUPTED, ArgumentParser, CommandFailed, HelpFormatter, run_cli  # noqa: E402
 
 logger = logging.getLogger("medseg.experiment")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="run_robustness_experiment.py",
         description="Standard vs cooperative training, three runs, tested on ACDC, ACDC-C and M&Ms; resumable.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--budget", default="cpu",
                         help=f"one of {', '.join(BUDGET_NAMES)} (config/experiment/<name>.json: seconds for CI, about "
                              "4 hours on a 2-core CPU, the published setting for a GPU) or the path of a budget file "
-                             "(default: %(default)s)")
+                            )
     parser.add_argument("--data_root", type=Path, default=Path("data/synthetic"),
                         help="preprocessed layout with ACDC/, ACDC-C/<artefact>/ and MM/ (+ MM/vendors.csv) "
-                             "(default: %(default)s)")
+                            )
     parser.add_argument("--out", type=Path, default=None,
                         help="experiment folder (default: results/<budget name>)")
     parser.add_argument("--results_md", type=Path, default=None,
                         help="also write the report here, e.g. docs/RESULTS.md, with its figures copied beside it "
                              "(default: only <out>/RESULTS.md)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="auto (cuda if available, else cpu), cpu or cuda (default: %(default)s)")
+                        help="auto (cuda if available, else cpu), cpu or cuda")
     parser.add_argument("--n_workers", type=int, default=2,
-                        help="DataLoader workers of each training (default: %(default)s)")
+                        help="DataLoader workers of each training")
     parser.add_argument("--batch_slices", type=int, default=10,
-                        help="test slices per forward pass (default: %(default)s)")
+                        help="test slices per forward pass")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads; 1 helps on an oversubscribed machine (default: torch's choice, "
                              "one per core)")
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config_dir = args.config_dir or _shortest(REPO_ROOT / "config")
 
-    try:
+    def body() -> int:
         budget = load_budget(args.budget, config_dir)
         request = ExperimentRequest(
             budget=budget, data_root=args.data_root, out_dir=args.out or Path("results") / budget.name,
@@ -117,22 +118,16 @@ def main(argv: list[str] | None = None) -> int:
                                progress=not args.no_progress),
             max_tasks=args.max_tasks, results_md=args.results_md, argv=list(sys.argv[1:] if argv is None else argv),
             progress=None if args.no_progress else _progress_factory())
-        result = run_experiment(request)
-    except TrainingStopped as err:
-        print(f"run_robustness_experiment: {err}; run the same command again to continue", file=sys.stderr)
-        return err.code
-    except KeyboardInterrupt:
-        print("run_robustness_experiment: interrupted; run the same command again to continue", file=sys.stderr)
-        return 130
-    except (ExperimentMismatch, FileNotFoundError, ValueError, PermissionError) as err:
-        if args.verbose:
-            raise
-        print(f"run_robustness_experiment: error: {err}", file=sys.stderr)
-        return 2
-    state = "complete" if result.complete else "incomplete (run the same command again to continue)"
-    print(f"experiment {state}: {len(result.ran)} tasks ran, {len(result.skipped)} already done; "
-          f"report: {result.report}")
-    return 0
+        try:
+            result = run_experiment(request)
+        except KeyboardInterrupt:
+            raise CommandFailed("interrupted; run the same command again to continue", EXIT_INTERRUPTED) from None
+        state = "complete" if result.complete else "incomplete (run the same command again to continue)"
+        print(f"experiment {state}: {len(result.ran)} tasks ran, {len(result.skipped)} already done; "
+              f"report: {result.report}")
+        return 0
+
+    return run_cli(parser.prog, body, args.verbose)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,21 @@ TRAIN_SCRIPT = "medseg/train_adv_supervised_segmentation_triplet.py"
 
 
 class TrainingStopped(RuntimeError):
-    """The training command returned a non-zero exit code (128 + signal after SIGINT/SIGTERM)."""
+    """The training command returned a non-zero exit code: interrupted (128 + signal) or failed.
+
+    Attributes:
+        exit_code: the training's exit code (the experiment exits with it).
+    """
 
     def __init__(self, code: int, run_dir: Path) -> None:
-        super().__init__(f"training in {run_dir} stopped with exit code {code}")
-        self.code = code
+        if code >= 128:
+            message = (f"training in {run_dir} was interrupted (exit code {code}); run the same command again to "
+                       "continue it from its last snapshot")
+        else:
+            message = (f"training in {run_dir} failed with exit code {code} (its error is printed above and in "
+                       f"{run_dir / 'log' / 'train.log'})")
+        super().__init__(message)
+        self.exit_code = code
 
 
 @dataclass(frozen=True)
