@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--budget", default="cpu",
                         help=f"one of {', '.join(BUDGET_NAMES)} (config/experiment/<name>.json: seconds for CI, about "
-                             "4 hours on a 2-core CPU, the published setting for a GPU) or the path of a budget file "
-                            )
+                             "4 hours on a 2-core CPU, the published setting for a GPU), another name in "
+                             "config/experiment/ (calib: a one-run calibration of cpu) or the path of a budget file")
     parser.add_argument("--data_root", type=Path, default=Path("data/synthetic"),
                         help="preprocessed layout with ACDC/, ACDC-C/<artefact>/ and MM/ (+ MM/vendors.csv) "
                             )

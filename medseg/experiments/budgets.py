@@ -162,9 +162,10 @@ def _validate(path: Path, raw: dict[str, Any]) -> Budget:
 
 
 def budget_path(name_or_path: PathLike, config_dir: PathLike) -> Path:
-    """``smoke``/``cpu``/``paper`` → ``<config_dir>/experiment/<name>.json``; anything else is a file path."""
+    """A bare name (``smoke``, ``cpu``, ``paper``, ``calib``...) → ``<config_dir>/experiment/<name>.json``; anything
+    with a folder or a ``.json`` suffix is a file path."""
     text = str(name_or_path)
-    if text in BUDGET_NAMES:
+    if "/" not in text and "\\" not in text and not text.endswith(".json"):
         return Path(config_dir) / "experiment" / f"{text}.json"
     return Path(text)
 
@@ -178,7 +179,8 @@ def load_budget(name_or_path: PathLike, config_dir: PathLike) -> Budget:
     """
     path = budget_path(name_or_path, config_dir)
     if not path.is_file():
-        raise FileNotFoundError(f"budget file {path} not found (use --budget {{{','.join(BUDGET_NAMES)}}} or a path)")
+        raise FileNotFoundError(f"budget file {path} not found (use --budget {{{','.join(BUDGET_NAMES)}}}, another name "
+                                f"of config/experiment/, or a path)")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:

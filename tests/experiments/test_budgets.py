@@ -38,6 +38,13 @@ def test_paper_budget_is_the_published_setting() -> None:
     assert cpu.resamples and cpu.crop_size * cpu.spacing_mm == pytest.approx(192 * 1.36719, rel=1e-4)
 
 
+def test_calibration_budget_is_cpu_with_one_short_run() -> None:
+    calib, cpu = load_budget("calib", CONFIG), load_budget("cpu", CONFIG)
+    assert calib.runs == ((0, 40),) and calib.n_epochs < cpu.n_epochs
+    same = ("spacing_mm", "pad_size", "crop_size", "test_crop_size", "batch_size", "lr", "datasets", "n_iter")
+    assert all(getattr(calib, k) == getattr(cpu, k) for k in same)
+
+
 def write(tmp_path: Path, **changes) -> Path:
     raw = json.loads((CONFIG / "experiment" / "smoke.json").read_text())
     raw.update(changes)
