@@ -4,7 +4,9 @@
 For (cval, seed) = (0, 40), (1, 20), (2, 10) and ``--data_setting 10``, trains both methods with the same budget,
 tests each on ACDC, ACDC-C (RandomBias, RandomSpike, RandomGhosting, RandomMotion) and M&Ms (also per vendor) with
 n_iter 1 and 2, and writes tables with mean ± std over the runs, Wilcoxon tests over test volumes, box plots, training
-curves and ``RESULTS.md`` into ``--out``. Every call continues where the previous one stopped (Ctrl-C is safe)::
+curves and ``RESULTS.md`` into ``--out``. Every call continues where the previous one stopped: Ctrl-C or SIGTERM
+stop a training at its next iteration with a snapshot (a second signal stops at once; the training then continues
+from its last epoch snapshot), and ``--max_tasks N`` ends a sitting cleanly after N trainings/tests::
 
     python scripts/run_robustness_experiment.py --budget smoke --data_root data/synthetic
     python scripts/run_robustness_experiment.py --budget cpu --results_md docs/RESULTS.md      # ~4 h on 2 cores
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +30,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from medseg.experiments.budgets import BUDGET_NAMES, load_budget  # noqa: E402
 from medseg.experiments.tasks import RunOptions  # noqa: E402
-from medseg.utils.cli import EXIT_INTERRUPTED, ArgumentParser, CommandFailed, HelpFormatter, run_cli  # noqa: E402
+from medseg.utils.cli import ArgumentParser, CommandFailed, HelpFormatter, run_cli  # noqa: E402
 
 logger = logging.getLogger("medseg.experiment")
 
@@ -86,6 +90,23 @@ def _progress_factory():
     return factory
 
 
+class _Interrupted:
+    """SIGTERM behaves like Ctrl-C (SIGINT) outside trainings; trainings install their own graceful handlers (stop at
+    the next iteration, write a snapshot) and put this one back when they end. Remembers the last signal."""
+
+    def __init__(self) -> None:
+        self.signum = signal.SIGINT
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.signum = signum
+        raise KeyboardInterrupt
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self)
+            signal.signal(signal.SIGINT, self)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 done or stopped by --max_tasks, 128 + signal when interrupted)."""
     parser = build_parser()
@@ -118,10 +139,19 @@ def main(argv: list[str] | None = None) -> int:
                                progress=not args.no_progress),
             max_tasks=args.max_tasks, results_md=args.results_md, argv=list(sys.argv[1:] if argv is None else argv),
             progress=None if args.no_progress else _progress_factory())
+        interrupted = _Interrupted()
+        previous = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}
+        interrupted.install()
         try:
             result = run_experiment(request)
         except KeyboardInterrupt:
-            raise CommandFailed("interrupted; run the same command again to continue", EXIT_INTERRUPTED) from None
+            name = signal.Signals(interrupted.signum).name
+            raise CommandFailed(f"interrupted by {name}; finished tasks are kept, run the same command again to "
+                                "continue", 128 + int(interrupted.signum)) from None
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
         state = "complete" if result.complete else "incomplete (run the same command again to continue)"
         print(f"experiment {state}: {len(result.ran)} tasks ran, {len(result.skipped)} already done; "
               f"report: {result.report}")

@@ -21,6 +21,7 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from medseg.dataset_loader import provenance
 from medseg.dataset_loader.ACDC_few_shot_cv_settings import get_ACDC_split_policy
 from medseg.dataset_loader.nifti import read_volume, write_volume
 from medseg.dataset_loader.preprocessing import resample_in_plane
@@ -141,5 +142,17 @@ def resample_copy(
         done += 1
         if progress is not None:
             progress(1)
+    for top in sorted({rel.parts[0] for rel in files}):
+        record_copy(src_root, dst_root, top, [rel for rel in files if rel.parts[0] == top], spacing_mm)
     logger.info("resampled copy at %.5f mm: %d files under %s", spacing_mm, done, dst_root)
     return dst_root
+
+
+def record_copy(src_root: Path, dst_root: Path, top: str, files: Sequence[Path], spacing_mm: float) -> Path:
+    """Write ``<dst_root>/<top>/provenance.json``: the copy was resampled from these files of ``<src_root>/<top>``
+    (digest of their bytes) to ``spacing_mm``, like every other prepared data folder records what it was made from."""
+    description = provenance.made_from(
+        "run_robustness_experiment resample", src_root / top,
+        {"spacing_mm": spacing_mm, "images": "linear", "labels": "nearest", "z": "kept"},
+        files=[src_root / rel for rel in files])
+    return provenance.write_record(dst_root / top, description, complete=True, source=src_root / top)

@@ -15,10 +15,15 @@ from medseg.experiments import curves
 from medseg.experiments.paired_test import paired_tests
 from medseg.experiments.report import IterResults, ReportInputs, render
 from medseg.experiments.state import ExperimentState
-from medseg.experiments.tables import (per_run_relative, relative_improvement, run_entries, vendor_table,
-                                       write_summary)
-from medseg.experiments.tasks import (TRAIN_SCRIPT, RunSpec, checkpoint_dir, run_dir, shell_command,
-                                      training_argv)
+from medseg.experiments.tables import (
+    finished_runs,
+    per_run_relative,
+    relative_improvement,
+    run_entries,
+    vendor_table,
+    write_summary,
+)
+from medseg.experiments.tasks import TRAIN_SCRIPT, RunSpec, checkpoint_dir, run_dir, shell_command, training_argv
 from medseg.utils.io import atomic_open, atomic_output_path, atomic_write_text
 
 if TYPE_CHECKING:
@@ -68,6 +73,8 @@ def _iter_results(request: ExperimentRequest, plan: Plan, volumes: pd.DataFrame,
     per_iter = {}
     for n_iter in budget.n_iter:
         part = volumes[volumes["n_iter"] == n_iter] if len(volumes) else volumes
+        part, cvals, pending = finished_runs(part, list(budget.methods))
+        notes += [f"n_iter {n_iter}, {note}" for note in pending]
         if part.empty:
             continue
         folder = request.out_dir / f"n_iter_{n_iter}"
@@ -76,7 +83,7 @@ def _iter_results(request: ExperimentRequest, plan: Plan, volumes: pd.DataFrame,
         res = IterResults(table, vendor_table(part, vendors, list(budget.methods)),
                           paired_tests(part, baseline, method, budget.datasets, vendors),
                           relative_improvement(table, baseline, method), per_run_relative(part, baseline, method, ood),
-                          {k: v for k, v in paths.items() if k in ("csv", "png")})
+                          {k: v for k, v in paths.items() if k in ("csv", "png")}, cvals)
         res.figures["vendors"] = _write_csv(res.vendors, folder / "vendors.csv")
         res.figures["wilcoxon"] = _write_csv(res.wilcoxon, folder / "wilcoxon.csv")
         res.figures["relative"] = _write_csv(res.relative, folder / "relative_improvement.csv")

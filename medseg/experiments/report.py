@@ -26,6 +26,7 @@ class IterResults:
     relative: pd.DataFrame
     per_run: pd.DataFrame
     figures: dict[str, Path] = field(default_factory=dict)
+    cvals: list[int] = field(default_factory=list)  # the finished runs (both methods tested) the tables cover
 
 
 @dataclass
@@ -69,6 +70,21 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def runs_phrase(cvals: Sequence[int], total: int) -> str:
+    """``"3 of 3 runs (cvals 0, 1, 2)"``: which finished runs a table covers."""
+    listed = ", ".join(str(c) for c in cvals)
+    return f"{len(cvals)} of {total} run{'s' if total != 1 else ''} (cval{'s' if len(cvals) != 1 else ''} {listed})"
+
+
+def spread_phrase(n_runs: int) -> str:
+    """How the cells of a table over ``n_runs`` runs read."""
+    return "mean ± population std over the runs" if n_runs > 1 else "one run, so no std"
+
+
+def _mean_std(mean: float, std: float, n_runs: int) -> str:
+    return f"{_num(mean)} ± {_num(std)}" if n_runs > 1 else _num(mean)
+
+
 def _value(table: pd.DataFrame, method: str, column: str) -> tuple[float, float]:
     rows = table[table["method"] == method]
     if rows.empty or column not in table.columns:
@@ -82,13 +98,14 @@ def headline(inputs: ReportInputs, baseline: str, method: str) -> list[str]:
         return ["No test has finished yet."]
     n_iter = 2 if 2 in inputs.per_iter else max(inputs.per_iter)
     res = inputs.per_iter[n_iter]
-    lines = [f"Test setting n_iter = {n_iter}; mean ± std over the runs (cvals "
-             f"{', '.join(str(c) for c, _ in inputs.budget.runs)}):", ""]
+    n_runs = len(res.cvals)
+    lines = [f"Test setting n_iter = {n_iter}; {runs_phrase(res.cvals, len(inputs.budget.runs))} finished; "
+             f"{spread_phrase(n_runs)}:", ""]
     for column in ("ACDC", "avg_all", "avg_ood"):
         (b, bs), (m, ms) = _value(res.table, baseline, column), _value(res.table, method, column)
         rel = res.relative[res.relative["column"] == column]
         rel_text = f"{float(rel.iloc[0]['relative_percent']):+.1f} %" if len(rel) else "n/a"
-        lines.append(f"- **{column}**: {baseline} {_num(b)} ± {_num(bs)}, {method} {_num(m)} ± {_num(ms)} "
+        lines.append(f"- **{column}**: {baseline} {_mean_std(b, bs, n_runs)}, {method} {_mean_std(m, ms, n_runs)} "
                      f"(difference {_num(m - b)}, relative {rel_text})")
     wil = res.wilcoxon.set_index("column") if len(res.wilcoxon) else pd.DataFrame()
     for column in ("ood", "ACDC"):
@@ -104,8 +121,9 @@ def headline(inputs: ReportInputs, baseline: str, method: str) -> list[str]:
     lines += ["", f"The paper's direction ({method} > {baseline} out of domain, in-domain Dice not more than "
               f"{IN_DOMAIN_TOLERANCE:.2f} lower): {verdict} here ({method} − {baseline}: avg_ood {_num(m_ood - b_ood)}, "
               f"ACDC {_num(m_in - b_in)})."]
-    if not inputs.complete:
-        lines.append("These numbers cover only the runs finished so far.")
+    if n_runs < len(inputs.budget.runs):
+        lines.append(f"These numbers cover only {runs_phrase(res.cvals, len(inputs.budget.runs))}; the other runs "
+                     "are not finished yet.")
     return lines
 
 
@@ -113,9 +131,12 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
     """The whole report; ``link(path)`` turns an output file into a Markdown link target."""
     budget = inputs.budget
     baseline, method = list(budget.methods)
+    whole = sorted(set.intersection(*(set(inputs.per_iter[n].cvals) for n in budget.n_iter))) \
+        if all(n in inputs.per_iter for n in budget.n_iter) else []
     status = (f"complete ({inputs.total_tasks} tasks)" if inputs.complete else
-              f"**incomplete**: {inputs.finished_tasks} of {inputs.total_tasks} tasks finished; rerun the command "
-              f"to continue")
+              f"**incomplete**: {inputs.finished_tasks} of {inputs.total_tasks} tasks finished, "
+              f"{len(whole)} of {len(budget.runs)} runs complete (both methods trained and tested); rerun the "
+              "command to continue")
     parts = [f"# Robustness experiment: {baseline} vs {method} training (budget `{budget.name}`)", "",
              f"Status: {status}.", "", budget.description, "", "## Setup", ""]
     runs = ", ".join(f"({c}, {s})" for c, s in budget.runs)
@@ -141,9 +162,10 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
     for n_iter in sorted(inputs.per_iter, reverse=True):
         res = inputs.per_iter[n_iter]
         what = "FTN alone" if n_iter == 1 else "FTN + STN refinement" if n_iter == 2 else f"{n_iter} passes"
+        covered = runs_phrase(res.cvals, len(budget.runs))
         parts += ["", f"## Mean Dice per test set, n_iter = {n_iter} ({what})", "",
-                  "Mean over LV, MYO and RV of the patient-wise 3D Dice; `avg_all` = mean over the test sets, "
-                  "`avg_ood` = mean over the out-of-domain ones; mean ± population std over the runs.", "",
+                  f"**{covered}.** Mean over LV, MYO and RV of the patient-wise 3D Dice; `avg_all` = mean over the "
+                  f"test sets, `avg_ood` = mean over the out-of-domain ones; {spread_phrase(len(res.cvals))}.", "",
                   format_table(res.table, main_columns(res.table, list(budget.datasets))), "",
                   "Relative improvement of the run-averaged values:", "",
                   markdown_table(["column", baseline, method, "difference", "relative"],
@@ -153,8 +175,8 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
                   "Per run (cval): avg_ood " + "; ".join(
                       f"cval {r.cval}: {_num(r.baseline_avg_ood)} → {_num(r.method_avg_ood)} "
                       f"({r.relative_percent:+.1f} %)" for r in res.per_run.itertuples()) + ".", "",
-                  f"Paired test over test volumes ({method} − {baseline}): each volume's mean Dice is averaged over "
-                  "the runs for each method, then the Wilcoxon signed-rank test (two-sided, `scipy.stats.wilcoxon`) "
+                  f"Paired test over test volumes ({method} − {baseline}, {covered}): each volume's mean Dice is "
+                  "averaged over these runs for each method, then the Wilcoxon signed-rank test (two-sided, `scipy.stats.wilcoxon`) "
                   "is applied to the per-volume differences. `all`/`ood` pool the volumes of all / the out-of-domain "
                   "test sets.", "",
                   markdown_table(["column", "volumes", baseline, method, "mean diff", "median diff",
@@ -164,7 +186,8 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
                                    _num(r.share_method_better, 2), _num(r.wilcoxon_statistic, 1),
                                    _p(r.p_value) + (f" ({r.note})" if r.note else "")]
                                   for r in res.wilcoxon.itertuples()]), ""]
-        parts += [f"M&Ms per vendor (n_iter = {n_iter}): mean Dice over the vendor's volumes, mean ± std over runs.",
+        parts += [f"M&Ms per vendor (n_iter = {n_iter}, {covered}): mean Dice over the vendor's volumes, "
+                  f"{spread_phrase(len(res.cvals))}.",
                   "", vendor_markdown(res.vendors, [baseline, method])]
         if "png" in res.figures:
             parts += ["", f"![Per-volume Dice, n_iter {n_iter}]({link(res.figures['png'])})"]

@@ -13,7 +13,9 @@ Output folder (``--out``, e.g. ``results/cpu``)::
     volumes.csv                every test volume of every run and n_iter
     RESULTS.md                 the report (also written to ``results_md`` if given, figures copied beside it)
 
-Tasks run in the order cval 0 (train baseline, train method, test both), cval 1, ...; a finished task is never
+Tasks go run by run: for cval 0 train the baseline, train the method, test both with n_iter 1, test both with
+n_iter 2; then cval 1, then cval 2. So a sitting that stops early leaves whole runs (both methods, tested) for the
+report, which covers the finished runs and says how many of them there are. A finished task is never
 redone, an interrupted training continues from its snapshot, and a folder made with another budget, other data or
 other method configs is refused.
 """
@@ -171,7 +173,7 @@ def run_experiment(request: ExperimentRequest) -> ExperimentResult:
     for cval, seed in plan.pairs():
         pair_specs = [s for s in plan.specs if (s.cval, s.seed) == (cval, seed)]
         tasks += [("train", s, None) for s in pair_specs]
-        tasks += [("test", s, n) for s in pair_specs for n in budget.n_iter]
+        tasks += [("test", s, n) for n in budget.n_iter for s in pair_specs]  # a pair per n_iter is complete early
     ran: list[str] = []
     skipped: list[str] = []
     bar = request.progress("experiment tasks", len(tasks)) if request.progress else None

@@ -26,6 +26,28 @@ PathLike = str | os.PathLike
 DICE_COLUMNS = ["LV_Dice", "MYO_Dice", "RV_Dice"]
 
 
+def finished_runs(volumes: pd.DataFrame, methods: Sequence[str]) -> tuple[pd.DataFrame, list[int], list[str]]:
+    """Keep the runs (cvals) that every method has finished, so that both methods are compared on the same runs.
+
+    Args:
+        volumes: per-volume rows of one ``n_iter`` (columns ``method``, ``cval``, ...).
+        methods: the compared methods.
+
+    Returns:
+        ``(rows of the finished runs, their cvals, notes about runs that only some methods have finished)``.
+    """
+    if volumes.empty:
+        return volumes, [], []
+    done = {m: set(volumes.loc[volumes["method"] == m, "cval"].astype(int)) for m in methods}
+    cvals = sorted(set.intersection(*done.values())) if done else []
+    notes = []
+    for cval in sorted(set.union(*done.values()) - set(cvals)):
+        have = [m for m in methods if cval in done[m]]
+        notes.append(f"cval {cval}: only {', '.join(have)} tested so far; left out of the comparison until "
+                     f"{', '.join(m for m in methods if m not in have)} is tested too")
+    return volumes[volumes["cval"].astype(int).isin(cvals)], cvals, notes
+
+
 def with_mean_dice(volumes: pd.DataFrame) -> pd.DataFrame:
     """Add ``mean_Dice`` = mean over LV, MYO and RV of each volume (Dice of two empty masks is 0 by convention)."""
     out = volumes.copy()

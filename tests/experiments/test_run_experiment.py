@@ -94,6 +94,10 @@ def check_outputs(out: Path) -> None:
     # the resampled copy of the data at the budget's spacing
     assert (out / "data_2.73438mm" / "MM" / "vendors.csv").is_file()
     assert (out / "data_2.73438mm" / "ACDC-C" / "RandomMotion" / "013_1" / "ES_seg.nii.gz").is_file()
+    for top in ("ACDC", "ACDC-C", "MM"):  # the copy records what it was made from, like every prepared folder
+        record = json.loads((out / "data_2.73438mm" / top / "provenance.json").read_text())
+        assert record["complete"] and record["made_from"]["settings"]["spacing_mm"] == 2.73438
+        assert record["made_from"]["input"]["files"] > 0
     for method in METHODS:
         for cval, seed in RUNS:
             folder = run_folder(out, method, cval)
@@ -168,3 +172,23 @@ def test_changed_budget_is_refused_and_report_published(data_root: Path, tmp_pat
     text = published.read_text()
     assert text.startswith("# Robustness experiment: standard vs cooperative training (budget `smoke`)")
     assert "No test has finished yet." in text
+
+
+def test_sigterm_outside_training_stops_like_ctrl_c(monkeypatch, tmp_path: Path, capsys) -> None:
+    """SIGTERM between trainings (e.g. during a test) ends the call with 128 + 15 and a rerun hint; the handlers the
+    caller had are back afterwards. (Inside a training, its own handler stops it with a snapshot: exit 143 too.)"""
+    import os
+    import signal
+
+    import medseg.experiments.runner as runner
+
+    def killed(request):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt")
+
+    monkeypatch.setattr(runner, "run_experiment", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    script = load_script()
+    assert script.main(["--budget", "smoke", "--out", str(tmp_path / "o"), "--no_progress"]) == 128 + signal.SIGTERM
+    assert "interrupted by SIGTERM; finished tasks are kept, run the same command again" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,8 +12,16 @@ from scipy import stats
 
 from medseg.experiments.curves import plateau_summary, plot_run_curves, read_curve
 from medseg.experiments.paired_test import paired_tests, per_volume_means
-from medseg.experiments.tables import per_run_relative, relative_improvement, run_entries, vendor_table, write_summary
+from medseg.experiments.tables import (
+    finished_runs,
+    per_run_relative,
+    relative_improvement,
+    run_entries,
+    vendor_table,
+    write_summary,
+)
 
+REPO = Path(__file__).resolve().parents[2]
 DATASETS = ["ACDC", "RandomBias", "MM"]
 VENDORS = pd.DataFrame({"subject": ["A01", "B01"], "vendor": ["A", "B"], "vendor_name": ["Siemens", "Philips"],
                         "centre": ["1", "2"]})
@@ -104,3 +113,43 @@ def test_curves_and_plateau(tmp_path) -> None:
     figure = plot_run_curves({"standard": curve, "cooperative": curve}, "t", tmp_path / "c.png")
     assert figure is not None and figure.stat().st_size > 0
     assert plot_run_curves({"standard": {}}, "t", tmp_path / "none.png") is None
+
+
+def test_partial_runs_report_says_k_of_3(tmp_path) -> None:
+    """Cval 0 finished for both methods, cval 1 only for the baseline: the report covers run 0 alone, honestly."""
+    from medseg.experiments.budgets import load_budget
+    from medseg.experiments.report import IterResults, ReportInputs, render
+
+    data = volumes()
+    data = data[~((data["method"] == "cooperative") & (data["cval"] == 1))]
+    part, cvals, notes = finished_runs(data, ["standard", "cooperative"])
+    assert cvals == [0] and set(part["cval"]) == {0}
+    assert notes == ["cval 1: only standard tested so far; left out of the comparison until cooperative is tested "
+                     "too"]
+    table, _ = write_summary(run_entries(part, ["standard", "cooperative"], {}), DATASETS, tmp_path, 2, notes)
+    assert list(table["n_cvals"]) == [1, 1] and "avg_ood_std" not in table.columns
+    wilcoxon = paired_tests(part, "standard", "cooperative", DATASETS, VENDORS)
+    assert list(wilcoxon["n_volumes"]) == [3, 2, 2, 1, 1, 7, 4]  # the volumes of the finished run, per column
+    means = per_volume_means(part, VENDORS)
+    wide = means.pivot_table(index=["dataset", "patient_id"], columns="method", values="mean_Dice")
+    ood = wide.drop(index="ACDC", level=0)
+    expected = stats.wilcoxon(ood["cooperative"] - ood["standard"]).pvalue
+    assert wilcoxon.set_index("column").at["ood", "p_value"] == pytest.approx(expected)
+    assert (wilcoxon.loc[wilcoxon["column"].isin(["all", "ood", "ACDC"]), "p_value"].notna()).all()
+    results = IterResults(table, vendor_table(part, VENDORS, ["standard", "cooperative"]), wilcoxon,
+                          relative_improvement(table, "standard", "cooperative"),
+                          per_run_relative(part, "standard", "cooperative", ["RandomBias", "MM"]), cvals=cvals)
+    budget = load_budget("smoke", REPO / "config")
+    inputs = ReportInputs(budget=budget, complete=False, finished_tasks=5, total_tasks=18, per_iter={2: results},
+                          plateau=pd.DataFrame(), curve_figures=[], seconds={}, commits=["abc"], invocations=[],
+                          data_root="d", prepared_root="p", fingerprint="f" * 12, train_command="t",
+                          test_command="t", files=[], notes=notes)
+    text = render(inputs, lambda p: p.as_posix())
+    assert "5 of 18 tasks finished, 0 of 3 runs complete" in text  # n_iter 1 of run 0 is missing
+    assert "Test setting n_iter = 2; 1 of 3 runs (cval 0) finished; one run, so no std:" in text
+    assert "These numbers cover only 1 of 3 runs (cval 0)" in text
+    assert "**1 of 3 runs (cval 0).**" in text
+    headline = [line for line in text.splitlines() if line.startswith("- **avg_ood**")]
+    assert len(headline) == 1 and "±" not in headline[0]
+    assert "| standard | " in text and "±" not in text.split("## Mean Dice per test set")[1].split("Relative")[0]
+    assert "Wilcoxon signed-rank over 4 ood volumes" in text and "only standard tested so far" in text
