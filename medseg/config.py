@@ -45,6 +45,7 @@ CODE_NAMES = ("image code", "shape code")
 NETWORK_TYPES = ("FCN_16_standard", "FCN_16_standard_w_o_filter", "FCN_16_standard_share_code")
 NON_FINITE_POLICIES = ("stop", "skip")
 TEMPLATE_FIELDS = frozenset({"p_id", "frame"})
+PRECISIONS = ("fp32", "bf16", "fp16")  # learning.precision (medseg extension; see medseg.utils.precision)
 
 
 def _key(name: str) -> Any:
@@ -140,7 +141,8 @@ class SegmentationModelConfig:
 
 @dataclass(frozen=True)
 class LearningConfig:
-    """``learning`` section: cooperative (``latent_DA``) vs standard training and the optimisation budget."""
+    """``learning`` section: cooperative (``latent_DA``) vs standard training, the optimisation budget and the
+    numerical precision (``precision``: ``'fp32'`` default, ``'bf16'`` or ``'fp16'`` mixed precision)."""
 
     latent_da: bool = field(default=True, metadata=_key("latent_DA"))
     separate_training: bool = False
@@ -150,8 +152,10 @@ class LearningConfig:
     batch_size: int = 20
     use_gpu: bool = True
     on_non_finite: str = "stop"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        _check(self.precision in PRECISIONS, "learning.precision", f"one of {list(PRECISIONS)}", self.precision)
         _check(math.isfinite(self.lr) and self.lr > 0, "learning.lr", "a finite number > 0", self.lr)
         _check(self.n_epochs >= 1, "learning.n_epochs", "an int >= 1", self.n_epochs)
         _check(self.max_iteration is None or self.max_iteration >= 1, "learning.max_iteration",

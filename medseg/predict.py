@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
+from medseg.utils.precision import option_error  # noqa: E402
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 LABEL_SUFFIXES = ("_seg.nii.gz", "_seg.nii")
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda[:k]")
     parser.add_argument("--batch_slices", type=int, default=10, help="slices per forward pass")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                        help="fp32 (default), bf16 (CUDA, or a CPU with AVX512-BF16/AMX) or fp16 (CUDA) inference")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar in folder mode")
     parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")
     return parser
@@ -120,8 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     if existing and not args.overwrite:
         shown = ", ".join(str(p) for p in existing[:5]) + (" ..." if len(existing) > 5 else "")
         parser.error(f"output exists: {shown}; pass --overwrite to replace")
+    precision_error = option_error(args.precision, args.device)
+    if precision_error is not None:
+        parser.error(precision_error)
 
     return run_cli(parser.prog, lambda: segment_all(args, jobs), args.verbose)
+
+    try:
+        check_precision(precision, device, key="--precision")
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 def segment_all(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> int:
@@ -140,7 +152,7 @@ def segment_all(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> int:
     keep_freed_memory()  # reuse freed activations instead of page-faulting fresh memory per chunk
     device = resolve_device(args.device)
     try:
-        model = load_model(args.checkpoint, device, n_iter=args.n_iter)
+        model = load_model(args.checkpoint, device, n_iter=args.n_iter, precision=args.precision)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise ValueError(f"cannot load --checkpoint {args.checkpoint}: {err}") from err
     for folder in {target.parent for _, target in jobs}:

@@ -25,6 +25,7 @@ from medseg.utils.cli import ArgumentParser, CommandFailed, run_cli  # noqa: E40
 from medseg.utils.memory import keep_freed_memory  # noqa: E402
 from medseg.utils.cli import HelpFormatter  # noqa: E402
 from medseg.utils.device import resolve_device  # noqa: E402
+from medseg.utils.precision import option_error  # noqa: E402
 
 DEFAULT_DATASETS = ["ACDC", "RandomBias", "RandomSpike", "RandomGhosting", "RandomMotion", "MM"]
 
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_predictions", action="store_true", help="write NIfTI label maps in image geometry")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda[:k]")
     parser.add_argument("--batch_slices", type=int, default=10, help="slices per forward pass")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                        help="fp32 (default), bf16 (CUDA, or a CPU with AVX512-BF16/AMX) or fp16 (CUDA) inference")
     parser.add_argument(
         "--crop_size", type=int, default=192,
         help="in-plane centre crop / zero pad of the test volumes (published 192; match the training grid, e.g. 96 "
@@ -96,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--crop_size must be a multiple of 16 (the network downsamples 16x), got {args.crop_size}")
     if not args.data_root.is_dir():
         parser.error(f"--data_root {args.data_root} does not exist; expected a folder holding ACDC/, ACDC-C/, MM/")
+    precision_error = option_error(args.precision, args.device)
+    if precision_error is not None:
+        parser.error(precision_error)
 
     from medseg.evaluation.aggregate import class_columns, format_table, main_columns
     from medseg.evaluation.runner import run_tests
@@ -133,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             reports_dir=args.output_dir,
             normalize_2D=args.normalize_2D,
             crop_size=args.crop_size,
+            precision=args.precision,
         )
         if outcome.evaluated == 0:
             reasons = "; ".join(outcome.notes[:3]) or "no test set was available"

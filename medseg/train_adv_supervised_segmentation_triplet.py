@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="compute device: auto = cuda if available, else cpu; cpu; cuda (under torchrun: one GPU "
                              "per process)")
     parser.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
+                        help="numerical precision, overrides learning.precision: fp32 (default), bf16 mixed "
+                             "precision (CUDA, or a CPU with AVX512-BF16/AMX) or fp16 mixed precision (CUDA only)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, dotted key, JSON value (repeatable), "
                              "e.g. --set learning.n_epochs=5 --set data.root_dir=data/synthetic/ACDC "
@@ -74,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--overwrite (start afresh) and --resume/--resume_pkl_path (continue) are mutually exclusive")
     if args.n_workers < 0:
         parser.error(f"--n_workers: expected an integer >= 0, got {args.n_workers}")
+    if args.precision is not None:
+        args.overrides.append(f"learning.precision={args.precision}")
     return run_cli(parser.prog, lambda: run_training(args), args.debug, "--debug")
 
 

@@ -209,3 +209,13 @@ def test_text_keys_keep_the_override_text() -> None:
     config = from_dict(apply_overrides({}, ["data.root_dir=2024", "data.dataset_name=2024", "name=null"]))
     assert config.data.root_dir == "2024" and config.data.dataset_name == "2024" and config.name == "null"
     assert from_dict(apply_overrides({}, ["learning.n_epochs=7"])).learning.n_epochs == 7  # numbers stay numbers
+
+
+def test_precision_key_is_validated_and_round_trips() -> None:
+    assert from_dict({}).learning.precision == "fp32"
+    config = from_dict({"learning": {"precision": "bf16"}})
+    assert config.learning.precision == "bf16" and config.to_dict()["learning"]["precision"] == "bf16"
+    with pytest.raises(ValueError, match=r"config key 'learning.precision': expected one of \['fp32', 'bf16', 'fp16'\]"):
+        from_dict({"learning": {"precision": "float16"}})
+    with pytest.raises(ValueError, match="learning.precision"):
+        from_dict({"learning": {"precision": 16}})

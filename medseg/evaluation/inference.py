@@ -24,6 +24,7 @@ def load_model(
     n_iter: int = 2,
     num_classes: int = NUM_CLASSES,
     network_type: str = NETWORK_TYPE,
+    precision: str = "fp32",
 ):
     """Build the cooperative model and load every module strictly from ``checkpoint_dir/<module>.pth``.
 
@@ -33,6 +34,8 @@ def load_model(
         n_iter: 1 = FTN only, 2 = FTN + STN (the test protocol).
         num_classes: output classes including background.
         network_type: architecture name.
+        precision: ``'fp32'``, ``'bf16'`` or ``'fp16'`` compute precision of the networks (see
+            :mod:`medseg.utils.precision`; validate it for the device with ``check_precision`` first).
 
     Returns:
         An ``AdvancedTripletReconSegmentationModel`` in eval mode.
@@ -42,6 +45,7 @@ def load_model(
         RuntimeError / ValueError: from the strict load when a file belongs to another architecture (naming it).
     """
     from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
+    from medseg.models.blocks import set_compute_precision
 
     checkpoint_dir = Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
@@ -54,6 +58,7 @@ def load_model(
         checkpoint_dir=str(checkpoint_dir),
         device=device,
     )
+    set_compute_precision(model.model.values(), precision)
     model.eval()
     return model
 

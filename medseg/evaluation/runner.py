@@ -113,6 +113,7 @@ def run_tests(
     reports_dir: PathLike | None = None,
     normalize_2D: bool = False,  # noqa: N803 (published name)
     crop_size: int = 192,
+    precision: str = "fp32",
 ) -> TestOutcome:
     """Evaluate each run on each available test set, write its per-dataset reports and the aggregate.
 
@@ -132,6 +133,7 @@ def run_tests(
             each checkpoint (:func:`~medseg.evaluation.runs.report_location`).
         normalize_2D: min–max each test slice to [0, 1] (off as in the published ED+ES protocol, spec j.19).
         crop_size: in-plane test crop (published 192).
+        precision: compute precision of the networks (``'fp32'``, ``'bf16'``, ``'fp16'``).
 
     Returns:
         The aggregate table, the per-run results, the written aggregate paths and the warnings.
@@ -159,7 +161,7 @@ def run_tests(
     report_dirs: list[Path] = []
     evaluated = skipped = 0
     for index, run in enumerate(runs):
-        model = load_model(run.checkpoint_dir, device, n_iter=n_iter)
+        model = load_model(run.checkpoint_dir, device, n_iter=n_iter, precision=precision)
         entry = RunResults(run)
         for name, test_set in test_sets.items():
             out_dir = out_dirs[index, name]

@@ -10,10 +10,15 @@ Submodule names and registration order reproduce the published implementation, s
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor, nn
 
 LEAKY_SLOPE = 0.2
+COMPUTE_PRECISIONS = ("fp32", "bf16", "fp16")
+_LOW_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def conv_bn_block(in_channels: int, out_channels: int, norm: type[nn.Module] = nn.BatchNorm2d) -> nn.Sequential:
@@ -117,6 +122,49 @@ class ResidualUpBlock(_ResidualUnit):
         return self._residual(self.up(x))
 
 
+class AutocastForward:
+    """Mixin of the networks that choose their own compute precision (mixed precision, see
+    :mod:`medseg.utils.precision`).
+
+    ``compute_precision`` is ``None`` (default: the forward follows the caller's autocast state, outputs in the
+    computed dtype), ``'fp32'`` (autocast off inside the network) or ``'bf16'``/``'fp16'`` (the forward runs under
+    :func:`torch.autocast` with that dtype and returns fp32). Set it with :func:`set_compute_precision`; it is a plain
+    attribute, so it is not part of the ``state_dict`` and is kept by ``copy.deepcopy`` (e.g. BN-folded copies).
+    """
+
+    compute_precision: str | None = None
+
+    def _compute_region(self, x: Tensor) -> contextlib.AbstractContextManager:
+        precision = self.compute_precision
+        if precision is None:
+            return contextlib.nullcontext()
+        if precision == "fp32":
+            return torch.autocast(device_type=x.device.type, enabled=False)
+        return torch.autocast(device_type=x.device.type, dtype=_LOW_PRECISION[precision])
+
+    def _output(self, y: Tensor) -> Tensor:
+        """``y`` in fp32 when this network computes in a lower precision (losses and softmax need fp32)."""
+        return y.float() if self.compute_precision in _LOW_PRECISION else y
+
+
+def set_compute_precision(modules: Iterable[nn.Module], precision: str | None) -> None:
+    """Set ``compute_precision`` on every :class:`AutocastForward` network inside ``modules``.
+
+    Args:
+        modules: networks (searched recursively).
+        precision: ``None``, ``'fp32'``, ``'bf16'`` or ``'fp16'``.
+
+    Raises:
+        ValueError: for another precision.
+    """
+    if precision is not None and precision not in COMPUTE_PRECISIONS:
+        raise ValueError(f"precision must be None or one of {COMPUTE_PRECISIONS}, got {precision!r}")
+    for module in modules:
+        for sub in module.modules():
+            if isinstance(sub, AutocastForward):
+                sub.compute_precision = precision
+
+
 class _GradInForwardFormat(torch.autograd.Function):
     """Identity whose backward returns the incoming gradient in the memory format of the forward tensor."""
 
@@ -154,10 +202,13 @@ def check_spatial_size(x: Tensor, factor: int = 16, name: str = "input") -> None
 
 
 __all__ = [
+    "COMPUTE_PRECISIONS",
     "LEAKY_SLOPE",
+    "AutocastForward",
     "ResidualDownBlock",
     "ResidualUpBlock",
     "check_spatial_size",
     "conv_bn_block",
     "grad_in_forward_format",
+    "set_compute_precision",
 ]

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from medseg.models.blocks import (
     LEAKY_SLOPE,
+    AutocastForward,
     ResidualDownBlock,
     ResidualUpBlock,
     check_spatial_size,
@@ -24,7 +25,7 @@ NETWORK_TYPES = ("FCN_16_standard", "FCN_16_standard_w_o_filter", "FCN_16_standa
 MODULE_NAMES = ("image_encoder", "segmentation_decoder", "shape_encoder", "shape_decoder", "image_decoder")
 
 
-class MyEncoder(nn.Module):
+class MyEncoder(AutocastForward, nn.Module):
     """Residual encoder: ``(B, in_channels, H, W) -> (B, 512 // feature_reduce, H/16, W/16)``, non-negative (ReLU).
 
     Args:
@@ -61,12 +62,13 @@ class MyEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C_in, H, W) -> (B, 128, H/16, W/16)`` for FCN_16."""
         check_spatial_size(x, 16, "encoder input")
-        x = F.leaky_relu(self.inc(x), LEAKY_SLOPE, inplace=True)
-        x = self.down4(self.down3(self.down2(self.down1(x))))
-        return self.act(self.final_conv(x))
+        with self._compute_region(x):
+            x = F.leaky_relu(self.inc(x), LEAKY_SLOPE, inplace=True)
+            x = self.down4(self.down3(self.down2(self.down1(x))))
+            return self._output(self.act(self.final_conv(x)))
 
 
-class MyDecoder(nn.Module):
+class MyDecoder(AutocastForward, nn.Module):
     """Residual decoder: ``(B, input_channel, h, w) -> (B, output_channel, 16h, 16w)``.
 
     Args:
@@ -103,11 +105,13 @@ class MyDecoder(nn.Module):
         """``(B, 128, h, w) -> (B, output_channel, 16h, 16w)``."""
         if z.ndim != 4:
             raise ValueError(f"decoder input must be (B, C, h, w), got shape {tuple(z.shape)}")
-        x = grad_in_forward_format(self.final_conv(self.up4(self.up3(self.up2(self.up1(z))))))
+        with self._compute_region(z):
+            x = self.final_conv(self.up4(self.up3(self.up2(self.up1(z)))))
+        x = grad_in_forward_format(self._output(x))
         return x if self.last_act is None else self.last_act(x)
 
 
-class Dual_Branch_Encoder(nn.Module):  # noqa: N801 - published class name
+class Dual_Branch_Encoder(AutocastForward, nn.Module):  # noqa: N801 - published class name
     """Image encoder of the FTN: ``x -> (z_i, z_s)`` with ``z_s = code_decoupler(z_i)``.
 
     Args:
@@ -146,11 +150,12 @@ class Dual_Branch_Encoder(nn.Module):  # noqa: N801 - published class name
 
     def filter_code(self, z: Tensor) -> Tensor:
         """Apply the decoupler only: ``z_i (B, 128, h, w) -> z_s (B, 128, h, w)``."""
-        return self.code_decoupler(z)
+        with self._compute_region(z):
+            return self._output(self.code_decoupler(z))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         z_i = self.general_encoder(x)
-        return z_i, self.code_decoupler(z_i)
+        return z_i, self.filter_code(z_i)
 
 
 def get_network(

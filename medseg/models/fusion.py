@@ -4,7 +4,8 @@ In eval mode BatchNorm is the affine map ``y = (x - running_mean) / sqrt(running
 ``Conv2d -> BatchNorm2d`` pair equals one ``Conv2d`` with rescaled weights and a shifted bias (up to floating-point
 rounding). :func:`fold_batchnorm` returns such a copy; :class:`FoldedModules` caches the copies of a model's modules
 and rebuilds them whenever a parameter or buffer of the originals changes (optimiser step, checkpoint load, running
-statistics update, ``.to()``), detected through the tensors' version counters and storage addresses.
+statistics update, ``.to()``), detected through the tensors' version counters and storage addresses, or when the
+networks' ``compute_precision`` changes (the copies keep it, so a bf16 model predicts in bf16).
 """
 
 from __future__ import annotations
@@ -47,11 +48,13 @@ def fold_batchnorm(module: nn.Module, memory_format: torch.memory_format = torch
 
 
 def _state_key(modules: Mapping[str, nn.Module], names: Sequence[str]) -> tuple:
-    """Identity of the modules and of every parameter/buffer value (storage address + in-place version counter)."""
+    """Identity of the modules, their compute precision and every parameter/buffer value (storage address +
+    in-place version counter)."""
     key: list = []
     for name in names:
         module = modules[name]
         key.append(id(module))
+        key.extend(getattr(sub, "compute_precision", None) for sub in module.modules())
         key.extend((t.data_ptr(), t._version) for t in itertools.chain(module.parameters(), module.buffers()))
     return tuple(key)
 

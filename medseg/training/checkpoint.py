@@ -39,6 +39,7 @@ RESUMABLE_KEYS = frozenset({
     "name", "data.root_dir", "data.use_cache", "data.image_size", "data.label_size",
     "learning.n_epochs", "learning.max_iteration", "learning.use_gpu", "output.save_epoch_every_num_epochs",
     "learning.on_non_finite",
+    "learning.precision",  # numerics, not the model: a run may continue in another precision
 })
 
 # Run properties that may change on resume (the number of processes only changes how the slices are split).

@@ -16,7 +16,7 @@ from pathlib import Path
 from medseg.config import ExperimentConfig, config_name_from_path, load_config
 from medseg.training.checkpoint import snapshot_path
 from medseg.training.distributed import DistContext, init_distributed, shutdown_distributed
-from medseg.training.loop import Progress, TrainOptions, train
+from medseg.training.loop import PRECISION_KEY, Progress, TrainOptions, train
 from medseg.training.run_files import (
     DeferredFileHandler,
     RunPaths,
@@ -32,6 +32,7 @@ from medseg.training.run_lock import RunLock
 from medseg.training.signals import TrainingInterrupted
 from medseg.utils.device import seed_everything
 from medseg.utils.io import atomic_write_text, remove_stale_temp_files
+from medseg.utils.precision import check_precision
 
 logger = logging.getLogger("medseg.train")
 
@@ -144,6 +145,7 @@ def _run_training(args: argparse.Namespace, level: int) -> int:
     lock = RunLock(paths.run_dir)
     file_log = DeferredFileHandler()
     try:
+        check_precision(config.learning.precision, dist.device, key=PRECISION_KEY)  # before any file is written
         _claim_on_main(lock, args, paths, config, dist)
         setup_logging(file_log if dist.is_main else None, level, dist.rank)
         logger.info("run folder %s (device %s, %d process(es))", paths.run_dir, dist.device, dist.world_size)

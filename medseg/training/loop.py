@@ -23,6 +23,7 @@ import torch
 from medseg.config import ExperimentConfig
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
 from medseg.models.checkpoint import save_modules
+from medseg.models.blocks import set_compute_precision
 from medseg.training import checkpoint as ckpt
 from medseg.training.builders import DataBundle, assemble_batch, build_data, mask_spec
 from medseg.training.distributed import DistContext
@@ -32,9 +33,11 @@ from medseg.training.run_files import LOSS_NAMES, MetricsLog, RunPaths, ScalarLo
 from medseg.training.signals import StopRequest, TrainingInterrupted
 from medseg.training.step import train_step
 from medseg.training.validation import ValidationResult, validate
+from medseg.utils.precision import check_precision, make_grad_scaler
 
 logger = logging.getLogger(__name__)
 
+PRECISION_KEY = "config key 'learning.precision' (--precision)"
 IMAGE_SUMMARY_EVERY = 5  # epochs between TensorBoard image summaries of hard examples
 IMAGE_SUMMARY_SLICES = 4
 SKIPPED = "steps/skipped_non_finite"  # epoch_sums key counting skipped optimiser steps
@@ -94,10 +97,15 @@ class _Run:
     def __init__(self, config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist: DistContext) -> None:
         self.config, self.options, self.paths, self.dist = config, options, paths, dist
         self.device = dist.device
+        self.precision = check_precision(config.learning.precision, self.device, key=PRECISION_KEY)
+        self.scaler = make_grad_scaler(self.precision, self.device)
+        lower_precision_on_cuda = self.device.type == "cuda" and self.precision != "fp32"
         self.model = AdvancedTripletReconSegmentationModel(
             network_type=config.segmentation_model.network_type, image_ch=config.data.crop_size[2],
             learning_rate=config.learning.lr, num_classes=config.segmentation_model.num_classes, n_iter=1,
-            checkpoint_dir=None, debug=options.debug, device=self.device)
+            checkpoint_dir=None, debug=options.debug, device=self.device,
+            channels_last=True if lower_precision_on_cuda else None)  # tensor cores want NHWC
+        set_compute_precision(self.model.model.values(), self.precision)  # validation predicts in it too
         self.step_generator = torch.Generator(device=self.device)
         self.step_generator.manual_seed((options.data_seed * 1000 + dist.rank) % 2**63)
         self.data: DataBundle = build_data(config, options.data_setting, options.cval, options.data_seed,
@@ -153,7 +161,8 @@ class _Run:
             after_backward = lambda: self.dist.allreduce_gradients(params)  # noqa: E731
         guard = NonFiniteGuard(self.model.model, cfg.learning.on_non_finite,
                                f"Lower learning.lr (now {cfg.learning.lr:g}) or set learning.on_non_finite=skip.")
-        after_backward = guard.wrap(after_backward)
+        if self.scaler is None:  # fp16: the GradScaler skips overflowing steps itself (expected while it calibrates)
+            after_backward = guard.wrap(after_backward)
         image_spec, shape_spec = mask_spec(cfg.latent_da.image_code), mask_spec(cfg.latent_da.shape_code)
         completed = True
         batches = iter(data.train_loader)
@@ -176,7 +185,8 @@ class _Run:
             out = train_step(self.model, images, labels, latent_da=cfg.learning.latent_da,
                              mask_scope=list(cfg.latent_da.mask_scope), image_code_spec=image_spec,
                              shape_code_spec=shape_spec, separate_training=cfg.learning.separate_training,
-                             generator=self.step_generator, after_backward=after_backward)
+                             generator=self.step_generator, after_backward=after_backward,
+                             precision=self.precision, scaler=self.scaler)
             guard.check_losses(out.losses)
             for name, value in ({SKIPPED: 1.0} if guard.skipped else out.losses).items():
                 state.epoch_sums[name] = state.epoch_sums.get(name, 0.0) + float(value)

@@ -154,3 +154,17 @@ def test_non_finite_weights_are_refused(tmp_path, fresh_checkpoint, capsys):
     scan = write_scan(tmp_path / "scan.nii.gz", shape=(1, 48, 48), spacing=(1.36719, 1.36719, 8.0))
     code = main(["--checkpoint", str(checkpoint), "--input", str(scan), "--output", str(tmp_path / "o.nii.gz")])
     assert code == 2 and "shape_decoder.pth: expected finite weights" in _one_error_line(capsys)
+
+
+def test_precision_option(tmp_path, fresh_checkpoint, capsys):
+    from medseg.utils.precision import cpu_supports_bf16
+
+    scan = write_scan(tmp_path / "scan.nii.gz")
+    args = ["--checkpoint", str(fresh_checkpoint), "--input", str(scan), "--n_iter", "2"]
+    with pytest.raises(SystemExit):
+        main([*args, "--output", str(tmp_path / "a.nii.gz"), "--precision", "fp16", "--device", "cpu"])
+    assert "--precision='fp16' on cpu: fp16 needs a CUDA device" in capsys.readouterr().err
+    if cpu_supports_bf16():
+        assert main([*args, "--output", str(tmp_path / "b.nii.gz"), "--precision", "bf16"]) == 0
+        seg = read_volume(tmp_path / "b.nii.gz")
+        assert seg.array.shape == read_volume(scan).array.shape and set(np.unique(seg.array)) <= {0, 1, 2, 3}

@@ -168,3 +168,10 @@ def test_output_dir_holds_every_report_and_data_roots_never_overwrite_each_other
     assert main([*common, "--data_root", str(first)]) == 0  # the same data root rewrites its own reports only
     assert sorted((checkpoint.parent / "report").iterdir()) == reports
     assert (reports[0] / "iter_2_detailed.csv").read_text() == before
+
+
+def test_precision_is_validated_for_the_device(tmp_path, fresh_checkpoint, capsys):
+    with pytest.raises(SystemExit):
+        main(["--methods", f"m={fresh_checkpoint}", "--data_root", str(tmp_path), "--precision", "fp16",
+              "--device", "cpu", "--no_progress"])
+    assert "--precision='fp16' on cpu" in capsys.readouterr().err

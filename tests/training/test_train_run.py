@@ -4,6 +4,7 @@ command line, and errors for bad resume targets."""
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from training_helpers import (  # noqa: F401
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
 from medseg.train_adv_supervised_segmentation_triplet import main
 from medseg.training.run_files import LOSS_NAMES, SCALAR_NAMES
+from medseg.utils.precision import cpu_supports_bf16
 
 pytestmark = pytest.mark.slow
 MODULES = ("image_encoder", "image_decoder", "segmentation_decoder", "shape_encoder", "shape_decoder")
@@ -112,3 +114,22 @@ def test_resume_auto_without_snapshot_starts_fresh(tiny_acdc: Path, tmp_path: Pa
     config = str(REPO_ROOT / "config" / "ACDC" / "standard_training.json")
     assert main(cli_args(config, tiny_acdc, tmp_path, "--resume", "auto", epochs=1)) == 0
     assert (run_dir(tmp_path, "ACDC/standard_training") / "model" / "best" / "checkpoints").is_dir()
+
+
+def test_fp16_on_the_cpu_is_refused_before_anything_is_written(tiny_acdc: Path, tmp_path: Path, capsys) -> None:
+    assert main(cli_args(COOPERATIVE, tiny_acdc, tmp_path, "--precision", "fp16", epochs=1)) == 2
+    assert "learning.precision' (--precision)='fp16' on cpu: fp16 needs a CUDA device" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(SystemExit):
+        main(cli_args(COOPERATIVE, tiny_acdc, tmp_path, "--precision", "half"))
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="CPU without native bf16")
+def test_bf16_run_trains_validates_and_saves_fp32_checkpoints(tiny_acdc: Path, tmp_path: Path) -> None:
+    assert main(cli_args(COOPERATIVE, tiny_acdc, tmp_path, "--precision", "bf16", epochs=1)) == 0
+    run = run_dir(tmp_path)
+    assert '"precision": "bf16"' in (run / "config.json").read_text()
+    rows = read_metrics(run / "log" / "metrics.csv")
+    assert all(math.isfinite(float(rows[0][k])) for k in SCALAR_NAMES)
+    state = torch.load(run / "model" / "best" / "checkpoints" / "image_encoder.pth", weights_only=True)
+    assert all(t.dtype in (torch.float32, torch.int64) for t in state.values())

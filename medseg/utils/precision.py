@@ -1,0 +1,128 @@
+"""Numerical precision of training and inference: ``fp32`` (default), ``bf16`` or ``fp16`` mixed precision.
+
+Lower precision is *mixed* precision: parameters, optimiser states, BatchNorm running statistics, losses and the
+latent-masking gradient scores stay in fp32; convolutions (and the element-wise layers between them) run in the
+lower type under :func:`torch.autocast`. The networks enter autocast themselves (see
+:func:`medseg.models.blocks.set_compute_precision`) and return fp32 outputs, so every loss, softmax and mask is
+computed in fp32.
+
+* ``bf16``: CUDA, or a CPU with native bf16 instructions (AVX512-BF16 or AMX); bf16 has the fp32 exponent range, so
+  no loss scaling is needed.
+* ``fp16``: CUDA only, with a :class:`torch.amp.GradScaler` (fp16 gradients would underflow without it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precision_dtype(precision: str) -> torch.dtype:
+    """``'fp32' | 'bf16' | 'fp16'`` -> the compute dtype.
+
+    Raises:
+        ValueError: for another name.
+    """
+    if precision not in _DTYPES:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return _DTYPES[precision]
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX), which oneDNN uses for bf16 convolutions.
+
+    Without it bf16 is emulated and slower than fp32, so ``bf16`` is refused on such CPUs.
+    """
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def precision_problem(precision: str, device: torch.device) -> str | None:
+    """Why ``precision`` cannot run on ``device`` (None if it can)."""
+    precision_dtype(precision)
+    if precision == "fp16" and device.type != "cuda":
+        return "fp16 needs a CUDA device (use bf16 on the CPU)"
+    if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16():
+        return "this CPU has no native bf16 support (AVX512-BF16 or AMX); use fp32"
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return f"CUDA device {device} does not support bf16; use fp16 or fp32"
+    if device.type not in ("cpu", "cuda") and precision != "fp32":
+        return f"mixed precision is only supported on CPU and CUDA, not {device.type}"
+    return None
+
+
+def check_precision(precision: str, device: torch.device, key: str = "precision") -> str:
+    """Validate ``precision`` for ``device`` and return it.
+
+    Args:
+        precision: ``'fp32'``, ``'bf16'`` or ``'fp16'``.
+        device: where the model runs.
+        key: name of the option in error messages (``'--precision'`` or ``"config key 'learning.precision'"``).
+
+    Raises:
+        ValueError: naming ``key``, for an unknown name or a precision this device cannot run.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"{key}: expected one of {list(PRECISIONS)}, got {precision!r}")
+    problem = precision_problem(precision, device)
+    if problem is not None:
+        raise ValueError(f"{key}={precision!r} on {device}: {problem}")
+    return precision
+
+
+def option_error(precision: str, device_name: str, key: str = "--precision") -> str | None:
+    """Command-line check: why ``precision`` cannot run on the device named ``device_name`` (None if it can).
+
+    An unusable device name is not reported here: resolving the device later gives that error.
+    """
+    from medseg.utils.device import resolve_device
+
+    try:
+        device = resolve_device(device_name)
+    except (RuntimeError, ValueError):
+        return None
+    try:
+        check_precision(precision, device, key=key)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+@contextlib.contextmanager
+def autocast(precision: str, device: torch.device | str) -> Iterator[None]:
+    """Autocast to ``precision`` on ``device``; fp32 leaves autocast as the caller set it.
+
+    Nested regions share one cache of the low-precision weight copies, which lives until the outermost region exits:
+    wrap a whole training iteration (but not the optimiser step) to cast each weight once per iteration.
+    """
+    dtype = precision_dtype(precision)
+    if dtype is torch.float32:
+        yield
+        return
+    with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
+        yield
+
+
+def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """A gradient scaler for fp16 training (None for fp32 and bf16, which need none)."""
+    if precision != "fp16":
+        return None
+    return torch.amp.GradScaler(device.type)
+
+
+__all__ = [
+    "PRECISIONS",
+    "autocast",
+    "check_precision",
+    "cpu_supports_bf16",
+    "make_grad_scaler",
+    "option_error",
+    "precision_dtype",
+    "precision_problem",
+]
