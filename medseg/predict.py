@@ -129,12 +129,6 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_cli(parser.prog, lambda: segment_all(args, jobs), args.verbose)
 
-    try:
-        check_precision(precision, device, key="--precision")
-    except ValueError as err:
-        return str(err)
-    return None
-
 
 def segment_all(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> int:
     """Load the model once and segment every job; returns 0, or 1 if some scans of a folder failed.

@@ -72,7 +72,7 @@ def check_precision(precision: str, device: torch.device, key: str = "precision"
         raise ValueError(f"{key}: expected one of {list(PRECISIONS)}, got {precision!r}")
     problem = precision_problem(precision, device)
     if problem is not None:
-        raise ValueError(f"{key}={precision!r} on {device}: {problem}")
+        raise ValueError(f"{key}: {precision!r} cannot run on {device}: {problem}")
     return precision
 
 

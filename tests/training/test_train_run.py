@@ -118,7 +118,7 @@ def test_resume_auto_without_snapshot_starts_fresh(tiny_acdc: Path, tmp_path: Pa
 
 def test_fp16_on_the_cpu_is_refused_before_anything_is_written(tiny_acdc: Path, tmp_path: Path, capsys) -> None:
     assert main(cli_args(COOPERATIVE, tiny_acdc, tmp_path, "--precision", "fp16", epochs=1)) == 2
-    assert "learning.precision' (--precision)='fp16' on cpu: fp16 needs a CUDA device" in capsys.readouterr().err
+    assert "config key 'learning.precision' (--precision): 'fp16' cannot run on cpu: fp16 needs a CUDA device" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
     with pytest.raises(SystemExit):
         main(cli_args(COOPERATIVE, tiny_acdc, tmp_path, "--precision", "half"))

@@ -18,7 +18,7 @@ def test_unknown_precision_names_the_key() -> None:
 def test_fp16_needs_cuda_and_bf16_needs_native_cpu_support(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu = torch.device("cpu")
     assert prec.check_precision("fp32", cpu) == "fp32"
-    with pytest.raises(ValueError, match=r"learning.precision='fp16' on cpu: fp16 needs a CUDA device"):
+    with pytest.raises(ValueError, match=r"learning.precision: 'fp16' cannot run on cpu: fp16 needs a CUDA device"):
         prec.check_precision("fp16", cpu, key="learning.precision")
     monkeypatch.setattr(prec, "cpu_supports_bf16", lambda: False)
     with pytest.raises(ValueError, match="no native bf16 support"):
