@@ -3,11 +3,14 @@
 
 Prints one JSON object: median seconds per iteration of standard and cooperative training and of
 ``predict(n_iter=1|2)`` (also as slices/s) at each requested setting (default: batch 20 at 192x192, the published
-setting, and batch 4 at 128x128), plus the peak RSS of the process, on the current device. Random data; fp32. CPU seconds (user + system, all threads) are reported beside wall
-seconds because wall times on a shared machine depend on the other processes (see ``load_average_1min_at_end``).
+setting, and batch 4 at 128x128) and precision (default fp32), the floating-point operations of each
+(``torch.utils.flop_counter``) and the achieved GFLOP/s, plus the peak RSS of the process, on the current device.
+Random data. CPU seconds (all threads) are reported beside wall seconds because wall times on a shared machine
+depend on the other processes; the 1-minute load average is recorded with every measurement.
 
 Examples:
     python scripts/benchmark_training_step.py --iters 3
+    python scripts/benchmark_training_step.py --settings 20x192 --precision fp32,bf16
     python scripts/benchmark_training_step.py --settings 4x128 --no-mallopt --no-channels-last
 """
 
@@ -21,18 +24,49 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-import torch
+if not __package__:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
-from medseg.models.model_util import MaskSpec
-from medseg.training.step import train_step
-from medseg.utils.cli import HelpFormatter
-from medseg.utils.device import resolve_device
-from medseg.utils.memory import keep_freed_memory
+import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+from torch.utils.flop_counter import flop_registry  # noqa: E402
+
+from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel  # noqa: E402
+from medseg.models.blocks import set_compute_precision  # noqa: E402
+from medseg.models.model_util import MaskSpec  # noqa: E402
+from medseg.training.step import train_step  # noqa: E402
+from medseg.utils.cli import HelpFormatter  # noqa: E402
+from medseg.utils.device import resolve_device  # noqa: E402
+from medseg.utils.memory import keep_freed_memory  # noqa: E402
+from medseg.utils.precision import PRECISIONS, check_precision, make_grad_scaler  # noqa: E402
+
+MODES = ("standard", "cooperative", "predict")
 
 
-def _peak_rss_gib() -> float:
+class FlopCount(TorchDispatchMode):
+    """Counts floating-point operations with the formulas of ``torch.utils.flop_counter`` (convolutions, matmuls,
+    their backward passes). A plain dispatch mode: ``FlopCounterMode``'s module tracking does not support the
+    ``torch.autograd.grad`` calls of the masking probes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def peak_rss_gib() -> float:
+    """Peak resident set size of this process so far (GiB)."""
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib * (1 if sys.platform != "darwin" else 1 / 1024) / 2**20
 
@@ -42,28 +76,98 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fn, iters: int, warmup: int, device: torch.device) -> tuple[list[float], list[float]]:
-    """Wall seconds and process CPU seconds (user + system, all threads) of each timed call."""
+def time_calls(fn: Callable[[], Any], iters: int, warmup: int, device: torch.device) -> dict[str, Any]:
+    """Wall and process-CPU seconds of each timed call, their medians and the load average meanwhile."""
     for _ in range(warmup):
         fn()
     _sync(device)
     walls, cpus = [], []
+    load_before = os.getloadavg()[0]
     for _ in range(iters):
-        start, cpu_start = time.perf_counter(), os.times()
+        start, cpu_start = time.perf_counter(), time.process_time()
         fn()
         _sync(device)
-        cpu_end = os.times()
+        cpus.append(time.process_time() - cpu_start)
         walls.append(time.perf_counter() - start)
-        cpus.append(cpu_end.user - cpu_start.user + cpu_end.system - cpu_start.system)
-    return walls, cpus
+    return {
+        "s": statistics.median(walls), "cpu_s": statistics.median(cpus), "times": [round(t, 4) for t in walls],
+        "load_1min": round((load_before + os.getloadavg()[0]) / 2, 2),
+    }
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """Floating-point operations of one call of ``fn``."""
+    with FlopCount() as counter:
+        fn()
+    return int(counter.total)
+
+
+def measure_setting(batch: int, size: int, precision: str, modes: set[str], iters: int, warmup: int,
+                    device: torch.device, channels_last: bool = True, seed: int = 0) -> dict[str, Any]:
+    """Time standard/cooperative iterations and predict(n_iter=1|2) on random data of one setting.
+
+    Returns:
+        ``{'<mode>': {'s', 'cpu_s', 'times', 'load_1min', 'gflop', 'gflops'}, 'predict_n_iter_K': {...,
+        'slices_per_s'}, 'peak_rss_gib_so_far': float}``.
+    """
+    torch.manual_seed(seed)
+    model = AdvancedTripletReconSegmentationModel(num_classes=4, use_gpu=device.type == "cuda", device=device,
+                                                  channels_last=channels_last)
+    set_compute_precision(model.model.values(), precision)
+    scaler = make_grad_scaler(precision, device)
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch, 1, size, size, generator=generator).to(device)
+    labels = torch.randint(0, 4, (batch, size, size), generator=generator).to(device)
+    specs = {"image_code_spec": MaskSpec(loss_name="mse"), "shape_code_spec": MaskSpec(loss_name="ce")}
+    result: dict[str, Any] = {}
+    for name, latent_da in (("standard", False), ("cooperative", True)):
+        if name not in modes:
+            continue
+
+        def step(latent_da: bool = latent_da) -> None:
+            train_step(model, images, labels, latent_da, generator=generator, precision=precision, scaler=scaler,
+                       **specs)
+
+        entry = time_calls(step, iters, warmup, device)
+        # FLOPs are linear in the batch: count one slice. 'random' masking probes in 2 of 3 draws on average, so
+        # cooperative training counts the probing (targeted) and the dropout iteration
+        kinds = ("channel", "dropout") if latent_da else ("dropout",)
+        flops = [count_flops(lambda spec=s: train_step(
+            model, images[:1], labels[:1], latent_da, generator=generator, precision=precision, scaler=scaler,
+            image_code_spec=MaskSpec("mse", spec), shape_code_spec=MaskSpec("ce", spec))) * batch for s in kinds]
+        entry["gflop"] = (2 * flops[0] + flops[1]) / 3 / 1e9 if latent_da else flops[0] / 1e9
+        entry["gflops"] = entry["gflop"] / entry["s"]
+        result[name] = entry
+    if "predict" in modes:
+        for n_iter in (1, 2):
+            entry = time_calls(lambda n=n_iter: model.predict(images, n_iter=n), iters, warmup, device)
+            with torch.no_grad():  # predict runs under inference mode, which dispatch modes do not see: count it so
+                model.eval()
+                entry["gflop"] = count_flops(lambda n=n_iter: _predict_graph(model, images[:1], n)) * batch / 1e9
+            entry["gflops"] = entry["gflop"] / entry["s"]
+            entry["slices_per_s"] = batch / entry["s"]
+            result[f"predict_n_iter_{n_iter}"] = entry
+    result["peak_rss_gib_so_far"] = round(peak_rss_gib(), 3)
+    if device.type == "cuda":
+        result["peak_cuda_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+    return result
+
+
+def _predict_graph(model: AdvancedTripletReconSegmentationModel, images: torch.Tensor, n_iter: int) -> None:
+    """The computation of ``predict`` (eval mode, without the BN-folded copies: same convolution shapes)."""
+    _, pred = model.fast_predict(images)
+    for _ in range(n_iter - 1):
+        pred = model.recon_shape(pred, is_label_map=False)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--settings", default="20x192,4x128", help="comma-separated BATCHxSIZE list")
+    parser.add_argument("--precision", default="fp32",
+                        help=f"comma-separated subset of {','.join(PRECISIONS)} (validated for the device)")
     parser.add_argument("--iters", type=int, default=3, help="timed iterations per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations per measurement")
-    parser.add_argument("--modes", default="standard,cooperative,predict", help="comma-separated subset")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda[:k]")
     parser.add_argument("--no-mallopt", action="store_true", help="leave glibc's allocator at its defaults")
     parser.add_argument("--no-channels-last", action="store_true", help="use contiguous NCHW activations")
@@ -75,54 +179,27 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    torch.manual_seed(args.seed)
+    precisions = args.precision.split(",")
+    for precision in precisions:
+        try:
+            check_precision(precision, device, key="--precision")
+        except ValueError as err:
+            parser.error(str(err))
     modes = set(args.modes.split(","))
+    if not modes <= set(MODES):
+        parser.error(f"--modes must be a subset of {MODES}, got {sorted(modes)}")
     report: dict = {
-        "device": str(device),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "mallopt": mallopt,
-        "channels_last": not args.no_channels_last,
-        "iters": args.iters,
-        "warmup": args.warmup,
-        "results": {},
+        "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "python": platform.python_version(), "mallopt": mallopt, "channels_last": not args.no_channels_last,
+        "iters": args.iters, "warmup": args.warmup, "results": {},
     }
-    image_spec, shape_spec = MaskSpec(loss_name="mse"), MaskSpec(loss_name="ce")
     for setting in args.settings.split(","):
         batch, size = (int(v) for v in setting.lower().split("x"))
-        model = AdvancedTripletReconSegmentationModel(
-            num_classes=4, use_gpu=device.type == "cuda", device=device,
-            channels_last=not args.no_channels_last,
-        )  # fmt: skip
-        generator = torch.Generator().manual_seed(args.seed)
-        images = torch.rand(batch, 1, size, size, generator=generator).to(device)
-        labels = torch.randint(0, 4, (batch, size, size), generator=generator).to(device)
-        result: dict = {}
-        for name, latent_da in (("standard", False), ("cooperative", True)):
-            if name not in modes:
-                continue
-            times, cpus = _time(
-                lambda: train_step(model, images, labels, latent_da, image_code_spec=image_spec,
-                                   shape_code_spec=shape_spec, generator=generator),
-                args.iters, args.warmup, device,
-            )  # fmt: skip
-            result[f"{name}_s_per_iter"] = statistics.median(times)
-            result[f"{name}_cpu_s_per_iter"] = statistics.median(cpus)
-            result[f"{name}_times"] = [round(t, 4) for t in times]
-        if "predict" in modes:
-            for n_iter in (1, 2):
-                times, cpus = _time(lambda: model.predict(images, n_iter=n_iter), args.iters, args.warmup, device)
-                result[f"predict_n_iter_{n_iter}_s_per_batch"] = statistics.median(times)
-                result[f"predict_n_iter_{n_iter}_cpu_s_per_batch"] = statistics.median(cpus)
-                result[f"predict_n_iter_{n_iter}_slices_per_s"] = batch / statistics.median(times)
-        result["peak_rss_gib_so_far"] = round(_peak_rss_gib(), 3)
-        report["results"][f"batch{batch}_{size}x{size}"] = result
-    report["peak_rss_gib"] = round(_peak_rss_gib(), 3)
-    # other processes on the machine make wall times noisy: the load average and CPU seconds help to judge them
+        for precision in precisions:
+            report["results"][f"batch{batch}_{size}x{size}_{precision}"] = measure_setting(
+                batch, size, precision, modes, args.iters, args.warmup, device, not args.no_channels_last, args.seed)
+    report["peak_rss_gib"] = round(peak_rss_gib(), 3)
     report["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
-    if device.type == "cuda":
-        report["peak_cuda_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

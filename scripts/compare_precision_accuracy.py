@@ -1,0 +1,135 @@
+#!/usr/bin/env python
+"""Accuracy of bf16 against fp32 training with the same seed (for ``docs/PERFORMANCE.md``).
+
+For each precision: ``medseg-train`` with ``config/quickstart/<config>.json`` (seed 40, data setting 10, cval 0,
+``--precision P``, ``--resume auto`` so an interrupted comparison continues; ``--crop``, ``--epochs`` and
+``--batch`` shrink the budget), then ``medseg-test`` of its best checkpoint in the same precision on the test sets
+of ``--datasets``. Writes one JSON with the best and last validation Mean IoU (``metrics.csv``), the in-domain ACDC
+test Dice and the mean Dice over the tested sets, the budget that actually ran (read from the run's
+``config.json``), and whether bf16 is within ``--criterion`` Dice points of fp32.
+
+    python scripts/compare_precision_accuracy.py                       # the quickstart budget, ~2 x its training
+    python scripts/compare_precision_accuracy.py --crop 96 --epochs 6 --batch 20 --datasets ACDC   # ~12 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if not __package__:
+    sys.path.insert(0, str(REPO))
+
+
+def _run(command: list[str], threads: int | None) -> float:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=REPO, env=env)
+    return (time.perf_counter() - start) / 60
+
+
+def _validation(metrics_csv: Path) -> tuple[float, float, float]:
+    """Best and last validation Mean IoU, and the summed training-epoch minutes, from a run's metrics.csv."""
+    with open(metrics_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    ious = [float(row["iou/val_iou"]) for row in rows]
+    return max(ious), ious[-1], sum(float(row["epoch_seconds"]) for row in rows) / 60
+
+
+def _test_dice(summary_csv: Path) -> dict[str, float]:
+    with open(summary_csv, newline="") as handle:
+        row = next(csv.DictReader(handle))
+    return {k: float(v) for k, v in row.items()  # per-set means and the averages, not the per-class columns
+            if v not in ("", None) and ("_" not in k or k in ("avg_all", "avg_ood")) and k not in ("method", "cvals")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from medseg.utils.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--config", default="cooperative_training", help="file name in config/quickstart/")
+    parser.add_argument("--data_root", type=Path, default=REPO / "data" / "synthetic",
+                        help="folder holding ACDC/ (training, validation, test), ACDC-C/ and MM/")
+    parser.add_argument("--save_dir", type=Path, default=REPO / "saved" / "precision_accuracy",
+                        help="runs go to SAVE_DIR/<precision>/")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"],
+                        help="reference first, the compared precision last")
+    parser.add_argument("--seed", type=int, default=40, help="the same seed for every precision")
+    parser.add_argument("--n_workers", type=int, default=2, help="DataLoader workers of the training runs")
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the runs (default: torch's)")
+    parser.add_argument("--crop", type=int, default=None, help="training crop size (default: the config's)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the config's)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: the config's)")
+    parser.add_argument("--datasets", nargs="+", default=None, help="medseg-test --datasets (default: all)")
+    parser.add_argument("--criterion", type=float, default=1.0, help="neutral if within this many Dice points")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "precision_accuracy.json",
+                        help="the comparison as JSON")
+    args = parser.parse_args(argv)
+
+    budget = []
+    if args.crop is not None:
+        budget += ["--set", f"data.crop_size=[{args.crop},{args.crop},1]"]
+    if args.epochs is not None:
+        budget += ["--set", f"learning.n_epochs={args.epochs}"]
+    if args.batch is not None:
+        budget += ["--set", f"learning.batch_size={args.batch}"]
+    datasets = ["--datasets", *args.datasets] if args.datasets else []
+    runs = {}
+    for precision in args.precisions:
+        save_dir = args.save_dir / precision
+        _run([
+            sys.executable, "medseg/train_adv_supervised_segmentation_triplet.py",
+            "--json_config_path", f"./config/quickstart/{args.config}.json", "--cval", "0", "--data_setting", "10",
+            "--seed", str(args.seed), "--n_workers", str(args.n_workers), "--save_dir", str(save_dir),
+            "--set", f"data.root_dir={args.data_root / 'ACDC'}", "--precision", precision, "--resume", "auto",
+            "--no_progress", *budget], args.threads)
+        run_dir = save_dir / "train_ACDC_10_n_cls_4" / "quickstart" / args.config / "0"
+        test_dir = save_dir / "test_reports"
+        test_minutes = _run([
+            sys.executable, "medseg/test_ACDC_triplet_segmentation.py", "--methods",
+            f"{args.config}_{precision}={run_dir / 'model' / 'best' / 'checkpoints'}", "--data_root",
+            str(args.data_root), "--output_dir", str(test_dir), "--n_iter", "2", "--precision", precision,
+            "--no_progress", *datasets], args.threads)
+        best, last, train_minutes = _validation(run_dir / "log" / "metrics.csv")
+        dice = _test_dice(test_dir / "summary.csv")
+        runs[precision] = {"best_val_iou": best, "last_val_iou": last, "test_dice": dice.get("ACDC"),
+                           "test_dice_all_sets": dice.get("avg_all"), "test_dice_by_set": dice,
+                           "train_minutes": train_minutes, "test_minutes": test_minutes}
+    reference, low = runs[args.precisions[0]], runs[args.precisions[-1]]
+    dice_difference = low["test_dice"] - reference["test_dice"]
+    all_difference = (low["test_dice_all_sets"] or 0.0) - (reference["test_dice_all_sets"] or 0.0)
+    config = json.loads((run_dir / "config.json").read_text())
+    learning, crop = config["learning"], config["data"]["crop_size"]
+    tested = ", ".join(args.datasets) if args.datasets else "every available test set"
+    result = {
+        "description": (f"`config/quickstart/{args.config}.json` with {learning['n_epochs']} epochs, batch "
+                        f"{learning['batch_size']} × {crop[0]}² crops, data setting 10, cval 0, seed {args.seed}, "
+                        f"trained once per precision and tested (`--n_iter 2`, in-domain ACDC test split; "
+                        f"tested sets: {tested}) on `{args.data_root}`."),
+        "budget": {"epochs": learning["n_epochs"], "batch_size": learning["batch_size"], "crop": crop[0],
+                   "quickstart": not budget},
+        "runs": runs,
+        "dice_difference": dice_difference,
+        "dice_difference_all_sets": all_difference,
+        "iou_difference": low["best_val_iou"] - reference["best_val_iou"],
+        "criterion_points": args.criterion,
+        "neutral": abs(dice_difference) * 100 <= args.criterion and abs(all_difference) * 100 <= args.criterion,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
