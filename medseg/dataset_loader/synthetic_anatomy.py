@@ -227,7 +227,7 @@ def render_torso(
     d_body = np.hypot(dx_b, dy_b) - t.radius[k]  # radial distance to the outline
     fat_t, muscle_t = t.fat[k], t.muscle[k]
     septa = np.exp(-(tex1 / np.float32(0.12)) ** 2)  # zero crossings of a random field: a network of thin lines
-    paint(img, occupancy(d_body, w), -contrast["fat"] * (1.0 + 0.08 * tex0 - 0.6 * septa))
+    paint(img, occupancy(d_body, w), -contrast["fat"] * (1.0 + 0.08 * tex0 - 0.4 * septa))
     paint(img, occupancy(d_body + fat_t, w), contrast["muscle"] * (1.0 + 0.12 * tex1))
     cavity = occupancy(d_body + fat_t + muscle_t, w)
     paint(img, cavity, contrast["lung"] * (1.0 + 0.35 * tex0))

@@ -31,15 +31,15 @@ LV, MYO, RV = 1, 2, 3
 #: ACDC pathology groups at end diastole: endocardial radius (mm), wall thickness (mm), ejection fraction, RV crescent
 #: depth (relative to the LV epicardial radius), LV length base → endocardial apex (mm), base descent at ES (mm).
 GROUPS: dict[str, dict[str, tuple[float, float]]] = {
-    "NOR": {"radius": (25.5, 30.0), "thickness": (7.5, 9.5), "ef": (0.55, 0.70), "rv": (1.05, 1.35),
+    "NOR": {"radius": (25.5, 30.0), "thickness": (7.5, 9.5), "ef": (0.55, 0.70), "rv": (0.75, 1.0),
             "length": (76.0, 90.0), "descent": (11.0, 16.0)},
-    "DCM": {"radius": (31.0, 38.0), "thickness": (5.5, 7.5), "ef": (0.15, 0.38), "rv": (0.9, 1.2),
+    "DCM": {"radius": (31.0, 38.0), "thickness": (5.5, 7.5), "ef": (0.15, 0.38), "rv": (0.55, 0.8),
             "length": (88.0, 106.0), "descent": (4.0, 8.0)},
-    "HCM": {"radius": (20.0, 25.0), "thickness": (10.0, 13.0), "ef": (0.62, 0.80), "rv": (1.0, 1.3),
+    "HCM": {"radius": (20.0, 25.0), "thickness": (10.0, 13.0), "ef": (0.62, 0.80), "rv": (0.8, 1.05),
             "length": (72.0, 86.0), "descent": (8.0, 12.0)},
-    "MINF": {"radius": (27.0, 34.0), "thickness": (7.0, 9.0), "ef": (0.22, 0.42), "rv": (1.0, 1.3),
+    "MINF": {"radius": (27.0, 34.0), "thickness": (7.0, 9.0), "ef": (0.22, 0.42), "rv": (0.65, 0.9),
              "length": (84.0, 100.0), "descent": (5.0, 9.0)},
-    "RV": {"radius": (22.0, 26.5), "thickness": (7.0, 9.0), "ef": (0.48, 0.65), "rv": (1.25, 1.6),
+    "RV": {"radius": (22.0, 26.5), "thickness": (7.0, 9.0), "ef": (0.48, 0.65), "rv": (1.2, 1.55),
            "length": (74.0, 90.0), "descent": (7.0, 11.0)},
 }
 
@@ -82,8 +82,9 @@ class HeartModel:
     fat_av: float  # atrioventricular groove fat at the base
     fat_groove: float  # interventricular grooves (RV insertion points)
     lvot: np.ndarray  # (4,): angle, aortic radius mm, depth of the LVOT below the base mm, root distance factor
-    la: np.ndarray  # (4,): angle, distance factor, radius x, radius y
-    ra: np.ndarray  # (3,): angle offset from the RV, distance factor, radius
+    la: np.ndarray  # (7,): angle from the aortic root, gap factor, radius x, radius y, orientation, appendage angle,
+    #                 appendage size
+    ra: np.ndarray  # (6,): angle offset from the RV direction, gap factor, radius, orientation, appendage angle, size
 
 
 def sample_heart(rng: np.random.Generator, group: str = "NOR", size_scale: float = 1.0) -> HeartModel:
@@ -181,8 +182,9 @@ def sample_heart(rng: np.random.Generator, group: str = "NOR", size_scale: float
         fat_av=u(3.0, 9.0),
         fat_groove=u(2.0, 7.0),
         lvot=np.array([ao_angle, u(11.0, 15.0), u(7.0, 13.0), u(0.85, 1.1)]),
-        la=np.array([math.pi / 2 + u(-0.35, 0.35), u(0.45, 0.7), u(18.0, 26.0), u(14.0, 20.0)]),
-        ra=np.array([u(-1.0, -0.6), u(0.7, 1.0), u(15.0, 22.0)]),
+        la=np.array([math.pi / 2 + u(-0.35, 0.35), u(0.7, 1.0), u(26.0, 34.0), u(19.0, 27.0), u(-0.6, 0.6),
+                     u(-1.4, -0.8), u(0.3, 0.45)]),
+        ra=np.array([u(-1.0, -0.6), u(0.7, 1.0), u(22.0, 30.0), u(-0.6, 0.6), u(0.6, 1.2), u(0.35, 0.5)]),
     )
 
 
@@ -203,6 +205,11 @@ def _bullet(u: float, cylinder: float) -> float:
     return shape * math.sqrt(max(0.0, 1.0 - t * t))
 
 
+def _bin(angle: float) -> int:
+    """Index into :data:`ANGLES` of a direction (radians)."""
+    return int(((angle + math.pi) % (2 * math.pi)) * N_ANGLES / (2 * math.pi)) % N_ANGLES
+
+
 def _periodic_slope(r: np.ndarray) -> np.ndarray:
     """``1 / sqrt(1 + (dr/dphi / r)^2)``: converts radial distance to the outline into normal distance."""
     dr = (np.roll(r, -1) - np.roll(r, 1)) * np.float32(N_ANGLES / (4 * math.pi))
@@ -217,6 +224,7 @@ class HeartShape:
     """
 
     s: float  # distance below the base (at this contraction)
+    fat_av: float  # AV-groove fat thickness of the heart (mm), around the basal structures
     u: float
     c: float
     r_blood: np.ndarray  # LV blood (inside the trabecular fingers)
@@ -232,8 +240,76 @@ class HeartShape:
     stalks: tuple[tuple[float, float, float, float, float], ...]  # capsules (x0, y0, x1, y1, radius)
     moderator: tuple[float, float, float, float, float] | None  # capsule
     lvot: tuple[float, float, float, float, float] | None  # capsule from the LV cavity toward the aortic root
-    vessels: tuple[tuple[float, float, float, float, str], ...]  # (x, y, rx, ry, kind): atria, great vessels
-    #                                                                (unlabelled) and the RV outflow tract ("rvot")
+    #: (x, y, rx, ry, angle, kind, group): atria (lobulated: several ellipses of one group), great vessels
+    #: (unlabelled) and the RV outflow tract ("rvot", labelled RV)
+    vessels: tuple[tuple[float, float, float, float, float, str, int], ...]
+
+
+def _papillary_muscles(m: HeartModel, u: float, c: float, endo: np.ndarray, centre: tuple[float, float],
+                       r_mean: float) -> tuple[list, list]:
+    """Papillary-muscle heads (ellipses) and the stalks (capsules) that tie them to the wall."""
+    cx, cy = centre
+    papillary, stalks = [], []
+    for angle, size, aspect, lo, hi, second in m.papillary:
+        w = math.sin(math.pi * min(max((u - lo) / (hi - lo), 0.0), 1.0)) ** 0.5
+        if w <= 0.05 or r_mean < 4.0:
+            continue
+        wall = float(endo[_bin(angle)])
+        b = size * w * (1.0 + 0.25 * c) * min(1.0, 0.5 + r_mean / 40.0)  # tangential semi-axis; thicker at ES
+        a = b * aspect  # radial semi-axis
+        heads = [(angle, 1.0)] + ([(angle + second * 6.0 / max(wall, 6.0), 0.75)] if second else [])
+        for ang, scale in heads:
+            # ED: the head stands off the wall on its stalk; ES: it merges with the wall.
+            dist = max(wall - a * scale * (1.25 - 0.6 * c), 0.45 * wall)
+            px, py = cx + dist * math.cos(ang), cy + dist * math.sin(ang)
+            papillary.append((px, py, a * scale, b * scale, ang))
+            wx, wy = cx + (wall + 1.0) * math.cos(ang), cy + (wall + 1.0) * math.sin(ang)
+            stalks.append((px, py, wx, wy, (0.3 + 0.2 * c) * b * scale))
+    return papillary, stalks
+
+
+def _basal_structures(m: HeartModel, s: float, c: float, centre: tuple[float, float], r_mean: float,
+                      lv_present: bool) -> tuple[tuple[float, float, float, float, float] | None, list]:
+    """The LVOT capsule (just below the base) and the atria, aortic root, RVOT / pulmonary trunk around the base."""
+    cx, cy = centre
+    lvot = None
+    vessels: list[tuple[float, float, float, float, float, str, int]] = []
+    ao_angle, ao_r, lvot_depth, ao_dist = m.lvot
+    ca, sa = math.cos(ao_angle), math.sin(ao_angle)
+    root_d = (m.radius + m.thickness) * ao_dist
+    if 0.0 <= s < lvot_depth and lv_present:
+        t = 1.0 - s / lvot_depth
+        reach = float(r_mean) * 0.4 + (root_d - float(r_mean) * 0.4) * t + ao_r * 0.3
+        width = ao_r * (0.55 + 0.35 * t)
+        lvot = (cx + 0.3 * r_mean * ca, cy + 0.3 * r_mean * sa, cx + reach * ca, cy + reach * sa, width)
+    # Around the base the aortic root is central and the atria and the RV outflow tract pack around it.
+    ao_x, ao_y = cx + root_d * ca, cy + root_d * sa
+    if s < 4.0:
+        fade = min(1.0, (4.0 - s) / 8.0) ** 0.5 * (1.0 + 0.12 * c)  # the atria fill during systole
+        if s < 0.0:
+            vessels.append((ao_x, ao_y, ao_r, ao_r, 0.0, "aorta", 0))
+        la_a, la_gap, la_rx, la_ry, la_o, app_a, app_s = m.la
+        ra_a, ra_gap, ra_r, ra_o, rapp_a, rapp_s = m.ra
+        atria = ((la_a, la_rx, la_ry, la_o, app_a, app_s, 10.0 * (la_gap - 0.7)),
+                 (m.rv_angle + ra_a, ra_r, 0.85 * ra_r, ra_o, rapp_a, rapp_s, 10.0 * (ra_gap - 0.7)))
+        for group, (ang, rx, ry, orient, app, size, gap) in enumerate(atria, start=1):
+            rx, ry = rx * fade, ry * fade
+            dist = ao_r + 0.85 * min(rx, ry) + 1.5 + gap
+            ax, ay = ao_x + dist * math.cos(ang), ao_y + dist * math.sin(ang)
+            vessels.append((ax, ay, rx, ry, orient, "atrium", group))
+            # The appendage: a smaller lobe on the body's rim, so the atrium is not a plain ellipse.
+            bx, by = ax + 0.8 * rx * math.cos(ang + app), ay + 0.8 * ry * math.sin(ang + app)
+            vessels.append((bx, by, size * rx * 1.3, size * ry, ang + app, "atrium", group))
+    if s < 0.0:  # the RV outflow tract (labelled RV up to the pulmonary valve), then the pulmonary trunk
+        ot_a = m.rv_angle + 0.55
+        if s > -m.rvot_length:
+            ot_r = max(0.45 * m.rv_depth * (m.radius + m.thickness), 9.0) * (1.0 + 0.4 * s / m.rvot_length)
+            kind = "rvot"
+        else:
+            ot_r, kind = ao_r * 0.95, "pulmonary"
+        ot_d = ao_r + 0.8 * ot_r + 1.5
+        vessels.insert(0, (ao_x + ot_d * math.cos(ot_a), ao_y + ot_d * math.sin(ot_a), ot_r, 0.8 * ot_r, ot_a, kind, 3))
+    return lvot, vessels
 
 
 def heart_shape(model: HeartModel, z: float, c: float) -> HeartShape:
@@ -283,23 +359,7 @@ def heart_shape(model: HeartModel, z: float, c: float) -> HeartShape:
                            tr[keep, 2] * active[keep] * (0.7 + 0.6 * mix) * size, power=1.0)
     fingers = np.minimum(fingers, np.float32(0.5) * endo)
     r_blood = np.maximum(endo - fingers, 0.0).astype(np.float32)
-    papillary, stalks = [], []
-    for angle, size, aspect, lo, hi, second in m.papillary:
-        w = math.sin(math.pi * min(max((u - lo) / (hi - lo), 0.0), 1.0)) ** 0.5
-        if w <= 0.05 or r_mean < 4.0:
-            continue
-        k = int(((angle + math.pi) % (2 * math.pi)) * N_ANGLES / (2 * math.pi)) % N_ANGLES
-        wall = float(endo[k])
-        b = size * w * (1.0 + 0.25 * c) * min(1.0, 0.5 + r_mean / 40.0)  # tangential semi-axis; thicker at ES
-        a = b * aspect  # radial semi-axis
-        heads = [(angle, 1.0)] + ([(angle + second * 6.0 / max(wall, 6.0), 0.75)] if second else [])
-        for ang, scale in heads:
-            # ED: the head stands off the wall on its stalk; ES: it merges with the wall.
-            dist = max(wall - a * scale * (1.25 - 0.6 * c), 0.45 * wall)
-            px, py = cx + dist * math.cos(ang), cy + dist * math.sin(ang)
-            papillary.append((px, py, a * scale, b * scale, ang))
-            wx, wy = cx + (wall + 1.0) * math.cos(ang), cy + (wall + 1.0) * math.sin(ang)
-            stalks.append((px, py, wx, wy, (0.3 + 0.2 * c) * b * scale))
+    papillary, stalks = _papillary_muscles(m, u, c, endo, (cx, cy), r_mean)
     # RV crescent (below the base; above it only the outflow tract remains, see the vessels).
     r_epi_mean = float(r_epi.mean()) if r_epi.max() > 0 else 0.0
     rv_depth_mm = 0.0
@@ -322,8 +382,7 @@ def heart_shape(model: HeartModel, z: float, c: float) -> HeartShape:
     moderator = None
     mod = m.moderator
     if mod[2] > 0 and mod[3] * m.rv_end <= u <= mod[4] * m.rv_end and r_epi_mean > 0:
-        k1 = int(((mod[0] + math.pi) % (2 * math.pi)) * N_ANGLES / (2 * math.pi)) % N_ANGLES
-        k2 = int(((mod[1] + math.pi) % (2 * math.pi)) * N_ANGLES / (2 * math.pi)) % N_ANGLES
+        k1, k2 = _bin(mod[0]), _bin(mod[1])
         if 6.0 < r_rv[k2] - inner[k2] < 28.0:  # a short band across the narrowing apical RV
             r1, r2 = float(inner[k1]) - 1.0, float(r_rv[k2]) + 0.5
             moderator = (cx + r1 * math.cos(mod[0]), cy + r1 * math.sin(mod[0]),
@@ -335,52 +394,25 @@ def heart_shape(model: HeartModel, z: float, c: float) -> HeartShape:
     fat = m.fat_patch * (m.fat_lv + m.fat_rv * m.rv_profile + av) + groove * (1.0 - 0.5 * mix)
     fat = np.clip(fat, 0.0, 12.0).astype(np.float32)
     r_fat = np.where(r_wall > 0, r_wall + fat, zero).astype(np.float32)
-    # LV outflow tract and the structures above the base.
-    lvot = None
-    vessels: list[tuple[float, float, float, float, str]] = []
-    ao_angle, ao_r, lvot_depth, ao_dist = m.lvot
-    ca, sa = math.cos(ao_angle), math.sin(ao_angle)
-    root_d = (m.radius + m.thickness) * ao_dist
-    if 0.0 <= s < lvot_depth and r_epi_mean > 0:
-        t = 1.0 - s / lvot_depth
-        reach = float(r_mean) * 0.4 + (root_d - float(r_mean) * 0.4) * t + ao_r * 0.3
-        width = ao_r * (0.55 + 0.35 * t)
-        lvot = (cx + 0.3 * r_mean * ca, cy + 0.3 * r_mean * sa, cx + reach * ca, cy + reach * sa, width)
-    if s < 4.0:
-        fade = min(1.0, (4.0 - s) / 8.0) ** 0.5
-        la_a, la_d, la_rx, la_ry = m.la
-        la_dist = la_d * m.radius + max(s, -30.0) * -0.2
-        if s < 0.0:
-            vessels.append((cx + root_d * ca, cy + root_d * sa, ao_r, ao_r, "aorta"))
-        vessels.append((cx + la_dist * math.cos(la_a), cy + la_dist * math.sin(la_a), la_rx * fade, la_ry * fade,
-                        "atrium"))
-        ra_a = m.rv_angle + m.ra[0]
-        ra_d = (m.radius + m.thickness) * (1.0 + m.rv_depth * 0.5) * m.ra[1]
-        vessels.append((cx + ra_d * math.cos(ra_a), cy + ra_d * math.sin(ra_a), m.ra[2] * fade, m.ra[2] * fade * 0.85,
-                        "atrium"))
-    if s < 0.0:  # the RV outflow tract (labelled RV up to the pulmonary valve), then the pulmonary trunk
-        ot_a = m.rv_angle + 0.55
-        ot_d = (m.radius + m.thickness) * (1.0 + 0.4 * m.rv_depth)
-        if s > -m.rvot_length:
-            ot_r = max(0.45 * m.rv_depth * (m.radius + m.thickness), 9.0) * (1.0 + 0.4 * s / m.rvot_length)
-            kind = "rvot"
-        else:
-            ot_r, kind = ao_r * 0.95, "pulmonary"
-        vessels.insert(0, (cx + ot_d * math.cos(ot_a), cy + ot_d * math.sin(ot_a), ot_r, 0.8 * ot_r, kind))
+    lvot, vessels = _basal_structures(m, s, c, (cx, cy), r_mean, r_epi_mean > 0)
     return HeartShape(
-        s=s, u=u, c=c, r_blood=r_blood, blood_slope=_periodic_slope(r_blood), r_endo=endo.astype(np.float32),
+        s=s, fat_av=m.fat_av, u=u, c=c, r_blood=r_blood, blood_slope=_periodic_slope(r_blood),
+        r_endo=endo.astype(np.float32),
         r_epi=r_epi, r_rv_blood=r_rv_blood, r_rv=r_rv, rv_labelled=rv_labelled, r_wall=r_wall, r_fat=r_fat,
         papillary=tuple(papillary), stalks=tuple(stalks), moderator=moderator, lvot=lvot, vessels=tuple(vessels),
     )
 
 
-def heart_reach(model: HeartModel) -> float:
-    """Radius (mm) about the LV centre that holds every heart structure of every slice and phase."""
+def heart_reach(model: HeartModel, z: float | None = None, thickness: float = 0.0) -> float:
+    """Radius (mm) about the LV centre that holds every heart structure of the slice at ``z`` (of ``thickness``) in
+    every phase; the atria and great vessels count only for slices that can reach above the base (all for None)."""
     m = model
     rv = (m.radius + m.thickness) * (1.0 + m.rv_depth * 1.15) + m.rv_wall
-    atria = max(m.la[1] * m.radius + 6.0 + max(m.la[2], m.la[3]),
-                (m.radius + m.thickness) * (1.0 + m.rv_depth * 0.5) + m.ra[2])
-    return max(rv, atria, (m.radius + m.thickness) * 1.3 + m.lvot[1]) + 14.0
+    root = (m.radius + m.thickness) * m.lvot[3] + m.lvot[1]
+    reach = max(rv, root)
+    if z is None or z - thickness / 2 - m.descent < 6.0:
+        reach = max(reach, root + 2.0 * max(m.la[2], m.la[3], m.ra[2]) + 12.0)
+    return reach + 14.0
 
 
 @dataclass(frozen=True)
@@ -422,33 +454,49 @@ def _gather(profile: np.ndarray, polar: SlicePolar) -> np.ndarray:
     return profile[polar.index]
 
 
+def _inside(polar: SlicePolar, centre: tuple[float, float], reach: float, distance) -> tuple[tuple[slice, slice],
+                                                                                           np.ndarray] | None:
+    """``distance(x, y) < 0`` on the window of the box within ``reach`` mm of ``centre`` (None off the box)."""
+    box = polar.grid.window(centre[0], centre[1], reach)
+    if box is None:
+        return None
+    return box, distance(polar.x[box], polar.y[box]) < 0
+
+
 def heart_masks(shape: HeartShape, polar: SlicePolar) -> HeartMasks:
     """Hard masks at the pixel centres (the label map is built from them)."""
     rho = polar.rho
     endo = rho < _gather(shape.r_endo, polar)
     epi = rho < _gather(shape.r_epi, polar)
     pap = np.zeros(rho.shape, dtype=bool)
-    for e in shape.papillary:
-        pap |= ellipse_distance(polar.x, polar.y, e) < 0
-    for cap in shape.stalks:
-        pap |= capsule_distance(polar.x, polar.y, cap) < 0
+    for e, cap in zip(shape.papillary, shape.stalks):
+        reach = max(e[2], e[3], math.hypot(cap[2] - cap[0], cap[3] - cap[1]) + cap[4]) + 2.0
+        hit = _inside(polar, (e[0], e[1]), reach, lambda x, y, e=e, cap=cap: np.minimum(
+            ellipse_distance(x, y, e), capsule_distance(x, y, cap)))
+        if hit is not None:
+            pap[hit[0]] |= hit[1]
     pap &= endo
     blood = (rho < _gather(shape.r_blood, polar)) & ~pap
     lv = endo.copy()
+    rv_cavity = (rho < _gather(shape.r_rv, polar)) & ~epi & _gather(shape.rv_labelled, polar)
     if shape.lvot is not None:
         lvot = capsule_distance(polar.x, polar.y, shape.lvot) < 0
         lv |= lvot & epi
         blood |= lvot & epi
+        rv_cavity &= ~lvot
     myo = epi & ~lv
-    rv_cavity = (rho < _gather(shape.r_rv, polar)) & ~epi & _gather(shape.rv_labelled, polar)
-    if shape.lvot is not None:
-        rv_cavity &= ~(capsule_distance(polar.x, polar.y, shape.lvot) < 0)
-    for x, y, rx, ry, kind in shape.vessels:
-        inside = ellipse_distance(polar.x, polar.y, (x, y, rx, ry, 0.0)) < 0
+    for x, y, rx, ry, angle, kind, _ in shape.vessels:
+        if kind == "atrium":
+            continue
+        hit = _inside(polar, (x, y), max(rx, ry) + 2.0,
+                      lambda px, py, e=(x, y, rx, ry, angle): ellipse_distance(px, py, e))
+        if hit is None:
+            continue
+        box, inside = hit
         if kind == "rvot":
-            rv_cavity |= inside & ~epi
-        elif kind != "atrium":
-            rv_cavity &= ~inside
+            rv_cavity[box] |= inside & ~epi[box]
+        else:
+            rv_cavity[box] &= ~inside
     return HeartMasks(lv=lv, myo=myo, rv=rv_cavity, blood=blood, papillary=pap, trabecular=endo & ~blood & ~pap)
 
 
@@ -514,13 +562,22 @@ def render_heart(
         if rv_occ is not None:
             occ *= 1.0 - occupancy(rho - _gather(shape.r_rv, polar), w) * (rho > r_epi)
         paint(image, occ, blood * np.float32(0.97))
-    for x, y, rx, ry, kind in shape.vessels:
-        if rx < 1.0:
-            continue
-        box = polar.grid.window(x, y, max(rx, ry) + 4.0)
-        if box is None:
-            continue
-        d = ellipse_distance(polar.x[box], polar.y[box], (x, y, rx, ry, 0.0))
-        paint(image[box], occupancy(d - 1.8, w), myo[box] * np.float32(0.8))  # thin wall
-        value = {"aorta": 0.95, "atrium": 0.92, "pulmonary": 0.9, "rvot": contrast["rv_blood"]}[kind]
-        paint(image[box], occupancy(d, w), blood[box] * np.float32(value))
+    values = {"aorta": 0.95, "atrium": 0.92, "pulmonary": 0.9, "rvot": contrast["rv_blood"]}
+    groups: dict[int, list] = {}
+    for vessel in shape.vessels:
+        groups.setdefault(vessel[6], []).append(vessel)
+    halo = 2.0 + 0.6 * shape.fat_av
+    steps = ("halo", "wall", "blood")
+    for lobes in groups.values():  # a structure's fat, walls, then blood: lobes merge without inner walls
+        for step in steps:
+            for x, y, rx, ry, angle, kind, _ in lobes:
+                box = polar.grid.window(x, y, max(rx, ry) + halo + 4.0)
+                if rx < 1.0 or box is None:
+                    continue
+                d = ellipse_distance(polar.x[box], polar.y[box], (x, y, rx, ry, angle))
+                if step == "halo":  # AV-groove / mediastinal fat around the basal structures
+                    paint(image[box], occupancy(d - halo, w), -contrast["fat"] * myo_texture[box])
+                elif step == "wall":
+                    paint(image[box], occupancy(d - 1.8, w), myo[box] * np.float32(0.8))
+                else:
+                    paint(image[box], occupancy(d, w), blood[box] * np.float32(values[kind]))

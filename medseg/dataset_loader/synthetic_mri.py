@@ -120,10 +120,10 @@ def banding_field(shape_hw: tuple[int, int], acq: Acquisition) -> np.ndarray:
     c = acq.coefficients
     r = np.sqrt(((xx - 0.15 * math.tanh(c[9])) ** 2 + (yy - 0.15 * math.tanh(c[10])) ** 2) / 2.0)
     angle = np.arctan2(yy, xx)
-    off = 0.08 * abs(c[11]) + acq.banding * r**3 * (1.0 + 0.25 * np.cos(2.0 * angle + c[9]))
+    off = 0.08 * abs(c[11]) + acq.banding * r**2 * (1.0 + 0.25 * np.cos(2.0 * angle + c[9]))
     phase = off - np.floor(off)  # position within the band period
     dist = np.abs(phase - 0.5)
-    return (1.0 - 0.85 * np.exp(-(dist / 0.045) ** 2)).astype(np.float32)
+    return (1.0 - 0.85 * np.exp(-(dist / 0.05) ** 2)).astype(np.float32)
 
 
 def gfactor_map(shape_hw: tuple[int, int], acq: Acquisition) -> np.ndarray:

@@ -179,11 +179,6 @@ def render_subject(subject: Subject, contractions: Sequence[float], rng: np.rand
     grid = _extended_grid(sub)
     contrast = sub.appearance.contrast
     heart = sub.heart
-    mid = float(np.mean(sub.positions))
-    box = grid.window(*lv_centre(heart, mid), heart_reach(heart) + math.hypot(*heart.drift))
-    if box is None:
-        raise ValueError("the heart lies outside the field of view; the FOV centre offset is too large")
-    box_grid = grid.crop(box)
     n_t, n_z = len(contractions), len(sub.positions)
     pe = sub.acquisition.pe_axis
     shape_ext = grid.shape
@@ -191,6 +186,11 @@ def render_subject(subject: Subject, contractions: Sequence[float], rng: np.rand
     signal = np.empty((n_t, n_z, *shape_ext), dtype=np.float32)
     labels_ext = np.zeros((n_t, n_z, *shape_ext), dtype=np.uint8)
     for k, z in enumerate(sub.positions):
+        # The heart is drawn only inside its box for this slice (the atria need room on basal slices only).
+        box = grid.window(*lv_centre(heart, float(z)), heart_reach(heart, float(z), sub.thickness))
+        if box is None:
+            raise ValueError("the heart lies outside the field of view; the FOV centre offset is too large")
+        box_grid = grid.crop(box)
         texture = texture_pair(rng, shape_ext, sub.spacing)
         background = render_torso(sub.torso, heart, grid, float(z), contrast, texture, sub.thickness)
         flow_fields = texture_pair(rng, box_grid.shape, sub.spacing, scales_mm=(6.0, 12.0, 20.0),

@@ -258,3 +258,31 @@ def test_cli_writes_data_and_preview(tmp_path):
     assert rc == 0
     assert (out / "raw/ACDC/patient001/Info.cfg").is_file() and (out / "raw/MnMs" / MNMS_CSV_NAME).is_file()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _mid_ed_areas(group: str, i: int) -> tuple[float, float, float]:
+    """LV cavity, myocardium and RV cavity areas (mm²) of the mid-ventricular ED slice of one sampled heart."""
+    heart = sample_heart(np.random.default_rng([9, i]), group)
+    z = 0.45 * heart.length
+    masks = heart_masks(heart_shape(heart, z, 0.0), _fine_polar(heart, z, size=400))
+    pixel = 0.5 * 0.5
+    return masks.lv.sum() * pixel, masks.myo.sum() * pixel, masks.rv.sum() * pixel
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_rv_and_wall_proportions_like_real_short_axis(group):
+    """Mid-ventricular ED: the RV crescent is about as large as the LV cavity (much larger only in the RV group; the
+    small HCM cavity makes the ratio larger there), and the compact wall is 5-11 mm thick (HCM thicker)."""
+    areas = np.array([_mid_ed_areas(group, i) for i in range(6)])
+    lv, myo, rv = areas.T
+    ratio = float(np.median(rv / lv))
+    diameter = 2 * np.sqrt(lv / np.pi)
+    wall = float(np.median(myo / (np.pi * diameter)))  # ring area / mean circumference ~ thickness
+    if group == "RV":
+        assert 1.8 < ratio < 4.0, ratio
+    elif group == "HCM":
+        assert 1.0 < ratio < 2.8 and wall > 12.0, (ratio, wall)
+    else:
+        assert 0.5 < ratio < 1.7 and 5.0 < wall < 11.0, (group, ratio, wall)
+    if group != "HCM":
+        assert 5.0 < wall < 11.0, (group, wall)
