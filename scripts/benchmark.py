@@ -363,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="all measurements as JSON (default: docs/performance.json)")
     parser.add_argument("--md", type=Path, default=REPO / "docs" / "PERFORMANCE.md",
                         help="the report (default: docs/PERFORMANCE.md)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="measure nothing: rewrite --md from the measurements in --json (and --accuracy)")
     parser.add_argument("--worker", default=None,
                         help="internal: run the one measurement given as JSON and print its result (default: run "
                              "the whole suite, each measurement in its own process)")
@@ -376,6 +378,16 @@ def main(argv: list[str] | None = None) -> int:
     from medseg.utils.io import atomic_write_text
     from performance_report import render
 
+    if args.render_only:
+        results = json.loads(args.json.read_text())
+        if results.get("data") != "phantoms (temporary)":
+            results["data"] = shown_path(results["data"])
+        if args.accuracy is not None:
+            results["accuracy"] = json.loads(args.accuracy.read_text())
+        atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")
+        atomic_write_text(args.md, render(results, TARGETS, PUBLISHED, SMALL))
+        print(f"[benchmark] wrote {args.md} from {args.json}", file=sys.stderr)
+        return 0
     global THREADS
     THREADS = args.threads
     args.device = str(resolve_device(args.device))
@@ -384,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"quick": args.quick, "threads_option": args.threads, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                                "git_commit": _git_commit(), "load_1min_start": _load(), "jobs": {}}
     with training_data(args.data) as data:
-        results["data"] = str(args.data) if data == args.data else "phantoms (temporary)"
+        results["data"] = shown_path(args.data) if data == args.data else "phantoms (temporary)"
         for key, spec in plan(args, precisions, data):
             results["jobs"][key] = run_job(spec)
     results["load_1min_end"] = _load()
@@ -396,6 +408,14 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.md, render(results, TARGETS, PUBLISHED, SMALL))
     print(f"[benchmark] wrote {args.md} and {args.json} in {results['minutes']} min", file=sys.stderr)
     return 0
+
+
+def shown_path(path: Path | str) -> str:
+    """``path`` relative to the repository when inside it (no machine-specific paths in the published files)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def _settings(text: str) -> list[tuple[int, int]]:

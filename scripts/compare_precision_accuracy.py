@@ -53,6 +53,56 @@ def _test_dice(summary_csv: Path) -> dict[str, float]:
             if v not in ("", None) and ("_" not in k or k in ("avg_all", "avg_ood")) and k not in ("method", "cvals")}
 
 
+def _summary(run_dir: Path, test_dir: Path, test_minutes: float | None) -> dict:
+    """Validation and test results of one precision's run."""
+    best, last, train_minutes = _validation(run_dir / "log" / "metrics.csv")
+    dice = _test_dice(test_dir / "summary.csv")
+    return {"best_val_iou": best, "last_val_iou": last, "test_dice": dice.get("ACDC"),
+            "test_dice_all_sets": dice.get("avg_all"), "test_dice_by_set": dice, "train_minutes": train_minutes,
+            "test_minutes": test_minutes}
+
+
+def compare(runs: dict[str, dict], precisions: list[str], criterion: float) -> dict:
+    """Differences of the last precision against the first, and whether they are within ``criterion`` points."""
+    reference, low = runs[precisions[0]], runs[precisions[-1]]
+    dice_difference = low["test_dice"] - reference["test_dice"]
+    all_difference = (low["test_dice_all_sets"] or 0.0) - (reference["test_dice_all_sets"] or 0.0)
+    return {
+        "runs": runs,
+        "dice_difference": dice_difference,
+        "dice_difference_all_sets": all_difference,
+        "iou_difference": low["best_val_iou"] - reference["best_val_iou"],
+        "criterion_points": criterion,
+        "neutral": abs(dice_difference) * 100 <= criterion and abs(all_difference) * 100 <= criterion,
+    }
+
+
+def _budget(config_name: str, run_dir: Path, is_quickstart: bool, threads: int | None, n_workers: int) -> dict:
+    """What ran (the run's config.json and metrics.csv) against the quickstart budget (its config file)."""
+    config = json.loads((run_dir / "config.json").read_text())
+    quickstart = json.loads((REPO / "config" / "quickstart" / f"{config_name}.json").read_text())
+    with open(run_dir / "log" / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    iterations = int(rows[-1]["global_iteration"])
+    per_epoch = int(rows[0]["n_iterations"])
+    # keep-orig batches: a loader batch of batch/2 slices plus their originals, so an epoch is slices / (batch / 2)
+    slices = per_epoch * config["learning"]["batch_size"] // 2
+    q_learning = quickstart["learning"]
+    return {"epochs": len(rows), "iterations": iterations, "batch_size": config["learning"]["batch_size"],
+            "crop": config["data"]["crop_size"][0], "quickstart": is_quickstart, "threads": threads,
+            "n_workers": n_workers,
+            "quickstart_iterations": q_learning["n_epochs"] * (slices // (q_learning["batch_size"] // 2)),
+            "quickstart_batch_size": q_learning["batch_size"], "quickstart_crop": quickstart["data"]["crop_size"][0]}
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (no machine-specific paths in the report)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     from medseg.utils.cli import HelpFormatter
 
@@ -72,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: the config's)")
     parser.add_argument("--datasets", nargs="+", default=None, help="medseg-test --datasets (default: all)")
     parser.add_argument("--criterion", type=float, default=1.0, help="neutral if within this many Dice points")
+    parser.add_argument("--summarise-only", action="store_true",
+                        help="train and test nothing: rebuild --out from the runs already in --save_dir")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "precision_accuracy.json",
                         help="the comparison as JSON")
     args = parser.parse_args(argv)
@@ -87,44 +139,35 @@ def main(argv: list[str] | None = None) -> int:
     runs = {}
     for precision in args.precisions:
         save_dir = args.save_dir / precision
-        _run([
-            sys.executable, "medseg/train_adv_supervised_segmentation_triplet.py",
-            "--json_config_path", f"./config/quickstart/{args.config}.json", "--cval", "0", "--data_setting", "10",
-            "--seed", str(args.seed), "--n_workers", str(args.n_workers), "--save_dir", str(save_dir),
-            "--set", f"data.root_dir={args.data_root / 'ACDC'}", "--precision", precision, "--resume", "auto",
-            "--no_progress", *budget], args.threads)
         run_dir = save_dir / "train_ACDC_10_n_cls_4" / "quickstart" / args.config / "0"
         test_dir = save_dir / "test_reports"
-        test_minutes = _run([
-            sys.executable, "medseg/test_ACDC_triplet_segmentation.py", "--methods",
-            f"{args.config}_{precision}={run_dir / 'model' / 'best' / 'checkpoints'}", "--data_root",
-            str(args.data_root), "--output_dir", str(test_dir), "--n_iter", "2", "--precision", precision,
-            "--no_progress", *datasets], args.threads)
-        best, last, train_minutes = _validation(run_dir / "log" / "metrics.csv")
-        dice = _test_dice(test_dir / "summary.csv")
-        runs[precision] = {"best_val_iou": best, "last_val_iou": last, "test_dice": dice.get("ACDC"),
-                           "test_dice_all_sets": dice.get("avg_all"), "test_dice_by_set": dice,
-                           "train_minutes": train_minutes, "test_minutes": test_minutes}
-    reference, low = runs[args.precisions[0]], runs[args.precisions[-1]]
-    dice_difference = low["test_dice"] - reference["test_dice"]
-    all_difference = (low["test_dice_all_sets"] or 0.0) - (reference["test_dice_all_sets"] or 0.0)
-    config = json.loads((run_dir / "config.json").read_text())
-    learning, crop = config["learning"], config["data"]["crop_size"]
+        test_minutes = None
+        if not args.summarise_only:
+            _run([
+                sys.executable, "medseg/train_adv_supervised_segmentation_triplet.py",
+                "--json_config_path", f"./config/quickstart/{args.config}.json", "--cval", "0", "--data_setting",
+                "10", "--seed", str(args.seed), "--n_workers", str(args.n_workers), "--save_dir", str(save_dir),
+                "--set", f"data.root_dir={args.data_root / 'ACDC'}", "--precision", precision, "--resume", "auto",
+                "--no_progress", *budget], args.threads)
+            test_minutes = _run([
+                sys.executable, "medseg/test_ACDC_triplet_segmentation.py", "--methods",
+                f"{args.config}_{precision}={run_dir / 'model' / 'best' / 'checkpoints'}", "--data_root",
+                str(args.data_root), "--output_dir", str(test_dir), "--n_iter", "2", "--precision", precision,
+                "--no_progress", *datasets], args.threads)
+        runs[precision] = _summary(run_dir, test_dir, test_minutes)
+        if args.summarise_only and args.out.is_file():  # keep the test time measured when the test ran
+            runs[precision]["test_minutes"] = json.loads(args.out.read_text())["runs"][precision]["test_minutes"]
+    result = compare(runs, args.precisions, args.criterion)
+    result["budget"] = _budget(args.config, run_dir, not budget, args.threads, args.n_workers)
     tested = ", ".join(args.datasets) if args.datasets else "every available test set"
-    result = {
-        "description": (f"`config/quickstart/{args.config}.json` with {learning['n_epochs']} epochs, batch "
-                        f"{learning['batch_size']} × {crop[0]}² crops, data setting 10, cval 0, seed {args.seed}, "
-                        f"trained once per precision and tested (`--n_iter 2`, in-domain ACDC test split; "
-                        f"tested sets: {tested}) on `{args.data_root}`."),
-        "budget": {"epochs": learning["n_epochs"], "batch_size": learning["batch_size"], "crop": crop[0],
-                   "quickstart": not budget},
-        "runs": runs,
-        "dice_difference": dice_difference,
-        "dice_difference_all_sets": all_difference,
-        "iou_difference": low["best_val_iou"] - reference["best_val_iou"],
-        "criterion_points": args.criterion,
-        "neutral": abs(dice_difference) * 100 <= args.criterion and abs(all_difference) * 100 <= args.criterion,
-    }
+    b = result["budget"]
+    result["description"] = (
+        f"`config/quickstart/{args.config}.json` with {b['epochs']} epochs of {b['iterations'] // b['epochs']} "
+        f"iterations ({b['iterations']} iterations at batch {b['batch_size']} × {b['crop']}² crops; the quickstart "
+        f"budget is {b['quickstart_iterations']} iterations at batch {b['quickstart_batch_size']} × "
+        f"{b['quickstart_crop']}²), data setting 10, cval 0, seed {args.seed}, "
+        f"{b['threads'] or 'default'} thread(s), trained once per precision and tested (`--n_iter 2`, in-domain ACDC "
+        f"test split; tested sets: {tested}) on `{_shown(args.data_root)}`.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

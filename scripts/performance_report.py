@@ -50,7 +50,7 @@ def best_neutral_precision(results: dict[str, Any]) -> tuple[str, str]:
     if faster and fp32 and faster[0]["cooperative"]["s"] >= fp32[0]["cooperative"]["s"]:
         return "fp32", "bf16 was not faster than fp32 in this run"
     if "bf16" in _precisions(results) and accuracy is not None and accuracy.get("neutral"):
-        return "bf16", "bf16 is faster and accuracy-neutral (see *Accuracy*)"
+        return "bf16", "bf16 is faster and within the accuracy criterion in the comparison under *Accuracy*"
     if "bf16" in _precisions(results) and accuracy is None:
         return "fp32", "bf16 has no accuracy comparison in this run, so the targets are judged in fp32"
     if "bf16" in _precisions(results):
@@ -72,6 +72,14 @@ def _target_values(results: dict[str, Any], published: tuple[int, int], precisio
     }
 
 
+def _loop_setting(results: dict[str, Any], published: tuple[int, int]) -> str:
+    """The setting the loop target is judged at: the published one if the loop ran there, else the first that ran."""
+    keys = [k.split("/")[0] for k in _jobs(results, "loop/") if k.endswith("/cooperative/fp32")] or ["none"]
+    wanted = f"{published[0]}x{published[1]}"
+    setting = wanted if wanted in keys else keys[0]
+    return setting.replace("x", " × ") + "²"
+
+
 def _targets(results: dict[str, Any], targets: dict[str, float], published: tuple[int, int]) -> str:
     judged, why = best_neutral_precision(results)
     precisions = _precisions(results)
@@ -81,7 +89,8 @@ def _targets(results: dict[str, Any], targets: dict[str, float], published: tupl
         "standard_s_per_iter": ("standard iteration, batch 20 × 192²", "s", True, 1.0),
         "predict_n_iter_2_slices_per_s": ("predict n_iter 2, batch 20 × 192²", "slices/s", False, 1.0),
         "peak_rss_gib": ("peak RSS of the step benchmark, batch 20 × 192²", "GiB", True, 1.0),
-        "loop_overhead": ("training loop against its step (cooperative)", "%", True, 100.0),
+        "loop_overhead": (f"training loop against its step (cooperative, {_loop_setting(results, published)})",
+                          "%", True, 100.0),
     }
     rows = []
     for key, (label, unit, lower, scale) in names.items():
@@ -98,6 +107,19 @@ def _targets(results: dict[str, Any], targets: dict[str, float], published: tupl
     load = step.get("cooperative", {}).get("load_1min")
     return (f"Judged in **{judged}** ({why}); load during the {judged} step measurement: {_f(load, 1)}.\n\n"
             + _table(["target (issue 15)", *precisions, "target", f"met in {judged}"], rows))
+
+
+def _thread_note(results: dict[str, Any]) -> str:
+    """How the thread count of this run relates to the targets (set for a 2-core machine)."""
+    env = results["jobs"]["env"]
+    if env["threads"] >= (env["logical_cpus"] or 1):
+        return ""
+    peak = env["matmul_gflops"].get("fp32", {}).get("gflops")
+    return (f"**Threads.** This run used {env['threads']} intra-op thread(s) per process on {env['logical_cpus']} "
+            "logical CPUs, because the machine was shared (see *Threads* below: under this load a second thread made "
+            "the step slower, not faster). The targets assume the whole machine; the history below was measured "
+            f"with both cores (its fp32 matmul rate was 205 GFLOP/s, this run's {_f(peak, 0)} GFLOP/s with "
+            f"{env['threads']} thread(s) under load), so the seconds above are not comparable with it one to one.\n")
 
 
 def _measured(results: dict[str, Any], settings: list[tuple[int, int]]) -> Iterator[tuple[tuple[int, int], str,
@@ -153,11 +175,14 @@ def _loop_table(results: dict[str, Any]) -> str:
     rows = []
     for key, e in _jobs(results, "loop/").items():
         setting, mode, precision = key.split("/")
+        ends = e.get("epoch_end_seconds", [])[1:]  # the epoch ends inside the timed window (not epoch 0's)
         rows.append([setting.replace("x", " × ") + "²", mode, precision, _f(e["loop_s_per_iter"], 3),
+                     _f(e.get("in_epoch_s_per_iter"), 3), ", ".join(_f(v, 1) for v in ends) or "–",
                      _f(e["step_s_per_iter"], 3), f"{100 * e['overhead']:+.1f} %", str(e["measured_iterations"]),
                      f"{e['load_1min_loop']} / {e['load_1min_step']}", _f(e["loop_peak_rss_gib"], 2)])
-    return _table(["batch × size", "mode", "precision", "loop s / iteration", "step s / iteration", "overhead",
-                   "iterations timed", "load loop / step", "loop peak RSS GiB"], rows)
+    return _table(["batch × size", "mode", "precision", "loop s / iteration", "of which in-epoch s / iteration",
+                   "epoch end s (timed epochs)", "step s / iteration", "overhead", "iterations timed",
+                   "load loop / step", "loop peak RSS GiB"], rows)
 
 
 def _rss_table(results: dict[str, Any]) -> str:
@@ -241,7 +266,42 @@ def _accuracy(results: dict[str, Any]) -> str:
     text += (f"\nDifference bf16 − fp32: test Dice {accuracy['dice_difference'] * 100:+.2f} points, best validation "
              f"IoU {accuracy['iou_difference'] * 100:+.2f} points → **{'neutral' if accuracy['neutral'] else 'not neutral'}"
              f"** (criterion: within {accuracy['criterion_points']:g} Dice point).\n")
-    return text
+    dice = min(e["test_dice"] for e in accuracy["runs"].values())
+    budget = accuracy.get("budget", {})
+    if not budget.get("quickstart", True):
+        text += (f"\nThis budget ({budget['iterations']} iterations at {budget['batch_size']} × {budget['crop']}²) is "
+                 f"smaller than the quickstart budget the comparison is meant for ({budget['quickstart_iterations']} "
+                 f"iterations at {budget['quickstart_batch_size']} × {budget['quickstart_crop']}²): it was what the "
+                 "shared machine allowed in this session.")
+    if dice < 0.5:
+        text += (f" The models are far from converged (test Dice {dice:.3f}), so the pair shows that bf16 trains "
+                 "like fp32 over the same iterations; it is weak evidence about accuracy at convergence, and the "
+                 "default stays fp32.")
+    return text + "\n"
+
+
+def _commands(results: dict[str, Any]) -> str:
+    """The command lines that produced ``results``, rebuilt from what they recorded."""
+    lines = []
+    accuracy = results.get("accuracy")
+    if accuracy is not None:
+        b = accuracy.get("budget", {})
+        options = "" if b.get("quickstart", True) else f" --crop {b['crop']} --epochs {b['epochs']} --batch {b['batch_size']}"
+        if "test_dice_by_set" in next(iter(accuracy["runs"].values())):
+            sets = [k for k in next(iter(accuracy["runs"].values()))["test_dice_by_set"] if k not in ("avg_all", "avg_ood")]
+            options += " --datasets " + " ".join(sets)
+        if b.get("threads"):
+            options += f" --threads {b['threads']}"
+        if b.get("n_workers") is not None:
+            options += f" --n_workers {b['n_workers']}"
+        lines.append(f"python scripts/compare_precision_accuracy.py{options}")
+    options = " --quick" if results["quick"] else ""
+    if results.get("threads_option"):
+        options += f" --threads {results['threads_option']}"
+    if accuracy is not None:
+        options += " --accuracy results/precision_accuracy.json"
+    lines.append(f"python scripts/benchmark.py{options}")
+    return "\n".join(lines) + "\n"
 
 
 def render(results: dict[str, Any], targets: dict[str, float], published: tuple[int, int],
@@ -264,7 +324,7 @@ def render(results: dict[str, Any], targets: dict[str, float], published: tuple[
         f"Run of {results['started']} at commit `{results['git_commit']}`"
         f"{' (`--quick`: fewer repetitions, cooperative loop only)' if results['quick'] else ''}, "
         f"{results['minutes']} minutes. Machine: {env['cpu']}, {env['logical_cpus']} logical CPUs, torch "
-        f"{env['torch']} ({env['threads']} intra-op threads, CPU capability {env['cpu_capability']}, native bf16: "
+        f"{env['torch']} ({env['threads']} intra-op thread(s) per process, CPU capability {env['cpu_capability']}, native bf16: "
         f"{'yes' if env['cpu_bf16'] else 'no'}). {device_line} Data for the loop and loader: {results['data']}.\n",
         f"**Load.** The machine was shared while this ran: 1-minute load average {results['load_1min_start']} at the "
         f"start and {results['load_1min_end']} at the end on {env['logical_cpus']} CPUs; every table gives the load "
@@ -273,7 +333,8 @@ def render(results: dict[str, Any], targets: dict[str, float], published: tuple[
         "## Targets\n",
         _targets(results, targets, published),
         f"\nThe default precision stays **fp32** unless a lower one is both faster and accuracy-neutral; here "
-        f"{'bf16 qualifies, so the targets are judged in bf16 and bf16 is recommended on this CPU — the shipped default remains fp32 (portable to every CPU)' if neutral == 'bf16' else why}.\n",
+        f"{'bf16 passes both tests, so the targets are judged in bf16; the shipped default remains fp32, because the accuracy comparison is short (see *Accuracy*) and bf16 needs a CPU with AVX512-BF16/AMX or a GPU. Pass `--precision bf16` to use it' if neutral == 'bf16' else why}.\n",
+        f"{_thread_note(results)}\n",
         "## Training step\n",
         "One `train_step` on random data: `standard` = the four standard losses; `cooperative` = plus hard-example "
         "generation (masking type `random`, so on average 2 of 3 draws run a gradient probe) and the four hard losses. "
@@ -312,12 +373,13 @@ def render(results: dict[str, Any], targets: dict[str, float], published: tuple[
         "\n" + WHAT_WAS_TRIED,
         "\n" + HISTORY,
         "\n## Reproduce\n",
-        "```\npython scripts/benchmark.py                      # about 25 minutes on a quiet 2-core CPU\n"
-        "python scripts/benchmark.py --quick              # about 6 minutes\n"
-        "python scripts/compare_precision_accuracy.py     # fp32 vs bf16 at the quickstart budget (~1 h)\n"
-        "python scripts/benchmark.py --accuracy results/precision_accuracy.json\n"
-        "python scripts/benchmark_training_step.py --settings 20x192 --precision fp32,bf16\n"
-        "python scripts/benchmark_kernels.py --batch 20 --size 192\n```\n",
+        "This document came from (one command each; the accuracy pair first, since the benchmark includes it):\n",
+        "```\n" + _commands(results) + "```\n",
+        "Other variants: `python scripts/benchmark.py` without `--quick` (more repetitions, standard training in the "
+        "loop too, layer study at 20 × 192²; about twice as long), `--loop-settings 20x192` (the loop at the published "
+        "setting), `python scripts/compare_precision_accuracy.py` without budget options (the full quickstart budget, "
+        "about an hour), and the single measurements `python scripts/benchmark_training_step.py --settings 20x192 "
+        "--precision fp32,bf16` and `python scripts/benchmark_kernels.py --batch 20 --size 192`.\n",
         f"Precisions measured on this device: {', '.join(precisions)}.\n",
     ]
     return "\n".join(parts)
@@ -335,6 +397,11 @@ by up to 20 % and another 5–13 % of the entries would have been masked than in
 a bf16 cooperative iteration (measured during development, batch 8 × 128², 1 thread). fp16 (CUDA only) uses a
 `GradScaler` over one backward of standard + hard losses (the documented multi-optimiser pattern); its scale is not
 saved in the run snapshot, so an fp16 resume re-calibrates it.
+
+Where a precision cannot run, the command refuses it before anything is written, with one error line naming the
+option (`--precision` or the config key `learning.precision`): `fp16` on the CPU, and `bf16` on a CPU without native
+bf16 instructions (AVX512-BF16 or AMX), where PyTorch would emulate bf16 more slowly than fp32. There is no silent
+fallback, so a run's `config.json` always says the precision it trained in. The default is `fp32`.
 
 **Layouts.** Activations are channels-last end to end on the CPU (the default of the model), in every precision;
 on CUDA the training loop uses channels-last whenever it trains in bf16/fp16 (tensor cores, not measured here). The

@@ -53,14 +53,15 @@ def test_report_renders_measured_tables(tmp_path: Path) -> None:
     jobs["loop/2x32/cooperative/fp32"] = {
         "loop_s_per_iter": 1.1, "step_s_per_iter": 1.0, "overhead": 0.1, "measured_iterations": 3,
         "load_1min_loop": 1.0, "load_1min_step": 1.0, "loop_peak_rss_gib": 1.0, "iterations_per_epoch": 3,
-        "epoch_seconds": [3.0, 3.0, 3.0], "run_seconds": 12.0}  # a loop run takes minutes: its structure only
+        "epoch_seconds": [3.0, 3.0, 3.0], "run_seconds": 12.0, "in_epoch_s_per_iter": 1.05,
+        "epoch_end_seconds": [0.5, 0.6]}  # a loop run takes minutes: its structure only
     results = {"quick": True, "started": "now", "git_commit": "abc", "load_1min_start": 1.0, "load_1min_end": 1.0,
                "minutes": 0.1, "data": "phantoms (temporary)", "jobs": jobs}
     text = performance_report.render(results, benchmark.TARGETS, (2, 32), (2, 48))
     assert text.startswith("# Performance")
     assert "| 2 × 32² | fp32 | cooperative |" in text and "| 2 × 32² | fp32 | standard |" in text
     assert "| 2 × 48² |" not in text  # no table rows for what was not measured
-    assert "| 2 × 32² | cooperative | fp32 | 1.100 | 1.000 | +10.0 % |" in text
+    assert "| 2 × 32² | cooperative | fp32 | 1.100 | 1.050 | 0.6 | 1.000 | +10.0 % |" in text
     assert "| conv3x3 16->16 full res |" in text and "## History (not measured by this run)" in text
     assert ("No GPU was available" in text) == (env["cuda"] is None)
     judged, _ = performance_report.best_neutral_precision(results)
