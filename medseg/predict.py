@@ -137,8 +137,8 @@ def segment_all(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> int:
         OSError, ValueError: an unusable checkpoint, or the failure of the only scan (one error line, exit 2).
     """
     from medseg.dataset_loader.nifti import read_volume, write_volume
-    from medseg.evaluation.inference import load_model
-    from medseg.evaluation.scan import segment_volume, select_frame
+    from medseg.evaluation.inference import checkpoint_spacing, load_model
+    from medseg.evaluation.scan import field_of_view_crop, segment_volume, select_frame
     from medseg.utils.device import resolve_device
     from medseg.utils.io import remove_stale_temp_files
     from medseg.utils.memory import keep_freed_memory
@@ -149,6 +149,10 @@ def segment_all(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> int:
         model = load_model(args.checkpoint, device, n_iter=args.n_iter, precision=args.precision)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise ValueError(f"cannot load --checkpoint {args.checkpoint}: {err}") from err
+    spacing = checkpoint_spacing(args.checkpoint)  # the grid the model was trained on (its run config), if known
+    if spacing is not None:
+        logger.info("the model was trained on a %.5g mm grid: scans are resampled to it (%d x %d crop)", spacing,
+                    *field_of_view_crop(spacing))
     for folder in {target.parent for _, target in jobs}:
         remove_stale_temp_files(folder)
     bar = None
@@ -161,7 +165,8 @@ def segment_all(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> int:
         try:
             volume = select_frame(read_volume(source, ndim=None, dtype="float32"), args.frame)
             labels = segment_volume(
-                model, volume, args.n_iter, args.batch_slices, device, label_convention=args.label_convention
+                model, volume, args.n_iter, args.batch_slices, device, label_convention=args.label_convention,
+                spacing_mm=spacing,
             )
             write_volume(target, labels, volume)
             logger.info("%s -> %s", source, target)

@@ -18,6 +18,7 @@ Budgets: ``config/experiment/{smoke,cpu,paper}.json`` (or a path to another budg
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads; 1 helps on an oversubscribed machine (default: torch's choice, "
                              "one per core)")
+    parser.add_argument("--runs", nargs="+", default=None, metavar="CVAL:SEED",
+                        help="(cval, seed) pairs to run instead of the budget's, e.g. --runs 0:41 (a folder made with "
+                             "other runs is refused) (default: the budget's runs)")
     parser.add_argument("--max_tasks", type=int, default=None,
                         help="stop after this many trainings/tests have run, to split the work over several sittings; "
                              "the same command continues (default: run everything)")
@@ -107,6 +111,19 @@ class _Interrupted:
             signal.signal(signal.SIGINT, self)
 
 
+def _parse_runs(parser: argparse.ArgumentParser, values: list[str]) -> tuple[tuple[int, int], ...]:
+    """``["0:40", "1:20"]`` → ``((0, 40), (1, 20))``; cvals must be distinct."""
+    runs = []
+    for value in values:
+        cval, sep, seed = value.partition(":")
+        if not sep or not cval.strip().isdigit() or not seed.strip().lstrip("-").isdigit():
+            parser.error(f"--runs: expected CVAL:SEED with integers (e.g. 0:40), got {value!r}")
+        runs.append((int(cval), int(seed)))
+    if len({cval for cval, _ in runs}) != len(runs):
+        parser.error(f"--runs: each cval at most once, got {' '.join(values)}")
+    return tuple(runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 done or stopped by --max_tasks, 128 + signal when interrupted)."""
     parser = build_parser()
@@ -132,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         budget = load_budget(args.budget, config_dir)
+        if args.runs is not None:
+            budget = dataclasses.replace(budget, runs=_parse_runs(parser, args.runs))
         request = ExperimentRequest(
             budget=budget, data_root=args.data_root, out_dir=args.out or Path("results") / budget.name,
             config_dir=config_dir, repo_root=REPO_ROOT,

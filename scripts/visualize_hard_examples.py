@@ -1,7 +1,7 @@
 """Write the hard-example figures of a trained model as PNG files (the notebook's figures, for scripts and papers).
 
     python scripts/visualize_hard_examples.py \\
-        --checkpoint saved/quickstart/train_ACDC_10_n_cls_4/quickstart/cooperative_training/0/model/best/checkpoints \\
+        --checkpoint saved/quickstart/runs/train_ACDC_10_n_cls_4/quickstart/cooperative_training/0/model/best/checkpoints \\
         --subject data/synthetic/ACDC/007 --out docs --figures 1 2
 
 writes ``<out>/hard_examples_fig1.png`` (corrupted images: masking methods x thresholds 0-50 %),
@@ -27,7 +27,9 @@ logger = logging.getLogger("medseg.visualize")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Hard-example figures (latent masking) of a trained medseg model.")
     parser.add_argument("--checkpoint", type=Path, required=True, help="folder with the <module>.pth files")
-    parser.add_argument("--subject", type=Path, required=True, help="preprocessed subject folder or 3D image file")
+    parser.add_argument("--subject", type=Path, required=True,
+                        help="preprocessed subject folder or 3D image file (resampled to the in-plane grid the model "
+                             "was trained on, data.new_spacing of its run config.json)")
     parser.add_argument("--out", type=Path, required=True, help="output folder for the PNG files")
     parser.add_argument("--slice", type=int, default=None,
                         help="slice index (default: the slice with the most foreground showing LV, MYO and RV)")
@@ -48,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from medseg.evaluation.inference import load_model
     from medseg.utils.device import resolve_device
-    from medseg.visualization import default_slice, load_subject, save_figure
+    from medseg.visualization import checkpoint_spacing, default_slice, load_subject, save_figure
     from medseg.visualization.pipeline import hard_example_figures
 
     try:
         device = resolve_device(args.device)
-        subject = load_subject(args.subject, args.frame)
+        subject = load_subject(args.subject, args.frame, spacing_mm=checkpoint_spacing(args.checkpoint))
         slice_index = default_slice(subject) if args.slice is None else args.slice
         if not 0 <= slice_index < subject.n_slices:
             raise ValueError(f"--slice {slice_index} out of range: {subject.name} has slices 0..{subject.n_slices - 1}")

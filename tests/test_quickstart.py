@@ -15,7 +15,7 @@ def _run_quickstart(tmp_path: Path, **env: str) -> list[list[str]]:
     stub = tmp_path / "python"
     stub.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "{log}"\n')
     stub.chmod(0o755)
-    environment = {k: v for k, v in os.environ.items() if k not in ("SEED", "DATA_SEED", "ACDC_C_COPIES")}
+    environment = {k: v for k, v in os.environ.items() if k not in ("SEED", "DATA_SEED", "ACDC_C_COPIES", "THREADS")}
     environment.update(env, PYTHON=str(stub))
     done = subprocess.run(["bash", "scripts/quickstart.sh", str(tmp_path / "data"), str(tmp_path / "saved")],
                           cwd=REPO, env=environment, capture_output=True, text=True, timeout=60)
@@ -30,15 +30,35 @@ def _value(call: list[str], flag: str) -> str:
 
 def test_training_seed_and_data_seed_are_separate(tmp_path):
     calls = _run_quickstart(tmp_path, SEED="41", DATA_SEED="7", ACDC_C_COPIES="2")
-    prepare, *trainings, test = calls
+    prepare, experiment = calls
     assert prepare[0] == "scripts/prepare_synthetic.py"
     assert _value(prepare, "--data-seed") == "7" and _value(prepare, "--acdc-c-copies") == "2"
-    assert [c[0] for c in trainings] == ["medseg/train_adv_supervised_segmentation_triplet.py"] * 2
-    assert all(_value(c, "--seed") == "41" for c in trainings)
-    assert test[0] == "medseg/test_ACDC_triplet_segmentation.py"
-    assert _value(test, "--output_dir") == str(tmp_path / "saved" / "test_reports")
+    # both methods train and test through the robustness experiment's quickstart budget, run (cval 0, seed SEED)
+    assert experiment[0] == "scripts/run_robustness_experiment.py"
+    assert _value(experiment, "--budget") == "quickstart" and _value(experiment, "--runs") == "0:41"
+    assert _value(experiment, "--out") == str(tmp_path / "saved")
+    assert _value(experiment, "--data_root") == str(tmp_path / "data")
 
     # another training seed leaves the data alone (same data seed, so the data is reused, not regenerated)
     (tmp_path / "calls.txt").unlink()
-    prepare, *trainings, _ = _run_quickstart(tmp_path, SEED="99")
-    assert _value(prepare, "--data-seed") == "0" and all(_value(c, "--seed") == "99" for c in trainings)
+    prepare, experiment = _run_quickstart(tmp_path, SEED="99")
+    assert _value(prepare, "--data-seed") == "0" and _value(experiment, "--runs") == "0:99"
+    assert "--threads" not in experiment  # torch's default unless asked
+    (tmp_path / "calls.txt").unlink()
+    _, experiment = _run_quickstart(tmp_path, THREADS="1")
+    assert _value(experiment, "--threads") == "1"
+
+
+def test_quickstart_budget_matches_its_configs():
+    """The quickstart configs say what the quickstart budget trains (the runner applies the budget to them)."""
+    from medseg.config import load_config
+    from medseg.experiments.budgets import load_budget
+
+    budget = load_budget("quickstart", REPO / "config")
+    assert budget.runs == ((0, 40),) and set(budget.methods) == {"standard", "cooperative"}
+    for name, path in budget.methods.items():
+        config = load_config(REPO / "config" / path, [])
+        assert config.learning.latent_da == (name == "cooperative")
+        assert config.data.new_spacing[0] == budget.spacing_mm and config.data.crop_size[0] == budget.crop_size
+        assert config.learning.n_epochs == budget.n_epochs and config.learning.lr == budget.lr
+        assert config.learning.batch_size == budget.batch_size and config.data.pad_size[0] == budget.pad_size

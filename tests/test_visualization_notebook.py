@@ -65,9 +65,9 @@ def test_committed_notebook_is_clean_and_defaults_to_the_quickstart_model():
     assert namespace["CHECKPOINT"] == namespace["REPO"] / QUICKSTART_CHECKPOINT
     assert namespace["DEMO_OVERRIDES"] == list(DEMO_OVERRIDES) and namespace["TRAIN_DEMO_MODEL"] is False
     assert namespace["METHOD"] in METHODS and namespace["SLICE"] is None
-    # the path scripts/quickstart.sh trains into (save dir saved/quickstart, data setting 10, cval 0)
+    # the path scripts/quickstart.sh trains into (the runner trains into saved/quickstart/runs; data setting 10, cval 0)
     config = REPO_ROOT / "config" / "quickstart" / "cooperative_training.json"
-    assert demo_checkpoint_dir("saved/quickstart", config, "10") == QUICKSTART_CHECKPOINT
+    assert demo_checkpoint_dir("saved/quickstart/runs", config, "10") == QUICKSTART_CHECKPOINT
 
 
 def test_missing_checkpoint_says_how_to_make_one(tmp_path):

@@ -79,3 +79,31 @@ def test_slice_batch_is_min_max_normalised(subject_dir):
     assert float(image.min()) == pytest.approx(0.0, abs=1e-6) and float(image.amax(dim=(1, 2, 3)).min()) > 0.999
     with pytest.raises(IndexError, match="slices 0..4"):
         slice_batch(subject, [5])
+
+
+def test_subject_on_the_models_coarser_grid(subject_dir, tmp_path):
+    native = load_subject(subject_dir, "ED")
+    coarse = load_subject(subject_dir, "ED", spacing_mm=2.73438)  # the quickstart's grid: same 262 mm field of view
+    assert coarse.image.shape == (5, 96, 96) and coarse.label.shape == (5, 96, 96)
+    assert coarse.label.dtype == np.int64 and set(np.unique(coarse.label)) <= set(np.unique(native.label))
+    for k in (0, 1, 2, 3):  # nearest-neighbour labels keep each class's share of the field of view
+        assert abs((coarse.label == k).mean() - (native.label == k).mean()) < 0.02
+    assert load_subject(subject_dir, "ED", spacing_mm=1.36719).image.shape == (5, 192, 192)
+    with pytest.raises(ValueError, match="spacing_mm"):
+        load_subject(subject_dir, "ED", spacing_mm=0.0)
+
+
+def test_checkpoint_spacing_reads_the_run_config(tmp_path):
+    from medseg.visualization import checkpoint_spacing
+
+    run = tmp_path / "run"
+    checkpoints = run / "model" / "best" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    assert checkpoint_spacing(checkpoints) is None  # a published-style folder without the run config
+    (run / "config.json").write_text('{"data": {"new_spacing": [2.73438, 2.73438, -1]}}')
+    assert checkpoint_spacing(checkpoints) == pytest.approx(2.73438)
+    (run / "config.json").write_text('{"data": {}}')
+    assert checkpoint_spacing(checkpoints) is None
+    (run / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json"):
+        checkpoint_spacing(checkpoints)

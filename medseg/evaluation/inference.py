@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -116,3 +117,19 @@ def predict_stack(
             logits = model.predict(chunk, softmax=False, n_iter=n_iter)  # (b, K, H, W)
             labels[start : start + chunk.shape[0]] = logits.argmax(dim=1).to("cpu", torch.uint8).numpy()
     return labels
+
+
+def checkpoint_spacing(checkpoint_dir: PathLike) -> float | None:
+    """In-plane spacing (mm) a model was trained at: ``data.new_spacing`` of its run's ``config.json``.
+
+    ``checkpoint_dir`` is ``<run>/model/<tag>/checkpoints``; returns None when the run folder has no config (e.g. a
+    published checkpoint folder), i.e. the preprocessing's 1.36719 mm.
+    """
+    config = Path(checkpoint_dir).resolve().parents[2] / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        spacing = json.loads(config.read_text())["data"].get("new_spacing")
+    except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as err:
+        raise ValueError(f"{config}: cannot read data.new_spacing ({err})") from None
+    return None if spacing is None else float(spacing[0])

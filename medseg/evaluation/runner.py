@@ -14,7 +14,7 @@ import torch
 
 from medseg.evaluation.aggregate import RunResults, write_aggregate
 from medseg.evaluation.datasets import DatasetUnavailable, TestSet, build_test_set
-from medseg.evaluation.inference import check_checkpoint, load_model
+from medseg.evaluation.inference import check_checkpoint, checkpoint_spacing, load_model
 from medseg.evaluation.reports import evaluate_dataset, write_dataset_report
 from medseg.evaluation.runs import Run, report_location
 from medseg.utils.io import remove_stale_temp_files
@@ -98,6 +98,20 @@ def check_checkpoints(runs: Sequence[Run]) -> None:
             ) from err
 
 
+def _grid_note(run: Run, crop_size: int | None) -> str | None:
+    """A warning when a model trained on another in-plane grid is tested with the 1.36719 mm protocol's crop."""
+    from medseg.evaluation.scan import field_of_view_crop
+
+    spacing = checkpoint_spacing(run.checkpoint_dir)
+    if spacing is None or abs(spacing - 1.36719) < 1e-3:
+        return None
+    expected = field_of_view_crop(spacing)[0]
+    if crop_size == expected:
+        return None
+    return (f"{run.label}: the model was trained on a {spacing:g} mm grid; test it on data resampled to that grid "
+            f"with --crop_size {expected} (the robustness experiment does both), not with crop {crop_size or 192}")
+
+
 def run_tests(
     runs: Sequence[Run],
     data_root: PathLike,
@@ -162,6 +176,10 @@ def run_tests(
     evaluated = skipped = 0
     for index, run in enumerate(runs):
         model = load_model(run.checkpoint_dir, device, n_iter=n_iter, precision=precision)
+        grid_note = _grid_note(run, crop_size)
+        if grid_note:
+            logger.warning(grid_note)
+            notes.append(grid_note)
         entry = RunResults(run)
         for name, test_set in test_sets.items():
             out_dir = out_dirs[index, name]

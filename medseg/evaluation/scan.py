@@ -3,8 +3,8 @@
 The preprocessing functions are those of :mod:`medseg.dataset_loader.preprocessing`.
 
 Steps for a 3D volume ``(Z, H, W)``: (1) clip to the [2nd, 98th] intensity percentiles of the volume and rescale to
-[0, 1]; (2) resample in-plane to 1.36719 mm (linear; z spacing and slice count unchanged; skipped within 1e-4 mm);
-(3) centre crop / zero pad to 192×192; (4) predict (FTN + STN by default) and take the argmax; (5) inverse crop/pad,
+[0, 1]; (2) resample in-plane to 1.36719 mm (linear; z spacing and slice count unchanged; skipped within 1e-4 mm) or to the
+grid the model was trained on; (3) centre crop / zero pad to 192×192 (the same field of view on another grid); (4) predict (FTN + STN by default) and take the argmax; (5) inverse crop/pad,
 then nearest-neighbour resampling back onto the input grid, so the label map has the input's exact size, spacing,
 origin and direction; (6) relabel to the requested convention.
 """
@@ -88,15 +88,34 @@ class PreparedScan:
     reference: Volume
 
 
-def prepare_scan(volume: Volume) -> PreparedScan:
-    """Normalise, resample in-plane to 1.36719 mm and crop/pad a 3D ``volume`` (see the module docstring)."""
+def field_of_view_crop(spacing_mm: float) -> tuple[int, int]:
+    """The crop that covers the test protocol's 192 × 192 field of view at ``spacing_mm`` (a multiple of 16).
+
+    192 at 1.36719 mm (the published protocol), 96 at 2.73438 mm (the CPU budgets' grid).
+    """
+    if not 0.1 <= spacing_mm <= 20.0:
+        raise ValueError(f"in-plane spacing must be 0.1-20 mm, got {spacing_mm!r}")
+    n = max(16, int(round(CROP_SIZE[0] * TARGET_SPACING_XY[0] / spacing_mm / 16.0)) * 16)
+    return n, n
+
+
+def prepare_scan(volume: Volume, spacing_mm: float | None = None) -> PreparedScan:
+    """Normalise, resample in-plane and crop/pad a 3D ``volume`` (see the module docstring).
+
+    Args:
+        volume: ``(Z, H, W)`` image with its geometry.
+        spacing_mm: in-plane grid of the model (None: the preprocessing's 1.36719 mm, crop 192 × 192); another grid
+            gets the crop that covers the same field of view (:func:`field_of_view_crop`).
+    """
     if volume.ndim != 3:
         raise ValueError(f"{volume.name}: prepare_scan expects a 3D volume, got shape {volume.array.shape}")
     check_image_intensities(volume)  # finite and not constant
     check_spacing_plausible(volume)  # a unit error (cm for mm) would be resampled into nonsense
     normalized = volume.with_array(normalize_percentile(volume.array))  # the preprocessing steps of spec e.3
-    grid = resample_in_plane(normalized, TARGET_SPACING_XY, is_label=False)  # no-op within 1e-4 mm
-    image, info = crop_or_pad(grid.array.astype(np.float32), CROP_SIZE)  # (Z, 192, 192)
+    spacing = TARGET_SPACING_XY if spacing_mm is None else (float(spacing_mm), float(spacing_mm))
+    crop = CROP_SIZE if spacing_mm is None else field_of_view_crop(float(spacing_mm))
+    grid = resample_in_plane(normalized, spacing, is_label=False)  # no-op within 1e-4 mm
+    image, info = crop_or_pad(grid.array.astype(np.float32), crop)  # (Z, 192, 192) at 1.36719 mm
     return PreparedScan(torch.from_numpy(np.ascontiguousarray(image))[:, None], info, tuple(grid.spacing), volume)
 
 
@@ -107,6 +126,7 @@ def segment_volume(
     batch_slices: int = 10,
     device: torch.device | None = None,
     label_convention: str = "medseg",
+    spacing_mm: float | None = None,
 ) -> np.ndarray:
     """Segment a 3D volume and return a uint8 label map with exactly ``volume.array.shape``.
 
@@ -117,13 +137,15 @@ def segment_volume(
         batch_slices: slices per forward pass.
         device: model device.
         label_convention: ``medseg``/``mnms`` (1 LV, 2 MYO, 3 RV) or ``acdc_raw`` (1 RV, 2 MYO, 3 LV).
+        spacing_mm: in-plane grid the model was trained on (None: 1.36719 mm; see
+            :func:`medseg.evaluation.inference.checkpoint_spacing`).
 
     Returns:
         ``(Z, H, W)`` uint8 labels on the input grid.
     """
     if label_convention not in LABEL_CONVENTIONS:
         raise ValueError(f"label_convention must be one of {sorted(LABEL_CONVENTIONS)}, got {label_convention!r}")
-    prepared = prepare_scan(volume)
+    prepared = prepare_scan(volume, spacing_mm)
     pred = predict_stack(model, prepared.image, n_iter=n_iter, batch_slices=batch_slices, device=device)
     labels = to_reference_grid(pred, prepared.crop_info, volume, prepared.grid_spacing)
     return LABEL_CONVENTIONS[label_convention][labels]

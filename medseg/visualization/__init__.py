@@ -34,7 +34,7 @@ from medseg.visualization.hard_examples import (
     segmentation_probabilities,
 )
 from medseg.visualization.pipeline import hard_example_figures, probe_label
-from medseg.visualization.subjects import Subject, default_slice, load_subject, slice_batch
+from medseg.visualization.subjects import Subject, checkpoint_spacing, default_slice, load_subject, slice_batch
 
 __all__ = [
     "LABEL_CMAP",
@@ -53,6 +53,7 @@ __all__ = [
     "hard_labels",
     "label_change",
     "load_subject",
+    "checkpoint_spacing",
     "masked_fraction",
     "mean_abs_change",
     "missing_checkpoint_message",

@@ -18,8 +18,11 @@ logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 #: Where ``scripts/quickstart.sh`` writes the best cooperative model (relative to the repository root).
-QUICKSTART_CHECKPOINT = Path("saved/quickstart/train_ACDC_10_n_cls_4/quickstart/cooperative_training/0/model/best/checkpoints")
-#: The demo budget: the quickstart config for one epoch of the ED frames (25 iterations of 8 slices) on 96 x 96 crops.
+QUICKSTART_CHECKPOINT = Path(
+    "saved/quickstart/runs/train_ACDC_10_n_cls_4/quickstart/cooperative_training/0/model/best/checkpoints"
+)
+#: The demo budget: the quickstart config (2.73438 mm grid, batch 20) for one epoch of the ED frames (13 iterations)
+#: on 96 x 96 crops.
 DEMO_OVERRIDES = ("learning.n_epochs=1", 'data.frame="ED"', "data.crop_size=[96,96,1]", "data.pad_size=[128,128,1]")
 DEMO_DATA_SETTING = "10"
 DEMO_SEED = 40

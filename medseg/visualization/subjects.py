@@ -19,7 +19,8 @@ from medseg.dataset_loader.crop import crop_or_pad
 from medseg.dataset_loader.nifti import read_volume
 from medseg.dataset_loader.preprocessing import TARGET_SPACING_XY, resample_in_plane
 from medseg.dataset_loader.transforms import minmax_normalize
-from medseg.evaluation.scan import CROP_SIZE, prepare_scan
+from medseg.evaluation.inference import checkpoint_spacing  # noqa: F401 (re-exported)
+from medseg.evaluation.scan import CROP_SIZE, field_of_view_crop, prepare_scan
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ class Subject:
 
     Attributes:
         name: subject name (folder name, or file name without suffix).
-        image: ``(Z, 192, 192)`` float32 image.
-        label: ``(Z, 192, 192)`` int64 label map (0 BG, 1 LV, 2 MYO, 3 RV) or None if the subject has none.
+        image: ``(Z, H, W)`` float32 image: 192 × 192 at the test protocol's 1.36719 mm, fewer pixels on a coarser grid.
+        label: ``(Z, H, W)`` int64 label map (0 BG, 1 LV, 2 MYO, 3 RV) or None if the subject has none.
         source: the folder or file it was read from.
     """
 
@@ -102,12 +103,19 @@ def _load_file(path: Path) -> Subject:
     return Subject(_subject_name(path), image, label, path)
 
 
-def load_subject(path: PathLike, frame: str = "ED") -> Subject:
+def load_subject(path: PathLike, frame: str = "ED", spacing_mm: float | None = None) -> Subject:
     """Read a subject folder (frame ``frame``) or a 3D image file and centre crop / pad it to 192 × 192.
+
+    Args:
+        path: preprocessed subject folder or 3D image file.
+        frame: ``"ED"`` or ``"ES"`` (folders only).
+        spacing_mm: in-plane grid of the model that will see the subject (its training ``data.new_spacing``, see
+            :func:`checkpoint_spacing`); when it is not the test protocol's 1.36719 mm, the 192 × 192 field of view
+            is resampled to it (bilinear image, nearest labels), e.g. 96 × 96 at 2.73438 mm.
 
     Raises:
         FileNotFoundError: naming the path, if it does not exist or the folder lacks the frame's image.
-        ValueError: for an unknown frame, a non-3D image or an image/label shape mismatch.
+        ValueError: for an unknown frame, a non-3D image, an image/label shape mismatch or a bad spacing.
     """
     path = Path(path)
     if frame not in FRAMES:
@@ -122,7 +130,27 @@ def load_subject(path: PathLike, frame: str = "ED") -> Subject:
         values = set(np.unique(subject.label).tolist())
         if not values <= {0, 1, 2, 3}:
             raise ValueError(f"label map of {path} holds values {sorted(values)}; expected 0 BG, 1 LV, 2 MYO, 3 RV")
+    if spacing_mm is not None:
+        subject = resample_subject(subject, spacing_mm)
     return subject
+
+
+def resample_subject(subject: Subject, spacing_mm: float) -> Subject:
+    """The subject's 192 × 192 field of view at ``spacing_mm`` in-plane (size rounded to a multiple of 16)."""
+    if not (isinstance(spacing_mm, (int, float)) and 0.1 <= spacing_mm <= 20.0):
+        raise ValueError(f"spacing_mm must be an in-plane spacing in mm (0.1-20), got {spacing_mm!r}")
+    native = float(TARGET_SPACING_XY[0])
+    if abs(spacing_mm - native) < 1e-4:
+        return subject
+    size = field_of_view_crop(float(spacing_mm))[0]
+    image = torch.nn.functional.interpolate(torch.from_numpy(subject.image)[:, None], size=(size, size),
+                                            mode="bilinear", align_corners=False)[:, 0].numpy()
+    label = None
+    if subject.label is not None:
+        label = torch.nn.functional.interpolate(torch.from_numpy(subject.label.astype(np.float32))[:, None],
+                                                size=(size, size), mode="nearest")[:, 0].numpy().astype(np.int64)
+    logger.info("%s resampled to %.5g mm in-plane: %d x %d", subject.name, spacing_mm, size, size)
+    return Subject(subject.name, image.astype(np.float32), label, subject.source)
 
 
 def default_slice(subject: Subject) -> int:
@@ -153,7 +181,7 @@ def slice_batch(subject: Subject, indices: list[int] | tuple[int, ...]) -> tuple
     """The network input of some slices: per-slice min–max to [0, 1] (spec h cell 4, as in training).
 
     Returns:
-        ``(image (B, 1, 192, 192) float32, label (B, 192, 192) int64 or None)``.
+        ``(image (B, 1, H, W) float32, label (B, H, W) int64 or None)``.
 
     Raises:
         IndexError: naming the valid range, for a slice index out of range.

@@ -177,3 +177,32 @@ def test_precision_option(tmp_path, fresh_checkpoint, capsys, monkeypatch):
         assert seg.shape == ref.shape == read_volume(scan).array.shape and set(np.unique(seg)) <= {0, 1, 2, 3}
         # tolerance: bf16 (8-bit mantissa) flips the class of pixels whose top two scores are within ~1 % only
         assert (seg != ref).mean() <= 0.05
+
+
+def test_model_of_a_coarser_grid_sees_the_scan_on_that_grid(tmp_path, echo_model):
+    """A model trained at 2.73438 mm (the CPU budgets) gets the same field of view at that grid: 96 x 96."""
+    from medseg.evaluation.scan import field_of_view_crop, prepare_scan
+
+    assert field_of_view_crop(1.36719) == (192, 192) and field_of_view_crop(2.73438) == (96, 96)
+    scan = read_volume(write_scan(tmp_path / "scan.nii.gz", shape=(2, 150, 180), spacing=(1.36719, 1.36719, 8.0)))
+    coarse = prepare_scan(scan, 2.73438)
+    assert tuple(coarse.image.shape) == (2, 1, 96, 96) and coarse.grid_spacing[:2] == pytest.approx((2.73438,) * 2)
+    labels = segment_volume(echo_model, scan, n_iter=1, spacing_mm=2.73438)
+    assert labels.shape == scan.array.shape  # back on the input grid
+    assert echo_model.calls == [2]
+
+
+def test_predict_uses_the_grid_of_the_checkpoints_run(tmp_path, fresh_checkpoint, caplog):
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    checkpoints = run / "model" / "best" / "checkpoints"
+    shutil.copytree(fresh_checkpoint, checkpoints)
+    (run / "config.json").write_text(json.dumps({"data": {"new_spacing": [2.73438, 2.73438, -1]}}))
+    scan = write_scan(tmp_path / "scan.nii.gz", shape=(1, 120, 130), spacing=(1.2, 1.2, 8.0))
+    out = tmp_path / "seg.nii.gz"
+    with caplog.at_level("INFO"):
+        assert main(["--checkpoint", str(checkpoints), "--input", str(scan), "--output", str(out), "--n_iter", "1"]) == 0
+    assert "2.7344 mm grid" in caplog.text and "96 x 96" in caplog.text
+    assert read_volume(out).array.shape == (1, 120, 130)

@@ -121,3 +121,18 @@ def test_torn_checkpoint_set_is_refused_before_testing(tmp_path, fresh_checkpoin
     code = main(["--methods", f"m={checkpoint}", "--data_root", str(tmp_path / "data"), "--no_progress"])
     lines = error_lines(capsys.readouterr().err)
     assert code == 2 and len(lines) == 1 and "expected a complete checkpoint set, got a torn one" in lines[0]
+
+
+def test_model_of_a_coarser_grid_tested_with_the_native_crop_is_named(tmp_path):
+    from medseg.evaluation.runner import _grid_note
+    from medseg.evaluation.runs import Run
+
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "model" / "best" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    run = Run("quick", checkpoints, 0)
+    assert _grid_note(run, None) is None  # no run config: the published 1.36719 mm protocol
+    (run_dir / "config.json").write_text('{"data": {"new_spacing": [2.73438, 2.73438, -1]}}')
+    note = _grid_note(run, None)
+    assert note is not None and "2.73438 mm grid" in note and "--crop_size 96" in note
+    assert _grid_note(run, 96) is None
