@@ -27,6 +27,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging_handlers():
+    """Entry points called in-process add log handlers on the stream of that moment (a test's captured stderr);
+    restore the root and medseg handlers after each test so that a later test never logs into a closed stream."""
+    import logging
+
+    loggers = [logging.getLogger(), logging.getLogger("medseg")]
+    saved = [(lg, list(lg.handlers), lg.level) for lg in loggers]
+    yield
+    for lg, handlers, level in saved:
+        for handler in lg.handlers:
+            if handler not in handlers:
+                lg.removeHandler(handler)
+        lg.setLevel(level)
+
+
 @pytest.fixture
 def make_model():
     """Factory of CPU models with a fixed initialisation seed."""

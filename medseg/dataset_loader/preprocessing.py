@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from medseg.dataset_loader.nifti import Volume, check_label_values, check_same_grid, from_sitk, to_sitk, write_volume
 from medseg.utils.io import remove_stale_temp_files
@@ -50,7 +51,8 @@ def normalize_percentile(array: np.ndarray, low: float = 2.0, high: float = 98.0
 
 
 def resample_in_plane(
-    volume: Volume, spacing_xy: tuple[float, float] = TARGET_SPACING_XY, is_label: bool = False
+    volume: Volume, spacing_xy: tuple[float, float] = TARGET_SPACING_XY, is_label: bool = False,
+    anti_alias: bool = False,
 ) -> Volume:
     """Resample a 3D volume to a new in-plane pixel size, keeping the slices, z spacing, origin and direction.
 
@@ -61,6 +63,10 @@ def resample_in_plane(
         volume: ``(Z, H, W)`` volume.
         spacing_xy: target ``(x, y)`` spacing in mm.
         is_label: nearest-neighbour interpolation and uint8 output.
+        anti_alias: for images, when an axis is downsampled by a factor ``f > 1``, low-pass it first with a Gaussian
+            of ``sigma = f - 1`` input pixels (1 px for the 2x coarser CPU grid), so that detail finer than the new
+            grid (e.g. the stripes of a k-space spike) is blurred instead of aliased into coarse bands. Off by default:
+            the preprocessing (spec e.3) interpolates without it, as published.
 
     Returns:
         The resampled volume ``(Z, H', W')`` (float32 for images, uint8 for labels).
@@ -74,6 +80,10 @@ def resample_in_plane(
         return volume.with_array(array)
     old_size = (array.shape[2], array.shape[1], array.shape[0])  # x, y, z
     new_size = [max(1, int(round(old_size[i] * old_spacing[i] / new_spacing[i]))) for i in range(2)] + [old_size[2]]
+    if anti_alias and not is_label:
+        sigma = [max(0.0, new_spacing[i] / old_spacing[i] - 1.0) for i in range(2)]  # x, y in input pixels
+        if max(sigma) > 0:
+            array = ndimage.gaussian_filter(array, sigma=(0.0, sigma[1], sigma[0]), mode="nearest").astype(np.float32)
     image = to_sitk(volume.with_array(array))
     resampled = sitk.Resample(
         image,

@@ -114,7 +114,8 @@ def prepare_scan(volume: Volume, spacing_mm: float | None = None) -> PreparedSca
     normalized = volume.with_array(normalize_percentile(volume.array))  # the preprocessing steps of spec e.3
     spacing = TARGET_SPACING_XY if spacing_mm is None else (float(spacing_mm), float(spacing_mm))
     crop = CROP_SIZE if spacing_mm is None else field_of_view_crop(float(spacing_mm))
-    grid = resample_in_plane(normalized, spacing, is_label=False)  # no-op within 1e-4 mm
+    # no-op within 1e-4 mm; a coarser model grid is reached as the experiment's data copy was (anti-aliased)
+    grid = resample_in_plane(normalized, spacing, is_label=False, anti_alias=spacing_mm is not None)
     image, info = crop_or_pad(grid.array.astype(np.float32), crop)  # (Z, 192, 192) at 1.36719 mm
     return PreparedScan(torch.from_numpy(np.ascontiguousarray(image))[:, None], info, tuple(grid.spacing), volume)
 

@@ -130,6 +130,13 @@ def _prepare_data(request: ExperimentRequest, plan: Plan, state: ExperimentState
         return
     done = state.marker("data")
     if done is not None and done.get("fingerprint") == fingerprint:
+        version = done.get("resampling_version", 1)
+        if version != exp_data.RESAMPLING["version"]:
+            raise ValueError(
+                f"{plan.data_root} was resampled by an older method (version {version}: no anti-aliasing filter), "
+                f"and the runs of {request.out_dir} were trained and tested on it; start a new --out folder, or "
+                f"delete {request.out_dir} to redo the experiment on an anti-aliased copy (version "
+                f"{exp_data.RESAMPLING['version']})")
         state.log("data", "skipped")
         return
     started = time.perf_counter()
@@ -141,7 +148,7 @@ def _prepare_data(request: ExperimentRequest, plan: Plan, state: ExperimentState
         bar.close()
     seconds = time.perf_counter() - started
     state.mark_done("data", {"fingerprint": fingerprint, "files": len(plan.files), "seconds": round(seconds, 1),
-                             "finished": now()})
+                             "resampling_version": exp_data.RESAMPLING["version"], "finished": now()})
     state.log("data", "ran", seconds=round(seconds, 1))
 
 

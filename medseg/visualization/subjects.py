@@ -144,7 +144,7 @@ def resample_subject(subject: Subject, spacing_mm: float) -> Subject:
         return subject
     size = field_of_view_crop(float(spacing_mm))[0]
     image = torch.nn.functional.interpolate(torch.from_numpy(subject.image)[:, None], size=(size, size),
-                                            mode="bilinear", align_corners=False)[:, 0].numpy()
+                                            mode="bilinear", align_corners=False, antialias=True)[:, 0].numpy()
     label = None
     if subject.label is not None:
         label = torch.nn.functional.interpolate(torch.from_numpy(subject.label.astype(np.float32))[:, None],

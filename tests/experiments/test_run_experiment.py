@@ -167,6 +167,16 @@ def test_changed_budget_is_refused_and_report_published(data_root: Path, tmp_pat
     assert run(script, broken, tmp_path / "other") == 2
     assert "ACDC files needed by the splits are missing" in capsys.readouterr().err
 
+    # a data copy made by the old resampling (no anti-aliasing filter) is not silently reused
+    marker_path = out / "state" / "data.json"
+    marker = json.loads(marker_path.read_text())
+    assert marker["resampling_version"] == 2
+    old = {k: v for k, v in marker.items() if k != "resampling_version"}
+    marker_path.write_text(json.dumps(old))
+    assert run(script, data_root, out, "--max_tasks", "0") == 2
+    assert "resampled by an older method (version 1" in capsys.readouterr().err
+    marker_path.write_text(json.dumps(marker))
+
     published = tmp_path / "docs" / "RESULTS.md"
     assert run(script, data_root, out, "--max_tasks", "0", "--results_md", str(published)) == 0
     text = published.read_text()
