@@ -139,6 +139,11 @@ class SegmentationModelConfig:
         _check(self.num_classes >= 2, "segmentation_model.num_classes", "an int >= 2", self.num_classes)
 
 
+#: ``learning.lr_schedule``: ``constant`` (the published training, spec c) or ``cosine`` (half a cosine from ``lr``
+#: at the first iteration to 0 after the run's last, as a function of the global iteration, so resume is exact).
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class LearningConfig:
     """``learning`` section: cooperative (``latent_DA``) vs standard training, the optimisation budget and the
@@ -153,8 +158,11 @@ class LearningConfig:
     use_gpu: bool = True
     on_non_finite: str = "stop"
     precision: str = "fp32"
+    lr_schedule: str = "constant"  # published: constant; "cosine": lr -> 0 over the run (short CPU budgets)
 
     def __post_init__(self) -> None:
+        _check(self.lr_schedule in LR_SCHEDULES, "learning.lr_schedule", f"one of {list(LR_SCHEDULES)}",
+               self.lr_schedule)
         _check(self.precision in PRECISIONS, "learning.precision", f"one of {list(PRECISIONS)}", self.precision)
         _check(math.isfinite(self.lr) and self.lr > 0, "learning.lr", "a finite number > 0", self.lr)
         _check(self.n_epochs >= 1, "learning.n_epochs", "an int >= 1", self.n_epochs)

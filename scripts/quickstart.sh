@@ -8,7 +8,8 @@
 # Knobs (environment): SEED (training seed, default 40), DATA_SEED (seed of the synthetic data and of the ACDC-C
 # corruptions, default 0), N_WORKERS (DataLoader worker processes, default 2), ACDC_C_COPIES (corrupted copies per
 # ACDC test subject and artefact, default 1; 3 as published), THREADS (torch threads per training; 1 on a machine
-# busy with other jobs, where two spinning threads waste CPU time), PYTHON (interpreter, default python).
+# busy with other jobs, where two spinning threads waste CPU time), JOBS (trainings/tests at once, each in its own
+# process, default 1; JOBS=2 THREADS=1 trains both methods side by side), PYTHON (interpreter, default python).
 # Rerunning reuses what is done: data made with the same knobs is kept, finished trainings and tests are not repeated.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ DATA_SEED=${DATA_SEED:-0}
 N_WORKERS=${N_WORKERS:-2}
 ACDC_C_COPIES=${ACDC_C_COPIES:-1}
 PYTHON=${PYTHON:-python}
+JOBS=${JOBS:-1}
 THREADS_FLAG=()
 [ -n "${THREADS:-}" ] && THREADS_FLAG=(--threads "${THREADS}")
 start=$(date +%s)
@@ -29,7 +31,7 @@ DATA_SEED="${DATA_SEED}" ACDC_C_COPIES="${ACDC_C_COPIES}" PYTHON="${PYTHON}" bas
 
 echo "== [2/2] standard vs cooperative training and cross-domain test (quickstart budget, training seed ${SEED}) -> ${SAVE_DIR}"
 "${PYTHON}" scripts/run_robustness_experiment.py --budget quickstart --runs "0:${SEED}" --data_root "${DATA_DIR}" \
-    --out "${SAVE_DIR}" --n_workers "${N_WORKERS}" ${THREADS_FLAG[@]+"${THREADS_FLAG[@]}"}
+    --out "${SAVE_DIR}" --n_workers "${N_WORKERS}" --jobs "${JOBS}" ${THREADS_FLAG[@]+"${THREADS_FLAG[@]}"}
 
 end=$(date +%s)
 RUNS="${SAVE_DIR}/runs/train_ACDC_10_n_cls_4/quickstart"

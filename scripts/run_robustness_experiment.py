@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads; 1 helps on an oversubscribed machine (default: torch's choice, "
                              "one per core)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="tasks at once, each in its own process with --threads torch threads (default: the cores "
+                             "shared out); a test waits only for its own training, so --jobs 2 keeps both cores of a "
+                             "2-core machine busy (default: 1, in this process)")
     parser.add_argument("--runs", nargs="+", default=None, metavar="CVAL:SEED",
                         help="(cval, seed) pairs to run instead of the budget's, e.g. --runs 0:41 (a folder made with "
                              "other runs is refused) (default: the budget's runs)")
@@ -137,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--batch_slices must be >= 1, got {args.batch_slices}")
     if args.max_tasks is not None and args.max_tasks < 0:
         parser.error(f"--max_tasks must be >= 0, got {args.max_tasks}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
@@ -157,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             options=RunOptions(device=args.device, n_workers=args.n_workers, batch_slices=args.batch_slices,
                                progress=not args.no_progress),
             max_tasks=args.max_tasks, results_md=args.results_md, argv=list(sys.argv[1:] if argv is None else argv),
-            progress=None if args.no_progress else _progress_factory())
+            progress=None if args.no_progress else _progress_factory(), jobs=args.jobs, threads=args.threads)
         interrupted = _Interrupted()
         previous = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}
         interrupted.install()

@@ -18,6 +18,8 @@ key                        meaning
 ``batch_size``             slices per iteration, originals included (published 20)
 ``lr``                     Adam learning rate of every module (published 1e-4)
 ``max_iteration``          iteration cap (published 50000)
+``lr_schedule``            ``constant`` (default, published) or ``cosine`` (``learning.lr_schedule``: lr falls to 0
+                           over the run)
 ``save_epoch_every_num_epochs``  periodic checkpoints (published 100)
 ``runs``                   ``[[cval, seed], ...]`` (default the paper's (0, 40), (1, 20), (2, 10))
 ``data_setting``           labelled training subjects (default ``"10"``)
@@ -61,6 +63,7 @@ class Budget:
     lr: float
     max_iteration: int
     save_epoch_every_num_epochs: int
+    lr_schedule: str = "constant"
     runs: tuple[tuple[int, int], ...] = DEFAULT_RUNS
     data_setting: str = "10"
     methods: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_METHODS))
@@ -93,6 +96,7 @@ class Budget:
             f"learning.batch_size={self.batch_size}",
             f"learning.lr={self.lr}",
             f"learning.max_iteration={self.max_iteration}",
+            f"learning.lr_schedule={self.lr_schedule}",
             f"output.save_epoch_every_num_epochs={self.save_epoch_every_num_epochs}",
         ]
 
@@ -131,6 +135,11 @@ def _validate(path: Path, raw: dict[str, Any]) -> Budget:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             _fail(path, key, "a positive finite number", value)
         values[key] = float(value)
+    if "lr_schedule" in raw:
+        from medseg.config import LR_SCHEDULES
+
+        if raw["lr_schedule"] not in LR_SCHEDULES:
+            _fail(path, "lr_schedule", f"one of {list(LR_SCHEDULES)}", raw["lr_schedule"])
     for key in ("name", "description", "data_setting"):
         if key in raw and not isinstance(raw[key], str):
             _fail(path, key, "a string", raw[key])

@@ -22,12 +22,13 @@ other method configs is refused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 ProgressFactory = Callable[..., Any]  # (description, total, initial=0) -> bar with update() and close()
+Task = tuple[str, RunSpec, "int | None"]  # (kind "train" | "test", spec, n_iter of a test)
 
 
 @dataclass
@@ -57,6 +59,9 @@ class ExperimentRequest:
         results_md: also write the report here (figures copied to ``<stem>_figures/`` beside it).
         argv: the command line, recorded in ``experiment.json``.
         progress: progress-bar factory (entry points only).
+        jobs: tasks run at once, each in its own process (1: in this process, in order; see
+            :mod:`medseg.experiments.parallel`).
+        threads: torch threads of each task process when ``jobs`` > 1 (None: the cores shared out).
     """
 
     budget: Budget
@@ -69,6 +74,8 @@ class ExperimentRequest:
     results_md: Path | None = None
     argv: list[str] = field(default_factory=list)
     progress: ProgressFactory | None = None
+    jobs: int = 1
+    threads: int | None = None
 
 
 @dataclass
@@ -172,43 +179,92 @@ def run_experiment(request: ExperimentRequest) -> ExperimentResult:
                 "method_configs": _config_hash(sorted({s.config_path for s in plan.specs}))}
     state.open(identity, {"time": now(), "argv": request.argv, "commit": commit,
                           "data_root": str(request.data_root), "device": request.options.device,
-                          "n_workers": request.options.n_workers})
+                          "n_workers": request.options.n_workers, "jobs": request.jobs})
     for note in plan.notes:
         logger.warning("%s", note)
     _prepare_data(request, plan, state, fingerprint)
-    tasks: list[tuple[str, RunSpec, int | None]] = []
+    tasks: list[Task] = []
     for cval, seed in plan.pairs():
         pair_specs = [s for s in plan.specs if (s.cval, s.seed) == (cval, seed)]
         tasks += [("train", s, None) for s in pair_specs]
         tasks += [("test", s, n) for n in budget.n_iter for s in pair_specs]  # a pair per n_iter is complete early
-    ran: list[str] = []
-    skipped: list[str] = []
-    bar = request.progress("experiment tasks", len(tasks)) if request.progress else None
     try:
-        for kind, spec, n_iter in tasks:
-            if request.max_tasks is not None and len(ran) >= request.max_tasks:
-                break
-            task_id = _task_id(kind, spec, n_iter)
-            if bar is not None:
-                bar.set_postfix_str(task_id)
-            did_run = (_train_task(request, plan, state, spec, commit) if kind == "train"
-                       else _test_task(request, plan, state, spec, n_iter, commit))  # type: ignore[arg-type]
-            (ran if did_run else skipped).append(task_id)
-            if bar is not None:
-                bar.update(1)
+        if request.jobs > 1:
+            ran, skipped = _run_parallel(request, plan, state, tasks, commit)
+        else:
+            ran, skipped = _run_serial(request, plan, state, tasks, commit)
     except KeyboardInterrupt:
         raise
     except BaseException:
         write_outputs(request, plan, state, complete=False)  # what is finished stays readable
         raise
-    finally:
-        if bar is not None:
-            bar.close()
     left = [t for t in tasks if state.marker(_task_id(*t)) is None]
     report = write_outputs(request, plan, state, complete=not left)
     if left:
         logger.info("%d of %d tasks remain: run the same command again to continue", len(left), len(tasks))
     return ExperimentResult(not left, ran, skipped, report)
+
+
+def _run_serial(request: ExperimentRequest, plan: Plan, state: ExperimentState, tasks: list[Task],
+                commit: str) -> tuple[list[str], list[str]]:
+    ran: list[str] = []
+    skipped: list[str] = []
+    bar = request.progress("experiment tasks", len(tasks)) if request.progress else None
+    try:
+        for task in tasks:
+            if request.max_tasks is not None and len(ran) >= request.max_tasks:
+                break
+            task_id = _task_id(*task)
+            if bar is not None:
+                bar.set_postfix_str(task_id)
+            (ran if _run_task(request, plan, commit, task, state) else skipped).append(task_id)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return ran, skipped
+
+
+def _run_task(request: ExperimentRequest, plan: Plan, commit: str, task: Task,
+              state: ExperimentState | None = None) -> bool:
+    """Run one task unless it is done; True if it ran (the body of a task process too)."""
+    kind, spec, n_iter = task
+    state = state or ExperimentState(request.out_dir)
+    if kind == "train":
+        return _train_task(request, plan, state, spec, commit)
+    return _test_task(request, plan, state, spec, n_iter, commit)  # type: ignore[arg-type]
+
+
+def _run_parallel(request: ExperimentRequest, plan: Plan, state: ExperimentState, tasks: list[Task],
+                  commit: str) -> tuple[list[str], list[str]]:
+    from medseg.experiments import parallel
+
+    quiet = replace(request, progress=None, options=replace(request.options, progress=False))
+    threads = request.threads or parallel.default_threads(request.jobs)
+    logger.info("running up to %d tasks at once, %d torch thread(s) each", request.jobs, threads)
+
+    def is_done(task: Task) -> bool:
+        kind, spec, n_iter = task
+        if kind == "train":
+            return state.marker(spec.train_id) is not None
+        done = state.marker(spec.test_id(n_iter))
+        if done is None or state.marker(spec.train_id) is None:
+            return False
+        files = sorted(checkpoint_dir(run_dir(spec, request.budget, plan.save_dir, plan.data_root / "ACDC"))
+                       .glob("*.pth"))
+        return bool(files) and done.get("checkpoint_hash") == hash_files(files)
+
+    def is_ready(task: Task) -> bool:
+        return task[0] == "train" or state.marker(task[1].train_id) is not None
+
+    ran, skipped = parallel.run_parallel(
+        tasks, jobs=request.jobs, target=parallel.child_main,
+        target_args=(functools.partial(_run_task, quiet, plan, commit),), task_id=lambda t: _task_id(*t),
+        is_done=is_done, is_ready=is_ready, threads=threads, max_tasks=request.max_tasks)
+    for task_id in skipped:
+        state.log(task_id, "skipped")
+    return ran, skipped
 
 
 def _task_id(kind: str, spec: RunSpec, n_iter: int | None) -> str:

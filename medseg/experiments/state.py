@@ -4,7 +4,8 @@
   invocation (command line, commit, time). A later call with another identity is refused with the differences.
 * ``state/<task>.json``: the completion marker of one training or test task (written last, atomically), with what
   it depended on (config or checkpoint hash), the commit and the seconds it took. A task with a marker is never redone.
-* ``log/tasks.jsonl``: one line per task and call (``ran``, ``skipped``), so a reader (and the tests) can see what ran.
+* ``log/tasks.jsonl``: one line per task and call (``started``, ``ran``, ``skipped``; appended), so a reader (and the
+  tests) can see what ran.
 """
 
 from __future__ import annotations
@@ -125,12 +126,23 @@ class ExperimentState:
         self.marker_path(task_id).unlink(missing_ok=True)
 
     def log(self, task_id: str, action: str, **extra: Any) -> None:
-        """Append ``{time, task, action, ...}`` to ``log/tasks.jsonl`` (rewritten atomically)."""
-        previous = self.log_path.read_text(encoding="utf-8") if self.log_path.is_file() else ""
-        line = json.dumps({"time": now(), "task": task_id, "action": action, **extra})
-        atomic_write_text(self.log_path, previous + line + "\n")
+        """Append ``{time, task, action, ...}`` to ``log/tasks.jsonl`` (one ``write`` of a whole line in append mode,
+        so task processes running side by side do not lose or interleave lines)."""
+        line = json.dumps({"time": now(), "task": task_id, "action": action, **extra}) + "\n"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
 
     def log_entries(self) -> list[dict[str, Any]]:
         if not self.log_path.is_file():
             return []
-        return [json.loads(line) for line in self.log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        entries = []
+        for line in self.log_path.read_text(encoding="utf-8").splitlines():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a crash: the markers, not the log, decide what is done
+                logger.warning("%s: skipping an unreadable line", self.log_path)
+        return entries

@@ -41,6 +41,7 @@ RESUMABLE_KEYS = frozenset({
     "learning.on_non_finite",
     "learning.precision",  # numerics, not the model: a run may continue in another precision
 })
+SCHEDULE_KEYS = frozenset({"learning.n_epochs", "learning.max_iteration"})  # fixed on resume under an lr schedule
 
 # Run properties that may change on resume (the number of processes only changes how the slices are split).
 RESUMABLE_RUN_KEYS = frozenset({"world_size"})
@@ -65,14 +66,19 @@ def snapshot_path(model_dir: str | Path, network_type: str) -> Path:
 
 
 def config_fingerprint(config: ExperimentConfig) -> dict[str, Any]:
-    """Flat ``{dotted key: value}`` of the config entries that must not change on resume."""
+    """Flat ``{dotted key: value}`` of the config entries that must not change on resume.
+
+    With a non-constant ``learning.lr_schedule`` the run length (``n_epochs``, ``max_iteration``) sets the learning
+    rate of every iteration, so it must not change either.
+    """
     flat: dict[str, Any] = {}
+    resumable = RESUMABLE_KEYS if config.learning.lr_schedule == "constant" else RESUMABLE_KEYS - SCHEDULE_KEYS
 
     def walk(node: Any, prefix: str) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
                 walk(value, f"{prefix}.{key}" if prefix else key)
-        elif prefix not in RESUMABLE_KEYS:
+        elif prefix not in resumable:
             flat[prefix] = node
 
     walk(config.to_dict(), "")
@@ -224,8 +230,10 @@ def check_compatible(snapshot: Mapping[str, Any], config: ExperimentConfig, run_
     diffs += [f"{k}: snapshot {saved_run[k]!r} vs now {v!r}" for k, v in run_info.items()
               if k in saved_run and k not in RESUMABLE_RUN_KEYS and saved_run[k] != v]
     if diffs:
+        hint = (" (under learning.lr_schedule the run length sets every iteration's learning rate)"
+                if any(d.split(":")[0] in SCHEDULE_KEYS for d in diffs) else "")
         raise ValueError(f"resume snapshot {path} was made with another configuration; differences: "
-                         + "; ".join(diffs))
+                         + "; ".join(diffs) + hint)
 
 
 def _normalise(value: Any) -> Any:

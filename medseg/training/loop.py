@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -111,6 +112,8 @@ class _Run:
         self.data: DataBundle = build_data(config, options.data_setting, options.cval, options.data_seed,
                                            options.n_workers, options.pin_memory, dist.world_size, dist.rank)
         self.state = ckpt.TrainState(seed=options.seed, data_seed=options.data_seed)
+        # the whole run's length (the loader is not yet shortened by a mid-epoch resume): sets the lr schedule
+        self.planned_iterations = planned_iterations(config.learning, len(self.data.train_loader))
         self.run_info = {"dataset_name": config.data.dataset_name, "data_setting": options.data_setting,
                          "cval": options.cval, "world_size": dist.world_size}
         self.snapshot_file = ckpt.snapshot_path(paths.model_dir, config.segmentation_model.network_type)
@@ -174,14 +177,19 @@ class _Run:
                 batch = next(batches)
             except StopIteration:
                 break
-            except RuntimeError:
-                if not stop.requested:
+            except RuntimeError as err:
+                if not (stop.requested or worker_stopped_by_signal(err, stop)):
                     raise
-                # Ctrl-C also reaches DataLoader workers, which then exit: stop cleanly at this batch boundary
+                # Ctrl-C (or kill -TERM to the process group) also reaches DataLoader workers, which then exit:
+                # stop cleanly at this batch boundary
                 completed = False
                 break
             images, labels = assemble_batch(batch, cfg.data.keep_orig_image_label_pair_for_training, self.device)
             guard.before_step(f"epoch {epoch}, batch {state.batches_done}, iteration {state.global_iteration}")
+            if cfg.learning.lr_schedule != "constant":
+                set_learning_rate(self.model.optimizers.values(),
+                                  scheduled_lr(cfg.learning.lr, cfg.learning.lr_schedule, state.global_iteration,
+                                               self.planned_iterations))
             out = train_step(self.model, images, labels, latent_da=cfg.learning.latent_da,
                              mask_scope=list(cfg.latent_da.mask_scope), image_code_spec=image_spec,
                              shape_code_spec=shape_spec, separate_training=cfg.learning.separate_training,
@@ -302,38 +310,108 @@ def train(config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist
     if dist.is_main:
         announce_binding_cap(cap, n_epochs, state.epoch, state.global_iteration - state.batches_done,
                              len(run.data.train_loader))
+        if config.learning.lr_schedule != "constant":
+            logger.info("learning.lr_schedule %s: lr %g at iteration 0, falling to 0 over %d iterations",
+                        config.learning.lr_schedule, config.learning.lr, run.planned_iterations)
     snapshot: Path | None = None
     try:
         with StopRequest() as stop:
-            while state.epoch < n_epochs:
-                if dist.any(stop.requested):
-                    raise TrainingInterrupted(stop.signum or 15, str(run.save_snapshot()))
-                if cap_reached(state.global_iteration, cap):
-                    logger.warning("stopped by learning.max_iteration = %s before epoch %d: %d of learning.n_epochs "
-                                   "= %d epochs trained", cap, state.epoch, state.epoch, n_epochs)
-                    break
-                epoch, started = state.epoch, time.perf_counter()
-                completed = run.train_epoch(epoch, stop, progress)
-                if dist.any(stop.requested) and not completed:
-                    raise TrainingInterrupted(stop.signum or 15, str(run.save_snapshot()))
-                capped = cap_reached(state.global_iteration, cap) and (not completed or epoch + 1 < n_epochs)
-                run.end_epoch(epoch, scalars, metrics, time.perf_counter() - started,
-                              stop_reason=STOPPED_BY_CAP if capped else "")
-                if completed:
-                    state.epoch, state.batches_done, state.epoch_sums = epoch + 1, 0, {}
-                snapshot = run.save_snapshot()
-                if capped:  # the snapshot can continue the run later (with a larger or no cap)
-                    logger.warning("stopped by learning.max_iteration = %d at iteration %d, %s epoch %d: %d of "
-                                   "learning.n_epochs = %d epochs trained", cap, state.global_iteration,
-                                   "after" if completed else "inside", epoch, state.epoch, n_epochs)
-                    break
+            try:
+                snapshot = _epochs(run, config, stop, scalars, metrics, progress)
+            except RuntimeError as err:  # workers ended by the same signal, noticed outside the training batches
+                if not (stop.requested or worker_stopped_by_signal(err, stop)):
+                    raise
+                last = run.snapshot_file if run.snapshot_file.is_file() else None
+                raise TrainingInterrupted(stop.signum or 15, str(last)) from None
     finally:
         scalars.close()
     return TrainResult(best_score=state.best_score, epochs_done=state.epoch, global_iteration=state.global_iteration,
                        snapshot=snapshot)
 
 
+def _epochs(run: _Run, config: ExperimentConfig, stop: StopRequest, scalars: ScalarLogger,
+            metrics: MetricsLog | None, progress: ProgressFactory) -> Path | None:
+    """The epoch loop of :func:`train`; returns the last snapshot written."""
+    state, dist = run.state, run.dist
+    cap, n_epochs = config.learning.max_iteration, config.learning.n_epochs
+    snapshot: Path | None = None
+    while state.epoch < n_epochs:
+        if dist.any(stop.requested):
+            raise TrainingInterrupted(stop.signum or 15, str(run.save_snapshot()))
+        if cap_reached(state.global_iteration, cap):
+            logger.warning("stopped by learning.max_iteration = %s before epoch %d: %d of learning.n_epochs "
+                           "= %d epochs trained", cap, state.epoch, state.epoch, n_epochs)
+            break
+        epoch, started = state.epoch, time.perf_counter()
+        completed = run.train_epoch(epoch, stop, progress)
+        if dist.any(stop.requested) and not completed:
+            raise TrainingInterrupted(stop.signum or 15, str(run.save_snapshot()))
+        capped = cap_reached(state.global_iteration, cap) and (not completed or epoch + 1 < n_epochs)
+        run.end_epoch(epoch, scalars, metrics, time.perf_counter() - started,
+                      stop_reason=STOPPED_BY_CAP if capped else "")
+        if completed:
+            state.epoch, state.batches_done, state.epoch_sums = epoch + 1, 0, {}
+        snapshot = run.save_snapshot()
+        if capped:  # the snapshot can continue the run later (with a larger or no cap)
+            logger.warning("stopped by learning.max_iteration = %d at iteration %d, %s epoch %d: %d of "
+                           "learning.n_epochs = %d epochs trained", cap, state.global_iteration,
+                           "after" if completed else "inside", epoch, state.epoch, n_epochs)
+            break
+    return snapshot
+
+
 STOPPED_BY_CAP = "max_iteration"
+
+#: how DataLoader reports a worker ended by SIGTERM / SIGINT (strsignal names)
+_WORKER_STOP_SIGNALS = {"Terminated": signal.SIGTERM, "Interrupt": signal.SIGINT}
+
+
+def worker_stopped_by_signal(err: BaseException, stop: StopRequest, grace_s: float = 0.5) -> bool:
+    """Whether ``err`` says a DataLoader worker was ended by SIGTERM or SIGINT, i.e. the stop request of a signal
+    sent to the whole process group (``kill -TERM -- -PGID``, a job scheduler) whose copy to this process may be
+    handled a moment later than the worker's death is noticed. Then the stop is recorded on ``stop`` (after
+    ``grace_s`` for this process's own handler) and the run ends with a snapshot instead of a failure."""
+    text = str(err)
+    if "DataLoader worker" not in text:
+        return False
+    signum = next((num for name, num in _WORKER_STOP_SIGNALS.items() if f"killed by signal: {name}" in text), None)
+    if signum is None:
+        return False
+    deadline = time.monotonic() + grace_s
+    while not stop.requested and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not stop.requested:
+        logger.warning("%s: treating it as a stop request (%s)", text.splitlines()[0], signal.Signals(signum).name)
+        stop.signum = signum
+    return True
+
+
+def planned_iterations(learning: Any, iterations_per_epoch: int) -> int:
+    """Iterations of the whole run: ``n_epochs`` epochs, or fewer if ``max_iteration`` binds."""
+    planned = learning.n_epochs * iterations_per_epoch
+    return planned if learning.max_iteration is None else min(planned, learning.max_iteration)
+
+
+def scheduled_lr(base_lr: float, schedule: str, iteration: int, total: int) -> float:
+    """The learning rate of 0-based ``iteration`` of ``total`` (``learning.lr_schedule``).
+
+    ``constant``: ``base_lr`` throughout (the published training). ``cosine``: ``base_lr * (1 + cos(pi * t)) / 2``
+    with ``t = iteration / total``, so the first step uses ``base_lr`` and the rate falls smoothly towards 0 at the
+    end. A pure function of the global iteration: an interrupted run resumes on the same schedule.
+    """
+    if schedule == "constant":
+        return base_lr
+    if schedule == "cosine":
+        t = min(max(iteration / max(total, 1), 0.0), 1.0)
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * t))
+    raise ValueError(f"learning.lr_schedule: expected one of 'constant', 'cosine', got {schedule!r}")
+
+
+def set_learning_rate(optimizers: Any, lr: float) -> None:
+    """Set ``lr`` on every parameter group of the given optimisers."""
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
 
 
 def cap_reached(global_iteration: int, max_iteration: int | None) -> bool:

@@ -42,6 +42,13 @@ class StopRequest:
             os.kill(os.getpid(), signum)
             return
         self.signum = signum
+        if hasattr(signal, "SIGCHLD"):
+            # A signal to the process group ends the DataLoader workers too, and the SIGCHLD handler of torch would
+            # raise that anywhere, e.g. inside a checkpoint write: notice their end at the next batch fetch instead.
+            previous = signal.getsignal(signal.SIGCHLD)
+            if previous is not None:
+                self._previous.setdefault(signal.SIGCHLD, previous)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         logger.warning("received %s: stopping after the current iteration and writing a snapshot "
                        "(send it again to stop immediately)", signal.Signals(signum).name)
 

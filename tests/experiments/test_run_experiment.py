@@ -202,3 +202,25 @@ def test_sigterm_outside_training_stops_like_ctrl_c(monkeypatch, tmp_path: Path,
     assert script.main(["--budget", "smoke", "--out", str(tmp_path / "o"), "--no_progress"]) == 128 + signal.SIGTERM
     assert "interrupted by SIGTERM; finished tasks are kept, run the same command again" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.slow
+def test_parallel_jobs_give_the_serial_results(data_root: Path, tmp_path: Path, single_thread) -> None:
+    """--jobs 2: every task runs once, in child processes of one thread, and every test volume's Dice equals the
+    serial run's (same seeds, same data order, same single-threaded kernels)."""
+    script = load_script()
+    parallel, serial = tmp_path / "parallel", tmp_path / "serial"
+    assert run(script, data_root, parallel, "--jobs", "2", "--threads", "1") == 0
+    check_outputs(parallel)
+    ran = ran_tasks(parallel)
+    assert len(ran) == 1 + 6 + 12 and len(set(ran)) == len(ran)
+    assert run(script, data_root, serial, "--max_tasks", "4") == 0  # run 0: both trainings, both n_iter 1 tests
+    a = pd.read_csv(parallel / "volumes.csv", dtype={"pid": str})
+    b = pd.read_csv(serial / "volumes.csv", dtype={"pid": str})
+    keys = [c for c in b.columns if not c.endswith("_Dice")]  # method, cval, seed, n_iter, dataset, volume ids
+    merged = b.merge(a, on=keys, suffixes=("_serial", "_parallel"))
+    assert len(merged) == len(b) > 0
+    for column in ("LV_Dice", "MYO_Dice", "RV_Dice"):
+        assert (merged[f"{column}_serial"] - merged[f"{column}_parallel"]).abs().max() < 1e-6, column
+    assert run(script, data_root, parallel, "--jobs", "2") == 0  # nothing left: all skipped, report rewritten
+    assert ran_tasks(parallel) == ran

@@ -121,3 +121,25 @@ def test_sigterm_leaves_a_loadable_snapshot_that_resumes_exactly(tiny_acdc: Path
         output, _ = proc.communicate(timeout=240)
         assert proc.returncode == 0, output
     assert_same_training_state(load(run_dir(straight) / SNAPSHOT), load(snapshot_file))
+
+
+def test_sigterm_to_the_process_group_is_an_interruption_not_a_failure(tiny_acdc: Path, tmp_path: Path) -> None:
+    """``kill -TERM -- -PGID`` (a scheduler stopping a job) ends the DataLoader workers too; the training must stop
+    with a snapshot and exit 143, not fail on the dead worker."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    save = tmp_path / "group"
+    proc = subprocess.Popen([sys.executable, "medseg/train_adv_supervised_segmentation_triplet.py",
+                             *cli_args(COOP, tiny_acdc, save, "--n_workers", "2", epochs=200)],
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    snapshot_file = run_dir(save) / SNAPSHOT
+    deadline = time.monotonic() + 240
+    while not snapshot_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert snapshot_file.exists(), proc.communicate(timeout=30)[0] if proc.poll() is not None else "no snapshot"
+    time.sleep(0.5)  # inside the next epoch, workers busy
+    os.killpg(proc.pid, signal.SIGTERM)
+    output, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "Traceback" not in output and "failed" not in output.lower(), output[-3000:]
+    assert load(snapshot_file)["epoch"] >= 1
