@@ -26,6 +26,7 @@ def test_shipped_budgets_load_and_resolve_to_valid_training_configs(name: str) -
         assert config.data.crop_size == (budget.crop_size, budget.crop_size, 1)
         assert config.data.new_spacing[:2] == (budget.spacing_mm, budget.spacing_mm)
         assert config.learning.n_epochs == budget.n_epochs and config.learning.lr == budget.lr
+        assert config.learning.lr_schedule == budget.lr_schedule and config.learning.batch_size == budget.batch_size
         assert config.data.root_dir == "data/x/ACDC"
 
 
@@ -33,7 +34,7 @@ def test_paper_budget_is_the_published_setting() -> None:
     paper = load_budget("paper", CONFIG)
     assert (paper.n_epochs, paper.batch_size, paper.crop_size, paper.test_crop_size, paper.lr) == (
         600, 20, 192, 192, 1e-4)
-    assert not paper.resamples
+    assert not paper.resamples and paper.lr_schedule == "constant"
     cpu = load_budget("cpu", CONFIG)
     assert cpu.resamples and cpu.crop_size * cpu.spacing_mm == pytest.approx(192 * 1.36719, rel=1e-4)
 
@@ -41,7 +42,8 @@ def test_paper_budget_is_the_published_setting() -> None:
 def test_calibration_budget_is_cpu_with_one_short_run() -> None:
     calib, cpu = load_budget("calib", CONFIG), load_budget("cpu", CONFIG)
     assert calib.runs == ((0, 40),) and calib.n_epochs < cpu.n_epochs
-    same = ("spacing_mm", "pad_size", "crop_size", "test_crop_size", "batch_size", "lr", "datasets", "n_iter")
+    same = ("spacing_mm", "pad_size", "crop_size", "test_crop_size", "batch_size", "lr", "lr_schedule", "datasets",
+            "n_iter")
     assert all(getattr(calib, k) == getattr(cpu, k) for k in same)
 
 
@@ -63,6 +65,7 @@ def write(tmp_path: Path, **changes) -> Path:
         ({"runs": [[0, 1], [0, 2]]}, "key 'runs': expected distinct cvals"),
         ({"epochs": 3}, "unknown key(s) ['epochs']"),
         ({"methods": {"a": "x.json"}}, "key 'methods'"),
+        ({"lr_schedule": "linear"}, "key 'lr_schedule': expected one of ['constant', 'cosine']"),
     ],
 )
 def test_bad_budget_names_file_and_key(tmp_path: Path, changes: dict, message: str) -> None:
