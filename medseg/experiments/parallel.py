@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import pickle
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -147,9 +148,16 @@ def child_main(run_task: Callable[[Task], bool], task: Task, threads: int, level
         did_run = run_task(task)
         conn.send(("ok", did_run))
     except BaseException as err:  # noqa: BLE001 - every failure goes back to the parent
-        try:
-            conn.send(("error", err))
-        except Exception:  # noqa: BLE001 - an exception that does not pickle
-            conn.send(("error", RuntimeError(f"{type(err).__name__}: {err}")))
+        conn.send(("error", _portable(err)))
     finally:
         conn.close()
+
+
+def _portable(err: BaseException) -> BaseException:
+    """``err`` if it survives pickling both ways (the parent re-raises it with its type, e.g. the exit code of an
+    interrupted training), else a RuntimeError with its type and message."""
+    try:
+        pickle.loads(pickle.dumps(err))
+        return err
+    except Exception:  # noqa: BLE001 - any exception whose constructor does not take its args back
+        return RuntimeError(f"{type(err).__name__}: {err}")

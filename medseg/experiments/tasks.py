@@ -50,6 +50,10 @@ class TrainingStopped(RuntimeError):
                        f"{run_dir / 'log' / 'train.log'})")
         super().__init__(message)
         self.exit_code = code
+        self.run_dir = run_dir
+
+    def __reduce__(self) -> tuple[type, tuple[int, Path]]:  # picklable across task processes (--jobs)
+        return (type(self), (self.exit_code, self.run_dir))
 
 
 @dataclass(frozen=True)

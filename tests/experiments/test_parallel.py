@@ -86,3 +86,19 @@ def test_an_interrupted_parent_stops_its_children_before_it_raises(tmp_path: Pat
 def test_default_threads_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     assert [default_threads(j) for j in (1, 2, 3, 16)] == [8, 4, 2, 1]
+
+
+class _NeedsTwoArgs(Exception):
+    def __init__(self, code: int, where: str) -> None:
+        super().__init__(f"{where}: {code}")
+
+
+def test_errors_cross_the_process_boundary_with_their_type() -> None:
+    from medseg.experiments.parallel import _portable
+    from medseg.experiments.tasks import TrainingStopped
+
+    stopped = _portable(TrainingStopped(143, Path("runs/x")))
+    assert isinstance(stopped, TrainingStopped) and stopped.exit_code == 143 and "interrupted" in str(stopped)
+    assert type(_portable(ValueError("bad key 'lr'"))) is ValueError
+    odd = _portable(_NeedsTwoArgs(3, "here"))  # pickles, but cannot be rebuilt from its message alone
+    assert type(odd) is RuntimeError and "_NeedsTwoArgs: here: 3" in str(odd)
