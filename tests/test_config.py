@@ -49,7 +49,7 @@ def test_quickstart_configs_are_the_same_method(name: str) -> None:
     # what the configs say when trained on their own is what the quickstart budget trains with
     budget = json.loads((QUICKSTART.parent / "experiment" / "quickstart.json").read_text())
     assert (quick.learning.lr, quick.learning.batch_size, quick.learning.n_epochs, quick.learning.lr_schedule) == (
-        budget["lr"], budget["batch_size"], budget["n_epochs"], budget["lr_schedule"])
+        budget["lr"], budget["batch_size"], budget["n_epochs"], budget.get("lr_schedule", "constant"))
     assert full.learning.lr_schedule == "constant"  # the published training has no schedule
 
 

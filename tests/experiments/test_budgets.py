@@ -47,6 +47,17 @@ def test_calibration_budget_is_cpu_with_one_short_run() -> None:
     assert all(getattr(calib, k) == getattr(cpu, k) for k in same)
 
 
+def test_tuned_budgets_differ_from_cpu_only_in_the_optimiser_regime() -> None:
+    cpu, tuned, calib = (load_budget(n, CONFIG) for n in ("cpu", "cpu_tuned", "calib_tuned"))
+    regime = {"n_epochs", "batch_size", "lr", "lr_schedule", "name", "description"}
+    for other in (tuned, calib):
+        assert {k: v for k, v in other.to_dict().items() if k not in regime | {"runs"}} == {
+            k: v for k, v in cpu.to_dict().items() if k not in regime | {"runs"}}
+    assert (cpu.batch_size, cpu.lr_schedule) == (20, "constant")  # the published regime, lr scaled for the length
+    assert (tuned.batch_size, tuned.lr_schedule, calib.lr_schedule) == (10, "cosine", "cosine")
+    assert calib.runs == ((0, 40),) and (calib.batch_size, calib.lr) == (tuned.batch_size, tuned.lr)
+
+
 def write(tmp_path: Path, **changes) -> Path:
     raw = json.loads((CONFIG / "experiment" / "smoke.json").read_text())
     raw.update(changes)
