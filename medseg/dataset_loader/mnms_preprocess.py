@@ -15,6 +15,7 @@ Usage:
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import sys
@@ -31,7 +32,7 @@ from medseg.dataset_loader.nifti import Volume, read_volume  # noqa: E402
 from medseg.dataset_loader.preprocessing import RunReport, outputs_complete, preprocess_pair  # noqa: E402
 from medseg.dataset_loader.preprocessing import run_subjects, start_subject, write_subject  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
-from medseg.utils.io import atomic_open, ensure_writable_dir  # noqa: E402
+from medseg.utils.io import atomic_write_text_if_changed, ensure_writable_dir  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -177,13 +178,15 @@ def write_vendor_table(output_dir: PathLike, metadata: dict[str, dict[str, objec
     """Write ``vendors.csv`` for every subject folder in ``output_dir`` with complete outputs."""
     output_dir = Path(output_dir)
     path = output_dir / "vendors.csv"
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(VENDOR_COLUMNS)
-        for folder in sorted(p for p in output_dir.iterdir() if p.is_dir()):
-            if folder.name in metadata and outputs_complete(folder):
-                m = metadata[folder.name]
-                writer.writerow([folder.name, m["vendor"], m["vendor_name"], m["centre"]])
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(VENDOR_COLUMNS)
+    for folder in sorted(p for p in output_dir.iterdir() if p.is_dir()):
+        if folder.name in metadata and outputs_complete(folder):
+            m = metadata[folder.name]
+            writer.writerow([folder.name, m["vendor"], m["vendor_name"], m["centre"]])
+    # unchanged content is not rewritten: experiments fingerprint their inputs by size and modification time
+    atomic_write_text_if_changed(path, buffer.getvalue())
     return path
 
 

@@ -96,6 +96,21 @@ def atomic_write_text(path: PathLike, text: str) -> None:
         handle.write(text)
 
 
+def atomic_write_text_if_changed(path: PathLike, text: str) -> bool:
+    """Write ``text`` (UTF-8, line endings as given) to ``path`` atomically unless the file already holds exactly it
+    (its modification time, which data fingerprints use, then stays). Returns whether it wrote."""
+    path = Path(path)
+    data = text.encode("utf-8")
+    try:
+        if path.is_file() and path.read_bytes() == data:
+            return False
+    except OSError:
+        pass  # unreadable: rewrite it
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+    return True
+
+
 def atomic_torch_save(obj: Any, path: PathLike) -> None:
     """``torch.save`` to ``path`` atomically (a crash or kill never leaves a truncated checkpoint)."""
     with atomic_open(path, "wb") as handle:

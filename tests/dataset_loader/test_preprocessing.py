@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +278,11 @@ def test_mnms_end_to_end(tmp_path):
         assert np.array_equal(seg.array, expected)  # M&Ms labels are kept as they are
     table = (tmp_path / "MM/vendors.csv").read_text().splitlines()
     assert table == ["subject,vendor,vendor_name,centre", "A1B2C3,A,Siemens,1", "D4E5F6,A,Siemens,1"]
+    # a rerun that changes nothing leaves the table untouched (experiments fingerprint it by size and mtime)
+    before = (tmp_path / "MM/vendors.csv").stat().st_mtime_ns
+    time.sleep(0.02)
+    assert preprocess_mnms(tmp_path / "raw", tmp_path / "MM").ok
+    assert (tmp_path / "MM/vendors.csv").stat().st_mtime_ns == before
 
 
 def test_mnms_picks_the_zero_based_frames(tmp_path):
