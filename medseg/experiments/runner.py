@@ -248,12 +248,10 @@ def _run_parallel(request: ExperimentRequest, plan: Plan, state: ExperimentState
         kind, spec, n_iter = task
         if kind == "train":
             return state.marker(spec.train_id) is not None
-        done = state.marker(spec.test_id(n_iter))
-        if done is None or state.marker(spec.train_id) is None:
+        if state.marker(spec.train_id) is None:
             return False
-        files = sorted(checkpoint_dir(run_dir(spec, request.budget, plan.save_dir, plan.data_root / "ACDC"))
-                       .glob("*.pth"))
-        return bool(files) and done.get("checkpoint_hash") == hash_files(files)
+        files = _checkpoint_files(request, plan, spec)
+        return bool(files) and _tested(state, spec.test_id(n_iter), hash_files(files))
 
     def is_ready(task: Task) -> bool:
         return task[0] == "train" or state.marker(task[1].train_id) is not None
@@ -265,6 +263,17 @@ def _run_parallel(request: ExperimentRequest, plan: Plan, state: ExperimentState
     for task_id in skipped:
         state.log(task_id, "skipped")
     return ran, skipped
+
+
+def _checkpoint_files(request: ExperimentRequest, plan: Plan, spec: RunSpec) -> list[Path]:
+    """The best model's module files of one run (sorted; empty before its training saved one)."""
+    return sorted(checkpoint_dir(run_dir(spec, request.budget, plan.save_dir, plan.data_root / "ACDC")).glob("*.pth"))
+
+
+def _tested(state: ExperimentState, task_id: str, checkpoint_hash: str) -> bool:
+    """Whether test ``task_id`` is done on exactly these checkpoint files (a retrained model is tested again)."""
+    done = state.marker(task_id)
+    return done is not None and done.get("checkpoint_hash") == checkpoint_hash
 
 
 def _task_id(kind: str, spec: RunSpec, n_iter: int | None) -> str:
@@ -293,17 +302,15 @@ def _test_task(request: ExperimentRequest, plan: Plan, state: ExperimentState, s
                commit: str) -> bool:
     task_id = spec.test_id(n_iter)
     folder = run_dir(spec, request.budget, plan.save_dir, plan.data_root / "ACDC")
-    checkpoints = checkpoint_dir(folder)
-    files = sorted(checkpoints.glob("*.pth"))
+    files = _checkpoint_files(request, plan, spec)
     if not files:
-        raise FileNotFoundError(f"{task_id}: no checkpoint files in {checkpoints}; the training did not save a best "
-                                f"model (see {folder / 'log' / 'train.log'})")
+        raise FileNotFoundError(f"{task_id}: no checkpoint files in {checkpoint_dir(folder)}; the training did not "
+                                f"save a best model (see {folder / 'log' / 'train.log'})")
     checkpoint_hash = hash_files(files)
-    done = state.marker(task_id)
-    if done is not None and done.get("checkpoint_hash") == checkpoint_hash:
+    if _tested(state, task_id, checkpoint_hash):
         state.log(task_id, "skipped")
         return False
-    if done is not None:
+    if state.marker(task_id) is not None:
         logger.warning("%s: the checkpoint changed since it was tested: testing again", task_id)
         state.clear(task_id)
     started = time.perf_counter()
