@@ -1,5 +1,6 @@
-"""Dose-response of trained models to graded corruptions (spike intensity, contrast compression, noise) of the
-in-domain ACDC test volumes: mean Dice per level, as a CSV, a markdown table and a plot.
+"""Dose-response of trained models to graded corruptions of the in-domain ACDC test volumes.
+
+Sweeps spike intensity, contrast compression and noise; writes mean Dice per level as a CSV, a markdown table and a plot.
 
 ACDC-C draws each artefact at one random strength; this sweep shows whether a low score is a cliff or the end of a
 smooth decline, and which part of an artefact (e.g. the spike's stripes or the contrast it takes away) costs the Dice.
@@ -40,7 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data_root", default="data/synthetic",
                         help="prepared data root; its ACDC/ test subjects are corrupted (the grid the models saw)")
     parser.add_argument("--crop_size", type=int, default=192, help="in-plane test crop (96 on the cpu budget's grid)")
-    parser.add_argument("--families", nargs="+", choices=FAMILY_NAMES, default=list(FAMILY_NAMES))
+    parser.add_argument("--families", nargs="+", choices=FAMILY_NAMES, default=list(FAMILY_NAMES),
+                        help="corruptions to sweep: spike (published spike at fixed intensities 0.25-3), compression "
+                             "(contrast pulled toward mid-grey, no stripes), noise (additive Gaussian)")
     parser.add_argument("--n_iter", type=int, nargs="+", choices=(1, 2), default=[1, 2],
                         help="test settings: 1 = FTN alone, 2 = FTN + STN")
     parser.add_argument("--subjects", type=int, default=None, help="first N ACDC test subjects (default: all 20)")
