@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from medseg.evaluation.datasets import build_test_set
+    from medseg.evaluation.datasets import DatasetUnavailable, build_test_set
     from medseg.evaluation.inference import load_model
     from medseg.robustness.sensitivity import FAMILIES, PatientSubset, sweep, sweep_markdown, sweep_plot
     from medseg.utils.device import resolve_device
@@ -76,12 +76,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    out = ensure_writable_dir(args.out)
     device = resolve_device(args.device)
     models = {name: load_model(folder, device) for name, folder in args.checkpoint}
-    source = build_test_set("ACDC", args.data_root).source
+    try:
+        test_set = build_test_set("ACDC", args.data_root)
+    except DatasetUnavailable as err:  # nothing to sweep: a usage error, not a skipped test set
+        raise FileNotFoundError(f"--data_root {args.data_root}: {str(err).removesuffix('; skipped')}; expected the "
+                                f"ACDC test subjects as ACDC/<id>/{{ED,ES}}_{{img,seg}}.nii.gz") from None
+    source = test_set.source
     if args.subjects is not None:
         source = PatientSubset(source, args.subjects)
+    out = ensure_writable_dir(args.out)
     steps = len(models) * len(args.n_iter) * sum(len(FAMILIES[f].levels) for f in args.families)
     with tqdm(total=steps, desc="sensitivity", disable=args.no_progress) as bar:
         table = sweep(models, source, args.families, args.n_iter, crop_size=args.crop_size, seed=args.seed,

@@ -172,3 +172,12 @@ def test_script_refuses_a_malformed_checkpoint_argument(capsys):
     with pytest.raises(SystemExit):
         _load_script().main(["--checkpoint", "no-equals-sign", "--out", "x"])
     assert "NAME=CHECKPOINT_DIR" in capsys.readouterr().err
+
+
+def test_script_names_a_data_root_without_acdc_test_subjects(tmp_path, fresh_checkpoint, capsys):
+    code = _load_script().main(["--checkpoint", f"fresh={fresh_checkpoint}", "--data_root", str(tmp_path),
+                                "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1
+    assert str(tmp_path / "ACDC") in err[0] and "expected the ACDC test subjects" in err[0]
+    assert not (tmp_path / "out" / "sensitivity.csv").exists()
