@@ -63,11 +63,12 @@ class Family:
     levels: tuple[float, ...]
     apply: ScalarFn
     description: str
+    published_range: tuple[float, float] | None = None  # the range ACDC-C draws from, shaded in the plot
 
 
 FAMILIES: Mapping[str, Family] = {
     "spike": Family("spike", "intensity", (0.0, 0.25, 0.5, 1.0, 2.0, 3.0), _spike,
-                    "published spike pipeline at a fixed intensity (ACDC-C draws 1-3)"),
+                    "published spike pipeline at a fixed intensity (ACDC-C draws 1-3)", (1.0, 3.0)),
     "compression": Family("compression", "c", (0.0, 0.1, 0.2, 0.3, 0.4, 0.5), _compression,
                           "x -> (1 - c) x + c/2: contrast x (1 - c), pulled toward mid-grey, no stripes"),
     "noise": Family("noise", "sigma", (0.0, 0.05, 0.1, 0.15, 0.2), _noise,
@@ -200,12 +201,14 @@ def sweep_plot(table: pd.DataFrame, path) -> None:
         for (model, n_iter), line in group.groupby(["model", "n_iter"], sort=False):
             ax.plot(line["level"], line["mean_dice"], marker="o", linestyle="-" if n_iter == 2 else "--",
                     label=f"{model}, n_iter {n_iter}")
+        if FAMILIES[family_name].published_range is not None:
+            ax.axvspan(*FAMILIES[family_name].published_range, color="0.85", zorder=0, label="ACDC-C range")
         ax.set_title(family_name)
         ax.set_xlabel(FAMILIES[family_name].parameter)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean Dice (LV/MYO/RV)")
-    axes[0][-1].legend(fontsize=7)
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     with atomic_output_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
