@@ -202,7 +202,7 @@ def sweep_plot(table: pd.DataFrame, path) -> None:
             ax.plot(line["level"], line["mean_dice"], marker="o", linestyle="-" if n_iter == 2 else "--",
                     label=f"{model}, n_iter {n_iter}")
         if FAMILIES[family_name].published_range is not None:
-            ax.axvspan(*FAMILIES[family_name].published_range, color="0.85", zorder=0, label="ACDC-C range")
+            ax.axvspan(*FAMILIES[family_name].published_range, color="0.93", zorder=0, label="ACDC-C range")
         ax.set_title(family_name)
         ax.set_xlabel(FAMILIES[family_name].parameter)
         ax.set_ylim(0, 1)
