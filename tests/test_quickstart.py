@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -15,7 +16,7 @@ def _run_quickstart(tmp_path: Path, **env: str) -> list[list[str]]:
     stub = tmp_path / "python"
     stub.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "{log}"\n')
     stub.chmod(0o755)
-    environment = {k: v for k, v in os.environ.items() if k not in ("SEED", "DATA_SEED", "ACDC_C_COPIES", "THREADS")}
+    environment = {k: v for k, v in os.environ.items() if k not in ("SEED", "DATA_SEED", "ACDC_C_COPIES", "THREADS", "JOBS")}
     environment.update(env, PYTHON=str(stub))
     done = subprocess.run(["bash", "scripts/quickstart.sh", str(tmp_path / "data"), str(tmp_path / "saved")],
                           cwd=REPO, env=environment, capture_output=True, text=True, timeout=60)
@@ -43,6 +44,8 @@ def test_training_seed_and_data_seed_are_separate(tmp_path):
     (tmp_path / "calls.txt").unlink()
     prepare, experiment = _run_quickstart(tmp_path, SEED="99")
     assert _value(prepare, "--data-seed") == "0" and _value(experiment, "--runs") == "0:99"
+    # the published ACDC-C (3 corrupted copies per case), both methods side by side
+    assert _value(prepare, "--acdc-c-copies") == "3" and _value(experiment, "--jobs") == "2"
     assert "--threads" not in experiment  # torch's default unless asked
     (tmp_path / "calls.txt").unlink()
     _, experiment = _run_quickstart(tmp_path, THREADS="1")
@@ -62,3 +65,24 @@ def test_quickstart_budget_matches_its_configs():
         assert config.data.new_spacing[0] == budget.spacing_mm and config.data.crop_size[0] == budget.crop_size
         assert config.learning.n_epochs == budget.n_epochs and config.learning.lr == budget.lr
         assert config.learning.batch_size == budget.batch_size and config.data.pad_size[0] == budget.pad_size
+
+
+def test_quickstart_trains_run_0_of_the_cpu_budget(tmp_path):
+    """The quickstart's models are the cpu budget's run 0: same resolved training config but the name, the cadence
+    of epoch snapshots and the inert published ``use_gpu``, same (cval, seed), so the cpu run's measurements say what the quickstart reaches."""
+    from medseg.experiments.budgets import load_budget
+    from medseg.experiments.tasks import RunSpec, resolved_config
+
+    quick, cpu = load_budget("quickstart", REPO / "config"), load_budget("cpu", REPO / "config")
+    assert quick.runs[0] == cpu.runs[0] == (0, 40)
+    for method in ("standard", "cooperative"):
+        resolved = []
+        for budget in (quick, cpu):
+            spec = RunSpec(method, REPO / "config" / budget.methods[method], *budget.runs[0])
+            raw = json.loads(resolved_config(spec, budget, tmp_path / "ACDC"))
+            assert raw["learning"]["n_epochs"] == 75 and raw["learning"]["latent_DA"] == (method == "cooperative")
+            raw.pop("name")
+            raw["output"].pop("save_epoch_every_num_epochs")
+            raw["learning"].pop("use_gpu")  # a published key kept without effect (the device comes from --device)
+            resolved.append(raw)
+        assert resolved[0] == resolved[1]

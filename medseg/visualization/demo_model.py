@@ -32,7 +32,7 @@ def missing_checkpoint_message(checkpoint: PathLike) -> str:
     """How to get a checkpoint when ``checkpoint`` does not exist."""
     return (
         f"no checkpoint folder {checkpoint} (expected the <module>.pth files of a trained model). Make one with "
-        f"`bash scripts/quickstart.sh` (synthetic data + quickstart training, about 20 minutes on CPU; it writes "
+        f"`bash scripts/quickstart.sh` (synthetic data + quickstart training, about 2 hours on a 2-core CPU; it writes "
         f"{QUICKSTART_CHECKPOINT}), point CHECKPOINT at another .../model/best/checkpoints folder, or set "
         f"TRAIN_DEMO_MODEL = True to train a small demo model first (about a minute on CPU, after generating the "
         f"synthetic data if it is missing)."
