@@ -179,17 +179,21 @@ def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState
 
 
 def publish(inputs: ReportInputs, target: Path, out_dir: Path) -> Path:
-    """Write the report to ``target`` with its PNG figures copied to ``<target stem>_figures/`` beside it; other
-    files are linked relative to ``target`` (they stay under the output folder)."""
-    figures_dir = target.parent / f"{target.stem}_figures"
+    """Write the report to ``target`` with every file it links copied beside it: PNG figures to
+    ``<target stem>_figures/``, the tables (CSV) to ``<target stem>_data/``, so that a published report (e.g. in
+    ``docs/``) stays whole without the output folder, which is not committed."""
+
+    copied: dict[Path, str] = {}
 
     def link(path: Path) -> str:
-        if path.suffix == ".png":
+        if path not in copied:
+            kind = "figures" if path.suffix == ".png" else "data"
             name = Path(os.path.relpath(path, out_dir)).as_posix().replace("/", "_")
-            with atomic_output_path(figures_dir / name) as tmp:
+            copy = target.parent / f"{target.stem}_{kind}" / name
+            with atomic_output_path(copy) as tmp:
                 shutil.copyfile(path, tmp)
-            return Path(os.path.relpath(figures_dir / name, target.parent)).as_posix()
-        return Path(os.path.relpath(path, target.parent)).as_posix()
+            copied[path] = Path(os.path.relpath(copy, target.parent)).as_posix()
+        return copied[path]
 
     atomic_write_text(target, render(inputs, link))
     return target

@@ -11,7 +11,7 @@ Output folder (``--out``, e.g. ``results/cpu``)::
                                vendors.csv, wilcoxon.csv, relative_improvement.csv
     curves/cval<k>_seed<s>.png training curves of both methods; curves/plateau.csv
     volumes.csv                every test volume of every run and n_iter
-    RESULTS.md                 the report (also written to ``results_md`` if given, figures copied beside it)
+    RESULTS.md                 the report (also written to ``results_md`` if given, its figures and tables copied beside it)
 
 Tasks go run by run: for cval 0 train the baseline, train the method, test both with n_iter 1, test both with
 n_iter 2; then cval 1, then cval 2. So a sitting that stops early leaves whole runs (both methods, tested) for the
@@ -56,7 +56,7 @@ class ExperimentRequest:
         repo_root: the code's repository (for the commit).
         options: device, loader workers, test chunk size, progress bars.
         max_tasks: stop after this many tasks actually ran (None = all); the next call continues.
-        results_md: also write the report here (figures copied to ``<stem>_figures/`` beside it).
+        results_md: also write the report here (figures copied to ``<stem>_figures/``, tables to ``<stem>_data/``).
         argv: the command line, recorded in ``experiment.json``.
         progress: progress-bar factory (entry points only).
         jobs: tasks run at once, each in its own process (1: in this process, in order; see

@@ -153,3 +153,30 @@ def test_partial_runs_report_says_k_of_3(tmp_path) -> None:
     assert len(headline) == 1 and "±" not in headline[0]
     assert "| standard | " in text and "±" not in text.split("## Mean Dice per test set")[1].split("Relative")[0]
     assert "Wilcoxon signed-rank over 4 ood volumes" in text and "only standard tested so far" in text
+
+
+def test_published_report_carries_its_figures_and_tables(tmp_path: Path) -> None:
+    """--results_md copies every file the report links next to it, so docs/RESULTS.md works in a clone without the
+    (git-ignored) output folder: PNGs to RESULTS_figures/, CSVs to RESULTS_data/, links relative to the report."""
+    from medseg.experiments.budgets import load_budget
+    from medseg.experiments.outputs import publish
+    from medseg.experiments.report import ReportInputs
+
+    out = tmp_path / "results" / "cpu"
+    (out / "n_iter_2").mkdir(parents=True)
+    (out / "curves").mkdir()
+    table = out / "n_iter_2" / "summary.csv"
+    table.write_text("method,ACDC\nstandard,0.7\n")
+    curve = out / "curves" / "cval0_seed40.png"
+    curve.write_bytes(b"\x89PNG fake")
+    inputs = ReportInputs(budget=load_budget("smoke", REPO / "config"), complete=False, finished_tasks=0,
+                          total_tasks=18, per_iter={}, plateau=pd.DataFrame(), curve_figures=[("cval 0", curve)], seconds={},
+                          commits=["abc"], invocations=[], data_root="d", prepared_root="p", fingerprint="f" * 12,
+                          train_command="t", test_command="t", files=[table], notes=[])
+    target = tmp_path / "docs" / "RESULTS.md"
+    publish(inputs, target, out)
+    text = target.read_text()
+    assert (tmp_path / "docs" / "RESULTS_data" / "n_iter_2_summary.csv").read_text() == table.read_text()
+    assert (tmp_path / "docs" / "RESULTS_figures" / "curves_cval0_seed40.png").read_bytes() == curve.read_bytes()
+    assert "(RESULTS_data/n_iter_2_summary.csv)" in text and "(RESULTS_figures/curves_cval0_seed40.png)" in text
+    assert "results/cpu" not in text.split("## Files")[1].split("## Commands")[0]  # no link into the output folder
