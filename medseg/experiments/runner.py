@@ -11,7 +11,7 @@ Output folder (``--out``, e.g. ``results/cpu``)::
                                vendors.csv, wilcoxon.csv, relative_improvement.csv
     curves/cval<k>_seed<s>.png training curves of both methods; curves/plateau.csv
     volumes.csv                every test volume of every run and n_iter
-    RESULTS.md                 the report (also written to ``results_md`` if given, its figures and tables copied beside it)
+    RESULTS.md                 the report (also written to ``results_md`` if given, figures and tables copied beside)
 
 Tasks go run by run: for cval 0 train the baseline, train the method, test both with n_iter 1, test both with
 n_iter 2; then cval 1, then cval 2. So a sitting that stops early leaves whole runs (both methods, tested) for the
