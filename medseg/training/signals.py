@@ -16,6 +16,10 @@ logger = logging.getLogger(__name__)
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
+def _ignore_child_exit(signum: int, frame: FrameType | None) -> None:
+    """SIGCHLD while stopping: a worker's end is noticed where the loop next fetches a batch, not here."""
+
+
 class TrainingInterrupted(Exception):
     """Raised by the loop after it saved a snapshot because of a signal."""
 
@@ -45,10 +49,13 @@ class StopRequest:
         if hasattr(signal, "SIGCHLD"):
             # A signal to the process group ends the DataLoader workers too, and the SIGCHLD handler of torch would
             # raise that anywhere, e.g. inside a checkpoint write: notice their end at the next batch fetch instead.
+            # A Python no-op, not SIG_DFL: a SIGCHLD that arrived before this line is still pending for the
+            # interpreter, which raises "OSError: Signal 17 ignored due to race condition" if the handler it finds
+            # then is no longer a Python function.
             previous = signal.getsignal(signal.SIGCHLD)
             if previous is not None:
                 self._previous.setdefault(signal.SIGCHLD, previous)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGCHLD, _ignore_child_exit)
         logger.warning("received %s: stopping after the current iteration and writing a snapshot "
                        "(send it again to stop immediately)", signal.Signals(signum).name)
 
