@@ -177,7 +177,7 @@ class _Run:
                 batch = next(batches)
             except StopIteration:
                 break
-            except RuntimeError as err:
+            except (RuntimeError, ConnectionError) as err:
                 if not (stop.requested or worker_stopped_by_signal(err, stop)):
                     raise
                 # Ctrl-C (or kill -TERM to the process group) also reaches DataLoader workers, which then exit:
@@ -318,7 +318,7 @@ def train(config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist
         with StopRequest() as stop:
             try:
                 snapshot = _epochs(run, config, stop, scalars, metrics, progress)
-            except RuntimeError as err:  # workers ended by the same signal, noticed outside the training batches
+            except (RuntimeError, ConnectionError) as err:  # workers ended by the same signal, seen elsewhere
                 if not (stop.requested or worker_stopped_by_signal(err, stop)):
                     raise
                 last = run.snapshot_file if run.snapshot_file.is_file() else None
@@ -370,14 +370,20 @@ def worker_stopped_by_signal(err: BaseException, stop: StopRequest, grace_s: flo
     """Whether ``err`` says a DataLoader worker was ended by SIGTERM or SIGINT, i.e. the stop request of a signal
     sent to the whole process group (``kill -TERM -- -PGID``, a job scheduler) whose copy to this process may be
     handled a moment later than the worker's death is noticed. Then the stop is recorded on ``stop`` (after
-    ``grace_s`` for this process's own handler) and the run ends with a snapshot instead of a failure."""
+    ``grace_s`` for this process's own handler) and the run ends with a snapshot instead of a failure. A
+    ``ConnectionError`` (a worker's end seen as its connection closing, which names no signal) is a stop only if
+    this process's own stop request arrives within ``grace_s``."""
+    deadline = time.monotonic() + grace_s
+    if isinstance(err, ConnectionError):
+        while not stop.requested and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return stop.requested
     text = str(err)
     if "DataLoader worker" not in text:
         return False
     signum = next((num for name, num in _WORKER_STOP_SIGNALS.items() if f"killed by signal: {name}" in text), None)
     if signum is None:
         return False
-    deadline = time.monotonic() + grace_s
     while not stop.requested and time.monotonic() < deadline:
         time.sleep(0.01)
     if not stop.requested:

@@ -67,6 +67,11 @@ class StopRequest:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if hasattr(signal, "SIGCHLD") and self.requested:
+            # After a stop the loader's iterator is torn down while the ended workers' SIGCHLDs still arrive; with
+            # torch's handler back they would print a "worker killed by signal" traceback after the clean stop. The
+            # no-op stays (torch then notices a dead worker by polling, as without its handler).
+            self._previous.pop(signal.SIGCHLD, None)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()

@@ -121,7 +121,8 @@ def test_sigterm_arriving_with_a_worker_exit_raises_nothing(monkeypatch) -> None
     unraisable = []  # where the interpreter cannot raise it (here: inside pthread_sigmask) it reports it here
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     children = []
-    previous_child = signal.signal(signal.SIGCHLD, lambda signum, frame: children.append(signum))  # as torch's
+    torch_like = lambda signum, frame: children.append(signum)  # noqa: E731 (a handler like torch's)
+    previous_child = signal.signal(signal.SIGCHLD, torch_like)
     both = {signal.SIGTERM, signal.SIGCHLD}
     try:
         with StopRequest() as stop:
@@ -132,7 +133,12 @@ def test_sigterm_arriving_with_a_worker_exit_raises_nothing(monkeypatch) -> None
             assert stop.requested and stop.signum == signal.SIGTERM
             assert children == []  # torch's handler was set aside until the stop is done
             assert [u.exc_value for u in unraisable] == []
-        assert signal.getsignal(signal.SIGCHLD) is not signal.SIG_DFL  # the previous handler is back
+        # after a stop the no-op stays: the ended workers' SIGCHLDs must not reach torch's handler during teardown
+        assert signal.getsignal(signal.SIGCHLD) not in (torch_like, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, torch_like)
+        with StopRequest():  # no stop requested: SIGCHLD is left alone
+            assert signal.getsignal(signal.SIGCHLD) is torch_like
+        assert signal.getsignal(signal.SIGCHLD) is torch_like
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
         signal.signal(signal.SIGCHLD, previous_child)

@@ -108,9 +108,13 @@ def test_a_worker_ended_by_sigterm_is_a_stop_request() -> None:
     assert not worker_stopped_by_signal(RuntimeError("DataLoader worker (pid 12) is killed by signal: Segmentation "
                                                      "fault. "), stop, grace_s=0.0)
     assert not worker_stopped_by_signal(RuntimeError("CUDA out of memory"), stop) and not stop.requested
+    # a worker's end seen as its connection closing names no signal: a stop only with this process's own request
+    assert not worker_stopped_by_signal(ConnectionResetError(104, "Connection reset by peer"), stop, grace_s=0.0)
+    assert not stop.requested
     assert worker_stopped_by_signal(RuntimeError("DataLoader worker (pid 12) is killed by signal: Terminated. "), stop,
                                     grace_s=0.0)
     assert stop.signum == signal.SIGTERM
     stop.signum = signal.SIGINT  # our own handler ran first: its signal is kept
     assert worker_stopped_by_signal(RuntimeError("DataLoader worker (pid 9) is killed by signal: Terminated. "), stop)
     assert stop.signum == signal.SIGINT
+    assert worker_stopped_by_signal(ConnectionResetError(104, "Connection reset by peer"), stop, grace_s=0.0)
