@@ -373,20 +373,21 @@ def worker_stopped_by_signal(err: BaseException, stop: StopRequest, grace_s: flo
     ``grace_s`` for this process's own handler) and the run ends with a snapshot instead of a failure. A
     ``ConnectionError`` (a worker's end seen as its connection closing, which names no signal) is a stop only if
     this process's own stop request arrives within ``grace_s``."""
-    deadline = time.monotonic() + grace_s
-    if isinstance(err, ConnectionError):
+    def own_request_arrived() -> bool:
+        deadline = time.monotonic() + grace_s
         while not stop.requested and time.monotonic() < deadline:
             time.sleep(0.01)
         return stop.requested
+
+    if isinstance(err, ConnectionError):
+        return own_request_arrived()
     text = str(err)
     if "DataLoader worker" not in text:
         return False
     signum = next((num for name, num in _WORKER_STOP_SIGNALS.items() if f"killed by signal: {name}" in text), None)
     if signum is None:
         return False
-    while not stop.requested and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if not stop.requested:
+    if not own_request_arrived():
         logger.warning("%s: treating it as a stop request (%s)", text.splitlines()[0], signal.Signals(signum).name)
         stop.signum = signum
     return True
