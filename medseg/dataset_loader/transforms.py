@@ -18,6 +18,12 @@ Training pipeline, in the order of the original (``ACDC_affine_elastic_intensity
 7. centre crop to ``crop_size`` (192) at offset ceil((H − 192)/2);
 8. min–max of the image to [0, 1].
 
+Not in the original: ``ACDC_affine_elastic_intensity_compression`` adds a 9th step, a contrast compression that the
+final min–max cannot undo (p 0.5): ``x → (1 − c)·x + c·g``, c ~ U(0, 0.6), g ~ U(0.25, 0.75). It is an ablation of the
+robustness experiment (the published pipeline never shows a network a compressed contrast, which is what a k-space
+spike leaves after the min–max of ACDC-C; docs/PHANTOM.md), drawn only by that policy, so the random stream of the
+published policies is unchanged.
+
 Speed-ups that keep the semantics:
 
 * Steps 4 and 5 are composed into ONE pull map ``A_affine · A_rot`` and resampled once. This equals the original two
@@ -70,6 +76,9 @@ class AugmentationPolicy:
         elastic_prob: probability of the elastic deformation.
         elastic_alpha_range: α as a multiple of H.
         elastic_sigma_range: σ as a multiple of H (then times 3/4).
+        compression_prob: probability of the contrast compression after the final min–max (not in the original).
+        compression_range: compression strength c (0 = none, 1 = a constant image).
+        compression_level_range: grey level g the intensities are compressed toward.
     """
 
     flip_prob: float = 0.0
@@ -83,6 +92,9 @@ class AugmentationPolicy:
     elastic_prob: float = 0.0
     elastic_alpha_range: tuple[float, float] = (1.5, 2.0)
     elastic_sigma_range: tuple[float, float] = (0.1, 0.2)
+    compression_prob: float = 0.0
+    compression_range: tuple[float, float] = (0.0, 0.6)
+    compression_level_range: tuple[float, float] = (0.25, 0.75)
 
     @property
     def has_affine(self) -> bool:
@@ -96,6 +108,7 @@ class AugmentationPolicy:
             and not self.has_affine
             and self.rotate_group_degrees == 0
             and self.elastic_prob == 0
+            and self.compression_prob == 0
         )
 
 
@@ -109,6 +122,10 @@ POLICIES: dict[str, AugmentationPolicy] = {
     "ACDC_affine_intensity": AugmentationPolicy(**{**_ACDC_AFFINE.__dict__, "intensity_prob": 0.5}),
     "ACDC_affine_elastic_intensity": AugmentationPolicy(
         **{**_ACDC_AFFINE.__dict__, "intensity_prob": 0.5, "elastic_prob": 0.5}
+    ),
+    # not in the original: the published policy + a contrast compression after the min–max (module docstring)
+    "ACDC_affine_elastic_intensity_compression": AugmentationPolicy(
+        **{**_ACDC_AFFINE.__dict__, "intensity_prob": 0.5, "elastic_prob": 0.5, "compression_prob": 0.5}
     ),
 }
 
@@ -420,7 +437,12 @@ class TrainTransform:
             out_img, out_lab = sample_bilinear_clamped(img, coords), sample_nearest_clamped(lab, coords)
         else:
             out_img, out_lab = img[crop], lab[crop]
-        return _to_tensors(minmax_normalize(out_img), out_lab)
+        out_img = minmax_normalize(out_img)
+        if p.compression_prob > 0 and rng.random() < p.compression_prob:  # no draw for the published policies
+            strength = rng.uniform(*p.compression_range)
+            level = rng.uniform(*p.compression_level_range)
+            out_img = ((1.0 - strength) * out_img + strength * level).astype(np.float32)
+        return _to_tensors(out_img, out_lab)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.policy}, pad_hw={self.pad_hw}, crop_hw={self.crop_hw})"

@@ -261,3 +261,32 @@ def test_windowed_label_warp_is_bit_identical_near_borders():
         warped = ndimage.map_coordinates((label == value).astype(float), coords, order=3, mode="nearest")
         reference[warped >= 0.5] = value
     np.testing.assert_array_equal(warp_label_per_class(label, coords), reference)
+
+
+def test_compression_ablation_only_adds_a_final_contrast_compression():
+    """The ablation policy is the published one plus, at its very end, x -> (1 - c) x + c g (c <= 0.6): the same
+    geometry and labels for the same seed, the published random stream untouched, and about half the samples compressed."""
+    image, label = _slice(220, 240)
+    sizes = dict(pad_hw=(224, 224), crop_hw=(192, 192))
+    published = TrainTransform(POLICIES["ACDC_affine_elastic_intensity"], **sizes)
+    ablation = TrainTransform(POLICIES["ACDC_affine_elastic_intensity_compression"], **sizes)
+    compressed = 0
+    for seed in range(24):
+        ref_rng, abl_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+        ref_image, ref_label = published(image, label, ref_rng)
+        abl_image, abl_label = ablation(image, label, abl_rng)
+        assert torch.equal(ref_label, abl_label)
+        ref, out = ref_image.double().flatten(), abl_image.double().flatten()
+        assert float(ref.min()) == pytest.approx(0, abs=1e-6) and float(ref.max()) == pytest.approx(1, abs=1e-6)
+        if torch.equal(ref_image, abl_image):
+            assert ref_rng.random() != abl_rng.random()  # the ablation drew once more (its coin) and lost
+            continue
+        compressed += 1
+        slope = float(out.max() - out.min())
+        assert 0.4 - 1e-6 <= slope < 1.0
+        level = float(out.min()) / (1 - slope)  # out = slope * ref + (1 - slope) * g
+        assert 0.25 - 1e-6 <= level <= 0.75 + 1e-6
+        torch.testing.assert_close(out, slope * ref + (1 - slope) * level, atol=1e-5, rtol=0)
+    assert 6 <= compressed <= 18
+    assert not POLICIES["ACDC_affine_elastic_intensity_compression"].is_identity
+    assert POLICIES["ACDC_affine_elastic_intensity"].compression_prob == 0  # the published policies never draw it
