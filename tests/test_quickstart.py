@@ -86,3 +86,24 @@ def test_quickstart_trains_run_0_of_the_cpu_budget(tmp_path):
             raw["learning"].pop("use_gpu")  # a published key kept without effect (the device comes from --device)
             resolved.append(raw)
         assert resolved[0] == resolved[1]
+
+
+def test_compression_ablation_is_cpu_run_0_with_one_augmentation_changed(tmp_path):
+    """The ablation budget trains the cpu budget's run 0 twice: standard training as in cpu, and the same config with
+    only the augmentation policy (and the name) changed, so its comparison isolates the contrast compression."""
+    from medseg.experiments.budgets import load_budget
+    from medseg.experiments.tasks import RunSpec, resolved_config
+
+    ablation, cpu = load_budget("compression_ablation", REPO / "config"), load_budget("cpu", REPO / "config")
+    assert ablation.runs == (cpu.runs[0],)
+    resolved = {}
+    for key, budget, method in (("cpu", cpu, "standard"), ("standard", ablation, "standard"),
+                                ("compression", ablation, "standard_compression")):
+        spec = RunSpec(method, REPO / "config" / budget.methods[method], *budget.runs[0])
+        resolved[key] = json.loads(resolved_config(spec, budget, tmp_path / "ACDC"))
+    assert resolved["standard"] == resolved["cpu"]
+    assert resolved["compression"]["data"].pop("data_aug_policy") == "ACDC_affine_elastic_intensity_compression"
+    assert resolved["cpu"]["data"].pop("data_aug_policy") == "ACDC_affine_elastic_intensity"
+    for raw in resolved.values():
+        raw.pop("name")
+    assert resolved["compression"] == resolved["cpu"]
