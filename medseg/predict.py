@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--frame", type=int, default=None,
                         help="frame index K of a 4D (T, Z, H, W) input (default: none; required for 4D inputs)")
+    parser.add_argument(
+        "--spacing_mm", type=float, default=None,
+        help="in-plane grid (mm) the model was trained on (default: the checkpoint's record of it, in its manifest.json "
+        "or its run's config.json; without one, the published 1.36719 mm, with a warning)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda[:k]")
     parser.add_argument("--batch_slices", type=int, default=10, help="slices per forward pass")
@@ -76,10 +81,22 @@ def plan_jobs(input_path: Path, output_path: Path) -> list[tuple[Path, Path]]:
     if input_path.is_dir():
         if output_path.exists() and not output_path.is_dir():
             raise ValueError(f"--input {input_path} is a folder, so --output must be a folder; {output_path} is a file")
+        if not output_path.exists() and output_path.name.endswith(NIFTI_SUFFIXES):
+            raise ValueError(f"--input {input_path} is a folder, so --output must be a folder; {output_path} is named "
+                             "like a NIfTI file")
         scans = sorted(p for p in input_path.iterdir() if is_nifti(p) and not p.name.endswith(LABEL_SUFFIXES))
         if not scans:
             raise FileNotFoundError(f"no *.nii / *.nii.gz scan in {input_path} (files ending in _seg are skipped)")
-        return [(scan, output_path / output_name(scan)) for scan in scans]
+        jobs = [(scan, output_path / output_name(scan)) for scan in scans]
+        by_target: dict[Path, list[Path]] = {}
+        for scan, target in jobs:
+            by_target.setdefault(target, []).append(scan)
+        clashes = {target: sources for target, sources in by_target.items() if len(sources) > 1}
+        if clashes:
+            target, sources = next(iter(clashes.items()))
+            raise ValueError(f"--input {input_path}: expected one output per scan, got {len(sources)} scans for "
+                             f"{target}: {', '.join(str(s) for s in sources)} (rename one of them)")
+        return jobs
     if not input_path.exists():
         raise FileNotFoundError(f"--input {input_path} does not exist")
     if output_path.is_dir():
@@ -126,6 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     precision_error = option_error(args.precision, args.device)
     if precision_error is not None:
         parser.error(precision_error)
+    if args.spacing_mm is not None and not 0 < args.spacing_mm < float("inf"):
+        parser.error(f"--spacing_mm must be a positive spacing in mm, got {args.spacing_mm}")
+    from medseg.utils.io import ensure_writable_dir
+
+    try:  # before the model loads and any scan is segmented
+        for folder in sorted({target.parent for _, target in jobs}):
+            ensure_writable_dir(folder)
+    except PermissionError as err:
+        parser.error(f"--output {args.output}: {err}")
 
     return run_cli(parser.prog, lambda: segment_all(args, jobs), args.verbose)
 
@@ -137,7 +163,7 @@ def segment_all(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> int:
         OSError, ValueError: an unusable checkpoint, or the failure of the only scan (one error line, exit 2).
     """
     from medseg.dataset_loader.nifti import read_volume, write_volume
-    from medseg.evaluation.inference import checkpoint_spacing, load_model
+    from medseg.evaluation.inference import load_model, training_grid, unknown_grid_note
     from medseg.evaluation.scan import field_of_view_crop, segment_volume, select_frame
     from medseg.utils.device import resolve_device
     from medseg.utils.io import remove_stale_temp_files
@@ -149,7 +175,13 @@ def segment_all(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> int:
         model = load_model(args.checkpoint, device, n_iter=args.n_iter, precision=args.precision)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise ValueError(f"cannot load --checkpoint {args.checkpoint}: {err}") from err
-    spacing = checkpoint_spacing(args.checkpoint)  # the grid the model was trained on (its run config), if known
+    spacing, record = training_grid(args.checkpoint)  # the grid the model was trained on, if recorded
+    if args.spacing_mm is not None:
+        if spacing is not None and abs(spacing - args.spacing_mm) > 1e-4:
+            logger.warning("--spacing_mm %g overrides the %g mm recorded in %s", args.spacing_mm, spacing, record)
+        spacing = args.spacing_mm
+    elif spacing is None:
+        logger.warning(unknown_grid_note(args.checkpoint, "--spacing_mm"))
     if spacing is not None:
         logger.info("the model was trained on a %.5g mm grid: scans are resampled to it (%d x %d crop)", spacing,
                     *field_of_view_crop(spacing))

@@ -119,17 +119,57 @@ def predict_stack(
     return labels
 
 
-def checkpoint_spacing(checkpoint_dir: PathLike) -> float | None:
-    """In-plane spacing (mm) a model was trained at: ``data.new_spacing`` of its run's ``config.json``.
+PUBLISHED_SPACING_MM = 1.36719  # the preprocessing grid, which the published test protocol assumes
 
-    ``checkpoint_dir`` is ``<run>/model/<tag>/checkpoints``; returns None when the run folder has no config (e.g. a
-    published checkpoint folder), i.e. the preprocessing's 1.36719 mm.
+
+def training_grid(checkpoint_dir: PathLike) -> tuple[float | None, Path | None]:
+    """In-plane spacing (mm) a model was trained at, and the file that says so.
+
+    Looked up first in the checkpoint folder's ``manifest.json`` (``spacing_mm``, written with the weights since
+    medseg records it, so a copied folder keeps it), then in ``data.new_spacing`` of the run's ``config.json`` three
+    folders up (``<run>/model/<tag>/checkpoints``). ``(None, None)`` when neither exists (a published checkpoint
+    folder, or a medseg folder of an older version copied out of its run): callers then assume
+    :data:`PUBLISHED_SPACING_MM` and should say so.
+
+    Raises:
+        ValueError: a record exists but does not hold a positive finite spacing (naming the file).
     """
-    config = Path(checkpoint_dir).resolve().parents[2] / "config.json"
-    if not config.is_file():
-        return None
+    from medseg.models.checkpoint import MANIFEST_NAME, read_manifest
+
+    directory = Path(checkpoint_dir)
+    manifest = read_manifest(directory) if (directory / MANIFEST_NAME).is_file() else None
+    if manifest is not None and "spacing_mm" in manifest:
+        return _positive_spacing(manifest["spacing_mm"], directory / MANIFEST_NAME, "spacing_mm"), \
+            directory / MANIFEST_NAME
+    parents = directory.resolve().parents
+    config = parents[2] / "config.json" if len(parents) > 2 else None
+    if config is None or not config.is_file():
+        return None, None
     try:
         spacing = json.loads(config.read_text())["data"].get("new_spacing")
     except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as err:
         raise ValueError(f"{config}: cannot read data.new_spacing ({err})") from None
-    return None if spacing is None else float(spacing[0])
+    if spacing is None:
+        return PUBLISHED_SPACING_MM, config
+    if not isinstance(spacing, list) or not spacing:
+        raise ValueError(f"{config}: data.new_spacing: expected [x, y(, z)] in mm, got {spacing!r}")
+    return _positive_spacing(spacing[0], config, "data.new_spacing"), config
+
+
+def _positive_spacing(value: object, path: Path, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"{path}: {key}: expected a positive spacing in mm, got {value!r}")
+    return float(value)
+
+
+def checkpoint_spacing(checkpoint_dir: PathLike) -> float | None:
+    """In-plane spacing (mm) a model was trained at (:func:`training_grid`); None when no record of it exists, in
+    which case the preprocessing's 1.36719 mm is assumed."""
+    return training_grid(checkpoint_dir)[0]
+
+
+def unknown_grid_note(checkpoint_dir: PathLike, override: str) -> str:
+    """The warning for a checkpoint folder without a record of its training grid."""
+    return (f"{checkpoint_dir}: no record of the grid the model was trained on (no spacing_mm in its manifest.json, "
+            f"no run config.json three folders up): assuming the published {PUBLISHED_SPACING_MM} mm; if it was "
+            f"trained on another grid, pass {override}")

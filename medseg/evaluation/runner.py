@@ -14,7 +14,13 @@ import torch
 
 from medseg.evaluation.aggregate import RunResults, write_aggregate
 from medseg.evaluation.datasets import DatasetUnavailable, TestSet, build_test_set
-from medseg.evaluation.inference import check_checkpoint, checkpoint_spacing, load_model
+from medseg.evaluation.inference import (
+    PUBLISHED_SPACING_MM,
+    check_checkpoint,
+    checkpoint_spacing,
+    load_model,
+    unknown_grid_note,
+)
 from medseg.evaluation.reports import evaluate_dataset, write_dataset_report
 from medseg.evaluation.runs import Run, report_location
 from medseg.utils.io import remove_stale_temp_files
@@ -99,17 +105,38 @@ def check_checkpoints(runs: Sequence[Run]) -> None:
 
 
 def _grid_note(run: Run, crop_size: int | None) -> str | None:
-    """A warning when a model trained on another in-plane grid is tested with the 1.36719 mm protocol's crop."""
+    """A warning when a model trained on another in-plane grid is tested with the 1.36719 mm protocol's crop, or
+    when the checkpoint has no record of its grid."""
     from medseg.evaluation.scan import field_of_view_crop
 
     spacing = checkpoint_spacing(run.checkpoint_dir)
-    if spacing is None or abs(spacing - 1.36719) < 1e-3:
+    if spacing is None:
+        return f"{run.label}: " + unknown_grid_note(
+            run.checkpoint_dir, "test data resampled to its grid with the matching --crop_size")
+    if abs(spacing - PUBLISHED_SPACING_MM) < 1e-3:
         return None
     expected = field_of_view_crop(spacing)[0]
     if crop_size == expected:
         return None
     return (f"{run.label}: the model was trained on a {spacing:g} mm grid; test it on data resampled to that grid "
             f"with --crop_size {expected} (the robustness experiment does both), not with crop {crop_size or 192}")
+
+
+def _data_grid_note(run: Run, name: str, source: Any, crop_size: int) -> str | None:
+    """A warning when a test set's in-plane spacing (of its first readable volume) is not the model's grid: the
+    network would see its structures at another scale (medseg-test does not resample; medseg-predict does)."""
+    model_spacing = checkpoint_spacing(run.checkpoint_dir) or PUBLISHED_SPACING_MM
+    for index in range(source.patient_number):
+        try:
+            spacing = source.get_patient_data_for_testing(index, crop_size=crop_size).spacing
+        except (OSError, ValueError, RuntimeError):  # an unreadable volume is reported by the evaluation itself
+            continue
+        data_spacing = float(spacing[0])
+        if abs(data_spacing - model_spacing) <= 0.01 * model_spacing:
+            return None
+        return (f"{run.label}: {name}: the test data has {data_spacing:g} mm pixels but the model was trained on "
+                f"{model_spacing:g} mm; resample the data to the model's grid (the robustness experiment does)")
+    return None
 
 
 def run_tests(
@@ -182,6 +209,10 @@ def run_tests(
             notes.append(grid_note)
         entry = RunResults(run)
         for name, test_set in test_sets.items():
+            data_note = _data_grid_note(run, name, test_set.source, crop_size)
+            if data_note:
+                logger.warning(data_note)
+                notes.append(data_note)
             out_dir = out_dirs[index, name]
             bar = progress(f"{run.label} / {name}", test_set.source.patient_number) if progress else None
             result = evaluate_dataset(

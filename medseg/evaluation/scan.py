@@ -99,6 +99,27 @@ def field_of_view_crop(spacing_mm: float) -> tuple[int, int]:
     return n, n
 
 
+MIN_FIELD_OF_VIEW_MM = 100.0  # the model was trained on a 262 mm field; a heart is about 100-130 mm across
+
+
+def layout_warnings(volume: Volume) -> list[str]:
+    """Signs that a 3D scan is not a short-axis stack as the model expects (slices along the third NIfTI axis, a
+    field of view around the whole heart); the scan is still segmented, but the result is likely meaningless."""
+    sx, sy, sz = (abs(float(v)) for v in volume.spacing[:3])
+    n_slices, height, width = volume.array.shape
+    notes = []
+    if n_slices > 1 and sz < 0.8 * max(sx, sy):
+        notes.append(f"{volume.name}: its slices (3rd axis, {sz:g} mm apart) are closer than its in-plane pixels "
+                     f"({sx:g} x {sy:g} mm); the model segments the planes of the first two axes, so a stack stored "
+                     "with its slices along another axis must be reoriented first")
+    fov_x, fov_y = width * sx, height * sy
+    if min(fov_x, fov_y) < MIN_FIELD_OF_VIEW_MM:
+        notes.append(f"{volume.name}: in-plane field of view {fov_x:.0f} x {fov_y:.0f} mm; the model was trained on "
+                     f"about 262 mm around the heart, so a field under {MIN_FIELD_OF_VIEW_MM:.0f} mm is likely "
+                     "segmented poorly or not at all")
+    return notes
+
+
 def prepare_scan(volume: Volume, spacing_mm: float | None = None) -> PreparedScan:
     """Normalise, resample in-plane and crop/pad a 3D ``volume`` (see the module docstring).
 
@@ -111,6 +132,8 @@ def prepare_scan(volume: Volume, spacing_mm: float | None = None) -> PreparedSca
         raise ValueError(f"{volume.name}: prepare_scan expects a 3D volume, got shape {volume.array.shape}")
     check_image_intensities(volume)  # finite and not constant
     check_spacing_plausible(volume)  # a unit error (cm for mm) would be resampled into nonsense
+    for note in layout_warnings(volume):
+        logger.warning(note)
     normalized = volume.with_array(normalize_percentile(volume.array))  # the preprocessing steps of spec e.3
     spacing = TARGET_SPACING_XY if spacing_mm is None else (float(spacing_mm), float(spacing_mm))
     crop = CROP_SIZE if spacing_mm is None else field_of_view_crop(float(spacing_mm))

@@ -269,7 +269,10 @@ class _Run:
             targets.append(str(epoch))
         for name in targets:
             save_modules(self.model.model, self.paths.model_dir / name / "checkpoints",
-                         info={"epoch": epoch, "mean_iou": result.mean_iou, "network_type": self.model.network_type})
+                         info={"epoch": epoch, "mean_iou": result.mean_iou, "network_type": self.model.network_type,
+                               # the grid travels with the weights: a copied checkpoint folder is tested on it too
+                               "spacing_mm": float(self.config.data.new_spacing[0]),
+                               "crop_size": [int(v) for v in self.config.data.crop_size[:2]]})
             if result.images is not None:
                 save_segmentation_plot(
                     self.paths.model_dir / name / "testing_segmentation_results" / "Seg_plots.png",

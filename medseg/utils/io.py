@@ -66,7 +66,10 @@ def atomic_output_path(path: PathLike) -> Iterator[Path]:
     path = Path(path)
     ensure_writable_dir(path.parent)
     stem, suffix = _split_suffix(path.name)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    except OSError as err:  # name the file asked for, not the temporary one
+        raise type(err)(err.errno, f"cannot write {path}: {err.strerror or err}") from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:

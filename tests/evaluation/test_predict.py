@@ -206,3 +206,94 @@ def test_predict_uses_the_grid_of_the_checkpoints_run(tmp_path, fresh_checkpoint
         assert main(["--checkpoint", str(checkpoints), "--input", str(scan), "--output", str(out), "--n_iter", "1"]) == 0
     assert "2.7344 mm grid" in caplog.text and "96 x 96" in caplog.text
     assert read_volume(out).array.shape == (1, 120, 130)
+
+
+def _copy_out_of_its_run(checkpoint, tmp_path, spacing_mm=None):
+    """The checkpoint folder copied alone (as a model is shared), optionally with its grid in the manifest."""
+    import json
+    import shutil
+
+    copy = tmp_path / "shared_model"
+    shutil.copytree(checkpoint, copy)
+    if spacing_mm is not None:
+        manifest = json.loads((copy / "manifest.json").read_text())
+        (copy / "manifest.json").write_text(json.dumps({**manifest, "spacing_mm": spacing_mm}))
+    return copy
+
+
+def test_a_copied_checkpoint_keeps_its_grid_through_the_manifest(tmp_path, fresh_checkpoint, caplog):
+    from medseg.evaluation.inference import training_grid
+
+    copy = _copy_out_of_its_run(fresh_checkpoint, tmp_path, spacing_mm=2.73438)
+    assert training_grid(copy) == (2.73438, copy / "manifest.json")
+    scan = write_scan(tmp_path / "scan.nii.gz", shape=(1, 120, 130), spacing=(1.2, 1.2, 8.0))
+    with caplog.at_level("INFO"):
+        assert main(["--checkpoint", str(copy), "--input", str(scan), "--output", str(tmp_path / "s.nii.gz"),
+                     "--n_iter", "1"]) == 0
+    assert "2.7344 mm grid" in caplog.text and "96 x 96" in caplog.text and "no record" not in caplog.text
+
+
+def test_a_checkpoint_without_a_grid_record_is_a_warning_and_spacing_mm_sets_it(tmp_path, fresh_checkpoint, caplog):
+    from medseg.evaluation.inference import training_grid
+
+    copy = _copy_out_of_its_run(fresh_checkpoint, tmp_path)
+    assert training_grid(copy) == (None, None)
+    scan = write_scan(tmp_path / "scan.nii.gz", shape=(1, 120, 130), spacing=(1.2, 1.2, 8.0))
+    with caplog.at_level("INFO"):
+        assert main(["--checkpoint", str(copy), "--input", str(scan), "--output", str(tmp_path / "a.nii.gz"),
+                     "--n_iter", "1"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "no record of the grid" in warnings[0] and "--spacing_mm" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert main(["--checkpoint", str(copy), "--input", str(scan), "--output", str(tmp_path / "b.nii.gz"),
+                     "--n_iter", "1", "--spacing_mm", "2.73438"]) == 0
+    assert "96 x 96" in caplog.text and not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_bad_grid_record_names_the_manifest(tmp_path, fresh_checkpoint):
+    from medseg.evaluation.inference import training_grid
+
+    copy = _copy_out_of_its_run(fresh_checkpoint, tmp_path, spacing_mm="2.7")
+    with pytest.raises(ValueError, match=r"manifest\.json: spacing_mm: expected a positive spacing"):
+        training_grid(copy)
+
+
+def test_two_scans_with_one_output_name_are_refused_before_any_work(tmp_path, fresh_checkpoint, capsys):
+    scans = tmp_path / "scans"
+    write_scan(scans / "scan.nii.gz")
+    write_scan(scans / "scan.nii")
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(fresh_checkpoint), "--input", str(scans), "--output", str(tmp_path / "segs")])
+    line = _one_error_line(capsys)
+    assert "expected one output per scan" in line and "scan_seg.nii.gz" in line
+    assert not (tmp_path / "segs").exists()
+
+
+def test_folder_input_with_a_file_like_output_and_unwritable_outputs_are_refused_up_front(tmp_path, fresh_checkpoint,
+                                                                                          capsys):
+    scans = tmp_path / "scans"
+    write_scan(scans / "scan.nii.gz")
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(fresh_checkpoint), "--input", str(scans), "--output", str(tmp_path / "s.nii.gz")])
+    assert "is named like a NIfTI file" in _one_error_line(capsys)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the output folder should go")
+    with pytest.raises(SystemExit):  # before the model is loaded: the checkpoint given does not even exist
+        main(["--checkpoint", str(tmp_path / "missing"), "--input", str(scans), "--output", str(blocker / "segs")])
+    line = _one_error_line(capsys)
+    assert "cannot create output folder" in line and str(blocker) in line
+
+
+def test_a_stack_stored_along_another_axis_or_a_tiny_field_of_view_is_a_warning(tmp_path, echo_model, caplog):
+    sideways = read_volume(write_scan(tmp_path / "sideways.nii.gz", shape=(116, 116, 14), spacing=(6.0, 3.0, 3.0)))
+    tiny = read_volume(write_scan(tmp_path / "tiny.nii.gz", shape=(3, 20, 20), spacing=(3.0, 3.0, 8.0)))
+    normal = read_volume(write_scan(tmp_path / "normal.nii.gz", shape=(2, 150, 180), spacing=(1.4, 1.4, 8.0)))
+    for volume in (sideways, tiny, normal):
+        with caplog.at_level("WARNING"):
+            assert segment_volume(echo_model, volume, n_iter=1).shape == volume.array.shape  # still segmented
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert not any("normal.nii.gz" in m for m in messages)
+    assert any("sideways.nii.gz" in m and "must be reoriented" in m for m in messages)
+    assert [m for m in messages if "tiny.nii.gz" in m] == [m for m in messages if "field of view 60 x 60 mm" in m]
+    assert len([m for m in messages if "tiny.nii.gz" in m]) == 1

@@ -95,3 +95,36 @@ def test_report_location_never_reuses_the_reports_of_another_data_root(tmp_path)
     (published / "iter_2_info.json").unlink()
     (published / "iter_2_summary.csv").write_text("LV_Dice\n0.5\n")  # reports that do not say where they came from
     assert report_location(run, "ACDC", first, first / "ACDC") != published
+
+
+def test_test_data_on_another_grid_than_the_model_is_a_warning(tmp_path):
+    """medseg-test does not resample: data whose pixels are not the model's grid is named in a warning (the first
+    readable volume decides; unreadable ones are left to the evaluation's own skips)."""
+    import json
+    from types import SimpleNamespace
+
+    from medseg.evaluation.runner import _data_grid_note, _grid_note
+    from medseg.evaluation.runs import Run
+
+    checkpoints = tmp_path / "run" / "model" / "best" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"data": {"new_spacing": [2.73438, 2.73438, -1]}}))
+    run = Run("standard", checkpoints, 0)
+
+    class Source:
+        patient_number = 2
+
+        def __init__(self, spacing):
+            self.spacing = spacing
+
+        def get_patient_data_for_testing(self, index, crop_size):
+            if index == 0:
+                raise ValueError("unreadable")
+            return SimpleNamespace(spacing=(self.spacing, self.spacing, 8.0))
+
+    assert _data_grid_note(run, "MM", Source(2.73438), 96) is None
+    note = _data_grid_note(run, "MM", Source(1.36719), 96)
+    assert "MM" in note and "1.36719 mm pixels" in note and "2.73438 mm" in note
+    assert _grid_note(run, 96) is None and "--crop_size 96" in _grid_note(run, 192)
+    unknown = Run("published", tmp_path / "elsewhere" / "checkpoints", 0)
+    assert "no record of the grid" in _grid_note(unknown, 192)

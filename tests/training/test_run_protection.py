@@ -97,6 +97,8 @@ def test_live_lock_refuses_and_stale_lock_with_overwrite_starts_afresh(tiny_acdc
     assert not list(run.rglob(".*.tmp*"))
     manifest = json.loads((run / "model" / "best" / "checkpoints" / "manifest.json").read_text())
     assert manifest["complete"] and manifest["epoch"] == 0
+    data = json.loads((run / "config.json").read_text())["data"]  # the training grid travels with the weights
+    assert manifest["spacing_mm"] == pytest.approx(data["new_spacing"][0]) and manifest["crop_size"] == data["crop_size"][:2]
     assert "train.lock" not in {p.name for p in run.iterdir()}
     with pytest.raises(SystemExit):  # --overwrite and --resume contradict each other
         main(cli_args(STD, tiny_acdc, save_dir, "--overwrite", "--resume", "auto", epochs=1))
