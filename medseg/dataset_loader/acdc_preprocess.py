@@ -25,8 +25,9 @@ if __name__ == "__main__" and not __package__:  # run as a file from a checkout:
 
 from medseg.dataset_loader import provenance  # noqa: E402
 from medseg.dataset_loader.nifti import read_volume  # noqa: E402
-from medseg.dataset_loader.preprocessing import ACDC_TO_MEDSEG, RunReport, start_subject  # noqa: E402
-from medseg.dataset_loader.preprocessing import preprocess_pair, run_subjects, write_subject  # noqa: E402
+from medseg.dataset_loader.preprocessing import ACDC_TO_MEDSEG, RunReport, clean_stray_subjects  # noqa: E402
+from medseg.dataset_loader.preprocessing import preprocess_pair, run_subjects, start_subject  # noqa: E402
+from medseg.dataset_loader.preprocessing import write_subject  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 from medseg.utils.io import ensure_writable_dir  # noqa: E402
 
@@ -39,6 +40,19 @@ PATIENT_PATTERN = re.compile(r"^patient(\d{3})$")
 def find_patients(input_dir: PathLike) -> dict[str, Path]:
     """Map pid (``"001"``) → patient folder, searching ``input_dir`` and its ``training``/``testing`` folders.
 
+    Folders whose name is not ``patientNNN`` are not patients (see :func:`scan_patients`).
+
+    Raises:
+        FileNotFoundError: if the input folder does not exist or holds no patient folders.
+        ValueError: if a pid appears twice.
+    """
+    return scan_patients(input_dir)[0]
+
+
+def scan_patients(input_dir: PathLike) -> tuple[dict[str, Path], list[Path]]:
+    """:func:`find_patients`, plus the non-hidden folders that were passed over because their name is not
+    ``patientNNN`` (e.g. ``patient26`` or ``Patient027``, likely typos).
+
     Raises:
         FileNotFoundError: if the input folder does not exist or holds no patient folders.
         ValueError: if a pid appears twice.
@@ -49,10 +63,14 @@ def find_patients(input_dir: PathLike) -> dict[str, Path]:
     roots = [input_dir] + [p for p in sorted(input_dir.iterdir()) if p.is_dir() and p.name.lower() in
                            ("training", "testing")]
     patients: dict[str, Path] = {}
+    ignored: list[Path] = []
     for root in roots:
         for folder in sorted(root.iterdir()):
+            if not folder.is_dir() or folder in roots or folder.name.startswith("."):
+                continue
             match = PATIENT_PATTERN.match(folder.name)
-            if not (folder.is_dir() and match):
+            if not match:
+                ignored.append(folder)
                 continue
             pid = match.group(1)
             if pid in patients:
@@ -63,24 +81,31 @@ def find_patients(input_dir: PathLike) -> dict[str, Path]:
             f"no patientXXX folders in {input_dir} (nor in its training/ or testing/ folders); expected the raw ACDC "
             "layout"
         )
-    return patients
+    return patients, ignored
 
 
 def read_info(path: PathLike) -> dict[str, str]:
-    """Read an ACDC ``Info.cfg`` (``key: value`` lines).
+    """Read an ACDC ``Info.cfg`` (``key: value`` lines; UTF-8, with or without a byte-order mark).
 
     Raises:
         FileNotFoundError: if it is missing.
-        ValueError: if ``ED`` or ``ES`` is missing or not a positive integer.
+        ValueError: if a key is given twice, or ``ED`` or ``ES`` is missing or not a positive integer.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"missing {path}; expected an Info.cfg with 'ED: <frame>' and 'ES: <frame>' lines")
-    info = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    info: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
         if ":" in line:
             key, value = line.split(":", 1)
-            info[key.strip()] = value.strip()
+            key = key.strip()
+            if key in info:
+                raise ValueError(f"{path}: key {key!r} is given twice (lines {first_line[key]} and {number}); "
+                                 f"expected one '{key}: ...' line")
+            info[key] = value.strip()
+            first_line[key] = number
     for key in ("ED", "ES"):
         value = info.get(key)
         if value is None or not value.isdigit() or int(value) < 1:
@@ -110,8 +135,9 @@ def frame_files(folder: Path, frame: int) -> tuple[Path, Path]:
 def preprocess_patient(folder: PathLike, output_root: PathLike, overwrite: bool = False) -> bool:
     """Preprocess one patient folder; returns False if its outputs already exist and ``overwrite`` is off.
 
-    Everything is read and checked before anything is written, and a failed write removes the files already
-    written for this patient, so a failed patient leaves no output behind.
+    A patient that is (re)done first loses its earlier outputs; everything is read and checked before anything is
+    written, and a failed write removes the files already written for this patient, so a failed patient leaves no
+    output behind.
     """
     folder = Path(folder)
     pid = PATIENT_PATTERN.match(folder.name).group(1) if PATIENT_PATTERN.match(folder.name) else folder.name
@@ -121,10 +147,11 @@ def preprocess_patient(folder: PathLike, output_root: PathLike, overwrite: bool 
     info = read_info(folder / "Info.cfg")
     volumes = {}
     for name in ("ED", "ES"):
-        image_path, label_path = frame_files(folder, int(info[name]))
+        frame = int(info[name])
+        image_path, label_path = frame_files(folder, frame)
         image = read_volume(image_path, ndim=3)
         label = read_volume(label_path, ndim=3)
-        image, label = preprocess_pair(image, label, ACDC_TO_MEDSEG)
+        image, label = preprocess_pair(image, label, ACDC_TO_MEDSEG, frame_name=f"{name} frame {frame}")
         volumes[f"{name}_img.nii.gz"] = image
         volumes[f"{name}_seg.nii.gz"] = label
     write_subject(out_dir, volumes)
@@ -134,18 +161,26 @@ def preprocess_patient(folder: PathLike, output_root: PathLike, overwrite: bool 
 def preprocess_acdc(input_dir: PathLike, output_dir: PathLike, overwrite: bool = False, on_done=None) -> RunReport:
     """Preprocess every patient under ``input_dir`` into ``output_dir``; failures are collected in the report.
 
+    Output folders of patients that are not in the input are removed with ``overwrite`` (if they hold only this
+    converter's files) and reported as stale otherwise; ``provenance.json`` is marked complete only if the report is
+    ok (it lists the failed subjects and stale folders otherwise).
+
     Raises:
         PermissionError: if the output folder cannot be created or written (nothing is attempted then).
         FileNotFoundError: if the input holds no patients.
         provenance.ProvenanceMismatch: ``output_dir`` was made from other input data (its ``provenance.json``
             differs) or holds unrecorded data, and ``overwrite`` is off.
     """
-    patients = find_patients(input_dir)
+    patients, ignored = scan_patients(input_dir)
+    if ignored:
+        logger.warning("%s: ignored %d folder(s) not named patientNNN (three digits): %s", input_dir, len(ignored),
+                       ", ".join(str(p) for p in ignored))
     ensure_writable_dir(output_dir)
     made_from = provenance.made_from("acdc_preprocess", input_dir)
     provenance.guard(output_dir, made_from, input_dir, overwrite)
     report = run_subjects(patients, lambda pid: preprocess_patient(patients[pid], output_dir, overwrite), on_done)
-    provenance.finish(output_dir, made_from, input_dir)
+    clean_stray_subjects(output_dir, patients, input_dir, overwrite, report)
+    provenance.finish(output_dir, made_from, input_dir, failed=report.failed, stale=report.stale)
     return report
 
 

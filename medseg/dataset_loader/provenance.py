@@ -10,7 +10,10 @@ that already holds data, the step compares that record with what it is about to 
   unless the caller asked to rebuild (``--overwrite``);
 * data but no record (made by an older version or by hand): refused as well, since it cannot be checked.
 
-The record is written before processing (``"complete": false``) and again at the end (``"complete": true``).
+The record is written before processing (``"complete": false``) and again at the end: ``"complete": true`` only if
+every subject was written; otherwise ``"complete": false`` with ``"failed"`` (subject → error) and/or ``"stale"``
+(output folder the input does not account for → why it was kept). An incomplete record with the same ``made_from``
+still matches, so the next run resumes and retries what failed.
 """
 
 from __future__ import annotations
@@ -92,9 +95,15 @@ def read_record(folder: PathLike) -> dict[str, Any] | None:
 
 
 def write_record(folder: PathLike, description: Mapping[str, Any], complete: bool, source: PathLike,
-                 output: Mapping[str, Any] | None = None) -> Path:
-    """Atomically write ``folder/provenance.json`` (``output``: optional digest of what was written, for checking
-    later that nobody changed it)."""
+                 output: Mapping[str, Any] | None = None, failed: Mapping[str, str] | None = None,
+                 stale: Mapping[str, str] | None = None) -> Path:
+    """Atomically write ``folder/provenance.json``.
+
+    Args:
+        output: optional digest of what was written, for checking later that nobody changed it.
+        failed: subjects that could not be written (subject → error message), recorded as ``"failed"``.
+        stale: output folders the input does not account for and that were kept (name → why), as ``"stale"``.
+    """
     path = Path(folder) / PROVENANCE_FILE
     record = {
         "made_from": dict(description),
@@ -105,6 +114,10 @@ def write_record(folder: PathLike, description: Mapping[str, Any], complete: boo
     }
     if output is not None:
         record["output"] = dict(output)
+    if failed:
+        record["failed"] = dict(failed)
+    if stale:
+        record["stale"] = dict(stale)
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
     return path
 
@@ -168,6 +181,12 @@ def guard(folder: PathLike, description: Mapping[str, Any], source: PathLike, ov
     return found
 
 
-def finish(folder: PathLike, description: Mapping[str, Any], source: PathLike) -> Path:
-    """Mark the step's output as complete."""
-    return write_record(folder, description, complete=True, source=source)
+def finish(folder: PathLike, description: Mapping[str, Any], source: PathLike,
+           failed: Mapping[str, str] | None = None, stale: Mapping[str, str] | None = None) -> Path:
+    """Record the end of the step: complete if nothing ``failed`` and no ``stale`` output was kept, else incomplete
+    with the failed subjects and stale folders listed (see :func:`write_record`)."""
+    problems = bool(failed) or bool(stale)
+    if problems:
+        logger.info("%s: recorded as incomplete (%d failed subject(s), %d stale output folder(s))", folder,
+                       len(failed or {}), len(stale or {}))
+    return write_record(folder, description, complete=not problems, source=source, failed=failed, stale=stale)

@@ -465,3 +465,105 @@ def test_stale_temp_files_of_a_killed_run_are_removed(tmp_path):
     os.utime(stale, (1, 1))  # left by a kill -9 long ago
     assert preprocess_acdc(tmp_path / "raw", tmp_path / "out").skipped == ["001"]  # the next run of the tool
     assert not stale.exists() and fresh.exists() and foreign.exists()  # only old files of our own pattern
+
+
+# ------------------------------------------------------------------ rebuilds leave nothing stale (audit A4)
+def _record(folder: Path) -> dict:
+    import json
+
+    return json.loads((folder / "provenance.json").read_text())
+
+
+def _break_label(folder: Path, frame: int = 1) -> None:
+    _, label = raw_pair(frame)
+    label[0, 0, 0] = 5
+    write_volume(folder / f"{folder.name}_frame{frame:02d}_gt.nii.gz", label, spacing=SPACING, origin=ORIGIN,
+                 direction=ROTATION)
+
+
+def test_rebuild_of_a_now_failing_subject_removes_its_earlier_outputs(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    write_acdc_patient(raw, 1)
+    write_acdc_patient(raw, 2)
+    assert preprocess_acdc(raw, out).done == ["001", "002"] and _record(out)["complete"] is True
+    _break_label(raw / "patient002")
+    report = preprocess_acdc(raw, out, overwrite=True)
+    assert report.done == ["001"] and list(report.failed) == ["002"] and not report.ok
+    assert not (out / "002").exists(), "outputs made from the earlier input must not survive a failed rebuild"
+    record = _record(out)
+    assert record["complete"] is False and list(record["failed"]) == ["002"] and "[5]" in record["failed"]["002"]
+    # same input again: the record still matches, done subjects are skipped, the failure is retried and recorded
+    again = preprocess_acdc(raw, out)
+    assert again.skipped == ["001"] and list(again.failed) == ["002"] and _record(out)["complete"] is False
+    write_acdc_patient(raw, 2)  # fixed
+    fixed = preprocess_acdc(raw, out, overwrite=True)
+    assert fixed.ok and _record(out)["complete"] is True and "failed" not in _record(out)
+
+
+def test_redoing_an_incomplete_subject_drops_its_partial_outputs_first(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    write_acdc_patient(raw, 1)
+    write_acdc_patient(raw, 2)
+    preprocess_acdc(raw, out)
+    (out / "002" / "ES_img.nii.gz").unlink()  # e.g. a run killed between two files
+    assert preprocessing.start_subject(out / "001", overwrite=False) is False
+    assert preprocessing.start_subject(out / "002", overwrite=False) is True
+    assert not (out / "002").exists()  # nothing of the subject is left until it is written again
+    (out / "003").mkdir()
+    (out / "003" / "ED_img.nii.gz").write_bytes(b"x")
+    (out / "003" / "notes.txt").write_text("mine")
+    assert [p.name for p in preprocessing.remove_outputs(out / "003")] == ["ED_img.nii.gz"]
+    assert sorted(p.name for p in (out / "003").iterdir()) == ["notes.txt"]  # other files (and the folder) kept
+
+
+def test_rebuild_removes_output_folders_of_subjects_no_longer_in_the_input(tmp_path, capsys):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    for number in (1, 2, 3):
+        write_acdc_patient(raw, number)
+    preprocess_acdc(raw, out)
+    (out / "003" / ".ED_img.abcd1234.tmp.nii.gz").write_bytes(b"left by a killed run")  # still only our files
+    for folder in ("patient002", "patient003"):
+        for path in (raw / folder).iterdir():
+            path.unlink()
+        (raw / folder).rmdir()
+    (out / "notes").mkdir()
+    (out / "notes" / "todo.txt").write_text("not a subject")
+    rc = acdc_preprocess.main(["--input", str(raw), "--output", str(out), "--overwrite", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "removed 2 output folder(s) with no subject in the input: 002, 003" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["001", "notes", "provenance.json"]
+    assert (out / "notes" / "todo.txt").read_text() == "not a subject"  # not ours: never deleted
+    assert _record(out)["complete"] is True
+
+
+def test_output_folder_without_input_subject_is_reported_not_deleted(tmp_path, capsys):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    write_acdc_patient(raw, 1)
+    preprocess_acdc(raw, out)
+    for name in ("005", "006"):  # outputs of a subject the input does not have (e.g. copied in by hand)
+        (out / name).mkdir()
+        for path in (out / "001").iterdir():
+            (out / name / path.name).write_bytes(path.read_bytes())
+    (out / "006" / "README").write_text("someone's notes")
+    rc = acdc_preprocess.main(["--input", str(raw), "--output", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert rc == 1 and "STALE 005" in printed and "--overwrite" in printed
+    assert "STALE 006" in printed and "'README'" in printed and "remove it by hand" in printed
+    assert (out / "005" / "ED_img.nii.gz").is_file() and (out / "006" / "README").is_file()
+    record = _record(out)
+    assert record["complete"] is False and sorted(record["stale"]) == ["005", "006"] and "failed" not in record
+    report = preprocess_acdc(raw, out, overwrite=True)  # the rebuild removes only the folder that holds just ours
+    assert report.removed == ["005"] and list(report.stale) == ["006"] and not report.ok
+    assert not (out / "005").exists() and (out / "006" / "README").is_file()
+
+
+def test_mnms_rebuild_drops_subjects_no_longer_in_the_input(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "MM"
+    write_mnms(raw)
+    assert preprocess_mnms(raw, out).ok
+    write_mnms(tmp_path / "raw2", codes=("A1B2C3",))
+    report = preprocess_mnms(tmp_path / "raw2", out, overwrite=True)
+    assert report.ok and report.removed == ["D4E5F6"] and not (out / "D4E5F6").exists()
+    assert (out / "vendors.csv").read_text().splitlines() == ["subject,vendor,vendor_name,centre",
+                                                              "A1B2C3,A,Siemens,1"]
+    assert _record(out)["complete"] is True

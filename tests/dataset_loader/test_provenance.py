@@ -119,3 +119,19 @@ def test_acdc_c_is_rebuilt_when_its_copies_change(tmp_path):
     assert _prepare(out, "--acdc-c-copies", "1", n_acdc=7) == 0
     assert sorted(p.name for p in (out / "ACDC-C" / "RandomBias").iterdir()) == ["007_0"]
     assert provenance.read_record(out / "ACDC-C")["made_from"]["settings"]["copies"] == 1
+
+
+def test_finish_records_failures_and_a_rerun_still_matches(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    (source / "f").write_text("v1")
+    description = provenance.made_from("step", source)
+    provenance.guard(out, description, source)
+    provenance.finish(out, description, source, failed={"002": "ValueError: bad label"}, stale={"009": "kept"})
+    record = provenance.read_record(out)
+    assert record["complete"] is False
+    assert record["failed"] == {"002": "ValueError: bad label"} and record["stale"] == {"009": "kept"}
+    assert provenance.guard(out, description, source) == "match"  # an incomplete run resumes, it is not refused
+    provenance.finish(out, description, source, failed={}, stale={})
+    record = provenance.read_record(out)
+    assert record["complete"] is True and "failed" not in record and "stale" not in record
