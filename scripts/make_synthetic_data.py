@@ -16,10 +16,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from medseg.dataset_loader.preprocessing import IN_PLANE_SPACING_RANGE  # noqa: E402
 from medseg.dataset_loader.synthetic import SyntheticSettings, finish, plan_jobs, run_job  # noqa: E402
+from medseg.dataset_loader.synthetic_appearance import SITES  # noqa: E402
 from medseg.dataset_loader.synthetic_preview import render_preview  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 from medseg.utils.io import ensure_writable_dir  # noqa: E402
+
+
+def spacing_scale_range() -> tuple[float, float]:
+    """The ``--spacing-scale`` values for which every site's in-plane pixel size stays inside the range the
+    preprocessing accepts (:data:`IN_PLANE_SPACING_RANGE`), rounded inward to 0.01."""
+    finest = min(style.spacing[0] for style in SITES.values())
+    coarsest = max(style.spacing[1] for style in SITES.values())
+    low, high = IN_PLANE_SPACING_RANGE
+    return math.ceil(100 * low / finest) / 100, math.floor(100 * high / coarsest) / 100
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,8 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-mnms-per-vendor", type=int, default=20, help="M&Ms subjects per vendor A-D")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (the data set is a function of it)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (1 = in this process)")
+    scale_low, scale_high = spacing_scale_range()
+    pixel_low, pixel_high = IN_PLANE_SPACING_RANGE
     parser.add_argument("--spacing-scale", type=float, default=1.0,
-                        help="multiply in-plane pixel sizes (> 1 makes smaller, faster volumes)")
+                        help=f"multiply in-plane pixel sizes (> 1 makes smaller, faster volumes); {scale_low:g} to "
+                             f"{scale_high:g}, so that pixels stay within the {pixel_low:g}..{pixel_high:g} mm the "
+                             "preprocessing accepts")
     parser.add_argument("--preview", default=None,
                         help="also write a PNG montage of slices with label outlines to this path (default: none)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -39,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not (math.isfinite(args.spacing_scale) and args.spacing_scale > 0):
         parser.error(f"--spacing-scale: expected a finite number > 0, got {args.spacing_scale}")
+    if not scale_low <= args.spacing_scale <= scale_high:
+        parser.error(f"--spacing-scale: expected {scale_low:g} to {scale_high:g} (pixels of {pixel_low:g}..{pixel_high:g}"
+                     f" mm, the range the preprocessing accepts), got {args.spacing_scale:g}")
     for flag, value, low in (("--workers", args.workers, 1), ("--n-acdc", args.n_acdc, 0),
                              ("--n-mnms-per-vendor", args.n_mnms_per_vendor, 0)):
         if value < low:

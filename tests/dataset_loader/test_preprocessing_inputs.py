@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from medseg.dataset_loader.acdc_preprocess import preprocess_acdc, read_info
 from medseg.dataset_loader.mnms_preprocess import preprocess_mnms
 from medseg.dataset_loader.nifti import Volume, read_volume
 from test_preprocessing import CSV_NAME, raw_pair, write_acdc_patient, write_mnms
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _warnings(caplog) -> list[str]:
@@ -156,3 +160,36 @@ def test_missing_columns_of_a_comma_csv_get_no_separator_hint(tmp_path):
     with pytest.raises(ValueError, match=r"missing columns \['ED', 'ES'\]") as info:
         preprocess_mnms(raw, tmp_path / "MM")
     assert "separator" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------- generator (C11)
+def _generator():
+    spec = importlib.util.spec_from_file_location("_make_synthetic_data", REPO / "scripts" / "make_synthetic_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_spacing_scale_bound_keeps_every_site_inside_the_preprocessing_range():
+    from medseg.dataset_loader.synthetic_appearance import SITES
+
+    low, high = _generator().spacing_scale_range()
+    pixel_low, pixel_high = preprocessing.IN_PLANE_SPACING_RANGE
+    for style in SITES.values():
+        assert pixel_low <= style.spacing[0] * low and style.spacing[1] * high <= pixel_high, style.name
+    assert 0.2 < low < 0.3 and 4.0 < high < 4.3  # the current sites: 1.1..1.9 mm pixels
+
+
+@pytest.mark.parametrize("scale", ["50", "0.1"])
+def test_spacing_scale_outside_the_bound_is_one_argparse_error(tmp_path, capsys, scale):
+    with pytest.raises(SystemExit) as exit_info:
+        _generator().parse_args(["--out", str(tmp_path / "o"), "--spacing-scale", scale])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1
+    assert "--spacing-scale: expected 0.23 to 4.21 (pixels of 0.25..8 mm, the range the preprocessing accepts)" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_spacing_scale_at_the_bound_is_accepted(tmp_path):
+    args = _generator().parse_args(["--out", str(tmp_path / "o"), "--spacing-scale", "4.21"])
+    assert args.spacing_scale == 4.21
