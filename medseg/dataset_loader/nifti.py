@@ -3,12 +3,15 @@
 Arrays follow SimpleITK's axis order: a 3D volume is ``(Z, H, W)`` (slice, row, column) and a 4D cine volume is
 ``(T, Z, H, W)``. Geometry tuples (``spacing``, ``origin``) follow ITK's physical order ``(x, y, z[, t])``, and
 ``direction`` is the flattened row-major direction-cosine matrix. Rotated qform/sform affines of scanner data are kept
-as they are.
+as they are: a volume written on the voxel grid of the NIfTI file it was read from (a label map predicted for a scan)
+gets that file's qform/sform, voxel sizes and units unchanged (:func:`write_volume`), and a header that tools would
+read as different grids is refused when it is read (:func:`check_header_geometry`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import tempfile
 import zlib
@@ -20,11 +23,15 @@ import SimpleITK as sitk
 
 from medseg.dataset_loader.nifti_format import (
     GZIP_MAGIC,
+    NIFTI_CODES,
+    NiftiGeometry,
     NiftiHeader,
     check_voxel_bytes,
     check_voxel_sizes,
     decode_nifti_bytes,
     is_nifti_name,
+    nifti1_header,
+    parse_geometry,
     parse_header,
 )
 from medseg.utils.io import atomic_output_path
@@ -76,7 +83,9 @@ def read_volume(
     ``.nii``/``.nii.gz`` files are read once and decompressed once (the gzip CRC and length are verified); the voxel
     count is checked against the header, the geometry comes from SimpleITK (so it is exactly what ITK reports, LPS
     physical space, qform/sform choice included) and the voxels are decoded from the same bytes. NaN voxels are kept
-    as NaN (ITK's NIfTI reader silently turns them into 0) so that they can be refused.
+    as NaN (ITK's NIfTI reader silently turns them into 0) so that they can be refused. A header whose qform and sform
+    place the voxels differently, or whose ITK reading differs from the form other tools use (nibabel, FSL), is
+    refused (:func:`check_header_geometry`): the grid is then ambiguous.
 
     Args:
         path: file to read.
@@ -90,7 +99,8 @@ def read_volume(
     Raises:
         FileNotFoundError: if the file does not exist.
         ValueError: naming the file if it is empty, truncated, corrupt, not a grayscale volume (RGB, vector,
-            complex), has non-positive voxel sizes, the wrong number of dimensions or non-finite voxels.
+            complex), has non-positive voxel sizes, an ambiguous geometry, the wrong number of dimensions or
+            non-finite voxels.
     """
     path = _existing_file(path)
     if is_nifti_name(path):
@@ -144,19 +154,7 @@ def read_volume_info(path: PathLike, ndim: int | None = 3) -> VolumeInfo:
     """
     path = _existing_file(path)
     if is_nifti_name(path):
-        with open(path, "rb") as handle:
-            raw = handle.read(_HEADER_PROBE_BYTES)
-        data = raw
-        if raw[:2] == GZIP_MAGIC:
-            try:
-                data = zlib.decompressobj(wbits=31).decompress(raw, _HEADER_PROBE_BYTES)
-            except zlib.error as err:
-                raise ValueError(f"{path}: corrupt gzip data ({err}); expected an intact .nii.gz") from err
-        header = _supported_header(data, path)
-        header.dtype(path)
-        check_voxel_sizes(header, path)
-        if len(data) < header.vox_offset:
-            raise ValueError(f"{path}: truncated file: it ends inside the header (vox_offset {header.vox_offset})")
+        data, header = _header_probe(path)
         info = _sitk_header_info(data[: header.vox_offset], path)
         shape = info.shape
     else:
@@ -166,6 +164,24 @@ def read_volume_info(path: PathLike, ndim: int | None = 3) -> VolumeInfo:
         info = _info_from_reader(reader, shape, path)
     _check_ndim(shape, ndim, path)
     return info
+
+
+def _header_probe(path: Path) -> tuple[bytes, NiftiHeader]:
+    """The decoded start of a ``.nii``/``.nii.gz`` (header and extensions) and its checked header."""
+    with open(path, "rb") as handle:
+        raw = handle.read(_HEADER_PROBE_BYTES)
+    data = raw
+    if raw[:2] == GZIP_MAGIC:
+        try:
+            data = zlib.decompressobj(wbits=31).decompress(raw, _HEADER_PROBE_BYTES)
+        except zlib.error as err:
+            raise ValueError(f"{path}: corrupt gzip data ({err}); expected an intact .nii.gz") from err
+    header = _supported_header(data, path)
+    header.dtype(path)
+    check_voxel_sizes(header, path)
+    if len(data) < header.vox_offset:
+        raise ValueError(f"{path}: truncated file: it ends inside the header (vox_offset {header.vox_offset})")
+    return data, header
 
 
 def _existing_file(path: PathLike) -> Path:
@@ -275,30 +291,121 @@ def _sitk_header_info(header_bytes: bytes, path: Path) -> _HeaderInfo:
     """Geometry, shape, pixel type and scaling as ITK reads them from a NIfTI header (header bytes only).
 
     ITK reads headers only from files, so the header (and its extensions) is written to a small temporary ``.nii``;
-    this costs well under a millisecond, far less than decompressing the file a second time.
+    this costs well under a millisecond, far less than decompressing the file a second time. ITK's warnings about
+    that file (e.g. "unexpected scales in sform") would name the temporary file, so they are not printed: what they
+    warn about is checked by :func:`check_header_geometry`, whose error names ``path``.
     """
     fd, name = tempfile.mkstemp(prefix="medseg-hdr-", suffix=".nii")
+    warnings_shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(header_bytes)
         reader = sitk.ImageFileReader()
         reader.SetImageIO("NiftiImageIO")
         reader.SetFileName(name)
+        sitk.ProcessObject.SetGlobalWarningDisplay(False)
         try:
             reader.ReadImageInformation()
         except RuntimeError as err:
             message = _itk_message(err).replace(name, "the header")
             raise ValueError(f"{path}: ITK cannot read the NIfTI header ({message})") from err
     finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warnings_shown)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
     _check_components(reader, path)
     shape = tuple(int(s) for s in reversed(reader.GetSize()))
     base = _info_from_reader(reader, shape, path)
+    check_header_geometry(parse_geometry(header_bytes, path), base)
     pixel = reader.GetPixelID()
     if pixel not in _SITK_DTYPES:
         raise ValueError(f"{path}: unsupported voxel type {sitk.GetPixelIDValueAsString(pixel)}")
     return _HeaderInfo(base.shape, base.spacing, base.origin, base.direction, path, _SITK_DTYPES[pixel])
+
+
+#: Largest distance (mm) between the voxel positions of two readings of one header that still counts as agreement:
+#: far below any voxel size, far above the float32 rounding of the header fields (about 1e-4 mm over 500 mm).
+HEADER_GEOMETRY_TOLERANCE_MM = 1e-2
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+def _itk_affine_ras(info: VolumeInfo) -> np.ndarray:
+    """4×4 voxel (i, j, k) → RAS mm matrix of ITK's spatial geometry (ITK works in LPS)."""
+    n = len(info.spacing)
+    direction = np.asarray(info.direction, dtype=np.float64).reshape(n, n)[:3, :3]
+    affine = np.eye(4)
+    affine[:3, :3] = _LPS_TO_RAS @ direction @ np.diag(info.spacing[:3])
+    affine[:3, 3] = _LPS_TO_RAS @ np.asarray(info.origin[:3], dtype=np.float64)
+    return affine
+
+
+def _largest_shift(a: np.ndarray, b: np.ndarray, size_xyz: tuple[int, ...]) -> float:
+    """Largest distance (mm) between where ``a`` and ``b`` put a corner of the grid (a last index at least 1, so
+    that every column of the matrices counts even for a single slice)."""
+    axes = [(0.0, float(max(n - 1, 1))) for n in size_xyz]
+    corners = np.array(np.meshgrid(*axes, indexing="ij")).reshape(3, -1)
+    corners = np.vstack([corners, np.ones(corners.shape[1])])  # (4, 8)
+    return float(np.max(np.linalg.norm((a @ corners - b @ corners)[:3], axis=0)))
+
+
+def _is_sheared(affine: np.ndarray) -> bool:
+    columns = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    return bool(np.max(np.abs(columns.T @ columns - np.eye(3))) > 1e-4)
+
+
+def check_header_geometry(geometry: NiftiGeometry, info: VolumeInfo) -> None:
+    """The voxel grid ITK reads from a NIfTI header must be the one its qform and sform describe.
+
+    nibabel and FSL use the sform when ``sform_code > 0`` (else the qform); ITK prefers the sform only when it is a
+    rotation with the ``pixdim`` voxel sizes, and otherwise mixes in the qform or ``pixdim``. Where the forms (or ITK's
+    reading of them) disagree by more than :data:`HEADER_GEOMETRY_TOLERANCE_MM`, the spacing the model is given and the
+    place a viewer shows the voxels depend on the tool, so the header is refused. A header without any form
+    (both codes 0) has no world geometry to disagree with and is accepted: every tool falls back to ``pixdim``.
+
+    Args:
+        geometry: the header's geometry fields (:func:`~medseg.dataset_loader.nifti_format.parse_geometry`).
+        info: what ITK read from the same header.
+
+    Raises:
+        ValueError: naming the file, the disagreement in mm and what to do.
+    """
+    if len(info.spacing) < 3:  # 2D: ITK drops the third axis; nothing medseg segments
+        return
+    size_xyz = tuple(reversed(info.shape))[:3]
+    unit = geometry.unit_mm
+    forms = {}
+    for name, code, affine in (("sform", geometry.sform_code, geometry.sform_affine),
+                               ("qform", geometry.qform_code, geometry.qform_affine)):
+        if code > 0:
+            scaled = affine()
+            scaled[:3, :] *= unit
+            forms[name] = scaled
+    fix = "fix the header so that both give the same grid, e.g. with fslorient -copysform2qform or -copyqform2sform"
+    if len(forms) == 2:
+        shift = _largest_shift(forms["sform"], forms["qform"], size_xyz)
+        if shift > HEADER_GEOMETRY_TOLERANCE_MM:
+            sheared = " (its sform is sheared, which ITK cannot represent)" if _is_sheared(forms["sform"]) else ""
+            raise ValueError(
+                f"{info.path}: the qform and the sform of the header place the voxels up to {shift:.3g} mm apart"
+                f"{sheared}; expected one geometry, since tools choose different forms ({fix})"
+            )
+    itk = _itk_affine_ras(info)
+    for name, affine in forms.items():
+        shift = _largest_shift(itk, affine, size_xyz)
+        if shift > HEADER_GEOMETRY_TOLERANCE_MM:
+            sizes = tuple(round(float(v), 5) for v in np.linalg.norm(affine[:3, :3], axis=0))
+            pixdim = tuple(round(float(v) * unit, 5) for v in geometry.pixdim[1:4])
+            if not np.allclose(sizes, pixdim, rtol=0, atol=1e-4):  # ITK then takes pixdim as the spacing
+                raise ValueError(
+                    f"{info.path}: the {name}'s voxel sizes {sizes} mm differ from pixdim {pixdim} mm, so ITK reads a "
+                    f"grid up to {shift:.3g} mm away from the {name} that other tools use; expected pixdim to equal "
+                    f"the {name}'s voxel sizes (fix the header, e.g. with nibabel's header.set_zooms)"
+                )
+            raise ValueError(
+                f"{info.path}: ITK reads a voxel grid up to {shift:.3g} mm away from the header's {name}; expected a "
+                f"{name} that ITK can read as it is (an orthogonal matrix with the pixdim voxel sizes)"
+            )
 
 
 def to_sitk(volume: Volume) -> sitk.Image:
@@ -344,6 +451,12 @@ def write_volume(
 ) -> Path:
     """Write ``array`` atomically with the geometry of ``reference`` (explicit keywords override it).
 
+    When ``reference`` was read from a NIfTI file and ``array`` lies on that file's voxel grid (same spatial shape,
+    and the geometry is the one ITK read from it, e.g. a label map predicted for that scan or one frame of a 4D scan),
+    the file's qform/sform codes and parameters, qfac, voxel sizes and units are copied unchanged into the new header,
+    so that nibabel, FSL, ITK-SNAP and every other tool place the output exactly where they place the reference (ITK
+    would write its own, LPS-derived forms and mm units). Any other volume is written by SimpleITK from its geometry.
+
     Args:
         path: output file (``.nii.gz`` for NIfTI).
         array: ``(Z, H, W)`` or ``(T, Z, H, W)`` voxels.
@@ -367,27 +480,62 @@ def write_volume(
     for key, value in (("spacing", spacing), ("origin", origin), ("direction", direction)):
         if value is not None:
             geometry[key] = tuple(float(v) for v in value)
-    volume = Volume(array=array, **geometry)
-    image = to_sitk(volume)
     path = Path(path)
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    source = None
+    if reference is not None and is_nifti_name(path) and array.dtype.name in NIFTI_CODES:
+        source = _source_geometry(reference.path, array.shape, geometry)
+    if source is not None:
+        data = nifti1_header(source, array.shape, array.dtype) + np.ascontiguousarray(
+            array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        if path.name.endswith(".gz"):
+            data = gzip.compress(data, compresslevel=6, mtime=0)
+        with atomic_output_path(path) as tmp:
+            tmp.write_bytes(data)
+        return path
+    image = to_sitk(Volume(array=array, **geometry))
     with atomic_output_path(path) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=True)
     return path
 
 
+def _source_geometry(
+    source: Path | None, shape: tuple[int, ...], geometry: dict[str, tuple[float, ...]]
+) -> NiftiGeometry | None:
+    """The header geometry of the NIfTI file ``source`` if an array of ``shape`` with ``geometry`` (ITK) lies on its
+    voxel grid; None otherwise (no such file, another grid, or a file that no longer reads)."""
+    if source is None or not is_nifti_name(source) or not source.is_file():
+        return None
+    try:
+        data, header = _header_probe(source)
+        if header.version != 1:
+            return None
+        info = _sitk_header_info(data[: header.vox_offset], source)
+        header_geometry = parse_geometry(data, source)
+    except (OSError, ValueError):
+        return None
+    n = len(info.spacing)
+    if info.shape == tuple(shape):
+        expected = {"spacing": info.spacing, "origin": info.origin, "direction": info.direction}
+    elif n == 4 and len(shape) == 3 and info.shape[1:] == tuple(shape):  # one frame of a 4D scan
+        block = np.asarray(info.direction, dtype=np.float64).reshape(4, 4)[:3, :3]
+        expected = {"spacing": info.spacing[:3], "origin": info.origin[:3], "direction": tuple(block.ravel().tolist())}
+    else:
+        return None
+    same = all(tuple(float(v) for v in geometry[key]) == tuple(expected[key]) for key in expected)
+    return header_geometry if same else None
+
+
 def read_image_label_pair(image_path: PathLike, label_path: PathLike, ndim: int | None = 3) -> tuple[Volume, Volume]:
-    """Read an image and its label map and check that their voxel grids agree.
+    """Read an image and its label map and check that they share one voxel grid (:func:`check_same_grid`).
 
     Raises:
-        ValueError: naming the label file if its shape differs from the image's.
+        ValueError: naming the label file if its shape, spacing, origin or direction differs from the image's.
     """
     image = read_volume(image_path, ndim=ndim, dtype=np.float32)
     label = read_volume(label_path, ndim=ndim)
-    if label.array.shape != image.array.shape:
-        raise ValueError(
-            f"label {label_path} has shape {label.array.shape} but its image {image_path} has shape "
-            f"{image.array.shape}; expected identical voxel grids"
-        )
+    check_same_grid(image, label)
     return image, label
 
 

@@ -200,3 +200,122 @@ def check_voxel_sizes(header: NiftiHeader, path: Path | str) -> None:
     for axis, size in zip("xyz", header.pixdim[:3]):
         if not math.isfinite(size) or size <= 0:
             raise ValueError(f"{path}: voxel size along {axis} (pixdim) is {size}; expected a positive size in mm")
+
+
+# ------------------------------------------------------------------------------------------------------ geometry
+#: ``xyzt_units & 7`` → millimetres per header unit (0 = unknown: ITK, FSL and nibabel read it as mm).
+SPATIAL_UNITS_MM: dict[int, float] = {0: 1.0, 1: 1000.0, 2: 1.0, 3: 0.001}
+_SPATIAL_UNIT_NAMES = {0: "unknown (mm)", 1: "m", 2: "mm", 3: "micron"}
+
+#: numpy dtype name → NIfTI ``datatype`` code (little-endian output).
+NIFTI_CODES: dict[str, int] = {np.dtype(kind).name: code for code, kind in SCALAR_TYPES.items()}
+
+
+@dataclass(frozen=True)
+class NiftiGeometry:
+    """The geometry fields of a NIfTI-1 header, as stored (header units, not yet scaled to mm).
+
+    Attributes:
+        qform_code, sform_code: 0 = not set.
+        quatern: ``(b, c, d)``; qoffset: ``(x, y, z)``.
+        pixdim: ``pixdim[0..7]`` (``pixdim[0]`` is qfac).
+        srow: 3×4 rows of the sform.
+        xyzt_units: the raw units byte.
+    """
+
+    qform_code: int
+    sform_code: int
+    quatern: tuple[float, float, float]
+    qoffset: tuple[float, float, float]
+    pixdim: tuple[float, ...]
+    srow: tuple[tuple[float, float, float, float], ...]
+    xyzt_units: int
+
+    @property
+    def unit_mm(self) -> float:
+        """Millimetres per spatial header unit (ITK converts m and micron to mm; unknown units count as mm)."""
+        return SPATIAL_UNITS_MM.get(self.xyzt_units & 7, 1.0)
+
+    @property
+    def unit_name(self) -> str:
+        return _SPATIAL_UNIT_NAMES.get(self.xyzt_units & 7, f"code {self.xyzt_units & 7}")
+
+    def qform_affine(self) -> np.ndarray:
+        """4×4 voxel → RAS world matrix of the qform, in header units (NIfTI-1 quaternion formula)."""
+        b, c, d = self.quatern
+        a_squared = 1.0 - (b * b + c * c + d * d)
+        if a_squared < 1e-7:  # b, c, d already a unit vector: a 180° rotation (as nifti1_io does)
+            norm = math.sqrt(b * b + c * c + d * d)
+            a, b, c, d = 0.0, b / norm, c / norm, d / norm
+        else:
+            a = math.sqrt(a_squared)
+        rotation = np.array([
+            [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+            [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
+            [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b],
+        ])
+        qfac = -1.0 if self.pixdim[0] < 0 else 1.0
+        affine = np.eye(4)
+        affine[:3, :3] = rotation * np.array([self.pixdim[1], self.pixdim[2], qfac * self.pixdim[3]])
+        affine[:3, 3] = self.qoffset
+        return affine
+
+    def sform_affine(self) -> np.ndarray:
+        """4×4 voxel → RAS world matrix of the sform, in header units."""
+        affine = np.eye(4)
+        affine[:3, :] = np.asarray(self.srow, dtype=np.float64)
+        return affine
+
+
+def parse_geometry(data: bytes, path: Path | str) -> NiftiGeometry:
+    """The geometry fields of the NIfTI-1 header at the start of ``data`` (checked with :func:`parse_header`).
+
+    Raises:
+        ValueError: naming the file if the header is not NIfTI-1.
+    """
+    header = parse_header(data, path)
+    if header.version != 1:
+        raise ValueError(f"{path}: a NIfTI-2 file; expected NIfTI-1")
+    bo = header.byteorder
+    pixdim = struct.unpack(f"{bo}8f", data[76:108])
+    qform_code, sform_code = struct.unpack(f"{bo}2h", data[252:256])
+    quatern = struct.unpack(f"{bo}3f", data[256:268])
+    qoffset = struct.unpack(f"{bo}3f", data[268:280])
+    srow = tuple(struct.unpack(f"{bo}4f", data[280 + 16 * k: 296 + 16 * k]) for k in range(3))
+    return NiftiGeometry(int(qform_code), int(sform_code), quatern, qoffset, pixdim, srow, data[123])
+
+
+def nifti1_header(geometry: NiftiGeometry, shape_zyx: tuple[int, ...], dtype: np.dtype) -> bytes:
+    """A little-endian single-file NIfTI-1 header (352 bytes, no extensions) with ``geometry`` copied unchanged.
+
+    Everything that describes the voxel grid in the world (qform/sform codes and parameters, qfac, ``pixdim[1..3]``,
+    the units) is taken from ``geometry``; dims, datatype, bitpix, scaling (none) and ``vox_offset`` describe the
+    new voxels. The intent, display range, description and slice timing of the source are not carried over.
+
+    Args:
+        geometry: the source header's geometry (:func:`parse_geometry`).
+        shape_zyx: the array shape in SimpleITK order, ``(Z, H, W)`` or ``(T, Z, H, W)``.
+        dtype: voxel type (a key of :data:`NIFTI_CODES`).
+
+    Raises:
+        ValueError: for a voxel type NIfTI-1 cannot store.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.name not in NIFTI_CODES:
+        raise ValueError(f"NIfTI-1 cannot store {dtype.name} voxels; expected one of {sorted(NIFTI_CODES)}")
+    dims = tuple(int(n) for n in reversed(shape_zyx))  # (x, y, z[, t])
+    raw = bytearray(352)
+    struct.pack_into("<i", raw, 0, 348)
+    raw[38:39] = b"r"
+    struct.pack_into("<8h", raw, 40, len(dims), *dims, *([1] * (7 - len(dims))))
+    struct.pack_into("<2h", raw, 70, NIFTI_CODES[dtype.name], dtype.itemsize * 8)
+    pixdim = list(geometry.pixdim[: len(dims) + 1]) + [1.0] * (7 - len(dims))
+    struct.pack_into("<8f", raw, 76, *pixdim)
+    struct.pack_into("<3f", raw, 108, 352.0, 1.0, 0.0)  # vox_offset, scl_slope, scl_inter
+    raw[123] = geometry.xyzt_units
+    struct.pack_into("<2h", raw, 252, geometry.qform_code, geometry.sform_code)
+    struct.pack_into("<6f", raw, 256, *geometry.quatern, *geometry.qoffset)
+    for k, row in enumerate(geometry.srow):
+        struct.pack_into("<4f", raw, 280 + 16 * k, *row)
+    raw[344:348] = b"n+1\x00"
+    return bytes(raw)
