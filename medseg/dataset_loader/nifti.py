@@ -99,8 +99,8 @@ def read_volume(
     Raises:
         FileNotFoundError: if the file does not exist.
         ValueError: naming the file if it is empty, truncated, corrupt, not a grayscale volume (RGB, vector,
-            complex), has non-positive voxel sizes, an ambiguous geometry, the wrong number of dimensions or
-            non-finite voxels.
+            complex), has non-positive voxel sizes, an ambiguous geometry, the wrong number of dimensions, non-finite
+            voxels, or values that do not fit ``dtype``.
     """
     path = _existing_file(path)
     if is_nifti_name(path):
@@ -115,8 +115,26 @@ def read_volume(
         if n_bad:
             raise ValueError(f"{path}: {n_bad} voxels are NaN or Inf; expected finite intensities")
     if dtype is not None:
-        array = array.astype(dtype, copy=False)
+        array = _cast(array, np.dtype(dtype), path, "intensities")
     return Volume(array=array, spacing=info.spacing, origin=info.origin, direction=info.direction, path=path)
+
+
+def _cast(array: np.ndarray, dtype: np.dtype, path: Path, what: str) -> np.ndarray:
+    """``array.astype(dtype)``, refusing finite values that a narrower float type would turn into Inf.
+
+    Raises:
+        ValueError: naming the file, the largest magnitude and the type's limit.
+    """
+    if dtype.kind == "f" and array.dtype.kind == "f" and array.dtype.itemsize > dtype.itemsize and array.size:
+        finite = np.abs(array[np.isfinite(array)])
+        largest = float(finite.max()) if finite.size else 0.0
+        limit = float(np.finfo(dtype).max)
+        if largest > limit:
+            raise ValueError(f"{path}: {what} up to {largest:.3g} are too large for {dtype.name} (at most "
+                             f"{limit:.3g}); expected values that fit {dtype.name} (rescale the image, e.g. divide it "
+                             "by a constant)")
+    with np.errstate(over="ignore", invalid="ignore"):  # only rounding of in-range values is left
+        return array.astype(dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -211,7 +229,9 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, VolumeInfo]:
     voxels = np.frombuffer(data, dtype=stored, count=header.n_voxels, offset=header.vox_offset)
     target = np.dtype(info.dtype)
     if header.scaled:  # ITK's rescaling: in double precision, then cast to the type ITK reports
-        array = (voxels.astype(np.float64) * header.slope + header.intercept).astype(target)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by _cast
+            scaled = voxels.astype(np.float64) * header.slope + header.intercept
+        array = _cast(scaled, target, path, f"intensities after the header's scaling (scl_slope {header.slope:g})")
     else:
         array = voxels.astype(target.newbyteorder("="), copy=True)  # native order, writable
     return array.reshape(info.shape), info

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import struct
+import warnings
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -194,3 +198,23 @@ def test_sform_whose_voxel_sizes_differ_from_pixdim_is_refused(tmp_path, capfd):
                                          r"pixdim \(3.0, 3.0, 9.5\) mm, so ITK reads a grid up to 0.3 mm away"):
         read_volume(path)
     assert capfd.readouterr().err == ""
+
+
+def test_float64_values_beyond_float32_get_an_accurate_message(tmp_path, capfd):
+    path = scan(tmp_path / "huge.nii.gz", np.diag([3.0, 3.0, 9.5, 1.0]), dtype=np.float64, scale=1e300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning from the cast
+        with pytest.raises(ValueError, match=r"huge.nii.gz: intensities up to 4.98e\+302 are too large for float32 "
+                                             r"\(at most 3.4e\+38\)"):
+            read_volume(path, dtype=np.float32)
+        assert read_volume(path).array.dtype == np.float64  # kept as stored: nothing to refuse
+    assert capfd.readouterr().err == ""
+    scaled = scan(tmp_path / "scaled.nii.gz", np.diag([3.0, 3.0, 9.5, 1.0]))  # int16, at most 498 here
+    data = bytearray(gzip.decompress(scaled.read_bytes()))
+    data[112:120] = struct.pack("<2f", 1e37, 0.0)  # scl_slope, scl_inter: 498e37 does not fit float32 (ITK's type)
+    scaled.write_bytes(gzip.compress(bytes(data)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"scaled.nii.gz: intensities after the header's scaling \(scl_slope "
+                                             r"1e\+37\) up to 4.98e\+39 are too large for float32"):
+            read_volume(scaled)
