@@ -6,7 +6,10 @@ folders of them. Each subject has ``Info.cfg`` (``ED:``/``ES:`` 1-based frame nu
 
 Output: ``<output>/<pid>/{ED,ES}_{img,seg}.nii.gz`` (pid ``001`` …): float32 images clipped to the [2, 98] percentiles
 and scaled to [0, 1], uint8 labels 0 BG, 1 LV, 2 MYO, 3 RV, resampled in-plane to 1.36719 mm with z spacing, origin
-and direction kept. Subjects already complete are skipped unless ``--overwrite``.
+and direction kept. Subjects already complete are skipped unless ``--overwrite``; a subject that is redone loses its
+earlier outputs first, and output folders of patients no longer in the input are removed with ``--overwrite`` (if they
+hold only this converter's files) or reported as STALE. ``provenance.json`` says ``"complete": true`` only if no subject
+failed and no stale folder is left.
 
 Usage:
     python medseg/dataset_loader/acdc_preprocess.py --input data/synthetic/raw/ACDC --output data/synthetic/ACDC
@@ -191,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
                             formatter_class=HelpFormatter)
     parser.add_argument("--input", required=True, help="raw ACDC folder (patientXXX/ folders, or training/ testing/)")
     parser.add_argument("--output", required=True, help="output folder")
-    parser.add_argument("--overwrite", action="store_true", help="redo subjects whose outputs already exist")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo subjects whose outputs already exist, and remove output subject folders that no "
+                             "input subject maps to (only those holding nothing but this converter's output files)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--verbose", "--debug", action="store_true", help="debug logging and error tracebacks")
     args = parser.parse_args(argv)

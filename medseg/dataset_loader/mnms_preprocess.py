@@ -7,7 +7,8 @@ pattern, or ``--csv``) with columns ``External code, VendorName, Vendor, Centre,
 ``Vendor`` one of A, B, C, D in any case, stored upper-case).
 
 Output: ``<output>/<code>/{ED,ES}_{img,seg}.nii.gz`` (same normalisation and resampling as ACDC, labels kept) and
-``<output>/vendors.csv`` (``subject, vendor, vendor_name, centre``) for every subject whose outputs exist.
+``<output>/vendors.csv`` (``subject, vendor, vendor_name, centre``) for every input subject whose outputs exist.
+Rebuilds and ``provenance.json`` work as for ACDC (see ``acdc_preprocess.py``).
 
 Usage:
     python medseg/dataset_loader/mnms_preprocess.py --input data/synthetic/raw/MnMs --output data/synthetic/MM
@@ -288,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default=None,
                         help="metadata CSV, comma-separated, Vendor A-D in any case (default: found by name pattern in "
                              "--input)")
-    parser.add_argument("--overwrite", action="store_true", help="redo subjects whose outputs already exist")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo subjects whose outputs already exist, and remove output subject folders that no "
+                             "input subject maps to (only those holding nothing but this converter's output files)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--verbose", "--debug", action="store_true", help="debug logging and error tracebacks")
     args = parser.parse_args(argv)

@@ -272,7 +272,7 @@ class RunReport:
 
     def summary(self) -> str:
         lines = [f"{len(self.done)} subjects written, {len(self.skipped)} already done (skipped), "
-                 f"{len(self.failed)} failed"]
+                 f"{len(self.failed)} failed" + (f", {len(self.stale)} stale output folder(s)" if self.stale else "")]
         if self.removed:
             lines.append(f"  removed {len(self.removed)} output folder(s) with no subject in the input: "
                          f"{', '.join(self.removed)}")

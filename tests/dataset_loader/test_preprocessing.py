@@ -547,7 +547,8 @@ def test_output_folder_without_input_subject_is_reported_not_deleted(tmp_path, c
     (out / "006" / "README").write_text("someone's notes")
     rc = acdc_preprocess.main(["--input", str(raw), "--output", str(out), "--no-progress"])
     printed = capsys.readouterr().out
-    assert rc == 1 and "STALE 005" in printed and "--overwrite" in printed
+    assert rc == 1 and "0 failed, 2 stale output folder(s)" in printed
+    assert "STALE 005" in printed and "--overwrite" in printed
     assert "STALE 006" in printed and "'README'" in printed and "remove it by hand" in printed
     assert (out / "005" / "ED_img.nii.gz").is_file() and (out / "006" / "README").is_file()
     record = _record(out)
