@@ -213,6 +213,9 @@ def box_plot(entries: Sequence[RunResults], datasets: Sequence[str], path: PathL
     return path
 
 
+AGGREGATE_NAMES = ("summary.csv", "summary.md", "dice_boxplot.png", "warnings.txt")
+
+
 def write_aggregate(
     entries: Sequence[RunResults],
     datasets: Sequence[str],

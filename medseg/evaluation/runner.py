@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from medseg.evaluation.aggregate import RunResults, write_aggregate
+from medseg.evaluation.aggregate import AGGREGATE_NAMES, RunResults, write_aggregate
 from medseg.evaluation.datasets import DatasetUnavailable, TestSet, build_test_set
 from medseg.evaluation.inference import (
     PUBLISHED_SPACING_MM,
@@ -102,6 +102,24 @@ def check_checkpoints(runs: Sequence[Run]) -> None:
             raise CheckpointError(
                 f"method {run.label}: cannot load checkpoint folder {run.checkpoint_dir}: {err}"
             ) from err
+
+
+def checkpoint_identity(checkpoint_dir: PathLike) -> dict[str, Any]:
+    """Epoch, validation score and a SHA-256 over the module files of a checkpoint folder, and the time of the test:
+    a report kept beside checkpoints that training later replaced is then recognisably about other weights."""
+    import datetime
+
+    from medseg.experiments.state import hash_files
+    from medseg.models.checkpoint import MANIFEST_NAME, read_manifest
+
+    folder = Path(checkpoint_dir)
+    manifest = read_manifest(folder) if (folder / MANIFEST_NAME).is_file() else None
+    return {
+        "checkpoint_epoch": None if manifest is None else manifest.get("epoch"),
+        "checkpoint_mean_iou": None if manifest is None else manifest.get("mean_iou"),
+        "checkpoint_sha256": hash_files(sorted(folder.glob("*.pth"))),
+        "tested": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
 
 
 def _grid_note(run: Run, crop_size: int | None) -> str | None:
@@ -198,11 +216,16 @@ def run_tests(
     for (index, _), folder in out_dirs.items():
         check_writable_target(folder / "predictions" if save_predictions else folder,
                               f"{runs[index].label}: report folder")
+    # an interrupted run must not leave the previous run's tables looking like this run's: they go before any
+    # report is rewritten and come back, complete, only at the end
+    for stale in AGGREGATE_NAMES:
+        (Path(output_dir) / stale).unlink(missing_ok=True)
     entries: list[RunResults] = []
     report_dirs: list[Path] = []
     evaluated = skipped = 0
     for index, run in enumerate(runs):
         model = load_model(run.checkpoint_dir, device, n_iter=n_iter, precision=precision)
+        weights = checkpoint_identity(run.checkpoint_dir)  # which weights each report describes
         grid_note = _grid_note(run, crop_size)
         if grid_note:
             logger.warning(grid_note)
@@ -234,6 +257,7 @@ def run_tests(
                 "method": run.method,
                 "cval": run.cval,
                 "checkpoint_dir": str(run.checkpoint_dir),
+                **weights,
                 "data_root": str(Path(data_root).resolve()),
                 "data_folder": str(Path(test_set.folder).resolve()),
                 "frames": list(frames),

@@ -75,7 +75,31 @@ def parse_method_specs(specs: list[str], cvals: list[int] | None = None) -> list
             logger.info("skipping %s: cval %d not in --cval %s", directory, cval, cvals)
             continue
         runs.append(Run(name, Path(directory), cval))
+    check_distinct_runs(runs)
     return runs
+
+
+def check_distinct_runs(runs: list[Run]) -> None:
+    """Each (method, cval) once and each checkpoint folder once: the folds of a method are averaged and each run
+    writes its own report folder, so a repeat would be averaged as another fold and overwrite the first's reports.
+
+    Raises:
+        ValueError: naming the repeated method/fold or folder.
+    """
+    seen: dict[tuple[str, int | None], Path] = {}
+    folders: dict[Path, Run] = {}
+    for run in runs:
+        key = (run.method, run.cval)
+        if key in seen:
+            fold = "with no fold in its path" if run.cval is None else f"for cval {run.cval}"
+            raise ValueError(f"--methods: method {run.method!r} is given twice {fold} ({seen[key]} and "
+                             f"{run.checkpoint_dir}); give each run its own name")
+        seen[key] = run.checkpoint_dir
+        folder = run.checkpoint_dir.resolve()
+        if folder in folders:
+            raise ValueError(f"--methods: checkpoint folder {run.checkpoint_dir} is given twice (as "
+                             f"{folders[folder].label} and {run.label}); test each model once")
+        folders[folder] = run
 
 
 def discover_runs(runs_dir: PathLike, cvals: list[int] | None = None) -> list[Run]:

@@ -23,7 +23,7 @@ import torch
 
 from medseg.config import ExperimentConfig
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
-from medseg.models.checkpoint import save_modules
+from medseg.models.checkpoint import MANIFEST_NAME, read_manifest, save_modules
 from medseg.models.blocks import set_compute_precision
 from medseg.training import checkpoint as ckpt
 from medseg.training.builders import DataBundle, assemble_batch, build_data, mask_spec
@@ -268,6 +268,7 @@ class _Run:
         if (epoch + 1) % self.config.output.save_epoch_every_num_epochs == 0 or epoch == 0:
             targets.append(str(epoch))
         for name in targets:
+            set_aside_reports(self.paths.model_dir / name)
             save_modules(self.model.model, self.paths.model_dir / name / "checkpoints",
                          info={"epoch": epoch, "mean_iou": result.mean_iou, "network_type": self.model.network_type,
                                # the grid travels with the weights: a copied checkpoint folder is tested on it too
@@ -280,6 +281,24 @@ class _Run:
                     num_classes=self.config.segmentation_model.num_classes,
                     title=f"{self.paths.experiment_name}, epoch {epoch}: validation Mean IoU {result.mean_iou:.3f}\n"
                           f"the {len(result.images)} validation slices with the most labelled pixels")
+
+
+def set_aside_reports(tag_dir: Path) -> Path | None:
+    """Rename ``<tag>/report`` (medseg-test's reports beside the checkpoints) to ``report.stale-epoch<E>`` before new
+    weights replace the ones it describes, so no report passes for one of the new weights; returns the new name."""
+    report = tag_dir / "report"
+    if not report.is_dir():
+        return None
+    manifest = read_manifest(tag_dir / "checkpoints") if (tag_dir / "checkpoints" / MANIFEST_NAME).is_file() else None
+    epoch = manifest.get("epoch", "unknown") if manifest else "unknown"
+    target = tag_dir / f"report.stale-epoch{epoch}"
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = tag_dir / f"report.stale-epoch{epoch}.{suffix}"
+    report.rename(target)
+    logger.info("%s described the weights being replaced: moved to %s", report, target.name)
+    return target
 
 
 def train(config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist: DistContext,

@@ -128,3 +128,37 @@ def test_test_data_on_another_grid_than_the_model_is_a_warning(tmp_path):
     assert _grid_note(run, 96) is None and "--crop_size 96" in _grid_note(run, 192)
     unknown = Run("published", tmp_path / "elsewhere" / "checkpoints", 0)
     assert "no record of the grid" in _grid_note(unknown, 192)
+
+
+def test_a_method_or_a_checkpoint_given_twice_is_refused(tmp_path):
+    """Two runs under one (method, fold) would be averaged as two folds and write into one report folder."""
+    from medseg.evaluation.runs import parse_method_specs
+
+    first = tmp_path / "a" / "0" / "model" / "best" / "checkpoints"
+    second = tmp_path / "b" / "0" / "model" / "best" / "checkpoints"
+    with pytest.raises(ValueError, match=r"method 'm' is given twice for cval 0"):
+        parse_method_specs([f"m={first}", f"m={second}"])
+    with pytest.raises(ValueError, match=r"checkpoint folder .* is given twice"):
+        parse_method_specs([f"m={first}", f"n={first}"])
+    template = str(tmp_path / "a" / "{cval}" / "model" / "best" / "checkpoints")
+    with pytest.raises(ValueError, match="given twice for cval 0"):
+        parse_method_specs([f"m={template}"], [0, 0])
+    folds = parse_method_specs([f"m={first}", f"m={tmp_path / 'a' / '1' / 'model' / 'best' / 'checkpoints'}"])
+    assert [(r.method, r.cval) for r in folds] == [("m", 0), ("m", 1)]  # one method over two folds stays valid
+
+
+def test_new_best_weights_set_the_old_report_aside(tmp_path):
+    import json
+
+    from medseg.training.loop import set_aside_reports
+
+    best = tmp_path / "model" / "best"
+    (best / "checkpoints").mkdir(parents=True)
+    assert set_aside_reports(best) is None  # nothing to move
+    (best / "checkpoints" / "manifest.json").write_text(json.dumps({"format": "medseg-checkpoint-set/1", "epoch": 3}))
+    for _ in range(2):
+        (best / "report" / "ACDC").mkdir(parents=True)
+        (best / "report" / "ACDC" / "iter_2_summary.csv").write_text("old numbers")
+        moved = set_aside_reports(best)
+        assert not (best / "report").exists() and (moved / "ACDC" / "iter_2_summary.csv").read_text() == "old numbers"
+    assert sorted(p.name for p in best.iterdir()) == ["checkpoints", "report.stale-epoch3", "report.stale-epoch3.2"]

@@ -191,3 +191,29 @@ def test_bf16_test_run_reports_dice_close_to_fp32(tmp_path, fresh_checkpoint):
     assert dice["bf16"].shape == dice["fp32"].shape == (2, 3) and np.isfinite(dice["bf16"]).all()
     # tolerance: a few class flips near decision boundaries (see test_predict) move a Dice by a few points at most
     assert np.allclose(dice["bf16"], dice["fp32"], atol=0.05)
+
+
+def test_interrupted_retest_leaves_no_previous_tables_and_reports_name_their_weights(tmp_path, fresh_checkpoint,
+                                                                                    monkeypatch):
+    """Tables of a previous run do not survive the start of a new one into the same folder (an interrupted re-test
+    cannot look complete), and each report records which weights it measured (epoch, SHA-256 of the modules)."""
+    import medseg.evaluation.runner as runner
+    from medseg.experiments.state import hash_files
+
+    data = _acdc_only(tmp_path / "data", seed=1)
+    out = tmp_path / "reports"
+    args = ["--methods", f"coop={fresh_checkpoint}", "--datasets", "ACDC", "--no_progress", "--batch_slices", "4",
+            "--data_root", str(data), "--output_dir", str(out)]
+    assert main(args) == 0
+    info = json.loads(next(out.rglob("iter_2_info.json")).read_text())
+    assert info["checkpoint_sha256"] == hash_files(sorted(fresh_checkpoint.glob("*.pth")))
+    assert info["checkpoint_epoch"] is None or isinstance(info["checkpoint_epoch"], int)
+    assert info["tested"]
+    assert (out / "summary.csv").is_file()
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "evaluate_dataset", interrupted)
+    assert main(args) == 130
+    assert not any((out / name).exists() for name in ("summary.csv", "summary.md", "dice_boxplot.png", "warnings.txt"))
