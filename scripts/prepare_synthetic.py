@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preview", default=None, help="also write a PNG montage of the raw data (default: none)")
     parser.add_argument("--overwrite", action="store_true",
                         help="regenerate the raw data and redo every preprocessed subject and ACDC-C case, also over "
-                             "folders without a provenance record (their files are overwritten, nothing is deleted)")
+                             "folders without a provenance record (their files are overwritten; a subject folder that no input "
+                             "subject maps to and that holds only converter outputs is removed, anything else is kept)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
