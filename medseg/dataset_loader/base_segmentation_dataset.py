@@ -46,7 +46,7 @@ from torch.utils.data import Dataset
 
 from medseg.dataset_loader.crop import CropInfo, crop_or_pad
 from medseg.dataset_loader.nifti import Volume, from_sitk, read_image_label_pair, read_volume_info, to_sitk
-from medseg.dataset_loader.preprocessing import normalize_percentile
+from medseg.dataset_loader.preprocessing import check_image_intensities, normalize_percentile
 from medseg.dataset_loader.transforms import Transform, ValidateTransform
 
 logger = logging.getLogger(__name__)
@@ -467,12 +467,17 @@ class BaseSegmentationDataset(Dataset):
 
         Returns:
             A :class:`PatientVolume` (labels as stored, not remapped); its fields can also be read by key.
+
+        Raises:
+            ValueError: naming the file, if the label's voxel grid (shape, spacing, origin, direction) differs from
+                the image's, the image is constant (e.g. all zero) or not finite, or the labels are not integers.
         """
         if not 0 <= pid_index < self.patient_number:
             raise IndexError(f"{self.dataset_name}: patient index {pid_index} out of range [0, {self.patient_number})")
         pid = self.patient_id_list[pid_index]
         image_path, label_path = self.paths(pid)
-        reference, label_ref = read_image_label_pair(image_path, label_path)
+        reference, label_ref = read_image_label_pair(image_path, label_path)  # same voxel grid, or an error
+        check_image_intensities(reference)  # a blank image would be scored as a (failed) segmentation
         image_vol, label_vol = self._prepare(reference, label_ref, self.new_spacing)
         if crop_size is None:
             target = (int(image_vol.array.shape[1]), int(image_vol.array.shape[2]))

@@ -123,7 +123,8 @@ def evaluate_dataset(
             trained on a coarser grid, e.g. 96 at 2.734 mm covers the same field of view).
 
     Returns:
-        The :class:`DatasetResult`. A patient whose files cannot be read is skipped with a warning.
+        The :class:`DatasetResult`. A patient whose files cannot be read, whose image and label grids differ, or whose
+        image is constant is skipped with a warning; an empty ground truth is scored (Dice 0) with a warning.
     """
     columns = metric_columns(metric_names)
     rows: list[dict[str, Any]] = []
@@ -144,6 +145,14 @@ def evaluate_dataset(
             message = (
                 f"{dataset}: {patient.label_path}: label values {unexpected} are not predicted by the model "
                 f"(classes 0..{num_classes - 1}); they count as background for LV/MYO/RV"
+            )
+            logger.warning(message)
+            notes.append(message)
+        if not gt.any():
+            message = (
+                f"{dataset}: {patient.label_path}: the ground truth of {patient.patient_id} has no labelled voxel in "
+                f"the evaluated {gt.shape[-2]} x {gt.shape[-1]} field of view; it enters the means with Dice 0 for "
+                "every class"
             )
             logger.warning(message)
             notes.append(message)
