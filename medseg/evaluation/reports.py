@@ -115,16 +115,17 @@ def evaluate_dataset(
         batch_slices: slices per forward pass.
         device: model device.
         predictions_dir: if given, write ``{patient_id}_pred.nii.gz`` there in the original image geometry.
-        num_classes: classes the model predicts; label values outside ``[0, num_classes)`` are reported and count as
-            background for every scored class.
+        num_classes: classes the model predicts; a patient whose ground truth holds values outside
+            ``[0, num_classes)`` is skipped with a warning (they would count as background for every scored class).
         on_patient: called after each patient (progress bars).
         normalize_2D: min–max each slice to [0, 1] before predicting (spec j.19; off in the published protocol).
         crop_size: in-plane centre crop / zero pad of the test volumes (the published 192; smaller for models
             trained on a coarser grid, e.g. 96 at 2.734 mm covers the same field of view).
 
     Returns:
-        The :class:`DatasetResult`. A patient whose files cannot be read, whose image and label grids differ, or whose
-        image is constant is skipped with a warning; an empty ground truth is scored (Dice 0) with a warning.
+        The :class:`DatasetResult`. A patient whose files cannot be read, whose image and label grids differ, whose
+        image is constant or whose labels are not the model's classes is skipped with a warning; an empty ground
+        truth is scored (Dice 0) with a warning.
     """
     columns = metric_columns(metric_names)
     rows: list[dict[str, Any]] = []
@@ -141,13 +142,17 @@ def evaluate_dataset(
             continue
         gt = torch.as_tensor(patient.label).cpu().numpy()
         unexpected = sorted(int(v) for v in np.unique(gt) if v < 0 or v >= num_classes)
-        if unexpected:
+        if unexpected:  # scored as background they would silently lower the Dice (training refuses them)
             message = (
-                f"{dataset}: {patient.label_path}: label values {unexpected} are not predicted by the model "
-                f"(classes 0..{num_classes - 1}); they count as background for LV/MYO/RV"
+                f"{dataset}: patient {patient.patient_id} skipped: {patient.label_path}: label values {unexpected} "
+                f"lie outside the model's classes 0..{num_classes - 1}; expected only these (check the label "
+                "convention of the files)"
             )
             logger.warning(message)
             notes.append(message)
+            if on_patient is not None:
+                on_patient()
+            continue
         if not gt.any():
             message = (
                 f"{dataset}: {patient.label_path}: the ground truth of {patient.patient_id} has no labelled voxel in "

@@ -1,5 +1,5 @@
 """medseg-test skips (or warns about) test pairs whose scores would be meaningless: misregistered labels, blank images,
-empty ground truths."""
+labels outside the model's classes, empty ground truths."""
 
 from __future__ import annotations
 
@@ -26,13 +26,16 @@ def rewrite(path, array=None, **geometry):
 
 def damaged_root(root):
     """One subject per problem, plus a good one; returns (root, ids)."""
-    ids = ["good", "shifted", "spacing", "rotated", "zero_image", "constant_image", "empty_gt"]
+    ids = ["good", "shifted", "spacing", "rotated", "zero_image", "constant_image", "label5", "empty_gt"]
     write_subjects(root, ids, shape=SHAPE, frames=("ED",))
     rewrite(root / "shifted" / "ED_seg.nii.gz", origin=(10.0, 0.0, 0.0))  # the label 10 mm off its image
     rewrite(root / "spacing" / "ED_seg.nii.gz", spacing=(1.5, 1.5, 8.0))
     rewrite(root / "rotated" / "ED_seg.nii.gz", direction=ROTATED)
     rewrite(root / "zero_image" / "ED_img.nii.gz", np.zeros(SHAPE, np.float32))
     rewrite(root / "constant_image" / "ED_img.nii.gz", np.full(SHAPE, 0.4, np.float32))
+    label = read_volume(root / "label5" / "ED_seg.nii.gz").array.copy()
+    label[label == 3] = 5
+    rewrite(root / "label5" / "ED_seg.nii.gz", label)
     rewrite(root / "empty_gt" / "ED_seg.nii.gz", np.zeros(SHAPE, np.uint8))
     return root, ids
 
@@ -52,6 +55,8 @@ def test_bad_pairs_are_skipped_and_an_empty_ground_truth_is_named(tmp_path, echo
         "zero_image": r"patient #4 skipped: \S*zero_image/ED_img.nii.gz: expected an image with contrast, got a "
                       r"constant volume \(every voxel is 0\)",
         "constant_image": r"patient #5 skipped: \S*constant_image/ED_img.nii.gz: expected an image with contrast",
+        "label5": r"patient label5_ED skipped: \S*label5/ED_seg.nii.gz: label values \[5\] lie outside the model's "
+                  r"classes 0..3",
         "empty_gt": r"\S*empty_gt/ED_seg.nii.gz: the ground truth of empty_gt_ED has no labelled voxel in the "
                     r"evaluated 48 x 48 field of view; it enters the means with Dice 0",
     }
@@ -81,8 +86,8 @@ def test_medseg_test_counts_and_lists_the_skips(tmp_path, fresh_checkpoint, caps
                  "--output_dir", str(tmp_path / "agg")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "2 volumes evaluated, 5 skipped" in captured.out
+    assert "2 volumes evaluated, 6 skipped" in captured.out
     warnings = (tmp_path / "agg" / "warnings.txt").read_text()
-    for name in ("shifted", "spacing", "rotated", "zero_image", "constant_image", "empty_gt"):
+    for name in ("shifted", "spacing", "rotated", "zero_image", "constant_image", "label5", "empty_gt"):
         assert f"{name}/ED_" in warnings, name
-    assert "5 volume(s) skipped" in warnings
+    assert "6 volume(s) skipped" in warnings
