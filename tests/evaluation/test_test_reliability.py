@@ -131,7 +131,8 @@ def test_model_of_a_coarser_grid_tested_with_the_native_crop_is_named(tmp_path):
     checkpoints = run_dir / "model" / "best" / "checkpoints"
     checkpoints.mkdir(parents=True)
     run = Run("quick", checkpoints, 0)
-    assert _grid_note(run, None) is None  # no run config: the published 1.36719 mm protocol
+    note = _grid_note(run, None)  # no record of the grid: the published 1.36719 mm is assumed, with a warning
+    assert note is not None and "no record of the grid the model was trained on" in note
     (run_dir / "config.json").write_text('{"data": {"new_spacing": [2.73438, 2.73438, -1]}}')
     note = _grid_note(run, None)
     assert note is not None and "2.73438 mm grid" in note and "--crop_size 96" in note
