@@ -24,6 +24,11 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 from medseg.training.entry import run_training  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 
+#: largest ``--seed``: NumPy's legacy seeds are 32-bit, the per-sample generators need seeds >= 0 and the loader's
+#: per-epoch torch seed (``seed * 100003 + epoch``) must stay below 2**64
+SEED_MAX = 2**32 - 1
+N_FOLDS = 5
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with every published flag and default, plus the medseg extras."""
@@ -35,9 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="experiment config (published JSON schema)")
     parser.add_argument("--dataset_name", type=str, default="ACDC",
                         help="kept for compatibility; the dataset comes from the config's data.dataset_name")
-    parser.add_argument("--cval", type=int, default=0, help="cross-validation fold (0-4)")
+    parser.add_argument("--cval", type=int, default=0, choices=range(N_FOLDS), metavar="{0-4}",
+                        help="cross-validation fold (0-4)")
     parser.add_argument("--data_setting", type=str, default="10",
-                        help="training subjects: 'standard', 'one_shot', 'three_shot', or 10/20/40/...")
+                        help="training subjects: 'standard', 'one_shot', 'three_shot', a whole number of labelled "
+                             "subjects 1-40 (e.g. 10) or a fraction of them in (0, 1) (e.g. 0.25); numbers are "
+                             "written canonically in the run folder name (010 is 10)")
     parser.add_argument("--resume_pkl_path", type=str, default=None,
                         help="run snapshot (.pkl) to continue from (default: start a new run)")
     parser.add_argument("--resume", choices=["auto"], default=None,
@@ -48,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_dir", type=str, default="./saved/", help="root folder of all runs")
     parser.add_argument("--log", action="store_true", help="write TensorBoard summaries")
     parser.add_argument("--seed", type=int, default=None,
-                        help="seed for Python, NumPy, torch and data loading (default: a random seed, recorded in the "
-                             "run snapshot)")
+                        help=f"seed for Python, NumPy, torch and data loading, an integer in [0, {SEED_MAX}] "
+                             "(default: a random seed, recorded in the run snapshot)")
     parser.add_argument("--n_workers", type=int, default=4, help="DataLoader worker processes")
     parser.add_argument("--no_pin_memory", action="store_true", help="do not pin DataLoader memory")
     parser.add_argument("--debug", action="store_true", help="faulthandler, debug logging and error tracebacks")
@@ -77,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--overwrite (start afresh) and --resume/--resume_pkl_path (continue) are mutually exclusive")
     if args.n_workers < 0:
         parser.error(f"--n_workers: expected an integer >= 0, got {args.n_workers}")
+    if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
+        parser.error(f"--seed: expected an integer in [0, {SEED_MAX}] (2**32 - 1), got {args.seed}")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
     if args.precision is not None:
         args.overrides.append(f"learning.precision={args.precision}")
     return run_cli(parser.prog, lambda: run_training(args), args.debug, "--debug")

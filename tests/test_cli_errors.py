@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from medseg.utils.cli import CommandFailed, run_cli
+from medseg.utils.cli import CommandFailed, UnsupportedInput, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,3 +126,47 @@ def test_run_cli_exit_codes(capsys: pytest.CaptureFixture) -> None:
     assert err == ["t: error: x.nii.gz: not found", "t: error: nothing was evaluated", "t: interrupted",
                    "t: error: unexpected TypeError: a bug in two lines (run again with --verbose for the traceback and "
                    "report it)"]
+
+
+def test_unsupported_input_is_a_user_error_but_not_every_not_implemented_error(capsys: pytest.CaptureFixture) -> None:
+    def failing(exc: BaseException):
+        def body() -> int:
+            raise exc
+        return body
+
+    assert run_cli("t", failing(UnsupportedInput("data_setting '41': at most 40 labelled subjects"))) == 2
+    assert run_cli("t", failing(NotImplementedError("a gap in the code"))) == 1  # still reported as a bug
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "t: error: data_setting '41': at most 40 labelled subjects"
+    assert err[1].startswith("t: error: unexpected NotImplementedError: a gap in the code") and "report it" in err[1]
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:0"])
+def test_cuda_without_cuda_is_a_user_error(name: str, capsys: pytest.CaptureFixture,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """medseg-train and medseg-test resolve their --device here: exit code 2, not 'report it'."""
+    import torch
+
+    from medseg.utils.device import DeviceUnavailable, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceUnavailable) as info:
+        resolve_device(name)
+    assert isinstance(info.value, RuntimeError)  # the type callers caught before
+    assert run_cli("medseg-test", lambda: int(resolve_device(name).index or 0)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"medseg-test: error: device {name!r} requested but CUDA is not available on this machine"]
+
+
+def test_cuda_index_beyond_the_devices_and_bad_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from medseg.utils.device import DeviceUnavailable, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(DeviceUnavailable, match="'cuda:3' requested but this machine has 1 CUDA device"):
+        resolve_device("cuda:3")
+    for bad in ("cudax", "cuda:", "cuda:a", "gpu"):
+        with pytest.raises(ValueError, match="unknown device"):
+            resolve_device(bad)

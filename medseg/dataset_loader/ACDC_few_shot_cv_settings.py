@@ -16,6 +16,8 @@ import logging
 
 import numpy as np
 
+from medseg.utils.cli import UnsupportedInput
+
 logger = logging.getLogger(__name__)
 
 N_FOLDS = 5
@@ -99,7 +101,11 @@ def _few_shot_validate(cval: int) -> list[str]:
 
 
 def _parse_numeric(identifier: str) -> tuple[int, str]:
-    """Number of training subjects and display name of a numeric identifier (``"10"``, ``"0.25"``)."""
+    """Number of training subjects and display name of a numeric identifier (``"10"``, ``"0.25"``).
+
+    The display name is the canonical spelling (``"010"`` and ``"10.0"`` are ``"10"``). A count of at least 1 must be
+    a whole number: ``"2.5"`` would silently train 2 subjects under the name ``2.5``.
+    """
     try:
         value = float(identifier)
     except ValueError as err:
@@ -113,13 +119,38 @@ def _parse_numeric(identifier: str) -> tuple[int, str]:
         n_train = int(np.floor(value * len(LABELLED_POOL)))
         if n_train < 1:
             raise ValueError(f"data_setting {identifier!r} selects no subject from the pool of {len(LABELLED_POOL)}")
-        return n_train, repr(value) if value != int(value) else str(int(value))
+        return n_train, repr(value)
+    if value != int(value):
+        raise ValueError(f"unsupported data_setting {identifier!r}: expected a whole number of labelled subjects "
+                         f"('1'..'{len(LABELLED_POOL)}') or a fraction in (0, 1)")
     n_train = int(value)
     if n_train > len(LABELLED_POOL):
-        raise NotImplementedError(
+        raise UnsupportedInput(
             f"data_setting {identifier!r}: at most {len(LABELLED_POOL)} labelled subjects are available"
         )
     return n_train, str(n_train)
+
+
+def _check_shot_identifier(identifier: str) -> None:
+    if identifier not in SHOT_IDENTIFIERS:
+        raise UnsupportedInput(f"unsupported data_setting {identifier!r}; shot settings: {list(SHOT_IDENTIFIERS)}")
+
+
+def canonical_data_setting(identifier: str) -> str:
+    """The canonical spelling of a data setting, which names the run folder: numbers as :func:`get_ACDC_split_policy`
+    prints them (``"010"`` and ``"10.0"`` are ``"10"``, ``".25"`` is ``"0.25"``); other names unchanged.
+
+    Raises:
+        ValueError: for an identifier that :func:`get_ACDC_split_policy` refuses (``UnsupportedInput``, also a
+            ``NotImplementedError``, where it raises that).
+    """
+    identifier = str(identifier)
+    if identifier == "standard":
+        return identifier
+    if "shot" in identifier:
+        _check_shot_identifier(identifier)
+        return identifier
+    return _parse_numeric(identifier)[1]
 
 
 def get_ACDC_split_policy(identifier: str, cval: int) -> dict[str, list[str] | str]:  # noqa: N802 (published name)
@@ -134,8 +165,9 @@ def get_ACDC_split_policy(identifier: str, cval: int) -> dict[str, list[str] | s
         ``{'train', 'validate', 'test', 'unlabelled', 'test+unlabelled': list[str], 'name': str}``.
 
     Raises:
-        ValueError: for a ``cval`` outside 0 … 4 or an unparsable identifier.
-        NotImplementedError: for more than 40 subjects or an unknown ``*shot*`` identifier.
+        ValueError: for a ``cval`` outside 0 … 4, an unparsable identifier or a count that is not a whole number.
+        UnsupportedInput: (a ``NotImplementedError`` and a ``ValueError``) for more than 40 subjects or an unknown
+            ``*shot*`` identifier.
     """
     identifier = str(identifier)
     if isinstance(cval, bool) or not isinstance(cval, (int, np.integer)) or not 0 <= int(cval) < N_FOLDS:
@@ -146,6 +178,7 @@ def get_ACDC_split_policy(identifier: str, cval: int) -> dict[str, list[str] | s
     if identifier == "standard":
         train, validate = list(STANDARD_TRAIN_IDS), list(STANDARD_VALIDATE_IDS)
     elif "shot" in identifier:
+        _check_shot_identifier(identifier)
         unlabelled = list(UNLABELLED_IDS)
         validate = _few_shot_validate(cval)
         if identifier in ("one_shot", "one_shot_upperbound"):
@@ -153,12 +186,8 @@ def get_ACDC_split_policy(identifier: str, cval: int) -> dict[str, list[str] | s
             validate = validate + [i for i in ONE_SHOT_EXTRA_VALIDATE_IDS[cval] if i not in validate]
         elif identifier in ("three_shot", "three_shot_upperbound"):
             train = list(THREE_SHOT_TRAIN_IDS[cval])
-        elif identifier == "25_shot_upperbound":
+        else:  # "25_shot_upperbound"
             train = seeded_subset(LABELLED_POOL, 25, cval)
-        else:
-            raise NotImplementedError(
-                f"unsupported data_setting {identifier!r}; shot settings: {list(SHOT_IDENTIFIERS)}"
-            )
         if identifier.endswith("_upperbound"):
             train = train + list(UNLABELLED_IDS)
     else:

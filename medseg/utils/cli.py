@@ -57,6 +57,13 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 
+class UnsupportedInput(NotImplementedError, ValueError):
+    """A value that the published code refuses with ``NotImplementedError`` (e.g. ``--data_setting 41``, a dataset
+    other than ACDC): still a ``NotImplementedError`` for callers written against the original, and a ``ValueError``
+    so that :func:`run_cli` reports it as a user error (exit code 2). ``NotImplementedError`` as such is not a user
+    error: it also marks real gaps in the code."""
+
+
 class CommandFailed(Exception):
     """The tool ran but did not achieve its purpose (reported as one line with ``exit_code``, default 1)."""
 

@@ -12,19 +12,29 @@ import torch
 logger = logging.getLogger(__name__)
 
 
+class DeviceUnavailable(ValueError, RuntimeError):
+    """The requested device does not exist on this machine: a user error (a ``ValueError``, exit code 2 in the
+    command-line tools), still a ``RuntimeError`` for callers that caught the earlier type."""
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """Turn ``'auto' | 'cpu' | 'cuda' | 'cuda:N'`` into a :class:`torch.device`.
 
     Raises:
-        RuntimeError: if CUDA is requested explicitly but is not available.
+        DeviceUnavailable: (a ``ValueError`` and a ``RuntimeError``) if CUDA is requested explicitly but is not
+            available.
         ValueError: for an unknown device name.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} requested but CUDA is not available on this machine")
-        return torch.device(name)
+            raise DeviceUnavailable(f"device {name!r} requested but CUDA is not available on this machine")
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceUnavailable(f"device {name!r} requested but this machine has {torch.cuda.device_count()} "
+                                    "CUDA device(s) (cuda:0 ...)")
+        return device
     if name == "cpu":
         return torch.device("cpu")
     raise ValueError(f"unknown device {name!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")

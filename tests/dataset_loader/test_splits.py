@@ -10,9 +10,11 @@ from medseg.dataset_loader.ACDC_few_shot_cv_settings import (
     LABELLED_POOL,
     TEST_IDS,
     UNLABELLED_IDS,
+    canonical_data_setting,
     get_ACDC_split_policy,
     train_validate_overlap,
 )
+from medseg.utils.cli import UnsupportedInput
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "acdc_splits.json"  # the published lists (tests/fixtures)
 
@@ -83,3 +85,37 @@ def test_bad_identifier_value_error(identifier):
 def test_unsupported_identifier(identifier):
     with pytest.raises(NotImplementedError, match="data_setting"):
         get_ACDC_split_policy(identifier, 0)
+
+
+@pytest.mark.parametrize("identifier", ["41", "five_shot"])
+def test_unsupported_identifier_is_a_user_error(identifier):
+    """Still the published NotImplementedError, and a ValueError so that the tools report it as bad input."""
+    with pytest.raises(UnsupportedInput) as info:
+        get_ACDC_split_policy(identifier, 0)
+    assert isinstance(info.value, NotImplementedError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("identifier", ["2.5", "10.5", "39.99"])
+def test_count_that_is_not_a_whole_number_is_refused(identifier):
+    with pytest.raises(ValueError, match=f"data_setting '{identifier}': expected a whole number"):
+        get_ACDC_split_policy(identifier, 0)
+
+
+@pytest.mark.parametrize(("identifier", "canonical"), [
+    ("10", "10"), ("010", "10"), ("10.0", "10"), (" 10", "10"), ("1e1", "10"), ("0.25", "0.25"), (".25", "0.25"),
+    ("standard", "standard"), ("one_shot", "one_shot"), ("25_shot_upperbound", "25_shot_upperbound"),
+])
+def test_canonical_data_setting(identifier, canonical):
+    assert canonical_data_setting(identifier) == canonical
+    if canonical not in ("standard",) and "shot" not in canonical:  # the same subjects under the canonical name
+        assert get_ACDC_split_policy(identifier, 2)["train"] == get_ACDC_split_policy(canonical, 2)["train"]
+        assert get_ACDC_split_policy(identifier, 2)["name"] == f"{canonical}_cv_2"
+
+
+@pytest.mark.parametrize(("identifier", "error"), [
+    ("41", UnsupportedInput), ("four_shot", UnsupportedInput), ("2.5", ValueError), ("ten", ValueError),
+    ("0", ValueError), ("../x", ValueError),
+])
+def test_canonical_data_setting_refuses_what_the_splits_refuse(identifier, error):
+    with pytest.raises(error, match="data_setting"):
+        canonical_data_setting(identifier)
