@@ -14,8 +14,10 @@ raw string (``--set data.root_dir=data/synthetic/ACDC``); for a text key the raw
 Beyond types, the loader refuses: non-finite numbers (JSON ``Infinity``/``NaN``, e.g. ``learning.lr``), a key given
 twice in one JSON object, ``data.num_classes`` differing from ``segmentation_model.num_classes`` or from the classes
 the label setting produces, ``learning.n_epochs``/``max_iteration`` below 1, a ``data.dataset_name`` that is not a
-single folder name (it becomes part of the run folder), and file-name templates with placeholders other than
-``{p_id}`` and ``{frame}``.
+single folder name (it becomes part of the run folder), file-name templates with placeholders other than
+``{p_id}`` and ``{frame}``, pad/crop sizes that the transforms cannot use (``[H, W, 1]`` only, crop H and W multiples
+of 16 and not above the pad size), an unknown ``data.data_aug_policy``, a ``data.new_spacing`` outside 0.1-20 mm and
+an empty ``latent_DA.mask_scope`` with ``learning.latent_DA`` true.
 
 medseg extension (not in the published schema; optional): ``learning.on_non_finite`` is ``"stop"`` (default: a
 non-finite loss or gradient ends the run with an error before the optimiser step, so no non-finite weights are ever
@@ -46,6 +48,10 @@ NETWORK_TYPES = ("FCN_16_standard", "FCN_16_standard_w_o_filter", "FCN_16_standa
 NON_FINITE_POLICIES = ("stop", "skip")
 TEMPLATE_FIELDS = frozenset({"p_id", "frame"})
 PRECISIONS = ("fp32", "bf16", "fp16")  # learning.precision (medseg extension; see medseg.utils.precision)
+#: plausible in-plane spacings of ``data.new_spacing`` in mm (the range medseg-test accepts for a model's grid): a
+#: tiny spacing resamples a slice to millions of pixels, a huge one to less than one
+SPACING_RANGE_MM = (0.1, 20.0)
+CROP_MULTIPLE = 16  # the networks downsample four times
 
 
 def _key(name: str) -> Any:
@@ -108,12 +114,19 @@ class DataConfig:
         _check(len(set(self.frame)) == len(self.frame), "data.frame", "no repeated frame", list(self.frame))
         for name in ("pad_size", "crop_size"):
             value = getattr(self, name)
-            _check(len(value) == 3 and all(v > 0 for v in value), f"data.{name}", "[H, W, C] of positive ints",
-                   list(value))
+            _check(len(value) == 3 and all(v > 0 for v in value[:2]) and value[2] == 1, f"data.{name}",
+                   "[H, W, 1]: positive H and W and one channel (the slices are single-channel)", list(value))
+        _check(all(v % CROP_MULTIPLE == 0 for v in self.crop_size[:2]), "data.crop_size",
+               f"H and W multiples of {CROP_MULTIPLE} (the networks downsample four times)", list(self.crop_size))
+        _check(all(p >= c for p, c in zip(self.pad_size[:2], self.crop_size[:2])), "data.pad_size",
+               f"H and W at least those of data.crop_size {list(self.crop_size)} (slices are padded, then cropped)",
+               list(self.pad_size))
+        self._check_policy()
         _check(self.num_classes >= 2, "data.num_classes", "an int >= 2", self.num_classes)
-        _check(len(self.new_spacing) in (2, 3) and all(0 < v < float("inf") for v in self.new_spacing[:2]),
-               "data.new_spacing", "[x, y] or [x, y, z] with positive finite in-plane spacings in mm (z is ignored)",
-               list(self.new_spacing))
+        low, high = SPACING_RANGE_MM
+        _check(len(self.new_spacing) in (2, 3) and all(low <= v <= high for v in self.new_spacing[:2]),
+               "data.new_spacing", f"[x, y] or [x, y, z] with in-plane spacings in [{low:g}, {high:g}] mm (z is "
+               "ignored)", list(self.new_spacing))
         _check(not (self.myocardium_only and self.right_ventricle_only), "data.myocardium_only",
                "not both myocardium_only and right_ventricle_only", True)
         single = self.myocardium_only or self.right_ventricle_only
@@ -124,6 +137,12 @@ class DataConfig:
         _check_folder_name(self.dataset_name, "data.dataset_name")
         for name in ("image_format_name", "label_format_name"):
             _check_template(getattr(self, name), f"data.{name}")
+
+    def _check_policy(self) -> None:
+        from medseg.dataset_loader.transforms import POLICIES  # torch and scipy: imported only when a config is built
+
+        _check(self.data_aug_policy in POLICIES, "data.data_aug_policy", f"one of {sorted(POLICIES)}",
+               self.data_aug_policy)
 
 
 @dataclass(frozen=True)
@@ -229,6 +248,10 @@ class ExperimentConfig:
         _check(self.data.num_classes == self.segmentation_model.num_classes, "data.num_classes",
                f"the same value as segmentation_model.num_classes ({self.segmentation_model.num_classes})",
                self.data.num_classes)
+        # cooperative training without a code to mask would train "cooperative" with no hard example at all
+        _check(not self.learning.latent_da or len(self.latent_da.mask_scope) > 0, "latent_DA.mask_scope",
+               f"at least one of {list(CODE_NAMES)} while learning.latent_DA is true (for training without latent "
+               "space data augmentation set learning.latent_DA to false)", list(self.latent_da.mask_scope))
 
     def to_dict(self) -> dict[str, Any]:
         """The config in the published JSON schema (lists, published key names)."""
@@ -332,25 +355,53 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
     """Return a copy of ``raw`` with ``--set`` overrides applied (validation happens later, in :func:`from_dict`).
 
     A key may use the published name or the snake_case field name (``latent_DA.image_code.max_threshold``).
+
+    Raises:
+        ValueError: if ``raw`` is not a JSON object, for a malformed override, or for an override below a key that
+            holds a value (naming whether the file or an earlier ``--set`` gave it that value).
     """
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"expected a JSON object at the top level, got {_json_type(raw)}")
     result = copy.deepcopy(dict(raw))
+    overridden: set[tuple[str, ...]] = set()  # published key paths given a value by an earlier --set
     for text in overrides:
         path, value = parse_override(text)
         node, cls = result, ExperimentConfig
+        keys: list[str] = []  # the published keys of path[:depth + 1]
         for depth, part in enumerate(path):
             parent = cls
             part, cls = _published_key(cls, part)
+            keys.append(part)
             if depth == len(path) - 1:
                 if _field_hint(parent, part) is str:  # a text key keeps the text: root_dir=2024 is a folder name
                     value = text.partition("=")[2]
                 node[part] = value
+                overridden.add(tuple(keys))
                 break
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                where = ".".join(path[: depth + 1])
+                where = ".".join(keys)
+                if cls is not None and tuple(keys) not in overridden:  # a section that the file gave a value
+                    raise ValueError(f"config key '{where}': expected a section (a JSON object), got "
+                                     f"{json.dumps(child)} in the file (needed by --set {text!r})")
                 raise ValueError(f"--set {text!r}: '{where}' is a value, not a section")
             node = child
     return result
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type (``a list`` is ``an array``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{json.dumps(value)}"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array (a list)"
+    return type(value).__name__
 
 
 def _published_key(cls: Any, part: str) -> tuple[str, Any]:
@@ -389,9 +440,14 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Exper
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: for invalid JSON (with the line) or an invalid key/value (with the dotted key).
+        IsADirectoryError: if ``path`` is a folder.
+        ValueError: for invalid JSON (with the line), a top level that is not a JSON object, or an invalid key/value
+            (with the dotted key).
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"config file {path}: is a folder, expected a JSON file such as "
+                                "config/ACDC/cooperative_training.json (--json_config_path)")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found (pass --json_config_path)")
     try:

@@ -223,3 +223,61 @@ def test_precision_key_is_validated_and_round_trips() -> None:
         from_dict({"learning": {"precision": "float16"}})
     with pytest.raises(ValueError, match="learning.precision"):
         from_dict({"learning": {"precision": 16}})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["data.data_aug_policy=nope"], "config key 'data.data_aug_policy': expected one of ['ACDC_affine'"),
+        (["data.crop_size=[64,64,1]", "data.pad_size=[48,48,1]"],
+         "config key 'data.pad_size': expected H and W at least those of data.crop_size [64, 64, 1]"),
+        (["data.crop_size=[33,33,1]"], "config key 'data.crop_size': expected H and W multiples of 16"),
+        (["data.crop_size=[224,224,3]", "data.pad_size=[224,224,3]"],
+         "config key 'data.pad_size': expected [H, W, 1]: positive H and W and one channel"),
+        (["data.crop_size=[192,192,3]"], "config key 'data.crop_size': expected [H, W, 1]"),
+        (["data.new_spacing=[0.01,0.01]"], "config key 'data.new_spacing': expected [x, y] or [x, y, z] with in-plane "
+                                           "spacings in [0.1, 20] mm"),
+        (["data.new_spacing=[500,500]"], "got [500.0, 500.0]"),
+        (["latent_DA.mask_scope=[]"], "config key 'latent_DA.mask_scope': expected at least one of ['image code', "
+                                      "'shape code'] while learning.latent_DA is true"),
+    ],
+)
+def test_data_values_the_training_cannot_use_name_the_key(overrides: list[str], expected: str) -> None:
+    with pytest.raises(ValueError) as info:
+        load_config(ACDC / "cooperative_training.json", overrides)
+    assert str(info.value).startswith(f"{ACDC / 'cooperative_training.json'}: ") and expected in str(info.value)
+
+
+def test_plausible_data_values_still_load() -> None:
+    config = load_config(ACDC / "cooperative_training.json", ["data.new_spacing=[0.1,20]", "data.crop_size=[16,16,1]",
+                                                               "data.pad_size=[16,16,1]"])
+    assert config.data.new_spacing == (0.1, 20.0) and config.data.crop_size == config.data.pad_size == (16, 16, 1)
+    standard = load_config(ACDC / "standard_training.json", ["latent_DA.mask_scope=[]"])  # nothing masked anyway
+    assert standard.latent_da.mask_scope == ()
+
+
+def test_top_level_must_be_an_object(tmp_path: Path) -> None:
+    path = tmp_path / "list.json"
+    path.write_text('[{"data": {}}]')
+    with pytest.raises(ValueError, match=r"list\.json: expected a JSON object at the top level, got an array"):
+        load_config(path, ["learning.n_epochs=1"])
+    with pytest.raises(ValueError, match="expected a JSON object at the top level, got null"):
+        apply_overrides(None, [])  # type: ignore[arg-type]
+
+
+def test_null_section_in_the_file_is_named_not_the_override(tmp_path: Path) -> None:
+    raw = json.loads((ACDC / "cooperative_training.json").read_text())
+    raw["learning"] = None
+    path = tmp_path / "null.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError) as info:
+        load_config(path, ["learning.batch_size=4"])
+    assert str(info.value) == (f"{path}: config key 'learning': expected a section (a JSON object), got null in the "
+                               "file (needed by --set 'learning.batch_size=4')")
+    with pytest.raises(ValueError, match="--set 'learning.batch_size=4': 'learning' is a value, not a section"):
+        apply_overrides({}, ["learning=5", "learning.batch_size=4"])  # an earlier --set made it a value
+
+
+def test_config_path_that_is_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError, match="is a folder, expected a JSON file"):
+        load_config(tmp_path)
