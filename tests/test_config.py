@@ -235,11 +235,11 @@ def test_precision_key_is_validated_and_round_trips() -> None:
         (["data.crop_size=[224,224,3]", "data.pad_size=[224,224,3]"],
          "config key 'data.pad_size': expected [H, W, 1]: positive H and W and one channel"),
         (["data.crop_size=[192,192,3]"], "config key 'data.crop_size': expected [H, W, 1]"),
-        (["data.new_spacing=[0.01,0.01]"], "config key 'data.new_spacing': expected [x, y] or [x, y, z] with in-plane "
-                                           "spacings in [0.1, 20] mm"),
+        (["data.new_spacing=[0.01,0.01]"], ("config key 'data.new_spacing': expected [x, y] or [x, y, z] with in-plane "
+                                            "spacings in [0.1, 20] mm")),
         (["data.new_spacing=[500,500]"], "got [500.0, 500.0]"),
-        (["latent_DA.mask_scope=[]"], "config key 'latent_DA.mask_scope': expected at least one of ['image code', "
-                                      "'shape code'] while learning.latent_DA is true"),
+        (["latent_DA.mask_scope=[]"], ("config key 'latent_DA.mask_scope': expected at least one of ['image code', "
+                                       "'shape code'] while learning.latent_DA is true")),
     ],
 )
 def test_data_values_the_training_cannot_use_name_the_key(overrides: list[str], expected: str) -> None:

@@ -7,6 +7,7 @@ import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from medseg.dataset_loader.cardiac_ACDC_dataset import CardiacACDCDataset
 from medseg.dataset_loader.concat import ConcatDataSet
 from medseg.dataset_loader.transforms import Transformations
 from medseg.models.model_util import MaskSpec
+from medseg.utils.cli import UnsupportedInput
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +35,41 @@ class DataBundle:
     loader_generator: torch.Generator
 
 
+def check_data_config(config: ExperimentConfig) -> None:
+    """The checks of :func:`build_datasets` that read no data, so that the command line can make them before it
+    claims the run folder.
+
+    Raises:
+        UnsupportedInput: (a ``NotImplementedError`` and a ``ValueError``) if ``data.dataset_name`` does not contain
+            ``'ACDC'`` (the only training dataset).
+        FileNotFoundError, NotADirectoryError: if ``data.root_dir`` is not a folder (the message names the key).
+        ValueError: policy or sizes that the transforms refuse.
+    """
+    data = config.data
+    if "ACDC" not in data.dataset_name:
+        raise UnsupportedInput(f"config key 'data.dataset_name': only ACDC training is supported, got "
+                               f"{data.dataset_name!r}")
+    root = Path(data.root_dir)
+    where = "" if root.is_absolute() else f", relative to the working folder {Path.cwd()}"
+    if not root.exists():
+        raise FileNotFoundError(f"config key 'data.root_dir': expected the {data.dataset_name} data folder, got "
+                                f"{str(root)!r} (not found{where})")
+    if not root.is_dir():
+        raise NotADirectoryError(f"config key 'data.root_dir': expected the {data.dataset_name} data folder, got "
+                                 f"{str(root)!r} (a file, not a folder{where})")
+    Transformations(data.data_aug_policy, pad_size=data.pad_size, crop_size=data.crop_size)
+
+
 def build_datasets(config: ExperimentConfig, data_setting: str, cval: int, seed: int) -> tuple[Dataset, Dataset]:
     """One train and one validation dataset per frame, concatenated in config order (ES, then ED).
 
     Raises:
-        NotImplementedError: if ``data.dataset_name`` does not contain ``'ACDC'`` (the only training dataset).
+        UnsupportedInput: (a ``NotImplementedError`` and a ``ValueError``) if ``data.dataset_name`` does not contain
+            ``'ACDC'`` (the only training dataset).
+        FileNotFoundError, ValueError: see :func:`check_data_config` and the dataset.
     """
     data = config.data
-    if "ACDC" not in data.dataset_name:
-        raise NotImplementedError(f"config key 'data.dataset_name': only ACDC training is supported, got "
-                                  f"{data.dataset_name!r}")
+    check_data_config(config)
     transforms = Transformations(data.data_aug_policy, pad_size=data.pad_size, crop_size=data.crop_size)
     transforms_by_split = transforms.get_transformation()
     parts: dict[str, list[Dataset]] = {"train": [], "validate": []}
@@ -124,10 +151,21 @@ class EpochTaggedDataset(Dataset):
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed NumPy and ``random`` of a DataLoader worker from its torch seed (spec c.1)."""
+    """Seed NumPy and ``random`` of a DataLoader worker from its torch seed (spec c.1), and keep the worker quiet about
+    stop requests.
+
+    A forked worker inherits the training loop's SIGINT/SIGTERM handler, and Ctrl-C reaches every process of the
+    group: without this, each worker would log "received SIGINT: stopping ..." as well. Only the main process stops
+    the run, so only it says so (the handler itself, and so how a worker reacts to a signal, is unchanged).
+    """
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
+    logging.getLogger(STOP_REQUEST_LOGGER).disabled = True
+
+
+#: the logger of :class:`medseg.training.signals.StopRequest`
+STOP_REQUEST_LOGGER = "medseg.training.signals"
 
 
 def train_loader_batch_size(config: ExperimentConfig) -> int:

@@ -65,6 +65,15 @@ def snapshot_path(model_dir: str | Path, network_type: str) -> Path:
     return Path(model_dir) / SNAPSHOT_FOLDER / "checkpoints" / f"{network_type}.pkl"
 
 
+def snapshot_best_dir(path: str | Path) -> Path | None:
+    """The best checkpoints of the run that wrote the snapshot ``path`` (``<model>/last/checkpoints/x.pkl`` ->
+    ``<model>/best/checkpoints``); None if ``path`` is not laid out like that."""
+    path = Path(path)
+    if len(path.parents) < 3 or path.parent.name != "checkpoints" or path.parents[1].name != SNAPSHOT_FOLDER:
+        return None
+    return path.parents[2] / "best" / "checkpoints"
+
+
 def config_fingerprint(config: ExperimentConfig) -> dict[str, Any]:
     """Flat ``{dotted key: value}`` of the config entries that must not change on resume.
 
@@ -180,8 +189,16 @@ def load_snapshot(path: str | Path, device: torch.device | str = "cpu") -> dict[
     if missing:
         raise ValueError(f"resume snapshot {path} lacks the keys {missing}")
     for key in ("epoch", "batches_done", "global_iteration"):
-        if key in snapshot and (not isinstance(snapshot[key], int) or snapshot[key] < 0):
+        if key in snapshot and (isinstance(snapshot[key], bool) or not isinstance(snapshot[key], int)
+                                or snapshot[key] < 0):
             raise ValueError(f"resume snapshot {path}: '{key}' must be an int >= 0, got {snapshot[key]!r}")
+    if "global_iteration" in snapshot:  # every epoch trains at least one iteration
+        trained = snapshot["epoch"] + (1 if snapshot.get("batches_done", 0) else 0)
+        if snapshot["global_iteration"] < trained:
+            raise ValueError(f"resume snapshot {path}: 'epoch' {snapshot['epoch']} (batch "
+                             f"{snapshot.get('batches_done', 0)}) is implausible after 'global_iteration' "
+                             f"{snapshot['global_iteration']} (every epoch trains at least one iteration); expected "
+                             "a snapshot written by medseg-train")
     for key in ("model_state", "optimizer_state"):
         if not isinstance(snapshot[key], dict):
             raise ValueError(f"resume snapshot {path}: '{key}' must be a dict per module, got "

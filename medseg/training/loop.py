@@ -90,6 +90,7 @@ class TrainResult:
     epochs_done: int
     global_iteration: int
     snapshot: Path | None
+    iterations_trained: int = 0  # by this call (0: a resumed run that had nothing left to train)
 
 
 class _Run:
@@ -317,6 +318,8 @@ def train(config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist
     run = _Run(config, options, paths, dist)
     if snapshot_data is not None and options.resume_path is not None:
         run.resume(snapshot_data, options.resume_path)
+        if dist.is_main:
+            _warn_if_nothing_to_train(run.state, config.learning.n_epochs, options.resume_path, run.snapshot_file)
     else:
         if dist.is_main and run.snapshot_file.is_file():
             logger.warning("%s holds a snapshot of an earlier run; starting afresh overwrites it (use --resume auto "
@@ -325,6 +328,7 @@ def train(config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist
     if dist.is_main and options.on_accepted is not None:
         options.on_accepted()
     state = run.state
+    start_iteration = state.global_iteration
     metrics = MetricsLog(paths.metrics_csv, state.epoch) if dist.is_main else None
     scalars = ScalarLogger(paths.log_dir, options.tensorboard and dist.is_main, purge_step=state.epoch or None)
     run.model.train()
@@ -348,7 +352,24 @@ def train(config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist
     finally:
         scalars.close()
     return TrainResult(best_score=state.best_score, epochs_done=state.epoch, global_iteration=state.global_iteration,
-                       snapshot=snapshot)
+                       snapshot=snapshot, iterations_trained=state.global_iteration - start_iteration)
+
+
+def _warn_if_nothing_to_train(state: ckpt.TrainState, n_epochs: int, snapshot: Path, own_snapshot: Path) -> None:
+    """A resumed run that is already at (or past) ``learning.n_epochs`` trains nothing: say so (a warning when the
+    snapshot comes from another run folder, naming where its best checkpoints are; this run's own finished snapshot,
+    e.g. ``--resume auto`` once more, is only noted)."""
+    if state.epoch < n_epochs:
+        return
+    if snapshot.resolve() == own_snapshot.resolve():
+        logger.info("the run is complete (epoch %d of learning.n_epochs = %d): nothing to train", state.epoch,
+                    n_epochs)
+        return
+    origin = ckpt.snapshot_best_dir(snapshot)
+    where = (f"its best checkpoints are in {origin}" if origin is not None and origin.is_dir() else
+             "no best checkpoints were found beside it")
+    logger.warning("resume snapshot %s is at epoch %d >= learning.n_epochs = %d: nothing to train (raise "
+                   "learning.n_epochs to continue it); %s", snapshot, state.epoch, n_epochs, where)
 
 
 def _epochs(run: _Run, config: ExperimentConfig, stop: StopRequest, scalars: ScalarLogger,

@@ -5,6 +5,9 @@ time and command line as JSON; it is removed when the run ends. A lock left by a
 host: its pid is gone, e.g. after ``kill -9``) is stale and taken over with a warning. A lock of another host cannot
 be checked and is refused with a message that says how to remove it. On POSIX systems the take-over is serialised by
 an ``flock`` on the run folder, so two trainings racing for a stale lock cannot both win.
+
+The folders that :meth:`RunLock.acquire` had to create are removed again by :meth:`RunLock.release` if they are still
+empty then (a run refused after the claim leaves no empty ``train_.../<config>/<cval>/`` tree behind).
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class RunLock:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_NAME
         self.held = False
+        self._created: list[Path] = []  # folders that acquire() created, deepest first
 
     def owner(self) -> dict[str, Any] | None:
         """The JSON content of the lock file (None if missing or unreadable)."""
@@ -103,13 +107,24 @@ class RunLock:
             RunFolderBusy: naming the lock file, the owner's pid, host and start time.
             PermissionError: if the run folder cannot be created or written.
         """
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise PermissionError(f"cannot create run folder {self.run_dir}: {err}") from err
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                 "command": " ".join(sys.argv)}
+        attempts = 3
+        try:
+            while True:
+                self._make_run_dir()
+                try:
+                    return self._create_lock_file(info)
+                except FileNotFoundError as err:  # the folder vanished (an ending claim removed it empty): again
+                    attempts -= 1
+                    if not attempts:
+                        raise PermissionError(f"cannot create the lock file {self.path}: {err}") from err
+        except BaseException:
+            self._remove_created_folders()
+            raise
+
+    def _create_lock_file(self, info: dict[str, Any]) -> RunLock:
         with _folder_mutex(self.run_dir):
             for _ in range(2):
                 try:
@@ -123,6 +138,8 @@ class RunLock:
                     with contextlib.suppress(FileNotFoundError):
                         self.path.unlink()
                     continue
+                except FileNotFoundError:
+                    raise
                 except OSError as err:
                     raise PermissionError(f"cannot create the lock file {self.path}: {err}") from err
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -131,6 +148,28 @@ class RunLock:
                 return self
         raise RunFolderBusy(self._busy_message(self.owner()))
 
+    def _make_run_dir(self) -> None:
+        missing = []
+        for folder in (self.run_dir, *self.run_dir.parents):
+            if folder.exists():
+                break
+            missing.append(folder)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise PermissionError(f"cannot create run folder {self.run_dir}: {err}") from err
+        self._created = missing + [f for f in self._created if f not in missing]
+
+    def _remove_created_folders(self) -> None:
+        """Remove the folders :meth:`acquire` created that are still empty (deepest first; a folder that another
+        process has meanwhile filled stays)."""
+        for folder in self._created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (the run wrote files, or another claim uses it) or already gone
+                break
+        self._created = []
+
     def _busy_message(self, owner: dict[str, Any] | None) -> str:
         owner = owner or {}
         return (f"{self.run_dir}: expected a run folder that no other training uses, got the lock {self.path} of pid "
@@ -138,13 +177,15 @@ class RunLock:
                 f"wait for that run to end, or delete {self.path} if it is no longer running")
 
     def release(self) -> None:
-        """Remove the lock file if this process holds it."""
+        """Remove the lock file if this process holds it, then the folders :meth:`acquire` created if they are
+        empty."""
         if self.held:
             owner = self.owner()
             if owner is None or owner.get("pid") == os.getpid():
                 with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()
             self.held = False
+        self._remove_created_folders()
 
     def __enter__(self) -> RunLock:
         return self.acquire()

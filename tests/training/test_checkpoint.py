@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from medseg.config import from_dict
+from medseg.config import ExperimentConfig, from_dict
 from medseg.training import checkpoint as ckpt
 from medseg.training.builders import ResumableSampler, assemble_batch, train_loader_batch_size
 from medseg.training.distributed import DistContext
@@ -231,3 +231,29 @@ def test_non_finite_snapshot_is_never_written(tmp_path: Path) -> None:
 def test_run_folder_cannot_escape_save_dir(tmp_path: Path, setting: str, dataset: str) -> None:
     with pytest.raises(ValueError, match="expected a single file or folder name"):
         build_run_paths(tmp_path, dataset, setting, 4, "ACDC/cooperative_training", 0)
+
+
+def test_snapshot_best_dir() -> None:
+    run_model = Path("saved/train_ACDC_10_n_cls_4/ACDC/cooperative_training/0/model")
+    assert ckpt.snapshot_best_dir(ckpt.snapshot_path(run_model, "FCN_16_standard")) == run_model / "best" / "checkpoints"
+    assert ckpt.snapshot_best_dir("x.pkl") is None and ckpt.snapshot_best_dir("/tmp/a/b/x.pkl") is None
+
+
+@pytest.mark.parametrize(("counters", "accepted"), [
+    ({"epoch": 3, "batches_done": 0, "global_iteration": 3}, True),
+    ({"epoch": 3, "batches_done": 2, "global_iteration": 5}, True),
+    ({"epoch": 10**6, "batches_done": 0, "global_iteration": 2}, False),
+    ({"epoch": 2, "batches_done": 1, "global_iteration": 2}, False),
+    ({"epoch": True, "batches_done": 0, "global_iteration": 2}, False),
+])
+def test_snapshot_counters_must_be_plausible(tmp_path: Path, counters: dict, accepted: bool) -> None:
+    module = torch.nn.Linear(2, 2)
+    path = ckpt.save_snapshot(tmp_path / "s.pkl", network_type="FCN_16_standard", modules={"m": module},
+                              optimizers={"m": torch.optim.Adam(module.parameters())},
+                              state=ckpt.TrainState(**counters), config=ExperimentConfig(), run_info={},
+                              rng_states=[ckpt.capture_rng_state()])
+    if accepted:
+        assert ckpt.load_snapshot(path)["epoch"] == counters["epoch"]
+    else:
+        with pytest.raises(ValueError, match=r"s\.pkl: 'epoch'"):
+            ckpt.load_snapshot(path)

@@ -54,3 +54,41 @@ def test_lock_of_another_host_or_unreadable_is_respected(tmp_path: Path) -> None
     os.utime(tmp_path / "b" / LOCK_NAME, (old, old))
     with RunLock(tmp_path / "b") as lock:  # an hour-old unreadable lock is stale
         assert lock.held
+
+
+def test_release_removes_the_folders_the_claim_created_while_empty(tmp_path: Path) -> None:
+    save_dir = tmp_path / "saved"
+    save_dir.mkdir()
+    run_dir = save_dir / "train_ACDC_10_n_cls_4" / "ACDC" / "cooperative_training" / "0"
+    with RunLock(run_dir) as lock:
+        assert lock.held and (run_dir / LOCK_NAME).is_file()
+    assert list(save_dir.iterdir()) == []  # the rejected run leaves no empty tree; save_dir existed before: kept
+    with RunLock(run_dir):
+        (run_dir / "config.json").write_text("{}")  # the run wrote something: nothing is removed
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json"]
+
+
+def test_refused_claim_removes_nothing_it_did_not_create(tmp_path: Path) -> None:
+    write_lock(tmp_path / "run", 1, host="some-other-machine")
+    with pytest.raises(RunFolderBusy):
+        RunLock(tmp_path / "run").acquire()
+    assert (tmp_path / "run" / LOCK_NAME).is_file()  # the other host's lock and its folder stay
+
+
+def test_claim_made_again_when_the_folder_vanishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another claim that ends may remove the empty folder between our mkdir and our lock file: try again."""
+    lock = RunLock(tmp_path / "a" / "0")
+    original = RunLock._create_lock_file
+    calls = []
+
+    def vanished_once(self: RunLock, info: dict) -> RunLock:
+        calls.append(1)
+        if len(calls) == 1:
+            (tmp_path / "a" / "0").rmdir()
+            raise FileNotFoundError(2, "No such file or directory", str(self.path))
+        return original(self, info)
+
+    monkeypatch.setattr(RunLock, "_create_lock_file", vanished_once)
+    assert lock.acquire().held and len(calls) == 2
+    lock.release()
+    assert list(tmp_path.iterdir()) == []
