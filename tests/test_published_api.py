@@ -582,3 +582,56 @@ def test_published_keywords_medseg_cannot_honour(published_data):
         Cardiac_MM_Dataset(root_dir=mm, frame="ED")  # the published templates name the ES files
     with pytest.raises(ValueError, match="formalized_label_dict"):
         CardiacACDCDataset(root_dir=acdc, formalized_label_dict={0: "BG", 1: "LV", 2: "LV"})
+
+
+# ------------------------------------------------------------------------------ argument validation (section G)
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"num_classes": "4"}, TypeError, "num_classes must be an int >= 2, got str '4'"),
+    ({"num_classes": 1}, ValueError, "num_classes must be an int >= 2, got 1"),
+    ({"num_classes": True}, TypeError, "num_classes must be an int >= 2, got bool True"),
+    ({"image_ch": 0}, ValueError, "image_ch must be an int >= 1, got 0"),
+    ({"image_ch": 1.0}, TypeError, "image_ch must be an int >= 1, got float 1.0"),
+    ({"learning_rate": "x"}, TypeError, "learning_rate must be a number > 0, got str 'x'"),
+    ({"learning_rate": -1}, ValueError, "learning_rate must be a finite number > 0, got -1"),
+    ({"learning_rate": float("nan")}, ValueError, "learning_rate must be a finite number > 0, got nan"),
+    ({"n_iter": 0}, ValueError, "n_iter must be an int >= 1, got 0"),
+    ({"n_iter": "2"}, TypeError, "n_iter must be an int >= 1, got str '2'"),
+])
+def test_constructor_arguments_are_validated(kwargs, error, message):
+    with pytest.raises(error) as info:
+        AdvancedTripletReconSegmentationModel(use_gpu=False, **kwargs)
+    assert str(info.value) == message
+
+
+def test_constructor_accepts_published_values_and_numpy_integers():
+    model = AdvancedTripletReconSegmentationModel("FCN_16_standard", 1, 1e-3, None, None, np.int64(4), 2, None, False)
+    assert (model.num_classes, model.image_ch, model.n_iter, model.learning_rate) == (4, 1, 2, 1e-3)
+    assert type(model.num_classes) is int
+
+
+@pytest.mark.parametrize(("images", "error", "message"), [
+    (np.zeros((1, 1, 32, 32), np.float32), TypeError, "input must be a float torch.Tensor of shape (N, 1, H, W), got "
+                                                      "ndarray; convert it with torch.from_numpy(x).float()"),
+    (torch.zeros(1, 1, 32, 32, dtype=torch.long), TypeError, "input must be a floating-point tensor, got dtype "
+                                                            "torch.int64"),
+    (torch.zeros(1, 1, 32, 32, dtype=torch.float64), TypeError, "input must have the model's dtype torch.float32, "
+                                                               "got torch.float64"),
+    (torch.zeros(1, 2, 32, 32), ValueError, "input must be (N, 1, H, W) (image_ch=1), got shape (1, 2, 32, 32)"),
+    (torch.zeros(1, 32, 32), ValueError, "input must be (N, 1, H, W) (image_ch=1), got shape (1, 32, 32)"),
+])
+def test_predict_input_is_validated(images, error, message):
+    model = _published_model()
+    with pytest.raises(error) as info:
+        model.predict(images)
+    assert str(info.value).startswith(message)
+
+
+def test_predict_n_iter_keeps_the_published_meaning():
+    """``n_iter <= 1`` is the FTN alone (spec d); only a value that is not an int is refused."""
+    model = _published_model()
+    images, _ = _data()
+    ftn = model.predict(images, n_iter=1)
+    assert torch.equal(model.predict(images, n_iter=0), ftn) and torch.equal(model.predict(images, n_iter=-1), ftn)
+    assert not torch.allclose(model.predict(images, n_iter=2), ftn)
+    with pytest.raises(TypeError, match="n_iter must be an int or None, got float 2.0"):
+        model.predict(images, n_iter=2.0)

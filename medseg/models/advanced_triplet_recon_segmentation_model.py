@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
+import numbers
 import os
 import warnings
 from collections.abc import Iterator
@@ -76,6 +78,23 @@ def _maybe_disable(module: nn.Module, disable: bool) -> contextlib.AbstractConte
     return _disable_tracking_bn_stats(module) if disable else contextlib.nullcontext()
 
 
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    """``value`` as an int; ``TypeError`` unless it is an integer (not a bool), ``ValueError`` below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_learning_rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"learning_rate must be a number > 0, got {type(value).__name__} {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"learning_rate must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
 def _resolve_model_device(use_gpu: bool, device: torch.device | str | None) -> torch.device:
     if device is not None:
         return torch.device(device)
@@ -104,6 +123,8 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
 
     Raises:
         NotImplementedError: for an unknown ``network_type``.
+        TypeError, ValueError: for ``num_classes`` not an int >= 2, ``image_ch`` not an int >= 1, ``learning_rate``
+            not a finite number > 0 or ``n_iter`` not an int >= 1 (naming the argument).
         FileNotFoundError, ValueError: for a missing or mismatched checkpoint (naming the file).
     """
 
@@ -128,12 +149,12 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
                 f"network_type {network_type!r} is not implemented; expected one of {NETWORK_TYPES}"
             )
         self.network_type = network_type
-        self.image_ch = image_ch
-        self.learning_rate = learning_rate
+        self.image_ch = _check_int(image_ch, "image_ch", 1)
+        self.learning_rate = _check_learning_rate(learning_rate)
         self.encoder_dropout = encoder_dropout
         self.decoder_dropout = decoder_dropout
-        self.num_classes = num_classes
-        self.n_iter = n_iter
+        self.num_classes = _check_int(num_classes, "num_classes", 2)
+        self.n_iter = _check_int(n_iter, "n_iter", 1)
         self.checkpoint_dir = checkpoint_dir
         self.debug = debug
         self.device = _resolve_model_device(use_gpu, device)
@@ -441,14 +462,22 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
         running statistic changes; equal to the plain eval forward up to floating-point rounding).
 
         Args:
-            input: images ``(B, 1, H, W)``, H and W divisible by 16.
+            input: floating-point images ``(B, image_ch, H, W)``, H and W divisible by 16.
             softmax: return probabilities instead of logits.
-            n_iter: passes (``<= 1``: FTN only); default ``self.n_iter``.
+            n_iter: passes (``<= 1``: FTN only, as published); default ``self.n_iter``.
 
         Returns:
             ``(B, num_classes, H, W)`` logits (or probabilities), contiguous, on ``self.device``.
+
+        Raises:
+            TypeError: if ``input`` is not a floating-point tensor of the model's dtype (half precision is accepted:
+                the networks may compute in it), or ``n_iter`` is not an int or None.
+            ValueError: if ``input`` is not ``(B, image_ch, H, W)`` with H and W divisible by 16.
         """
-        n_iter = self.n_iter if n_iter is None else n_iter
+        self._check_image_batch(input, "input")
+        if n_iter is not None and (isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral)):
+            raise TypeError(f"n_iter must be an int or None, got {type(n_iter).__name__} {n_iter!r}")
+        n_iter = self.n_iter if n_iter is None else int(n_iter)
         self.eval()
         modules = self.model
         # BN folded into the convolutions (eval-mode BN is affine): same function, up to rounding, and faster
@@ -463,6 +492,24 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
         finally:
             self.model = modules
         return pred.clone(memory_format=torch.contiguous_format)
+
+    def _check_image_batch(self, images: Any, name: str) -> None:
+        """``TypeError``/``ValueError`` unless ``images`` is a floating-point ``(B, image_ch, H, W)`` tensor."""
+        expected = f"(N, {self.image_ch}, H, W)"
+        if not isinstance(images, Tensor):
+            hint = "; convert it with torch.from_numpy(x).float()" if isinstance(images, np.ndarray) else ""
+            raise TypeError(f"{name} must be a float torch.Tensor of shape {expected}, got {type(images).__name__}"
+                            + hint)
+        if not images.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {images.dtype}; convert it with "
+                            ".float()")
+        dtype = next(itertools.chain.from_iterable(m.parameters() for m in self.model.values())).dtype
+        if images.dtype != dtype and images.dtype not in (torch.float16, torch.bfloat16):
+            raise TypeError(f"{name} must have the model's dtype {dtype}, got {images.dtype}; convert it with "
+                            f".to({dtype})")
+        if images.ndim != 4 or images.shape[1] != self.image_ch:
+            raise ValueError(f"{name} must be {expected} (image_ch={self.image_ch}), got shape "
+                             f"{tuple(images.shape)}")
 
     def slow_refinement(
         self, pred_logit: Tensor, n_steps: int = 1, auto_stop: bool = False, save_internal_predicts: bool = False
