@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset_name", type=str, default="ACDC",
                         help="kept for compatibility; the dataset comes from the config's data.dataset_name")
     parser.add_argument("--cval", type=int, default=0, choices=range(N_FOLDS), metavar="{0-4}",
-                        help="cross-validation fold (0-4)")
+                        help="cross-validation fold: 0, 1, 2, 3 or 4 of the published ACDC splits")
     parser.add_argument("--data_setting", type=str, default="10",
                         help="training subjects: 'standard', 'one_shot', 'three_shot', a whole number of labelled "
                              "subjects 1-40 (e.g. 10) or a fraction of them in (0, 1) (e.g. 0.25); numbers are "
