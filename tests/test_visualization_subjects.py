@@ -102,8 +102,8 @@ def test_checkpoint_spacing_reads_the_run_config(tmp_path):
     assert checkpoint_spacing(checkpoints) is None  # a published-style folder without the run config
     (run / "config.json").write_text('{"data": {"new_spacing": [2.73438, 2.73438, -1]}}')
     assert checkpoint_spacing(checkpoints) == pytest.approx(2.73438)
-    (run / "config.json").write_text('{"data": {}}')
-    assert checkpoint_spacing(checkpoints) is None
+    (run / "config.json").write_text('{"data": {}}')  # a run config without new_spacing: medseg's default grid
+    assert checkpoint_spacing(checkpoints) == pytest.approx(1.36719)
     (run / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="config.json"):
         checkpoint_spacing(checkpoints)
