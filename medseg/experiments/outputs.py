@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -23,10 +24,19 @@ from medseg.experiments.tables import (
     vendor_table,
     write_summary,
 )
-from medseg.experiments.tasks import TRAIN_SCRIPT, RunSpec, checkpoint_dir, run_dir, shell_command, training_argv
+from medseg.experiments.tasks import (
+    TRAIN_SCRIPT,
+    RunSpec,
+    checkpoint_dir,
+    resolved_config,
+    run_dir,
+    shell_command,
+    training_argv,
+)
 from medseg.utils.io import atomic_open, atomic_output_path, atomic_write_text
 
 if TYPE_CHECKING:
+    from medseg.experiments.budgets import Budget
     from medseg.experiments.runner import ExperimentRequest, Plan
 
 logger = logging.getLogger(__name__)
@@ -140,6 +150,26 @@ def _test_command(request: ExperimentRequest, plan: Plan, spec: RunSpec) -> str:
     return shell_command(TEST_SCRIPT, argv)
 
 
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: value}
+
+
+def _method_difference(plan: Plan, budget: Budget) -> tuple[str, ...]:
+    """Dotted keys whose resolved training configs differ between the two methods of the first run (name aside)."""
+    first_run = plan.specs[0].cval
+    specs = [s for s in plan.specs if s.cval == first_run]
+    configs = [_flatten(json.loads(resolved_config(s, budget, plan.data_root / "ACDC"))) for s in specs[:2]]
+    if len(configs) < 2:
+        return ()
+    keys = sorted((set(configs[0]) | set(configs[1])) - {"name"})
+    return tuple(k for k in keys if configs[0].get(k) != configs[1].get(k))
+
+
 def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState, complete: bool) -> Path:
     """Write the tables, curves and ``RESULTS.md`` from whatever has finished; returns the report path."""
     budget, out_dir = request.budget, request.out_dir
@@ -169,7 +199,8 @@ def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState
         fingerprint=manifest.get("identity", {}).get("data_fingerprint", ""),
         train_command=shell_command(TRAIN_SCRIPT, training_argv(first, budget, plan.save_dir, plan.data_root / "ACDC",
                                                                 request.options)),
-        test_command=_test_command(request, plan, first), files=files, notes=notes)
+        test_command=_test_command(request, plan, first), files=files, notes=notes,
+        method_difference=_method_difference(plan, budget))
     report = out_dir / "RESULTS.md"
     atomic_write_text(report, render(inputs, lambda p: Path(os.path.relpath(p, out_dir)).as_posix()))
     if request.results_md is not None:

@@ -153,6 +153,13 @@ def test_partial_runs_report_says_k_of_3(tmp_path) -> None:
     assert len(headline) == 1 and "±" not in headline[0]
     assert "| standard | " in text and "±" not in text.split("## Mean Dice per test set")[1].split("Relative")[0]
     assert "Wilcoxon signed-rank over 4 ood volumes" in text and "only standard tested so far" in text
+    assert "they differ only in `learning.latent_DA`" in text and "The paper's direction" in text
+    # an ablation (two configs that differ elsewhere) is not judged against the paper's claim
+    import dataclasses
+
+    ablation = render(dataclasses.replace(inputs, method_difference=("data.data_aug_policy",)), lambda p: p.as_posix())
+    assert "The paper's direction" not in ablation and "they differ only in `data.data_aug_policy`" in ablation
+    assert "Not the paper's comparison (the methods differ in `data.data_aug_policy`" in ablation
 
 
 def test_published_report_carries_its_figures_and_tables(tmp_path: Path) -> None:
