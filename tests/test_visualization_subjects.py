@@ -50,7 +50,8 @@ def test_bad_subjects_are_refused(tmp_path, subject_dir):
     with pytest.raises(ValueError, match="frame must be one of"):
         load_subject(subject_dir, "mid")
     bad = tmp_path / "bad"
-    write_volume(bad / "ED_img.nii.gz", np.zeros((2, 32, 32), np.float32), spacing=SPACING)
+    write_volume(bad / "ED_img.nii.gz", np.linspace(0, 1, 2 * 32 * 32, dtype=np.float32).reshape(2, 32, 32),
+                 spacing=SPACING)
     write_volume(bad / "ED_seg.nii.gz", np.full((2, 32, 32), 7, np.uint8), spacing=SPACING)
     with pytest.raises(ValueError, match="expected 0 BG, 1 LV, 2 MYO, 3 RV"):
         load_subject(bad)

@@ -46,7 +46,8 @@ from torch.utils.data import Dataset
 
 from medseg.dataset_loader.crop import CropInfo, crop_or_pad
 from medseg.dataset_loader.nifti import Volume, from_sitk, read_image_label_pair, read_volume_info, to_sitk
-from medseg.dataset_loader.preprocessing import check_image_intensities, normalize_percentile
+from medseg.dataset_loader.plausibility import PREPROCESSED, RAW_SCAN, check_image_volume
+from medseg.dataset_loader.preprocessing import normalize_percentile
 from medseg.dataset_loader.transforms import Transform, ValidateTransform
 
 logger = logging.getLogger(__name__)
@@ -291,6 +292,8 @@ class BaseSegmentationDataset(Dataset):
     def _read(self, pid: str, new_spacing: tuple[float, ...] | None) -> tuple[Volume, Volume]:
         """Read (and resample, if needed) the image/label volumes of ``pid``."""
         image, label = read_image_label_pair(*self.paths(pid))
+        # the one plausibility rule (medseg.dataset_loader.plausibility); volumes normalised here may be raw scans
+        check_image_volume(image, RAW_SCAN if self.normalize else PREPROCESSED)
         return self._prepare(image, label, new_spacing)
 
     @staticmethod
@@ -477,7 +480,7 @@ class BaseSegmentationDataset(Dataset):
         pid = self.patient_id_list[pid_index]
         image_path, label_path = self.paths(pid)
         reference, label_ref = read_image_label_pair(image_path, label_path)  # same voxel grid, or an error
-        check_image_intensities(reference)  # a blank image would be scored as a (failed) segmentation
+        check_image_volume(reference, PREPROCESSED)  # every volume: a blank or raw image would be scored as failed
         image_vol, label_vol = self._prepare(reference, label_ref, self.new_spacing)
         if crop_size is None:
             target = (int(image_vol.array.shape[1]), int(image_vol.array.shape[2]))

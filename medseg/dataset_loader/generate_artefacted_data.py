@@ -43,6 +43,7 @@ from medseg.dataset_loader import provenance  # noqa: E402
 from medseg.dataset_loader.ACDC_few_shot_cv_settings import TEST_IDS  # noqa: E402
 from medseg.dataset_loader.crop import crop_or_pad, recover_image  # noqa: E402
 from medseg.dataset_loader.nifti import check_label_values, read_image_label_pair, write_volume  # noqa: E402
+from medseg.dataset_loader.plausibility import PREPROCESSED, check_image_volume  # noqa: E402
 from medseg.dataset_loader.preprocessing import MEDSEG_LABELS  # noqa: E402
 from medseg.robustness.corruptions import ARTEFACTS, build_corruption, corrupt_slice_stack, rescale_slices  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
@@ -136,6 +137,7 @@ def generate_acdc_c(
                         out_seg = case_dir / f"{frame}_seg.nii.gz"
                         image, label = read_image_label_pair(image_path, label_path)
                         check_label_values(label, MEDSEG_LABELS)
+                        check_image_volume(image, PREPROCESSED)  # corrupting raw or blank data makes no test set
                         corrupted = corrupt_volume(image.array, artefact)  # always drawn: keeps the stream aligned
                         if overwrite or not out_img.exists():
                             write_volume(out_img, corrupted, reference=image)

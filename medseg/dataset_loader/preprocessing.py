@@ -20,6 +20,12 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from medseg.dataset_loader.nifti import Volume, check_label_values, check_same_grid, from_sitk, to_sitk, write_volume
+from medseg.dataset_loader.plausibility import (  # noqa: F401 (the ranges are re-exported)
+    IN_PLANE_SPACING_RANGE,
+    RAW_SCAN,
+    SLICE_SPACING_RANGE,
+    check_image_volume,
+)
 from medseg.utils.cli import describe
 from medseg.utils.io import TEMP_FILE_PATTERN, remove_stale_temp_files
 
@@ -35,10 +41,6 @@ STRUCTURES = {1: "LV", 2: "MYO", 3: "RV"}  # medseg label values of the foregrou
 OUTPUT_NAMES = tuple(f"{frame}_{kind}.nii.gz" for frame in ("ED", "ES") for kind in ("img", "seg"))
 #: Errors that make one subject fail without stopping a run over many subjects.
 SUBJECT_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
-#: Plausible voxel sizes of cardiac cine MR in mm (in-plane, slice). Real scans lie well inside; a unit error (cm
-#: written as mm or the reverse, a factor of 10) falls outside and is refused instead of being resampled to nonsense.
-IN_PLANE_SPACING_RANGE = (0.25, 8.0)
-SLICE_SPACING_RANGE = (0.5, 40.0)
 
 
 def normalize_percentile(array: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.ndarray:
@@ -138,11 +140,10 @@ def preprocess_pair(
             no labelled voxel, or an unusable image. A frame without one of LV, MYO, RV is only logged as a warning.
     """
     check_same_grid(image, label)
-    check_spacing_plausible(image)
+    check_image_volume(image, RAW_SCAN)  # the one plausibility rule of a raw scan (medseg.dataset_loader.plausibility)
     label_map = label_map if label_map is not None else {k: k for k in MEDSEG_LABELS}
     relabelled = label.with_array(remap_labels(label, label_map))
     check_label_structures(relabelled, frame_name)
-    check_image_intensities(image)
     normalised = image.with_array(normalize_percentile(image.array))
     return resample_in_plane(normalised, spacing_xy), resample_in_plane(relabelled, spacing_xy, is_label=True)
 
@@ -162,36 +163,6 @@ def check_label_structures(label: Volume, frame_name: str | None = None) -> None
     if missing:
         logger.warning("%s: no %s voxel in this frame; expected LV, MYO and RV (kept as it is)", where,
                        " or ".join(missing))
-
-
-def check_image_intensities(image: Volume) -> None:
-    """An MR image must be finite and not constant (an all-zero or blank volume normalises to nothing).
-
-    Raises:
-        ValueError: naming the file.
-    """
-    array = image.array
-    if not np.isfinite(array).all():
-        raise ValueError(f"{image.name}: NaN or Inf voxels; expected finite intensities")
-    low, high = float(array.min()), float(array.max())
-    if low == high:
-        raise ValueError(f"{image.name}: expected an image with contrast, got a constant volume (every voxel is "
-                         f"{low:g})")
-
-
-def check_spacing_plausible(volume: Volume) -> None:
-    """Refuse voxel sizes outside :data:`IN_PLANE_SPACING_RANGE` / :data:`SLICE_SPACING_RANGE` (unit errors).
-
-    Raises:
-        ValueError: naming the file, the axis, the value and the accepted range.
-    """
-    for axis, size in zip("xyz", volume.spacing[:3]):
-        low, high = IN_PLANE_SPACING_RANGE if axis != "z" else SLICE_SPACING_RANGE
-        if not low <= abs(size) <= high:
-            raise ValueError(
-                f"{volume.name}: voxel size along {axis} is {size:g} mm; expected {low:g}..{high:g} mm for cardiac MR "
-                "(a factor of 10 off usually means the header holds cm instead of mm, or the reverse)"
-            )
 
 
 def outputs_complete(folder: PathLike, names: Iterable[str] = OUTPUT_NAMES) -> bool:

@@ -20,10 +20,9 @@ import torch
 
 from medseg.dataset_loader.crop import CropInfo, crop_or_pad
 from medseg.dataset_loader.nifti import Volume
+from medseg.dataset_loader.plausibility import RAW_SCAN, check_image_volume
 from medseg.dataset_loader.preprocessing import (
     TARGET_SPACING_XY,
-    check_image_intensities,
-    check_spacing_plausible,
     normalize_percentile,
     resample_in_plane,
 )
@@ -130,8 +129,7 @@ def prepare_scan(volume: Volume, spacing_mm: float | None = None) -> PreparedSca
     """
     if volume.ndim != 3:
         raise ValueError(f"{volume.name}: prepare_scan expects a 3D volume, got shape {volume.array.shape}")
-    check_image_intensities(volume)  # finite and not constant
-    check_spacing_plausible(volume)  # a unit error (cm for mm) would be resampled into nonsense
+    check_image_volume(volume, RAW_SCAN)  # the one plausibility rule of a raw scan (unit errors, scl_slope, constant)
     for note in layout_warnings(volume):
         logger.warning(note)
     normalized = volume.with_array(normalize_percentile(volume.array))  # the preprocessing steps of spec e.3

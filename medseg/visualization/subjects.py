@@ -17,6 +17,7 @@ import torch
 
 from medseg.dataset_loader.crop import crop_or_pad
 from medseg.dataset_loader.nifti import read_volume
+from medseg.dataset_loader.plausibility import PREPROCESSED, check_image_volume
 from medseg.dataset_loader.preprocessing import TARGET_SPACING_XY, resample_in_plane
 from medseg.dataset_loader.transforms import minmax_normalize
 from medseg.evaluation.inference import checkpoint_spacing  # noqa: F401 (re-exported)
@@ -75,7 +76,9 @@ def _load_folder(folder: Path, frame: str) -> Subject:
             f"subject folder {folder} has no {image_path.name}; expected a preprocessed subject "
             f"<pid>/{{ED,ES}}_img.nii.gz (+ _seg.nii.gz), e.g. data/synthetic/ACDC/007"
         )
-    image, _ = crop_or_pad(read_volume(image_path, dtype=np.float32).array, CROP_SIZE)
+    image_volume = read_volume(image_path, dtype=np.float32)
+    check_image_volume(image_volume, PREPROCESSED)  # the rule training and medseg-test apply to the same files
+    image, _ = crop_or_pad(image_volume.array, CROP_SIZE)
     label = None
     if label_path.is_file():
         label = crop_or_pad(read_volume(label_path).array.astype(np.int64), CROP_SIZE)[0]

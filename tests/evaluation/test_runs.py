@@ -98,33 +98,39 @@ def test_report_location_never_reuses_the_reports_of_another_data_root(tmp_path)
 
 
 def test_test_data_on_another_grid_than_the_model_is_a_warning(tmp_path):
-    """medseg-test does not resample: data whose pixels are not the model's grid is named in a warning (the first
-    readable volume decides; unreadable ones are left to the evaluation's own skips)."""
+    """medseg-test does not resample: volumes whose pixels are not the model's grid are counted in a warning naming
+    the first; every volume is checked (not only the first readable one), unreadable ones are left to the
+    evaluation's own skips."""
     import json
-    from types import SimpleNamespace
 
+    from medseg.dataset_loader.base_segmentation_dataset import BaseSegmentationDataset
+    from medseg.dataset_loader.nifti import read_volume, write_volume
+    from medseg.evaluation.datasets import FramesSource
     from medseg.evaluation.runner import _data_grid_note, _grid_note
     from medseg.evaluation.runs import Run
+    from tiny_data import write_subjects
 
     checkpoints = tmp_path / "run" / "model" / "best" / "checkpoints"
     checkpoints.mkdir(parents=True)
     (tmp_path / "run" / "config.json").write_text(json.dumps({"data": {"new_spacing": [2.73438, 2.73438, -1]}}))
     run = Run("standard", checkpoints, 0)
-
-    class Source:
-        patient_number = 2
-
-        def __init__(self, spacing):
-            self.spacing = spacing
-
-        def get_patient_data_for_testing(self, index, crop_size):
-            if index == 0:
-                raise ValueError("unreadable")
-            return SimpleNamespace(spacing=(self.spacing, self.spacing, 8.0))
-
-    assert _data_grid_note(run, "MM", Source(2.73438), 96) is None
-    note = _data_grid_note(run, "MM", Source(1.36719), 96)
-    assert "MM" in note and "1.36719 mm pixels" in note and "2.73438 mm" in note
+    root = write_subjects(tmp_path / "MM", ["a", "b", "c"], shape=(2, 24, 24), frames=("ED",))
+    for pid in ("a", "b", "c"):
+        for kind in ("img", "seg"):
+            path = root / pid / f"ED_{kind}.nii.gz"
+            volume = read_volume(path)
+            write_volume(path, volume.array, volume, spacing=(2.73438, 2.73438, 8.0))
+    source = FramesSource([BaseSegmentationDataset(root, ["a", "b", "c"], frame="ED", use_cache=False,
+                                                   new_spacing=None, dataset_name="MM")])
+    (root / "a" / "ED_img.nii.gz").write_bytes(b"unreadable")  # damaged after the test set was opened
+    assert _data_grid_note(run, "MM", source, 96) is None
+    for kind in ("img", "seg"):  # the last volume only: a check of the first readable one would miss it
+        path = root / "c" / f"ED_{kind}.nii.gz"
+        volume = read_volume(path)
+        write_volume(path, volume.array, volume, spacing=(1.36719, 1.36719, 8.0))
+    note = _data_grid_note(run, "MM", source, 96)
+    assert "MM: 1 of 2 test volume(s)" in note and "c/ED_img.nii.gz: 1.36719 mm pixels" in note
+    assert "2.73438 mm" in note
     assert _grid_note(run, 96) is None and "--crop_size 96" in _grid_note(run, 192)
     unknown = Run("published", tmp_path / "elsewhere" / "checkpoints", 0)
     assert "no record of the grid" in _grid_note(unknown, 192)
