@@ -19,6 +19,12 @@ single folder name (it becomes part of the run folder), file-name templates with
 of 16 and not above the pad size), an unknown ``data.data_aug_policy``, a ``data.new_spacing`` outside 0.1-20 mm and
 an empty ``latent_DA.mask_scope`` with ``learning.latent_DA`` true.
 
+The method-defining keys have no default: a file without a ``learning`` section or without ``learning.latent_DA``
+is refused naming the key (the published code reads ``config['learning']['latent_DA']`` and both published configs
+set it; a default would silently train one method under the other's name). ``--set learning.latent_DA=false``
+supplies it explicitly. The other ``learning`` keys default to the values both published configs share
+(``n_epochs`` 600, ``batch_size`` 20, ``lr`` 1e-4, ...). :func:`method_name` names the method a config trains.
+
 medseg extension (not in the published schema; optional): ``learning.on_non_finite`` is ``"stop"`` (default: a
 non-finite loss or gradient ends the run with an error before the optimiser step, so no non-finite weights are ever
 trained or saved) or ``"skip"`` (that iteration's optimiser step is skipped with a warning and training continues).
@@ -435,14 +441,39 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
+#: What ``learning.latent_DA`` selects.
+METHOD_NAMES = {True: "cooperative training", False: "standard training"}
+
+
+def method_name(config: ExperimentConfig) -> str:
+    """``'cooperative training'`` (``learning.latent_DA`` true) or ``'standard training'`` (false)."""
+    return METHOD_NAMES[bool(config.learning.latent_da)]
+
+
+def check_method_keys(raw: Mapping[str, Any]) -> None:
+    """Require the keys that decide the method: the ``learning`` section and its ``latent_DA``.
+
+    Raises:
+        ValueError: naming the missing key and what it selects.
+    """
+    choice = "true (cooperative training) or false (standard training)"
+    learning = raw.get("learning")
+    if not isinstance(learning, Mapping):
+        raise ValueError(f"config section 'learning' is missing; expected it with 'latent_DA': {choice} (it decides "
+                         "the method, so it has no default; see config/ACDC/standard_training.json)")
+    if "latent_DA" not in learning:
+        raise ValueError(f"config key 'learning.latent_DA' is missing; expected {choice}: it decides the method, so it "
+                         "has no default (or pass --set learning.latent_DA=false)")
+
+
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentConfig:
     """Read, override and validate a JSON experiment file.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
         IsADirectoryError: if ``path`` is a folder.
-        ValueError: for invalid JSON (with the line), a top level that is not a JSON object, or an invalid key/value
-            (with the dotted key).
+        ValueError: for invalid JSON (with the line), a top level that is not a JSON object, an invalid key/value
+            (with the dotted key), or a missing ``learning`` section / ``learning.latent_DA`` (:func:`check_method_keys`).
     """
     path = Path(path)
     if path.is_dir():
@@ -459,9 +490,12 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Exper
     except ValueError as err:  # a duplicate key (from _unique_keys)
         raise ValueError(f"{path}: {err}") from err
     try:
-        return from_dict(apply_overrides(raw, overrides))
+        resolved = apply_overrides(raw, overrides)
+        config = from_dict(resolved)
+        check_method_keys(resolved)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
+    return config
 
 
 def config_name_from_path(path: str | os.PathLike) -> str:

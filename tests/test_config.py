@@ -13,6 +13,7 @@ from medseg.config import (
     config_name_from_path,
     from_dict,
     load_config,
+    method_name,
     parse_override,
 )
 
@@ -281,3 +282,28 @@ def test_null_section_in_the_file_is_named_not_the_override(tmp_path: Path) -> N
 def test_config_path_that_is_a_folder(tmp_path: Path) -> None:
     with pytest.raises(IsADirectoryError, match="is a folder, expected a JSON file"):
         load_config(tmp_path)
+
+
+@pytest.mark.parametrize(("content", "missing"), [
+    ({"name": "standard training", "data": {"num_classes": 4}}, "config section 'learning' is missing"),
+    ({"learning": {"n_epochs": 5}}, "config key 'learning.latent_DA' is missing"),
+])
+def test_the_method_defining_keys_have_no_default(tmp_path: Path, content: dict, missing: str) -> None:
+    """Without them a 'standard' config silently trained cooperative training for 600 epochs."""
+    path = tmp_path / "standard.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=rf"^{path}: {missing}; expected .*true \(cooperative training\) or false \(standard training\)"):
+        load_config(path)
+    config = load_config(path, ["learning.latent_DA=false"])  # given explicitly on the command line
+    assert method_name(config) == "standard training" and config.to_dict()["learning"]["latent_DA"] is False
+    assert method_name(load_config(path, ["learning.latent_DA=true"])) == "cooperative training"
+
+
+def test_the_published_configs_name_their_method() -> None:
+    root = Path(__file__).resolve().parents[1] / "config"
+    assert method_name(load_config(root / "ACDC" / "standard_training.json")) == "standard training"
+    assert method_name(load_config(root / "ACDC" / "cooperative_training.json")) == "cooperative training"
+    for path in root.rglob("*.json"):  # every shipped training config states its method
+        raw = json.loads(path.read_text())
+        if "learning" in raw or "latent_DA" in raw:
+            assert "latent_DA" in raw["learning"], path

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from medseg.config import ExperimentConfig, config_name_from_path, load_config
+from medseg.config import ExperimentConfig, config_name_from_path, load_config, method_name
 from medseg.dataset_loader.ACDC_few_shot_cv_settings import canonical_data_setting
 from medseg.training.builders import check_data_config
 from medseg.training.checkpoint import snapshot_best_dir, snapshot_path
@@ -206,6 +206,8 @@ def _run_training(args: argparse.Namespace, level: int) -> int:
             _claim_on_main(lock, args, paths, config, dist)
             setup_logging(file_log if dist.is_main else None, level, dist.rank)
             logger.info("run folder %s (device %s, %d process(es))", paths.run_dir, dist.device, dist.world_size)
+            logger.info("method: %s (learning.latent_DA = %s)", method_name(config),
+                        str(config.learning.latent_da).lower())
             if data_setting != args.data_setting:
                 logger.info("--data_setting %r is the setting %r", args.data_setting, data_setting)
             resume_path = resolve_resume(args, paths, config)

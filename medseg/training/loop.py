@@ -21,14 +21,14 @@ from typing import Any, Protocol
 
 import torch
 
-from medseg.config import ExperimentConfig
+from medseg.config import ExperimentConfig, method_name
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
 from medseg.models.checkpoint import MANIFEST_NAME, read_manifest, save_modules
 from medseg.models.blocks import set_compute_precision
 from medseg.training import checkpoint as ckpt
 from medseg.training.builders import DataBundle, assemble_batch, build_data, mask_spec
 from medseg.training.distributed import DistContext
-from medseg.training.guards import NonFiniteGuard
+from medseg.training.guards import NonFiniteGuard, TrainingDiverged
 from medseg.training.plots import save_segmentation_plot
 from medseg.training.run_files import LOSS_NAMES, MetricsLog, RunPaths, ScalarLogger, epoch_means
 from medseg.training.signals import StopRequest, TrainingInterrupted
@@ -236,6 +236,11 @@ class _Run:
         skipped = int(counts.pop(SKIPPED, 0))
         if skipped and self.dist.is_main:
             logger.warning("epoch %d: %d of %d optimiser steps skipped (non-finite)", epoch, skipped, n_iters)
+        if n_iters and skipped >= n_iters:  # summed over every process, so all of them stop here alike
+            raise TrainingDiverged(
+                f"training diverged: every optimiser step of epoch {epoch} ({skipped} of {n_iters}) was skipped as "
+                "non-finite (learning.on_non_finite = skip), so the epoch trained nothing; it is neither validated "
+                f"nor saved. Lower learning.lr (now {self.config.learning.lr:g}) or check the data")
         means = epoch_means(counts, n_iters - skipped, (*LOSS_NAMES, "loss/total"))
         if self.dist.is_main:
             result = validate(self.model, self.data.val_loader, self.config.segmentation_model.num_classes, self.device)
@@ -272,6 +277,7 @@ class _Run:
             set_aside_reports(self.paths.model_dir / name)
             save_modules(self.model.model, self.paths.model_dir / name / "checkpoints",
                          info={"epoch": epoch, "mean_iou": result.mean_iou, "network_type": self.model.network_type,
+                               "method": method_name(self.config),  # what learning.latent_DA trained
                                # the grid travels with the weights: a copied checkpoint folder is tested on it too
                                "spacing_mm": float(self.config.data.new_spacing[0]),
                                "crop_size": [int(v) for v in self.config.data.crop_size[:2]]})

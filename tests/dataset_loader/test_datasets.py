@@ -244,7 +244,7 @@ def test_non_finite_voxels(tmp_path):
     label = np.zeros((2, 20, 20), np.uint8)
     label[:, 5:10, 5:10] = 1
     for k, pid in enumerate(TRAIN_10_CV0):
-        image = np.full((2, 20, 20), 0.5, np.float32)
+        image = np.linspace(0, 1, 800, dtype=np.float32).reshape(2, 20, 20)  # plausible: contrast, in [0, 1]
         if k == 3:
             image[1, 3, 3] = np.inf
         write_volume(root / pid / "ED_img.nrrd", image, spacing=SPACING)
