@@ -162,19 +162,37 @@ def load_state_strict(module: nn.Module, state: Any, source: str) -> None:
 
 
 def resolve_checkpoint_dir(checkpoint_dir: PathLike, names: tuple[str, ...]) -> Path:
-    """Accept ``.../<epoch>/checkpoints`` or its parent ``.../<epoch>``; return the folder holding ``<name>.pth``.
+    """The one check of a module checkpoint folder, used by every tool that loads one (training's resume of a folder,
+    medseg-test, medseg-predict, the figure script, the notebook): accept ``.../<epoch>/checkpoints`` or its parent
+    ``.../<epoch>``; return the folder holding ``<name>.pth``. When the folder has a manifest, it must be complete and
+    list every module file (with its SHA-256 and size, checked when each file is read): a manifest that lists nothing
+    would let every file through unchecked. A folder without a manifest (published checkpoints) is accepted with a note.
 
     Raises:
         FileNotFoundError: naming the folder and the first missing file.
+        CheckpointIntegrityError (ValueError): a torn set, or a manifest that does not list every module file.
     """
     directory = Path(checkpoint_dir)
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint_dir {directory} does not exist or is not a folder")
     for candidate in (directory, directory / "checkpoints"):
         if all((candidate / f"{name}.pth").is_file() for name in names):
-            if not (candidate / MANIFEST_NAME).is_file():
+            manifest = read_manifest(candidate)
+            if manifest is None:
                 logger.info("%s has no %s (a published or older checkpoint): file hashes are not checked, only the "
                             "files' own CRC-32", candidate, MANIFEST_NAME)
+                return candidate
+            if not manifest.get("complete"):
+                raise _torn(candidate, manifest)
+            files = manifest.get("files")
+            listed = sorted(files) if isinstance(files, Mapping) else []
+            unlisted = [f"{name}.pth" for name in names
+                        if not isinstance(files, Mapping) or not isinstance(files.get(f"{name}.pth"), Mapping)]
+            if unlisted:
+                raise CheckpointIntegrityError(
+                    f"{candidate / MANIFEST_NAME}: expected an entry (SHA-256 and size) for every module file, got none "
+                    f"for {', '.join(unlisted)} (listed: {listed}); the files cannot be verified: use another "
+                    "checkpoint or re-run the training that wrote it")
             return candidate
     missing = next(name for name in names if not (directory / f"{name}.pth").is_file())
     raise FileNotFoundError(
@@ -211,10 +229,11 @@ def _torn(directory: Path, manifest: Mapping[str, Any]) -> CheckpointIntegrityEr
 
 
 def manifest_entry(path: PathLike) -> Mapping[str, Any] | None:
-    """The manifest entry of a checkpoint file (None if its folder has no manifest or does not list it).
+    """The manifest entry of a checkpoint file (None if its folder has no manifest).
 
     Raises:
-        CheckpointIntegrityError: if the folder's manifest marks the set as incomplete (torn).
+        CheckpointIntegrityError: if the folder's manifest marks the set as incomplete (torn) or does not list the
+            file (an empty file list would otherwise let every file through unchecked).
     """
     path = Path(path)
     manifest = read_manifest(path.parent)
@@ -222,8 +241,15 @@ def manifest_entry(path: PathLike) -> Mapping[str, Any] | None:
         return None
     if not manifest.get("complete"):
         raise _torn(path.parent, manifest)
-    entry = manifest.get("files", {}).get(path.name)
-    return entry if isinstance(entry, Mapping) else None
+    files = manifest.get("files")
+    entry = files.get(path.name) if isinstance(files, Mapping) else None
+    if not isinstance(entry, Mapping):
+        if path.suffix != ".pth":  # a snapshot beside a module set is not one of its files
+            return None
+        listed = sorted(files) if isinstance(files, Mapping) else []
+        raise CheckpointIntegrityError(f"{path.parent / MANIFEST_NAME}: expected an entry for {path.name}, got none "
+                                       f"(listed: {listed}); the file cannot be verified")
+    return entry
 
 
 def load_modules(modules: Mapping[str, nn.Module], checkpoint_dir: PathLike, device: torch.device) -> Path:
@@ -237,20 +263,10 @@ def load_modules(modules: Mapping[str, nn.Module], checkpoint_dir: PathLike, dev
         CheckpointIntegrityError (ValueError): a torn set, a file that does not match the manifest or its CRC,
             an unsafe file or non-finite weights (naming the file).
     """
-    directory = resolve_checkpoint_dir(checkpoint_dir, tuple(modules))
-    manifest = read_manifest(directory)
-    if manifest is not None and not manifest.get("complete"):
-        raise _torn(directory, manifest)
-    files = manifest.get("files", {}) if manifest else {}
+    directory = resolve_checkpoint_dir(checkpoint_dir, tuple(modules))  # torn sets, unlisted files
     for name, module in modules.items():
         path = directory / f"{name}.pth"
-        expected = None
-        if manifest is not None:
-            expected = files.get(path.name)
-            if not isinstance(expected, Mapping):
-                raise CheckpointIntegrityError(f"{directory / MANIFEST_NAME}: expected an entry for {path.name}, "
-                                               f"got none (listed: {sorted(files)})")
-        load_state_strict(module, safe_load(path, device, expected), f"checkpoint {path}")
+        load_state_strict(module, safe_load(path, device), f"checkpoint {path}")  # hash-checked against the manifest
     return directory
 
 

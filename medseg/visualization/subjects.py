@@ -20,7 +20,8 @@ from medseg.dataset_loader.nifti import read_volume
 from medseg.dataset_loader.plausibility import PREPROCESSED, check_image_volume
 from medseg.dataset_loader.preprocessing import TARGET_SPACING_XY, resample_in_plane
 from medseg.dataset_loader.transforms import minmax_normalize
-from medseg.evaluation.inference import checkpoint_spacing  # noqa: F401 (re-exported)
+from medseg.evaluation.inference import checkpoint_spacing as recorded_spacing
+from medseg.evaluation.inference import unknown_grid_note
 from medseg.evaluation.scan import CROP_SIZE, field_of_view_crop, prepare_scan
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,15 @@ class Subject:
     @property
     def n_slices(self) -> int:
         return int(self.image.shape[0])
+
+
+def checkpoint_spacing(checkpoint_dir: PathLike) -> float | None:
+    """In-plane grid (mm) the model of ``checkpoint_dir`` was trained on (its manifest or run config); None, with the
+    warning medseg-test and medseg-predict give, when the folder has no record of it (1.36719 mm is then assumed)."""
+    spacing = recorded_spacing(checkpoint_dir)
+    if spacing is None:
+        logger.warning("%s", unknown_grid_note(checkpoint_dir, "a subject folder already resampled to that grid"))
+    return spacing
 
 
 def label_file_for(image_path: Path) -> Path:
