@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config_dir", type=Path, default=None,
                         help="folder of the experiment/ budgets and the method configs (default: the repository's "
                              "config/)")
+    parser.add_argument("--report_only", action="store_true",
+                        help="rebuild the tables and RESULTS.md of --out without training or testing: from its "
+                             "finished tests, or from --volumes")
+    parser.add_argument("--volumes", type=Path, default=None,
+                        help="with --report_only: a saved volumes.csv of the same budget (e.g. "
+                             "docs/RESULTS_data/volumes.csv); the data folder is then not needed")
+    parser.add_argument("--vendors", type=Path, default=None,
+                        help="with --volumes: the M&Ms vendor table (a saved MM_vendors.csv or MM/vendors.csv)")
+    parser.add_argument("--plateau", type=Path, default=None,
+                        help="with --volumes: a saved training-curve summary (curves/plateau.csv)")
+    parser.add_argument("--note", action="append", default=[],
+                        help="with --volumes: a line for the report saying what the saved numbers are (repeatable)")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
     parser.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
     return parser
@@ -143,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max_tasks must be >= 0, got {args.max_tasks}")
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if not args.report_only and (args.volumes or args.vendors or args.plateau or args.note):
+        parser.error("--volumes, --vendors, --plateau and --note need --report_only")
+    if args.volumes is None and (args.vendors or args.plateau or args.note):
+        parser.error("--vendors, --plateau and --note need --volumes")
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
@@ -164,6 +180,19 @@ def main(argv: list[str] | None = None) -> int:
                                progress=not args.no_progress),
             max_tasks=args.max_tasks, results_md=args.results_md, argv=list(sys.argv[1:] if argv is None else argv),
             progress=None if args.no_progress else _progress_factory(), jobs=args.jobs, threads=args.threads)
+        if args.report_only:
+            from medseg.experiments.outputs import read_saved, rebuild
+
+            from medseg.experiments.state import code_version
+
+            saved = read_saved(args.volumes, budget, args.vendors, args.plateau, args.note,
+                               code_version(REPO_ROOT)) if args.volumes else None
+            report = rebuild(request, saved)
+            if args.results_md is not None:
+                print(f"report rebuilt: {report} and {args.results_md}")
+            else:
+                print(f"report rebuilt: {report}")
+            return 0
         interrupted = _Interrupted()
         previous = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}
         interrupted.install()

@@ -6,13 +6,14 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from medseg.evaluation.reports import read_vendors
-from medseg.experiments import curves
+from medseg.experiments import curves, run_stats
 from medseg.experiments.paired_test import paired_tests
 from medseg.experiments.report import IterResults, ReportInputs, render
 from medseg.experiments.state import ExperimentState
@@ -90,13 +91,22 @@ def _iter_results(request: ExperimentRequest, plan: Plan, volumes: pd.DataFrame,
         folder = request.out_dir / f"n_iter_{n_iter}"
         entries = run_entries(part, list(budget.methods), ckpts)
         table, paths = write_summary(entries, budget.datasets, folder, n_iter, notes)
+        values = run_stats.run_values(part, budget.datasets, vendors)
         res = IterResults(table, vendor_table(part, vendors, list(budget.methods)),
                           paired_tests(part, baseline, method, budget.datasets, vendors),
                           relative_improvement(table, baseline, method), per_run_relative(part, baseline, method, ood),
-                          {k: v for k, v in paths.items() if k in ("csv", "png")}, cvals)
+                          {k: v for k, v in paths.items() if k in ("csv", "png")}, cvals,
+                          run_tests=run_stats.run_level_tests(values, baseline, method,
+                                                              [*budget.datasets, "avg_all", "avg_ood"]),
+                          gain=run_stats.relative_gain(values, baseline, method),
+                          run_table=run_stats.per_run_table(values, baseline, method),
+                          penalties=run_stats.vendor_penalties(values, baseline, method))
         res.figures["vendors"] = _write_csv(res.vendors, folder / "vendors.csv")
         res.figures["wilcoxon"] = _write_csv(res.wilcoxon, folder / "wilcoxon.csv")
         res.figures["relative"] = _write_csv(res.relative, folder / "relative_improvement.csv")
+        res.figures["run_level"] = _write_csv(res.run_tests, folder / "run_level_tests.csv")
+        res.figures["per_run"] = _write_csv(res.run_table, folder / "per_run.csv")
+        res.figures["penalties"] = _write_csv(res.penalties, folder / "vendor_penalties.csv")
         per_iter[n_iter] = res
     return per_iter
 
@@ -170,20 +180,36 @@ def _method_difference(plan: Plan, budget: Budget) -> tuple[str, ...]:
     return tuple(k for k in keys if configs[0].get(k) != configs[1].get(k))
 
 
-def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState, complete: bool) -> Path:
-    """Write the tables, curves and ``RESULTS.md`` from whatever has finished; returns the report path."""
+def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState, complete: bool,
+                  saved: SavedResults | None = None) -> Path:
+    """Write the tables, curves and ``RESULTS.md`` from whatever has finished; returns the report path.
+
+    ``saved``: rebuild from saved per-volume Dice instead of the experiment folder's tests (see :func:`rebuild`).
+    """
     budget, out_dir = request.budget, request.out_dir
-    volumes, notes = collect_volumes(request, plan, state)
+    if saved is None:
+        volumes, notes = collect_volumes(request, plan, state)
+    else:
+        volumes, notes = saved.volumes, []
     notes = list(plan.notes) + notes
     files: list[Path] = []
     if len(volumes):
         files.append(_write_csv(volumes, out_dir / "volumes.csv"))
     mm_root = plan.data_root / "MM"
-    vendors = read_vendors(mm_root) if (mm_root / "vendors.csv").is_file() else None
+    if saved is not None and saved.vendors is not None:
+        vendors = saved.vendors
+    else:
+        vendors = read_vendors(mm_root) if (mm_root / "vendors.csv").is_file() else None
+    if vendors is not None:  # published beside the report, so that it can be rebuilt without the data
+        files.append(_write_csv(vendors, out_dir / "MM_vendors.csv"))
     per_iter = _iter_results(request, plan, volumes, notes, vendors)
     for res in per_iter.values():
-        files += [res.figures[k] for k in ("csv", "vendors", "wilcoxon", "relative") if k in res.figures]
+        files += [res.figures[k] for k in ("csv", "run_level", "per_run", "penalties", "vendors", "wilcoxon", "relative")
+                  if k in res.figures]
     plateau, curve_figures, plateau_csv = _curves(request, plan)
+    if saved is not None and saved.plateau is not None and plateau.empty:
+        plateau = saved.plateau
+        plateau_csv = _write_csv(plateau, out_dir / "curves" / "plateau.csv")
     files.append(plateau_csv)
     manifest = state.manifest()
     invocations = manifest.get("invocations", [])
@@ -193,20 +219,115 @@ def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState
     first = plan.specs[0]
     inputs = ReportInputs(
         budget=budget, complete=complete, finished_tasks=finished, total_tasks=n_tasks, per_iter=per_iter,
-        plateau=plateau, curve_figures=curve_figures, seconds=_seconds(plan, state, budget.n_iter),
+        plateau=plateau, curve_figures=curve_figures,
+        seconds=_seconds(plan, state, budget.n_iter) if saved is None else {},
         commits=list(dict.fromkeys(i.get("commit", "unknown") for i in invocations)), invocations=invocations,
         data_root=str(request.data_root), prepared_root=str(plan.data_root),
         fingerprint=manifest.get("identity", {}).get("data_fingerprint", ""),
         train_command=shell_command(TRAIN_SCRIPT, training_argv(first, budget, plan.save_dir, plan.data_root / "ACDC",
                                                                 request.options)),
         test_command=_test_command(request, plan, first), files=files, notes=notes,
-        method_difference=_method_difference(plan, budget))
+        method_difference=_method_difference(plan, budget), provenance=list(saved.provenance) if saved else [])
     report = out_dir / "RESULTS.md"
     atomic_write_text(report, render(inputs, lambda p: Path(os.path.relpath(p, out_dir)).as_posix()))
     if request.results_md is not None:
         publish(inputs, request.results_md, out_dir)
     logger.info("report: %s", report)
     return report
+
+
+@dataclass
+class SavedResults:
+    """What a report can be rebuilt from without the experiment folder's tests: the per-volume Dice of a finished
+    experiment (its ``volumes.csv``, e.g. ``docs/RESULTS_data/volumes.csv``), the M&Ms vendor table and the
+    training-curve summary if saved, and lines saying where they come from (shown in the report)."""
+
+    volumes: pd.DataFrame
+    vendors: pd.DataFrame | None = None
+    plateau: pd.DataFrame | None = None
+    provenance: list[str] = field(default_factory=list)
+
+
+VOLUME_KEYS = ("method", "cval", "seed", "n_iter", "dataset", "patient_id", "pid", "LV_Dice", "MYO_Dice", "RV_Dice")
+
+
+def read_saved(volumes_csv: Path, budget: Budget, vendors_csv: Path | None = None,
+               plateau_csv: Path | None = None, notes: list[str] | None = None,
+               commit: str | None = None) -> SavedResults:
+    """Read saved results for :func:`rebuild`, checked against the budget (its methods, runs and n_iter).
+
+    Raises:
+        FileNotFoundError: a named file is missing.
+        ValueError: a column is missing, or the file holds methods/runs the budget does not name (naming the file).
+    """
+    for path in (volumes_csv, vendors_csv, plateau_csv):
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"saved results: {path} not found")
+    volumes = pd.read_csv(volumes_csv, dtype={"patient_id": str, "pid": str, "dataset": str, "method": str})
+    missing = [k for k in VOLUME_KEYS if k not in volumes.columns]
+    if missing:
+        raise ValueError(f"{volumes_csv}: missing column(s) {missing}; expected the experiment's volumes.csv")
+    unknown = sorted(set(volumes["method"]) - set(budget.methods))
+    if unknown:
+        raise ValueError(f"{volumes_csv}: methods {unknown} are not the budget's ({', '.join(budget.methods)})")
+    runs = {(int(c), int(s)) for c, s in volumes[["cval", "seed"]].drop_duplicates().itertuples(index=False)}
+    foreign = sorted(runs - set(budget.runs))
+    if foreign:
+        raise ValueError(f"{volumes_csv}: runs (cval, seed) {foreign} are not the budget's {list(budget.runs)}; pass "
+                         "--runs to name them")
+    volumes = volumes[volumes["n_iter"].isin(list(budget.n_iter))].reset_index(drop=True)
+    vendors = read_vendors_file(vendors_csv) if vendors_csv is not None else None
+    plateau = pd.read_csv(plateau_csv) if plateau_csv is not None else None
+    lines = [f"Rebuilt without training or testing from the saved per-volume Dice `{Path(volumes_csv).as_posix()}`"
+             + (f", vendors `{Path(vendors_csv).as_posix()}`" if vendors_csv else "")
+             + (f", training-curve summary `{Path(plateau_csv).as_posix()}`" if plateau_csv else "")
+             + ": the compute times, commands and curve figures of the runs are not in these files (see the git "
+               "history of the published report for the report written when the runs finished)"
+             + (f"; rebuilt by commit `{commit}`" if commit else "") + "."]
+    lines += list(notes or [])
+    return SavedResults(volumes, vendors, plateau, lines)
+
+
+def read_vendors_file(path: Path) -> pd.DataFrame:
+    """A vendors table saved beside a report (``MM_vendors.csv``) or a data folder's ``MM/vendors.csv``.
+
+    Raises:
+        ValueError: naming the file if ``subject`` or ``vendor`` is missing.
+    """
+    table = pd.read_csv(path, dtype=str)
+    missing = {"subject", "vendor"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}; expected subject, vendor, vendor_name, centre")
+    for optional in ("vendor_name", "centre"):
+        if optional not in table.columns:
+            table[optional] = ""
+    return table[["subject", "vendor", "vendor_name", "centre"]].fillna("")
+
+
+def rebuild(request: ExperimentRequest, saved: SavedResults | None = None) -> Path:
+    """The report of ``request.out_dir`` rebuilt without training or testing: from its finished tests, or from
+    ``saved`` results (then the data folder need not exist). Returns the report path."""
+    from medseg.experiments.runner import Plan, make_plan
+
+    budget = request.budget
+    state = ExperimentState(request.out_dir)
+    if saved is None:
+        if not (request.out_dir / "experiment.json").is_file():
+            raise FileNotFoundError(f"--report_only: {request.out_dir} holds no experiment (no experiment.json); "
+                                    "give --volumes to rebuild from a saved volumes.csv")
+        plan = make_plan(request)
+    else:
+        specs = [RunSpec(m, request.config_dir / c, cval, seed) for cval, seed in budget.runs
+                 for m, c in budget.methods.items()]
+        data_root = request.out_dir / f"data_{budget.spacing_mm:g}mm" if budget.resamples else request.data_root
+        plan = Plan(specs, data_root, request.out_dir / "runs", [], [], [])
+    request.out_dir.mkdir(parents=True, exist_ok=True)
+    n_done = None
+    if saved is not None:
+        n_done = {(m, int(c)) for m, c in saved.volumes[["method", "cval"]].drop_duplicates().itertuples(index=False)}
+    complete = (n_done is not None and len(n_done) == len(plan.specs)) or (
+        saved is None and all(state.marker(s.test_id(n)) is not None for s in plan.specs for n in budget.n_iter))
+    return write_outputs(request, plan, state, complete=complete, saved=saved)
 
 
 def publish(inputs: ReportInputs, target: Path, out_dir: Path) -> Path:

@@ -5,6 +5,10 @@ Pairing: a test volume is one (test set, patient/frame). Every run of both metho
 mean Dice (LV, MYO, RV); the test is over the per-volume differences of these run means. Columns: each test set, each
 M&Ms vendor, all volumes pooled (``all``) and the out-of-domain volumes pooled (``ood``: everything except ACDC).
 Pooled columns weigh every volume equally, unlike ``avg_all`` / ``avg_ood`` of the tables (means of test-set means).
+
+This is within-run evidence only: the volumes are the same subjects in every run (and ED/ES frames and ACDC-C copies
+of one subject), so they are not independent replications of the training; the comparison of the methods is the
+run-level test of :mod:`medseg.experiments.run_stats`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from medseg.experiments.tables import vendor_volumes, with_mean_dice
 
 IN_DOMAIN = "ACDC"
 RESULT_COLUMNS = ["column", "n_volumes", "baseline_mean", "method_mean", "mean_difference", "median_difference",
-                  "share_method_better", "wilcoxon_statistic", "p_value", "note"]
+                  "share_method_better", "n_zero", "n_tied", "wilcoxon_statistic", "p_value", "note"]
 
 
 def per_volume_means(volumes: pd.DataFrame, vendors: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -35,7 +39,11 @@ def per_volume_means(volumes: pd.DataFrame, vendors: pd.DataFrame | None = None)
 
 
 def wilcoxon_row(column: str, base: np.ndarray, ours: np.ndarray) -> dict[str, object]:
-    """Two-sided Wilcoxon signed-rank test of ``ours − base`` (zero differences dropped, as scipy's default)."""
+    """Two-sided Wilcoxon signed-rank test of ``ours − base`` (zero differences dropped, as scipy's default); the
+    ties are counted: ``n_zero`` volumes with a zero difference (left out of the test) and ``n_tied`` non-zero
+    differences sharing their absolute value with another (averaged ranks)."""
+    from medseg.experiments.run_stats import tie_counts
+
     diff = ours - base
     row: dict[str, object] = {
         "column": column, "n_volumes": int(diff.size),
@@ -44,6 +52,7 @@ def wilcoxon_row(column: str, base: np.ndarray, ours: np.ndarray) -> dict[str, o
         "mean_difference": float(diff.mean()) if diff.size else math.nan,
         "median_difference": float(np.median(diff)) if diff.size else math.nan,
         "share_method_better": float((diff > 0).mean()) if diff.size else math.nan,
+        **tie_counts(diff),
         "wilcoxon_statistic": math.nan, "p_value": math.nan, "note": "",
     }
     if not np.any(diff != 0):

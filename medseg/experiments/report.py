@@ -27,6 +27,10 @@ class IterResults:
     per_run: pd.DataFrame
     figures: dict[str, Path] = field(default_factory=dict)
     cvals: list[int] = field(default_factory=list)  # the finished runs (both methods tested) the tables cover
+    run_tests: pd.DataFrame = field(default_factory=pd.DataFrame)  # paired t over runs per column (run_stats)
+    gain: dict[str, Any] = field(default_factory=dict)  # relative avg_ood gain over runs with its interval
+    run_table: pd.DataFrame = field(default_factory=pd.DataFrame)  # per run: ACDC / avg_ood / MM of both methods
+    penalties: pd.DataFrame = field(default_factory=pd.DataFrame)  # vendor − ACDC per method
 
 
 @dataclass
@@ -52,6 +56,8 @@ class ReportInputs:
     notes: list[str]
     # dotted config keys whose resolved values differ between the two methods (the name aside)
     method_difference: tuple[str, ...] = ("learning.latent_DA",)
+    provenance: list[str] = field(default_factory=list)  # where a rebuilt report's numbers come from
+    extra_sections: list[str] = field(default_factory=list)  # Markdown appended before "Files" (e.g. the trend)
 
     @property
     def is_paper_comparison(self) -> bool:
@@ -104,43 +110,142 @@ def _value(table: pd.DataFrame, method: str, column: str) -> tuple[float, float]
 
 
 def headline(inputs: ReportInputs, baseline: str, method: str) -> list[str]:
-    """Bullet points with the paper's claim checked on the n_iter = 2 (else the largest) results."""
+    """The paper's claim checked on the n_iter = 2 (else the largest) results, by the paired test over runs."""
+    from medseg.experiments.run_stats import verdict
+
     if not inputs.per_iter:
         return ["No test has finished yet."]
     n_iter = 2 if 2 in inputs.per_iter else max(inputs.per_iter)
     res = inputs.per_iter[n_iter]
     n_runs = len(res.cvals)
-    lines = [f"Test setting n_iter = {n_iter}; {runs_phrase(res.cvals, len(inputs.budget.runs))} finished; "
-             f"{spread_phrase(n_runs)}:", ""]
-    for column in ("ACDC", "avg_all", "avg_ood"):
+    lines = [f"Test setting n_iter = {n_iter}; {runs_phrase(res.cvals, len(inputs.budget.runs))} finished. The "
+             f"replication unit is the training run: each line is the paired t-test over the runs of "
+             f"{method} − {baseline} (each run's value of the column), with the 95 % t interval of the mean "
+             f"difference; values {spread_phrase(n_runs)}.", ""]
+    tests = res.run_tests.set_index("column") if len(res.run_tests) else pd.DataFrame()
+    for column in ("ACDC", "avg_ood", "MM", "avg_all"):
         (b, bs), (m, ms) = _value(res.table, baseline, column), _value(res.table, method, column)
-        rel = res.relative[res.relative["column"] == column]
-        rel_text = f"{float(rel.iloc[0]['relative_percent']):+.1f} %" if len(rel) else "n/a"
-        lines.append(f"- **{column}**: {baseline} {_mean_std(b, bs, n_runs)}, {method} {_mean_std(m, ms, n_runs)} "
-                     f"(difference {_num(m - b)}, relative {rel_text})")
+        if math.isnan(b) and math.isnan(m):
+            continue
+        text = f"- **{column}**: {baseline} {_mean_std(b, bs, n_runs)}, {method} {_mean_std(m, ms, n_runs)}; "
+        if column in tests.index:
+            row = tests.loc[column]
+            if n_runs > 1:
+                text += (f"difference {_num(row['mean_difference'])} (95 % CI {_ci(row)}, t = "
+                         f"{_num(row['t'], 2)}, df {_num(row['df'], 0)}, p = {_p(row['p_value'])})")
+            else:
+                text += f"difference {_num(row['mean_difference'])} (one run: no run-level test)"
+        else:
+            text += f"difference {_num(m - b)}"
+        if column == "avg_ood" and res.gain:
+            gain = res.gain
+            rel = gain.get("relative_percent", math.nan)
+            text += (f"; relative gain {rel:+.1f} %" if not math.isnan(rel) else "") + (
+                f" (mean of the per-run gains, 95 % CI [{gain['ci_low_percent']:+.1f}, "
+                f"{gain['ci_high_percent']:+.1f}] %)" if not math.isnan(gain.get("ci_low_percent", math.nan)) else "")
+        lines.append(text)
+    if len(res.run_table):
+        lines.append("- Per run (cval), avg_ood " + "; ".join(
+            f"cval {int(r['cval'])}: {_num(r[f'avg_ood_{baseline}'])} → {_num(r[f'avg_ood_{method}'])} "
+            f"({_num(r['avg_ood_difference'])}, {r['avg_ood_relative_percent']:+.1f} %)"
+            for _, r in res.run_table.iterrows()) + ".")
     wil = res.wilcoxon.set_index("column") if len(res.wilcoxon) else pd.DataFrame()
-    for column in ("ood", "ACDC"):
-        if column in wil.index:
-            lines.append(f"- Wilcoxon signed-rank over {int(wil.at[column, 'n_volumes'])} {column} volumes "
-                         f"({method} − {baseline}): median difference {_num(wil.at[column, 'median_difference'])}, "
-                         f"p = {_p(wil.at[column, 'p_value'])}")
-    (b_in, _), (m_in, _) = _value(res.table, baseline, "ACDC"), _value(res.table, method, "ACDC")
-    (b_ood, _), (m_ood, _) = _value(res.table, baseline, "avg_ood"), _value(res.table, method, "avg_ood")
-    ood_better = m_ood > b_ood
-    in_domain_holds = m_in >= b_in - IN_DOMAIN_TOLERANCE
-    verdict = "**reproduced**" if ood_better and in_domain_holds else "**not reproduced**"
+    if "ood" in wil.index:
+        w = wil.loc["ood"]
+        lines.append(f"- Within-run evidence only (secondary; the volumes are the same subjects in every run, not "
+                     f"replications of the training): Wilcoxon signed-rank over {int(w['n_volumes'])} run-averaged "
+                     f"out-of-domain volumes, median difference {_num(w['median_difference'])}, "
+                     f"{_ties(w)}, p = {_p(w['p_value'])}.")
+    lines.append("")
     if inputs.is_paper_comparison:
-        lines += ["", f"The paper's direction ({method} > {baseline} out of domain, in-domain Dice not more than "
-                  f"{IN_DOMAIN_TOLERANCE:.2f} lower): {verdict} here ({method} − {baseline}: avg_ood "
-                  f"{_num(m_ood - b_ood)}, ACDC {_num(m_in - b_in)})."]
+        _, sentence = verdict(res.run_tests, res.gain, baseline, method, IN_DOMAIN_TOLERANCE)
+        lines.append(f"The paper's claim ({method} better out of domain, in-domain Dice not more than "
+                     f"{IN_DOMAIN_TOLERANCE:.2f} lower), judged by the run-level tests at p < 0.05: {sentence}")
     else:
-        lines += ["", f"Not the paper's comparison (the methods differ in {_keys(inputs.method_difference)}, not in "
-                  f"`learning.latent_DA` alone): {method} − {baseline}: avg_ood {_num(m_ood - b_ood)}, "
-                  f"ACDC {_num(m_in - b_in)}."]
+        lines.append(f"Not the paper's comparison (the methods differ in {_keys(inputs.method_difference)}, not in "
+                     f"`learning.latent_DA` alone), so no verdict: the differences are above.")
     if n_runs < len(inputs.budget.runs):
         lines.append(f"These numbers cover only {runs_phrase(res.cvals, len(inputs.budget.runs))}; the other runs "
                      "are not finished yet.")
     return lines
+
+
+def _ci(row: Any) -> str:
+    low, high = row["ci_low"], row["ci_high"]
+    if low is None or math.isnan(float(low)):
+        return "n/a"
+    return f"[{float(low):+.3f}, {float(high):+.3f}]"
+
+
+def _ties(row: Any) -> str:
+    zero = row.get("n_zero", math.nan) if hasattr(row, "get") else math.nan
+    tied = row.get("n_tied", math.nan) if hasattr(row, "get") else math.nan
+    if zero is None or (isinstance(zero, float) and math.isnan(zero)):
+        return "ties not counted"
+    return f"{int(zero)} zero differences (left out of the test), {int(tied)} tied non-zero |differences|"
+
+
+def run_level_markdown(res: IterResults, baseline: str, method: str) -> list[str]:
+    """The run-level tests, the per-run table and the vendor penalties of one n_iter."""
+    parts: list[str] = []
+    n_runs = len(res.cvals)
+    if len(res.run_tests):
+        intro = ("Paired t-test over the runs (the replication unit) of each run's value, "
+                 f"{method} − {baseline}; 95 % t interval of the mean difference.")
+        if n_runs < 2:
+            intro += " **One run: no run-level test is possible** (the differences below describe this run only)."
+        parts += [intro, "", markdown_table(
+            ["column", "runs", baseline, method, "mean diff", "sd of diff", "95 % CI", "t", "p"],
+            [[r.column, int(r.n_runs), _num(r.baseline_mean), _num(r.method_mean), _num(r.mean_difference),
+              _num(r.sd_difference), _ci(r._asdict()), _num(r.t, 2), _p(r.p_value) + (f" ({r.note})" if r.note else "")]
+             for r in res.run_tests.itertuples()]), ""]
+        if res.gain:
+            g = res.gain
+            parts += [f"Relative avg_ood gain (mean over runs of each run's ({method} − {baseline}) / {baseline}): "
+                      f"{_pct(g.get('relative_percent'))}, 95 % t interval "
+                      + (f"[{g['ci_low_percent']:+.1f}, {g['ci_high_percent']:+.1f}] %"
+                         if not math.isnan(g.get("ci_low_percent", math.nan)) else f"n/a ({g.get('note', '')})")
+                      + ".", ""]
+    if len(res.run_table):
+        columns = [c for c in ("ACDC", "avg_ood", "MM") if f"{c}_{baseline}" in res.run_table.columns]
+        header = ["cval (seed)"] + [f"{c} {name}" for c in columns for name in (baseline, method, "diff")] + \
+            ["avg_ood relative"]
+        rows = []
+        for _, r in res.run_table.iterrows():
+            row = [f"{int(r['cval'])} ({int(r['seed'])})"]
+            for c in columns:
+                row += [_num(r[f"{c}_{baseline}"]), _num(r[f"{c}_{method}"]), _num(r[f"{c}_difference"])]
+            row.append(_pct(r["avg_ood_relative_percent"]))
+            rows.append(row)
+        parts += ["Per run:", "", markdown_table(header, rows), ""]
+    if len(res.penalties):
+        spread = n_runs > 1
+        rows = []
+        for _, r in res.penalties.iterrows():
+            cells = [str(r["vendor"])]
+            for name in (baseline, method):
+                mean, std = r[f"{name}_penalty"], r[f"{name}_std"]
+                cells.append(f"{mean:+.3f} ± {std:.3f}" if spread else f"{mean:+.3f}")
+            cells += [_num(r["difference"]), _ci(r), _p(r["p_value"]) + (f" ({r['note']})" if r["note"] else "")]
+            rows.append(cells)
+        parts += ["Domain-shift penalty per M&Ms vendor (vendor − ACDC of the same run; "
+                  f"{spread_phrase(n_runs)}), and the paired t-test over runs of the penalties' difference "
+                  f"({method} − {baseline}; positive: a smaller penalty):", "",
+                  markdown_table(["vendor", f"{baseline} penalty", f"{method} penalty", "difference", "95 % CI", "p"],
+                                 rows), ""]
+    return parts
+
+
+def _int(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return str(int(value))
+
+
+def _pct(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{float(value):+.1f} %"
 
 
 def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
@@ -168,12 +273,14 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
         ["test settings", ", ".join(f"n_iter {n}" for n in budget.n_iter)],
         ["methods", ", ".join(f"{k}: `config/{v}`" for k, v in budget.methods.items())],
     ]))
-    parts += ["", f"Data: `{inputs.data_root}` (fingerprint `{inputs.fingerprint[:12]}`); tested and trained on "
+    parts += ["", f"Data: `{inputs.data_root}` (fingerprint `{inputs.fingerprint[:12] or 'not recorded'}`); tested "
+              "and trained on "
               f"`{inputs.prepared_root}`. Both methods share the budget, data, splits and seeds (same initial "
               f"weights and the same augmented batches); they differ only in {_keys(inputs.method_difference)}.",
-              f"Code: {', '.join(f'`{c}`' for c in inputs.commits) or 'unknown'}.",
+              f"Code: {', '.join(f'`{c}`' for c in inputs.commits) or 'not recorded here'}.",
               "Compute (wall clock, sum over tasks; a shared machine inflates it): "
-              + ", ".join(f"{k} {v / 60:.1f} min" for k, v in inputs.seconds.items()) + ".", "",
+              + (", ".join(f"{k} {v / 60:.1f} min" for k, v in inputs.seconds.items()) or "not recorded") + ".",
+              *([""] + inputs.provenance if inputs.provenance else []), "",
               "## Headline", "", *headline(inputs, baseline, method)]
     for n_iter in sorted(inputs.per_iter, reverse=True):
         res = inputs.per_iter[n_iter]
@@ -188,18 +295,22 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
                                  [[r.column, _num(r.baseline), _num(r.method), _num(r.difference),
                                    f"{r.relative_percent:+.1f} %" if not math.isnan(r.relative_percent) else "n/a"]
                                   for r in res.relative.itertuples()]), "",
-                  "Per run (cval): avg_ood " + "; ".join(
-                      f"cval {r.cval}: {_num(r.baseline_avg_ood)} → {_num(r.method_avg_ood)} "
-                      f"({r.relative_percent:+.1f} %)" for r in res.per_run.itertuples()) + ".", "",
-                  f"Paired test over test volumes ({method} − {baseline}, {covered}): each volume's mean Dice is "
-                  "averaged over these runs for each method, then the Wilcoxon signed-rank test (two-sided, `scipy.stats.wilcoxon`) "
-                  "is applied to the per-volume differences. `all`/`ood` pool the volumes of all / the out-of-domain "
-                  "test sets.", "",
+                  f"### Run-level tests, n_iter = {n_iter} (primary)", "",
+                  *run_level_markdown(res, baseline, method),
+                  f"### Volume-level Wilcoxon, n_iter = {n_iter} (secondary: within-run evidence)", "",
+                  f"{method} − {baseline}, {covered}: each volume's mean Dice is averaged over these runs for each "
+                  "method, then the Wilcoxon signed-rank test (two-sided, `scipy.stats.wilcoxon`) is applied to the "
+                  "per-volume differences. The volumes are the same subjects in every run (ED and ES frames, three "
+                  "ACDC-C copies of each), so they are not independent replications of the training and these "
+                  "p-values say nothing about another training run; zero differences are left out of the test "
+                  "(`zero`), tied non-zero |differences| share ranks (`tied`). `all`/`ood` pool the volumes of all / "
+                  "the out-of-domain test sets.", "",
                   markdown_table(["column", "volumes", baseline, method, "mean diff", "median diff",
-                                  f"share {method} better", "W", "p"],
+                                  f"share {method} better", "zero", "tied", "W", "p"],
                                  [[r.column, r.n_volumes, _num(r.baseline_mean), _num(r.method_mean),
                                    _num(r.mean_difference), _num(r.median_difference),
-                                   _num(r.share_method_better, 2), _num(r.wilcoxon_statistic, 1),
+                                   _num(r.share_method_better, 2), _int(getattr(r, "n_zero", None)),
+                                   _int(getattr(r, "n_tied", None)), _num(r.wilcoxon_statistic, 1),
                                    _p(r.p_value) + (f" ({r.note})" if r.note else "")]
                                   for r in res.wilcoxon.itertuples()]), ""]
         parts += [f"M&Ms per vendor (n_iter = {n_iter}, {covered}): mean Dice over the vendor's volumes, "
@@ -216,8 +327,12 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
             ["run", "method", "epochs", "iterations", "best", "last", "late change"],
             [[r.run, r.method, int(r.epochs), int(r.iterations), _num(r.best), _num(r.last), _num(r.late_change)]
              for r in inputs.plateau.itertuples()]))
+    elif not inputs.curve_figures:
+        parts.append("No training curve: the run folders (`log/metrics.csv`) are not in this experiment folder.")
     for title, figure in inputs.curve_figures:
         parts += ["", f"![{title}]({link(figure)})"]
+    for section in inputs.extra_sections:
+        parts += ["", section]
     parts += ["", "## Files", ""] + [f"- [`{link(f)}`]({link(f)}): {_describe(f)}" for f in inputs.files]
     parts += ["", "## Commands", "", "The experiment (each call continues where the previous one stopped):", "",
               "```bash"] + [_invocation(i) for i in inputs.invocations] + ["```", "",
@@ -250,7 +365,9 @@ def vendor_markdown(vendors: pd.DataFrame, methods: Sequence[str]) -> str:
 
 def _describe(path: Path) -> str:
     names = {"summary.csv": "the test script's robustness table (all runs)", "vendors.csv": "per-vendor table",
-             "wilcoxon.csv": "paired tests", "relative_improvement.csv": "relative improvement",
+             "wilcoxon.csv": "volume-level Wilcoxon tests (within-run evidence)",
+             "run_level_tests.csv": "paired t-tests over runs (primary)", "per_run.csv": "per-run values",
+             "vendor_penalties.csv": "vendor − ACDC penalty per method", "relative_improvement.csv": "relative improvement",
              "volumes.csv": "Dice of every test volume, run and n_iter", "plateau.csv": "training-curve summary"}
     return names.get(path.name, path.name)
 

@@ -245,7 +245,7 @@ class _Run:
         if self.dist.is_main:
             result = validate(self.model, self.data.val_loader, self.config.segmentation_model.num_classes, self.device)
             values = {**{k: means[k] for k in LOSS_NAMES}, "iou/val_iou": result.mean_iou,
-                      "acc/val_acc": result.mean_acc}
+                      "acc/val_acc": result.mean_acc, **result.reconstruction}
             # hard-example losses exist only in cooperative training: no constant-zero curves for standard training
             scalars.scalars({k: v for k, v in values.items()
                              if self.config.learning.latent_da or not k.startswith("loss/hard/")}, epoch)

@@ -35,6 +35,8 @@ SCALAR_NAMES = LOSS_NAMES + VAL_NAMES
 #: Logged beside them in metrics.csv (not TensorBoard): pooled validation Dice, mean over the foreground classes
 #: (for the experiment's training curves).
 EXTRA_VAL_NAMES = ("dice/val_dice",)
+#: The image decoder's reconstruction quality (:mod:`medseg.training.validation`), in metrics.csv and TensorBoard.
+RECON_NAMES = ("recon/val_mse", "recon/val_psnr", "recon/hard_change")
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,8 @@ class MetricsLog:
     """
 
     #: ``stop_reason`` is empty, or ``max_iteration`` on the last row of a run that the iteration cap ended early.
-    columns = ("epoch", "global_iteration", "n_iterations", *SCALAR_NAMES, *EXTRA_VAL_NAMES, "epoch_seconds",
-               "stop_reason")
+    columns = ("epoch", "global_iteration", "n_iterations", *SCALAR_NAMES, *EXTRA_VAL_NAMES, *RECON_NAMES,
+               "epoch_seconds", "stop_reason")
 
     def __init__(self, path: Path, start_epoch: int = 0) -> None:
         self.path = path

@@ -125,6 +125,10 @@ def check_outputs(out: Path) -> None:
         assert sorted(vendors["vendor"].unique()) == ["A", "B", "C", "D"] and set(vendors["n_runs"]) == {3}
         relative = pd.read_csv(folder / "relative_improvement.csv")
         assert list(relative["column"]) == ["ACDC", "avg_all", "avg_ood"]
+        run_level = pd.read_csv(folder / "run_level_tests.csv")
+        assert list(run_level["column"])[-2:] == ["avg_all", "avg_ood"] and set(run_level["n_runs"]) == {3}
+        assert list(pd.read_csv(folder / "per_run.csv")["cval"]) == [0, 1, 2]
+        assert set(pd.read_csv(folder / "vendor_penalties.csv")["vendor"]) == {"A", "B", "C", "D"}
     for cval, seed in RUNS:
         assert (out / "curves" / f"cval{cval}_seed{seed}.png").stat().st_size > 0
     assert len(pd.read_csv(out / "curves" / "plateau.csv")) == 6
@@ -138,7 +142,8 @@ def check_outputs(out: Path) -> None:
     header = "| method | ACDC | RandomBias | RandomSpike | RandomGhosting | RandomMotion | MM | avg_all | avg_ood |"
     assert report.count(header) == 2
     assert report.count("| standard | ") >= 2 and report.count("| cooperative | ") >= 2
-    assert "The paper's direction" in report and "Wilcoxon" in report
+    assert "The paper's claim" in report and "judged by the run-level tests" in report and "Wilcoxon" in report
+    assert "### Run-level tests, n_iter = 2 (primary)" in report and "Per run:" in report
     assert "python medseg/train_adv_supervised_segmentation_triplet.py" in report
     assert "--resume auto" in report and "--crop_size 32" in report
     for link in ("n_iter_2/dice_boxplot.png", "curves/cval0_seed40.png", "n_iter_2/wilcoxon.csv"):

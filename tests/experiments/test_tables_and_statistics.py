@@ -136,9 +136,17 @@ def test_partial_runs_report_says_k_of_3(tmp_path) -> None:
     expected = stats.wilcoxon(ood["cooperative"] - ood["standard"]).pvalue
     assert wilcoxon.set_index("column").at["ood", "p_value"] == pytest.approx(expected)
     assert (wilcoxon.loc[wilcoxon["column"].isin(["all", "ood", "ACDC"]), "p_value"].notna()).all()
+    from medseg.experiments import run_stats
+
+    values = run_stats.run_values(part, DATASETS, VENDORS)
     results = IterResults(table, vendor_table(part, VENDORS, ["standard", "cooperative"]), wilcoxon,
                           relative_improvement(table, "standard", "cooperative"),
-                          per_run_relative(part, "standard", "cooperative", ["RandomBias", "MM"]), cvals=cvals)
+                          per_run_relative(part, "standard", "cooperative", ["RandomBias", "MM"]), cvals=cvals,
+                          run_tests=run_stats.run_level_tests(values, "standard", "cooperative",
+                                                              [*DATASETS, "avg_all", "avg_ood"]),
+                          gain=run_stats.relative_gain(values, "standard", "cooperative"),
+                          run_table=run_stats.per_run_table(values, "standard", "cooperative"),
+                          penalties=run_stats.vendor_penalties(values, "standard", "cooperative"))
     budget = load_budget("smoke", REPO / "config")
     inputs = ReportInputs(budget=budget, complete=False, finished_tasks=5, total_tasks=18, per_iter={2: results},
                           plateau=pd.DataFrame(), curve_figures=[], seconds={}, commits=["abc"], invocations=[],
@@ -146,19 +154,22 @@ def test_partial_runs_report_says_k_of_3(tmp_path) -> None:
                           test_command="t", files=[], notes=notes)
     text = render(inputs, lambda p: p.as_posix())
     assert "5 of 18 tasks finished, 0 of 3 runs complete" in text  # n_iter 1 of run 0 is missing
-    assert "Test setting n_iter = 2; 1 of 3 runs (cval 0) finished; one run, so no std:" in text
+    assert "Test setting n_iter = 2; 1 of 3 runs (cval 0) finished." in text and "one run, so no std" in text
+    assert "One run: no run-level test is possible, so no verdict on the paper's claim" in text
+    assert "**One run: no run-level test is possible**" in text
     assert "These numbers cover only 1 of 3 runs (cval 0)" in text
     assert "**1 of 3 runs (cval 0).**" in text
     headline = [line for line in text.splitlines() if line.startswith("- **avg_ood**")]
     assert len(headline) == 1 and "±" not in headline[0]
     assert "| standard | " in text and "±" not in text.split("## Mean Dice per test set")[1].split("Relative")[0]
-    assert "Wilcoxon signed-rank over 4 ood volumes" in text and "only standard tested so far" in text
-    assert "they differ only in `learning.latent_DA`" in text and "The paper's direction" in text
+    assert "Wilcoxon signed-rank over 4 run-averaged out-of-domain volumes" in text
+    assert "Within-run evidence only" in text and "only standard tested so far" in text
+    assert "they differ only in `learning.latent_DA`" in text and "The paper's claim" in text
     # an ablation (two configs that differ elsewhere) is not judged against the paper's claim
     import dataclasses
 
     ablation = render(dataclasses.replace(inputs, method_difference=("data.data_aug_policy",)), lambda p: p.as_posix())
-    assert "The paper's direction" not in ablation and "they differ only in `data.data_aug_policy`" in ablation
+    assert "The paper's claim" not in ablation and "they differ only in `data.data_aug_policy`" in ablation
     assert "Not the paper's comparison (the methods differ in `data.data_aug_policy`" in ablation
 
 

@@ -23,7 +23,7 @@ from training_helpers import (  # noqa: F401
 
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
 from medseg.train_adv_supervised_segmentation_triplet import main
-from medseg.training.run_files import LOSS_NAMES, SCALAR_NAMES
+from medseg.training.run_files import LOSS_NAMES, RECON_NAMES, SCALAR_NAMES
 from medseg.utils.precision import cpu_supports_bf16
 
 pytestmark = pytest.mark.slow
@@ -62,11 +62,15 @@ def test_two_epoch_run_layout_checkpoints_and_logs(tiny_acdc: Path, tmp_path: Pa
     assert all(r[k] != "" for r in rows for k in SCALAR_NAMES)
     hard = [float(r["loss/hard/total"]) for r in rows]
     assert all(h > 0 for h in hard) if "cooperative" in name else all(h == 0 for h in hard)
+    # the image decoder's reconstruction quality, every epoch (both methods have the decoder)
+    for r in rows:
+        mse, psnr, change = (float(r[k]) for k in RECON_NAMES)
+        assert mse > 0 and math.isfinite(psnr) and change > 0
 
     events = EventAccumulator(str(run / "log"), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     # the hard-example losses are curves of cooperative training only (standard training has none: no zero curves)
-    logged = [t for t in SCALAR_NAMES if "cooperative" in name or not t.startswith("loss/hard/")]
+    logged = [t for t in SCALAR_NAMES if "cooperative" in name or not t.startswith("loss/hard/")] + list(RECON_NAMES)
     assert set(events.Tags()["scalars"]) == set(logged)
     for tag in logged:
         assert [e.step for e in events.Scalars(tag)] == [0, 1]

@@ -1,0 +1,79 @@
+"""Decision rules of the experiments, as functions with tests (the numbers they read come from the reports' tables).
+
+* :func:`bf16_decision`: bf16 becomes the default precision where the hardware computes it natively only if a
+  full-length run pair (the same run, seed and data in bf16 and in fp32) lands within :data:`BF16_TOLERANCE` Dice of
+  the fp32 run on ACDC and on ``avg_ood``, for both methods.
+* :func:`runs_decide`: whether the run-level interval of the relative ``avg_ood`` gain excludes 0 (then more runs do
+  not change the answer's sign).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from medseg.experiments.run_stats import run_values
+
+BF16_TOLERANCE = 0.01
+BF16_COLUMNS = ("ACDC", "avg_ood")
+
+
+@dataclass(frozen=True)
+class Bf16Decision:
+    """``neutral``: every |bf16 − fp32| is within the tolerance; ``differences[method][column]`` = bf16 − fp32."""
+
+    neutral: bool
+    differences: dict[str, dict[str, float]]
+    tolerance: float
+
+    def lines(self) -> list[str]:
+        out = [f"- {m}: " + ", ".join(f"{c} {d:+.3f}" for c, d in cols.items()) for m, cols in self.differences.items()]
+        verdict = ("bf16 is neutral: it becomes the default where the hardware computes bf16 natively (CPU with "
+                   "AVX512-BF16/AMX, CUDA with bf16), fp32 elsewhere" if self.neutral else
+                   "bf16 is not neutral: fp32 stays the default")
+        return [f"bf16 − fp32 (tolerance {self.tolerance:g} Dice on {', '.join(BF16_COLUMNS)}, both methods):",
+                *out, verdict + "."]
+
+
+def bf16_decision(fp32: Mapping[str, Mapping[str, float]], bf16: Mapping[str, Mapping[str, float]],
+                  tolerance: float = BF16_TOLERANCE, columns: Sequence[str] = BF16_COLUMNS) -> Bf16Decision:
+    """Compare the two precisions run for run: ``{method: {column: value}}`` of the fp32 and the bf16 run.
+
+    Raises:
+        ValueError: a method or column is missing from either side (naming it), or a value is not finite.
+    """
+    differences: dict[str, dict[str, float]] = {}
+    for method in fp32:
+        if method not in bf16:
+            raise ValueError(f"bf16 decision: method {method!r} has no bf16 run")
+        differences[method] = {}
+        for column in columns:
+            for side, table in (("fp32", fp32), ("bf16", bf16)):
+                value = table[method].get(column, math.nan)
+                if not math.isfinite(value):
+                    raise ValueError(f"bf16 decision: {side} {method} has no finite {column} value ({value})")
+            differences[method][column] = float(bf16[method][column]) - float(fp32[method][column])
+    if not differences:
+        raise ValueError("bf16 decision: no method to compare")
+    neutral = all(abs(d) <= tolerance + 1e-12 for cols in differences.values() for d in cols.values())
+    return Bf16Decision(neutral, differences, tolerance)
+
+
+def values_of_run(volumes: pd.DataFrame, datasets: Sequence[str], cval: int, n_iter: int = 2
+                  ) -> dict[str, dict[str, float]]:
+    """``{method: {column: value}}`` of one run (cval) and n_iter from an experiment's ``volumes.csv`` rows."""
+    part = volumes[(volumes["cval"] == cval) & (volumes["n_iter"] == n_iter)]
+    if part.empty:
+        raise ValueError(f"no volume of cval {cval} with n_iter {n_iter}")
+    values = run_values(part, datasets)
+    return {str(r["method"]): {c: float(r[c]) for c in values.columns if c not in ("method", "cval", "seed")}
+            for _, r in values.iterrows()}
+
+
+def runs_decide(gain: Mapping[str, float | str]) -> bool:
+    """True when the t interval of the relative gain (:func:`medseg.experiments.run_stats.relative_gain`) excludes 0."""
+    low, high = float(gain.get("ci_low_percent", math.nan)), float(gain.get("ci_high_percent", math.nan))
+    return not (math.isnan(low) or math.isnan(high)) and (low > 0 or high < 0)
