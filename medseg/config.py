@@ -53,7 +53,7 @@ CODE_NAMES = ("image code", "shape code")
 NETWORK_TYPES = ("FCN_16_standard", "FCN_16_standard_w_o_filter", "FCN_16_standard_share_code")
 NON_FINITE_POLICIES = ("stop", "skip")
 TEMPLATE_FIELDS = frozenset({"p_id", "frame"})
-PRECISIONS = ("fp32", "bf16", "fp16")  # learning.precision (medseg extension; see medseg.utils.precision)
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # learning.precision (medseg extension; see medseg.utils.precision)
 #: plausible in-plane spacings of ``data.new_spacing`` in mm (the range medseg-test accepts for a model's grid): a
 #: tiny spacing resamples a slice to millions of pixels, a huge one to less than one
 SPACING_RANGE_MM = (0.1, 20.0)
@@ -172,7 +172,9 @@ LR_SCHEDULES = ("constant", "cosine")
 @dataclass(frozen=True)
 class LearningConfig:
     """``learning`` section: cooperative (``latent_DA``) vs standard training, the optimisation budget and the
-    numerical precision (``precision``: ``'fp32'`` default, ``'bf16'`` or ``'fp16'`` mixed precision)."""
+    numerical precision (``precision``: ``'fp32'`` default, ``'tf32'`` (CUDA: fp32 with TensorFloat-32 convolutions),
+    ``'bf16'`` or ``'fp16'`` mixed precision) and, for multi-GPU runs, ``sync_batchnorm`` (BatchNorm statistics over
+    all processes; see :mod:`medseg.training.distributed`)."""
 
     latent_da: bool = field(default=True, metadata=_key("latent_DA"))
     separate_training: bool = False
@@ -184,6 +186,7 @@ class LearningConfig:
     on_non_finite: str = "stop"
     precision: str = "fp32"
     lr_schedule: str = "constant"  # published: constant; "cosine": lr -> 0 over the run (short CPU budgets)
+    sync_batchnorm: bool = False  # multi-GPU runs: SyncBatchNorm (statistics over all processes)
 
     def __post_init__(self) -> None:
         _check(self.lr_schedule in LR_SCHEDULES, "learning.lr_schedule", f"one of {list(LR_SCHEDULES)}",

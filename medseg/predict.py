@@ -167,10 +167,12 @@ def segment_all(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> int:
     from medseg.evaluation.scan import field_of_view_crop, segment_volume, select_frame
     from medseg.utils.device import resolve_device
     from medseg.utils.io import remove_stale_temp_files
-    from medseg.utils.memory import keep_freed_memory
+    from medseg.utils.memory import tune_allocator
+    from medseg.utils.precision import configure_tf32
 
-    keep_freed_memory()  # reuse freed activations instead of page-faulting fresh memory per chunk
     device = resolve_device(args.device)
+    tune_allocator(device)  # on the CPU: reuse freed activations instead of page-faulting fresh memory per chunk
+    configure_tf32(False)  # fp32 on a GPU is fp32 (cuDNN would use TF32 by default)
     try:
         model = load_model(args.checkpoint, device, n_iter=args.n_iter, precision=args.precision)
     except (FileNotFoundError, ValueError, RuntimeError) as err:

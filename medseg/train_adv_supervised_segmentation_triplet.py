@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="compute device: auto = cuda if available, else cpu; cpu; cuda (under torchrun: one GPU "
                              "per process)")
     parser.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
-                        help="numerical precision, overrides learning.precision: fp32 (default), bf16 mixed "
+    parser.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp16"], default=None,
+                        help="numerical precision, overrides learning.precision: fp32 (default; TF32 off on GPUs), "
+                             "tf32 (CUDA: fp32 with TensorFloat-32 convolutions, faster, coarser), bf16 mixed "
                              "precision (CUDA, or a CPU with AVX512-BF16/AMX) or fp16 mixed precision (CUDA only)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, dotted key, JSON value (repeatable), "

@@ -220,7 +220,8 @@ def test_precision_key_is_validated_and_round_trips() -> None:
     assert from_dict({}).learning.precision == "fp32"
     config = from_dict({"learning": {"precision": "bf16"}})
     assert config.learning.precision == "bf16" and config.to_dict()["learning"]["precision"] == "bf16"
-    with pytest.raises(ValueError, match=r"config key 'learning.precision': expected one of \['fp32', 'bf16', 'fp16'\]"):
+    with pytest.raises(ValueError,
+                       match=r"config key 'learning.precision': expected one of \['fp32', 'tf32', 'bf16', 'fp16'\]"):
         from_dict({"learning": {"precision": "float16"}})
     with pytest.raises(ValueError, match="learning.precision"):
         from_dict({"learning": {"precision": 16}})

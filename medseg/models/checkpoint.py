@@ -350,13 +350,17 @@ def load_snapshot(
 ) -> dict[str, Any]:
     """Strictly restore modules and optimisers from a snapshot written by :func:`save_snapshot`.
 
+    The file is read to the CPU whatever ``device`` is (the modules' device): ``load_state_dict`` copies the weights
+    into the parameters and moves the optimiser moments to them, while Adam's ``step`` counters stay CPU tensors (on
+    a GPU they would otherwise be read back to the host twice per parameter at every step).
+
     Returns:
         ``{'epoch': int, 'extra': dict, 'network_type': str}``.
 
     Raises:
         FileNotFoundError, ValueError: naming the file, for a missing, unsafe or mismatched snapshot.
     """
-    snapshot = safe_load(path, device)
+    snapshot = safe_load(path, "cpu")
     if not isinstance(snapshot, dict) or any(key not in snapshot for key in SNAPSHOT_KEYS):
         raise ValueError(f"snapshot {path} must be a dict with keys {list(SNAPSHOT_KEYS)}")
     if snapshot["network_type"] != network_type:

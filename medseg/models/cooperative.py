@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from medseg.models.losses import basic_loss_fn
 from medseg.models.model_util import MaskSpec
 from medseg.models.model_util import perturb_latent_code as perturb_code
+from medseg.utils.precision import backward_outside_autocast
 
 if TYPE_CHECKING:
     from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
@@ -70,7 +71,7 @@ def _backward_if(loss: Tensor, backward: bool) -> Tensor:
     if not backward:
         return loss
     if loss.requires_grad:
-        loss.backward()
+        backward_outside_autocast(loss)
     return loss.detach()
 
 

@@ -22,7 +22,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
     return (
         type(conv) is nn.Conv2d
-        and type(bn) is nn.BatchNorm2d
+        and type(bn) in (nn.BatchNorm2d, nn.SyncBatchNorm)  # the same affine map in eval mode
         and bn.running_mean is not None  # eval-mode BN uses running statistics only when it has them
         and bn.running_var is not None
         and conv.out_channels == bn.num_features

@@ -114,11 +114,20 @@ def cross_entropy_2D(  # noqa: N802 (published name)
     return total / (picked.numel() + 1e-10) if size_average else total
 
 
+def host_to_device(values: Tensor, device: torch.device | str) -> Tensor:
+    """``values`` (drawn on the CPU) on ``device`` without making the host wait: a copy to a GPU goes through pinned
+    memory with ``non_blocking=True`` (a plain copy from pageable memory synchronises with the GPU)."""
+    device = torch.device(device)
+    if values.device == device or device.type != "cuda" or values.device.type != "cpu":
+        return values.to(device)
+    return values.pin_memory().to(device, non_blocking=True)
+
+
 def _uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
     """U(0, 1) samples on ``device``, drawn from ``generator`` (on the generator's device) when given."""
     if generator is None:
         return torch.rand(shape, device=device)
-    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+    return host_to_device(torch.rand(shape, generator=generator, device=generator.device), device)
 
 
 def sample_threshold(max_threshold: float, random_threshold: bool, generator: torch.Generator | None = None) -> float:

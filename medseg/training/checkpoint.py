@@ -5,7 +5,15 @@ A snapshot is one ``torch.save``d dict (loadable with ``weights_only=True``) in 
 global iteration, the position inside an interrupted epoch, the best validation score, the running epoch sums,
 the seeds, the RNG states (Python, NumPy, torch CPU/CUDA and every named ``torch.Generator``) of every rank, and a
 fingerprint of the training-relevant configuration. ``epoch`` is the epoch at which training continues; with
-``batches_done > 0`` the first ``batches_done`` batches of that epoch were already trained on.
+``batches_done > 0`` the first ``batches_done`` batches of that epoch were already trained on. It also records the
+device type and the precision the run trained in, the device of every named generator, and the fp16 gradient
+scaler's state (so an fp16 run continues with the loss scale it had reached, not 2**16 again).
+
+Snapshots are device-independent: :func:`load_snapshot` always reads to the CPU (RNG states must be CPU tensors, and
+Adam's ``step`` counters must stay CPU tensors: on a GPU every optimiser step would otherwise read them back to the
+host twice per parameter), and :func:`restore_training_state` moves the weights and optimiser moments onto the
+modules' devices. A snapshot written on the CPU continues on CUDA and the reverse; only the step RNG streams are
+re-seeded then (a CUDA generator's state is not a CPU generator's).
 
 Snapshots are written atomically (a kill never leaves a truncated file) to
 ``model_dir/last/checkpoints/{network_type}.pkl`` at the end of every epoch and when a run is interrupted.
@@ -40,11 +48,13 @@ RESUMABLE_KEYS = frozenset({
     "learning.n_epochs", "learning.max_iteration", "learning.use_gpu", "output.save_epoch_every_num_epochs",
     "learning.on_non_finite",
     "learning.precision",  # numerics, not the model: a run may continue in another precision
+    "learning.sync_batchnorm",  # how the BatchNorm statistics of a multi-GPU batch are pooled
 })
 SCHEDULE_KEYS = frozenset({"learning.n_epochs", "learning.max_iteration"})  # fixed on resume under an lr schedule
 
-# Run properties that may change on resume (the number of processes only changes how the slices are split).
-RESUMABLE_RUN_KEYS = frozenset({"world_size"})
+# Run properties that may change on resume (the number of processes only changes how the slices are split; the
+# device type only re-seeds the step RNG streams).
+RESUMABLE_RUN_KEYS = frozenset({"world_size", "device"})
 
 
 @dataclass
@@ -94,8 +104,14 @@ def config_fingerprint(config: ExperimentConfig) -> dict[str, Any]:
     return flat
 
 
-def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
-    """RNG states of Python, NumPy, torch (CPU and CUDA) and ``generators``, as weights_only-safe types."""
+def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None,
+                      cuda_device: torch.device | None = None) -> dict[str, Any]:
+    """RNG states of Python, NumPy, torch (CPU, and the CUDA device ``cuda_device`` if given) and ``generators``, as
+    weights_only-safe types.
+
+    Only this process's own GPU is saved (``cuda``: a list of one state, ``cuda_device``: its index): each rank of a
+    multi-GPU run uses one GPU, and a resume may see fewer GPUs than were visible when the snapshot was written.
+    """
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
@@ -103,24 +119,54 @@ def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": [torch.cuda.get_rng_state(cuda_device)] if _is_cuda(cuda_device) else [],
+        "cuda_device": cuda_device.index if _is_cuda(cuda_device) else None,  # type: ignore[union-attr]
         "generators": {name: gen.get_state() for name, gen in (generators or {}).items()},
+        "generator_devices": {name: gen.device.type for name, gen in (generators or {}).items()},
     }
 
 
-def restore_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.Generator] | None = None) -> None:
-    """Inverse of :func:`capture_rng_state`."""
+def _is_cuda(device: torch.device | None) -> bool:
+    return device is not None and torch.device(device).type == "cuda"
+
+
+def generators_fit(state: Mapping[str, Any], generators: Mapping[str, torch.Generator]) -> list[str]:
+    """Names of ``generators`` whose saved state in ``state`` cannot be restored into them: saved on another device
+    type, or of another size (a CUDA generator's state is 16 bytes, a CPU one's 5,056), or not saved at all."""
+    saved, devices = state.get("generators", {}), state.get("generator_devices", {})
+    unfit = []
+    for name, gen in generators.items():
+        value = saved.get(name)
+        if (not isinstance(value, torch.Tensor) or devices.get(name, gen.device.type) != gen.device.type
+                or value.numel() != gen.get_state().numel()):
+            unfit.append(name)
+    return unfit
+
+
+def restore_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.Generator] | None = None,
+                      cuda_device: torch.device | None = None) -> None:
+    """Inverse of :func:`capture_rng_state`; ``state`` must hold CPU tensors (as :func:`load_snapshot` reads them).
+
+    The CUDA state is restored into ``cuda_device`` only (None: not at all). Snapshots of earlier versions hold
+    the states of every visible GPU; this process's own one (index ``cuda_device.index``) is taken if it is there.
+    Generators that :func:`generators_fit` reports are left alone (the caller re-seeds them).
+    """
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     np_state = state["numpy"]
     np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
                          np_state["has_gauss"], np_state["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    torch.set_rng_state(state["torch"].cpu())
+    cuda = list(state["cuda"] or [])
+    if cuda and _is_cuda(cuda_device):
+        index = torch.device(cuda_device).index or 0  # type: ignore[arg-type]
+        own = cuda[0] if "cuda_device" in state else (cuda[index] if index < len(cuda) else None)
+        if own is not None:
+            torch.cuda.set_rng_state(own.cpu(), cuda_device)
+    unfit = set(generators_fit(state, generators or {}))
     for name, gen in (generators or {}).items():
-        if name in state["generators"]:
-            gen.set_state(state["generators"][name])
+        if name not in unfit:
+            gen.set_state(state["generators"][name].cpu())
 
 
 def save_snapshot(
@@ -133,12 +179,16 @@ def save_snapshot(
     config: ExperimentConfig,
     run_info: Mapping[str, Any],
     rng_states: list[dict[str, Any]],
+    scaler: torch.amp.GradScaler | None = None,
+    precision: str | None = None,
 ) -> Path:
     """Atomically write a run snapshot and return its path.
 
     Args:
         rng_states: one :func:`capture_rng_state` dict per rank (rank order).
-        run_info: identity of the run (dataset, data setting, cval...) checked on resume.
+        run_info: identity of the run (dataset, data setting, cval, device type...) checked on resume.
+        scaler: the fp16 gradient scaler (its scale and growth tracker are saved), None otherwise.
+        precision: the precision the run trained in (recorded).
     """
     model_state = {name: module.state_dict() for name, module in modules.items()}
     for name, module_state in model_state.items():
@@ -158,6 +208,8 @@ def save_snapshot(
         "fingerprint": config_fingerprint(config),
         "run": dict(run_info),
         "rng": rng_states,
+        "precision": precision,
+        "scaler_state": dict(scaler.state_dict()) if scaler is not None and scaler.is_enabled() else None,
     }
     atomic_torch_save(snapshot, path)
     logger.info("snapshot written to %s (epoch %d, batch %d, iteration %d)", path, state.epoch,
@@ -169,8 +221,11 @@ RNG_KEYS = ("python", "numpy", "torch", "cuda", "generators")
 NUMPY_RNG_KEYS = ("kind", "keys", "pos", "has_gauss", "cached_gaussian")
 
 
-def load_snapshot(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Read a snapshot with ``weights_only=True`` (its CRC-32 verified) and check its structure.
+def load_snapshot(path: str | Path, device: torch.device | str | None = None) -> dict[str, Any]:
+    """Read a snapshot with ``weights_only=True`` (its CRC-32 verified) to the CPU and check its structure.
+
+    ``device`` (the device the run will train on) does not change where the snapshot is read to: everything stays
+    on the CPU, and :func:`restore_training_state` / :func:`restore_rng_state` put each part where it belongs.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
@@ -180,7 +235,7 @@ def load_snapshot(path: str | Path, device: torch.device | str = "cpu") -> dict[
     if not path.is_file():
         raise FileNotFoundError(f"resume snapshot {path} not found")
     try:
-        snapshot = safe_load(path, device)
+        snapshot = safe_load(path, "cpu")
     except ValueError as err:
         raise ValueError(f"resume snapshot {err}") from err
     if not isinstance(snapshot, dict):
@@ -257,6 +312,25 @@ def _normalise(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def restore_scaler(snapshot: Mapping[str, Any], scaler: torch.amp.GradScaler | None, path: str | Path) -> bool:
+    """Restore the fp16 gradient scaler's state if the snapshot has one and this run uses a scaler; returns whether
+    it did. A run that changes precision on resume starts a new scaler (or drops the saved one), with a note."""
+    saved = snapshot.get("scaler_state")
+    if scaler is None or not scaler.is_enabled():
+        if saved:
+            logger.info("resume snapshot %s holds an fp16 loss scale; this run does not train in fp16: not used", path)
+        return False
+    if not saved:
+        logger.info("resume snapshot %s has no fp16 loss scale (trained in %s): the scaler starts afresh", path,
+                    snapshot.get("precision") or "fp32")
+        return False
+    try:
+        scaler.load_state_dict(dict(saved))
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"resume snapshot {path}: the fp16 gradient scaler state does not load: {err}") from err
+    return True
+
+
 def restore_training_state(
     snapshot: Mapping[str, Any],
     modules: Mapping[str, nn.Module],
@@ -264,6 +338,10 @@ def restore_training_state(
     path: str | Path,
 ) -> TrainState:
     """Load module and optimiser states (strictly) and return the saved counters.
+
+    The snapshot is on the CPU; ``load_state_dict`` copies the weights into the modules' parameters (on their
+    device) and moves the optimiser moments to their parameters' device, while Adam's ``step`` counters stay CPU
+    tensors, as non-capturable Adam expects.
 
     Raises:
         ValueError: if the module or optimiser names do not match, or a state does not fit (names the file).

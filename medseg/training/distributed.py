@@ -10,6 +10,17 @@ phases and ``autograd.grad`` probes (hard example generation), which its reducer
 BatchNorm running statistics are averaged before rank 0 validates or saves. Validation and every file write happen
 on rank 0 only.
 
+BatchNorm: by default each process normalises with the statistics of its own slices (as DDP does). With few slices
+per GPU (e.g. 2-3 of a batch of 20 over 8 GPUs) those statistics are noise; ``learning.sync_batchnorm: true`` then
+replaces every BatchNorm layer by :class:`torch.nn.SyncBatchNorm`, which normalises with the statistics of the
+whole batch (one all-reduce per BatchNorm layer and forward pass). PyTorch implements it on GPUs only: on the CPU,
+and in a single process, the option changes nothing (a note is logged). Because every training forward pass is then a
+collective, all ranks must run the same passes: the loop shares the masking draws between the ranks (see
+``medseg.training.loop``).
+
+Each process uses one GPU (``LOCAL_RANK``); ``--nproc_per_node`` above the number of visible GPUs is refused
+(two processes on one GPU would share it and NCCL refuses it).
+
 Multi-node: start ``torchrun --nnodes=N --node_rank=R --rdzv_backend=c10d --rdzv_endpoint=HOST:PORT
 --nproc_per_node=K medseg/train_adv_supervised_segmentation_triplet.py ...`` on every node.
 """
@@ -113,6 +124,11 @@ class DistContext:
             raise RuntimeError(f"rank {self.rank}: parameters differ between processes (max |diff| {diff.item():.3g})")
         logger.debug("parameters identical on all %d processes", self.world_size)
 
+    def all_reduce_max_(self, tensor: torch.Tensor) -> None:
+        """In place: the element-wise maximum of ``tensor`` over the ranks (no host read; NCCL runs it on the GPU)."""
+        if self.enabled:
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+
     def any(self, flag: bool) -> bool:
         """True if ``flag`` is true on any rank (used to stop all ranks together on a signal)."""
         if not self.enabled:
@@ -159,6 +175,7 @@ def init_distributed(device_name: str = "auto") -> DistContext:
         return DistContext(device=device)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
+        check_gpu_count(local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1)))
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
@@ -166,6 +183,36 @@ def init_distributed(device_name: str = "auto") -> DistContext:
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
     logger.info("distributed: rank %d/%d (local %d) on %s, backend %s", rank, world_size, local_rank, device, backend)
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def check_gpu_count(local_rank: int, local_world_size: int) -> None:
+    """Refuse more processes on this node than it has GPUs (each process needs its own GPU).
+
+    Raises:
+        ValueError: naming ``--nproc_per_node`` and the number of visible GPUs.
+    """
+    available = torch.cuda.device_count()
+    if max(local_world_size, local_rank + 1) > available:
+        raise ValueError(f"--nproc_per_node {max(local_world_size, local_rank + 1)} is more than the {available} "
+                         "visible CUDA device(s) of this node: each process needs its own GPU (lower "
+                         "--nproc_per_node, or set CUDA_VISIBLE_DEVICES)")
+
+
+def convert_sync_batchnorm(model: Any, enabled: bool, context: DistContext) -> bool:
+    """Replace the BatchNorm layers of ``model``'s five networks by SyncBatchNorm if ``enabled`` and the run has
+    several CUDA processes (parameters and buffers are kept, so optimisers and checkpoints are unaffected); returns
+    whether it did."""
+    if not enabled:
+        return False
+    if not (context.enabled and context.device.type == "cuda"):
+        if context.is_main:
+            logger.info("learning.sync_batchnorm: only for several CUDA processes (this run: %d process(es) on %s); "
+                        "BatchNorm left as it is", context.world_size, context.device.type)
+        return False
+    for name in list(model.model):
+        model.model[name] = nn.SyncBatchNorm.convert_sync_batchnorm(model.model[name])
+    logger.info("learning.sync_batchnorm: BatchNorm statistics over all %d processes", context.world_size)
+    return True
 
 
 def shutdown_distributed() -> None:

@@ -1,8 +1,8 @@
 """Glue between the training command line and :func:`medseg.training.loop.train`.
 
 argparse namespace → config (+ ``--set``) → data checks (dataset, data folder, transforms) and the canonical data
-setting → run folder name → allocator tuning → process group and device → claim of the run folder (lock, earlier
-results) → logging → seeds → resume target → ``train`` (which calls back once the run is accepted: config.json,
+setting → run folder name → process group and device → allocator tuning (CPU only) → claim of the run folder (lock,
+earlier results) → logging → seeds → resume target → ``train`` (which calls back once the run is accepted: config.json,
 train.log). From the claim until ``train`` returns, SIGINT/SIGTERM outside the training loop's own graceful stop end
 the run cleanly (:class:`StopOutsideLoop`). Kept apart from the script so that the script stays a thin argparse
 wrapper.
@@ -52,12 +52,13 @@ def _tqdm_factory(total: int, initial: int, desc: str) -> Progress:
     return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
 
 
-def _tune_allocator() -> None:
+def _tune_allocator(device: Any) -> None:
+    """The CPU allocator tuning of :mod:`medseg.utils.memory`, in CPU training only."""
     try:
-        from medseg.utils.memory import keep_freed_memory
+        from medseg.utils.memory import tune_allocator
     except ImportError:
         return
-    keep_freed_memory()
+    tune_allocator(device)
 
 
 def resolve_resume(args: argparse.Namespace, paths: RunPaths, config: ExperimentConfig) -> Path | None:
@@ -195,8 +196,8 @@ def _run_training(args: argparse.Namespace, level: int) -> int:
     paths = build_run_paths(args.save_dir, config.data.dataset_name, data_setting,
                             config.segmentation_model.num_classes, config_name_from_path(args.json_config_path),
                             args.cval)
-    _tune_allocator()
     dist = init_distributed(args.device)
+    _tune_allocator(dist.device)  # before the DataLoader workers are forked: they inherit it
     lock = RunLock(paths.run_dir)
     file_log = DeferredFileHandler()
     resume_path: Path | None = None

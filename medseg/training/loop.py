@@ -27,14 +27,14 @@ from medseg.models.checkpoint import MANIFEST_NAME, read_manifest, save_modules
 from medseg.models.blocks import set_compute_precision
 from medseg.training import checkpoint as ckpt
 from medseg.training.builders import DataBundle, assemble_batch, build_data, mask_spec
-from medseg.training.distributed import DistContext
+from medseg.training.distributed import DistContext, convert_sync_batchnorm
 from medseg.training.guards import NonFiniteGuard, TrainingDiverged
 from medseg.training.plots import save_segmentation_plot
 from medseg.training.run_files import LOSS_NAMES, MetricsLog, RunPaths, ScalarLogger, epoch_means
 from medseg.training.signals import StopRequest, TrainingInterrupted
-from medseg.training.step import train_step
+from medseg.training.step import LOSS_KEYS, train_step
 from medseg.training.validation import ValidationResult, validate
-from medseg.utils.precision import check_precision, make_grad_scaler
+from medseg.utils.precision import check_precision, compute_precision, configure_tf32, make_grad_scaler
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ PRECISION_KEY = "config key 'learning.precision' (--precision)"
 IMAGE_SUMMARY_EVERY = 5  # epochs between TensorBoard image summaries of hard examples
 IMAGE_SUMMARY_SLICES = 4
 SKIPPED = "steps/skipped_non_finite"  # epoch_sums key counting skipped optimiser steps
+#: iterations between two polls of the stop flag in a multi-process CUDA run (each poll is an all-reduce read back
+#: to the host; on the CPU, and in one process, the flag is read every iteration at no cost)
+STOP_POLL_EVERY = 8
 
 
 class Progress(Protocol):
@@ -100,38 +103,82 @@ class _Run:
         self.config, self.options, self.paths, self.dist = config, options, paths, dist
         self.device = dist.device
         self.precision = check_precision(config.learning.precision, self.device, key=PRECISION_KEY)
+        self.compute = compute_precision(self.precision)  # the networks' precision: tf32 computes in fp32
+        configure_tf32(self.precision == "tf32")  # cuDNN allows TF32 by default: GPU "fp32" would not be fp32
         self.scaler = make_grad_scaler(self.precision, self.device)
-        lower_precision_on_cuda = self.device.type == "cuda" and self.precision != "fp32"
+        lower_precision_on_cuda = self.device.type == "cuda" and self.compute != "fp32"
         self.model = AdvancedTripletReconSegmentationModel(
             network_type=config.segmentation_model.network_type, image_ch=config.data.crop_size[2],
             learning_rate=config.learning.lr, num_classes=config.segmentation_model.num_classes, n_iter=1,
             checkpoint_dir=None, debug=options.debug, device=self.device,
             channels_last=True if lower_precision_on_cuda else None)  # tensor cores want NHWC
-        set_compute_precision(self.model.model.values(), self.precision)  # validation predicts in it too
-        self.step_generator = torch.Generator(device=self.device)
-        self.step_generator.manual_seed((options.data_seed * 1000 + dist.rank) % 2**63)
+        set_compute_precision(self.model.model.values(), self.compute)  # validation predicts in it too
+        self.sync_batchnorm = convert_sync_batchnorm(self.model, config.learning.sync_batchnorm, dist)
+        # The masking draws (thresholds, method, soft values) come from a CPU generator, so reading them never waits
+        # for the GPU; on CUDA the input noise (one image-sized draw per iteration) comes from a generator on the
+        # device, so it is not copied from the host. On the CPU one generator draws both.
+        self.step_generator = torch.Generator()
+        self.noise_generator = torch.Generator(device=self.device) if self.device.type == "cuda" else None
+        self._seed_step_streams(0)
         self.data: DataBundle = build_data(config, options.data_setting, options.cval, options.data_seed,
                                            options.n_workers, options.pin_memory, dist.world_size, dist.rank)
         self.state = ckpt.TrainState(seed=options.seed, data_seed=options.data_seed)
         # the whole run's length (the loader is not yet shortened by a mid-epoch resume): sets the lr schedule
         self.planned_iterations = planned_iterations(config.learning, len(self.data.train_loader))
         self.run_info = {"dataset_name": config.data.dataset_name, "data_setting": options.data_setting,
-                         "cval": options.cval, "world_size": dist.world_size}
+                         "cval": options.cval, "world_size": dist.world_size, "device": self.device.type}
         self.snapshot_file = ckpt.snapshot_path(paths.model_dir, config.segmentation_model.network_type)
         self.last_hard: dict[str, torch.Tensor] = {}
 
+    def _seed_step_streams(self, global_iteration: int) -> None:
+        """Seed the step generators from the data seed, the rank and (when a resume re-seeds them) the iteration."""
+        base = self.options.data_seed * 1000 + 7919 * global_iteration
+        # with SyncBatchNorm every rank must run the same forward passes (each one is a collective): the masking
+        # draws (method, thresholds) are then shared by the ranks, and only the input noise differs
+        shared = getattr(self, "sync_batchnorm", False)
+        self.step_generator.manual_seed((base + (0 if shared else self.dist.rank)) % 2**63)
+        if self.noise_generator is not None:
+            self.noise_generator.manual_seed((base + self.dist.rank + 1) % 2**63)
+
+    @property
+    def step_generators(self) -> dict[str, torch.Generator]:
+        gens = {"step": self.step_generator}
+        if self.noise_generator is not None:
+            gens["noise"] = self.noise_generator
+        return gens
+
     @property
     def generators(self) -> dict[str, torch.Generator]:
-        return {"step": self.step_generator, "loader": self.data.loader_generator}
+        return {**self.step_generators, "loader": self.data.loader_generator}
+
+    @property
+    def cuda_device(self) -> torch.device | None:
+        return self.device if self.device.type == "cuda" else None
 
     def resume(self, snapshot: dict[str, Any], path: Path) -> None:
-        """Restore modules, optimisers, counters and this rank's RNG states from a loaded snapshot."""
+        """Restore modules, optimisers, the fp16 scaler, counters and this rank's RNG states from a loaded snapshot.
+
+        A snapshot of another device type (or whose step generators do not fit this run's) continues with one
+        warning: every device-independent RNG state is restored and the step streams are re-seeded.
+        """
         ckpt.check_compatible(snapshot, self.config, self.run_info, path)
         self.state = ckpt.restore_training_state(snapshot, self.model.model, self.model.optimizers, path)
+        self.state.epoch_sums = resumed_epoch_sums(self.state.epoch_sums, self.dist.is_main)
+        ckpt.restore_scaler(snapshot, self.scaler, path)
         self.state.data_seed = self.options.data_seed
         rng = snapshot.get("rng") or []
         if len(rng) == self.dist.world_size:
-            ckpt.restore_rng_state(rng[self.dist.rank], self.generators)
+            own = rng[self.dist.rank]
+            saved_device = snapshot.get("run", {}).get("device")
+            unfit = ckpt.generators_fit(own, self.step_generators)
+            moved = saved_device is not None and saved_device != self.device.type
+            ckpt.restore_rng_state(own, self.generators, cuda_device=None if moved else self.cuda_device)
+            if moved or unfit:
+                self._seed_step_streams(self.state.global_iteration)
+                why = (f"was written on {saved_device}, this run trains on {self.device.type}" if moved else
+                       f"holds step generator states that do not fit this run's ({', '.join(unfit)}: another device "
+                       "or an earlier medseg version)")
+                logger.warning("snapshot %s %s: the step RNG streams (input noise, masking) are re-seeded", path, why)
         else:
             logger.warning("snapshot %s has RNG states of %d process(es), this run has %d: RNG streams restart",
                            path, len(rng), self.dist.world_size)
@@ -139,14 +186,17 @@ class _Run:
                     self.state.batches_done, self.state.global_iteration, self.state.best_score)
 
     def save_snapshot(self) -> Path | None:
-        """Collective: average BN buffers, gather RNG states; rank 0 writes the snapshot."""
+        """Collective: average BN buffers, gather RNG states, sum the running epoch sums over the processes (a
+        mid-epoch snapshot holds the sums of all of them; rank 0 alone takes them back on resume); rank 0 writes."""
         self.dist.average_buffers(self.model.model.values())
-        rng_states = self.dist.gather_objects(ckpt.capture_rng_state(self.generators))
+        rng_states = self.dist.gather_objects(ckpt.capture_rng_state(self.generators, self.cuda_device))
+        saved_state = replace(self.state, epoch_sums=self.dist.sum_dict(self.state.epoch_sums))
         path = None
         if self.dist.is_main:
             path = ckpt.save_snapshot(self.snapshot_file, network_type=self.model.network_type,
-                                      modules=self.model.model, optimizers=self.model.optimizers, state=self.state,
-                                      config=self.config, run_info=self.run_info, rng_states=rng_states)
+                                      modules=self.model.model, optimizers=self.model.optimizers, state=saved_state,
+                                      config=self.config, run_info=self.run_info, rng_states=rng_states,
+                                      scaler=self.scaler, precision=self.precision)
         self.dist.barrier()
         return path
 
@@ -164,14 +214,21 @@ class _Run:
             params = list(self.model.parameters())
             after_backward = lambda: self.dist.allreduce_gradients(params)  # noqa: E731
         guard = NonFiniteGuard(self.model.model, cfg.learning.on_non_finite,
-                               f"Lower learning.lr (now {cfg.learning.lr:g}) or set learning.on_non_finite=skip.")
-        if self.scaler is None:  # fp16: the GradScaler skips overflowing steps itself (expected while it calibrates)
-            after_backward = guard.wrap(after_backward)
+                               f"Lower learning.lr (now {cfg.learning.lr:g}) or set learning.on_non_finite=skip.",
+                               reduce=self.dist.all_reduce_max_ if self.dist.enabled else None)
+
+        def before_update(losses: torch.Tensor) -> tuple[list[float], bool]:
+            # fp16: the GradScaler skips overflowing steps itself (expected while it calibrates): losses only
+            return guard.decide(losses, LOSS_KEYS[:-1], check_gradients=self.scaler is None)
+
+        poll_every = STOP_POLL_EVERY if self.dist.enabled and self.device.type == "cuda" else 1
         image_spec, shape_spec = mask_spec(cfg.latent_da.image_code), mask_spec(cfg.latent_da.shape_code)
         completed = True
         batches = iter(data.train_loader)
         while True:
-            if self.dist.any(stop.requested) or cap_reached(state.global_iteration, cfg.learning.max_iteration):
+            polled = state.batches_done % poll_every == 0  # the same iterations on every rank
+            if ((polled and self.dist.any(stop.requested))
+                    or cap_reached(state.global_iteration, cfg.learning.max_iteration)):
                 completed = state.batches_done >= total  # stopped after the last batch: the epoch is complete
                 break
             try:
@@ -195,8 +252,8 @@ class _Run:
                              mask_scope=list(cfg.latent_da.mask_scope), image_code_spec=image_spec,
                              shape_code_spec=shape_spec, separate_training=cfg.learning.separate_training,
                              generator=self.step_generator, after_backward=after_backward,
-                             precision=self.precision, scaler=self.scaler)
-            guard.check_losses(out.losses)
+                             precision=self.compute, scaler=self.scaler, noise_generator=self.noise_generator,
+                             before_update=before_update)
             for name, value in ({SKIPPED: 1.0} if guard.skipped else out.losses).items():
                 state.epoch_sums[name] = state.epoch_sums.get(name, 0.0) + float(value)
             state.batches_done += 1
@@ -290,6 +347,13 @@ class _Run:
                           f"the {len(result.images)} validation slices with the most labelled pixels")
 
 
+def resumed_epoch_sums(saved: dict[str, float], is_main: bool) -> dict[str, float]:
+    """This rank's running epoch sums after a mid-epoch resume: a snapshot holds the sums of all processes, so rank 0
+    takes them and every other rank starts from zero under the same keys (the epoch-end all-reduce then counts each
+    trained iteration once)."""
+    return dict(saved) if is_main else {key: 0.0 for key in saved}
+
+
 def set_aside_reports(tag_dir: Path) -> Path | None:
     """Rename ``<tag>/report`` (medseg-test's reports beside the checkpoints) to ``report.stale-epoch<E>`` before new
     weights replace the ones it describes, so no report passes for one of the new weights; returns the new name."""
@@ -319,7 +383,7 @@ def train(config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist
     progress = progress or (lambda total, initial, desc: _NoProgress())
     snapshot_data = None
     if options.resume_path is not None:
-        snapshot_data = ckpt.load_snapshot(options.resume_path, dist.device)
+        snapshot_data = ckpt.load_snapshot(options.resume_path)  # to the CPU: resume() places each part
         options = _options_from_snapshot(options, snapshot_data, options.resume_path)
     run = _Run(config, options, paths, dist)
     if snapshot_data is not None and options.resume_path is not None:

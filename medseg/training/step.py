@@ -39,7 +39,7 @@ from medseg.models.advanced_triplet_recon_segmentation_model import (
     mask_scope_flags,
 )
 from medseg.models.blocks import AutocastForward, set_compute_precision
-from medseg.models.model_util import MaskSpec
+from medseg.models.model_util import MaskSpec, host_to_device
 from medseg.utils.precision import autocast, precision_dtype
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def _check_batch(images: Tensor, labels: Tensor) -> None:
 def _gaussian_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     if generator is None:
         return torch.randn_like(x)
-    return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+    return host_to_device(torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype), x.device)
 
 
 @contextlib.contextmanager
@@ -127,6 +127,8 @@ def train_step(
     after_backward: Callable[[], None] | None = None,
     precision: str | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    noise_generator: torch.Generator | None = None,
+    before_update: Callable[[Tensor], tuple[list[float], bool]] | None = None,
 ) -> StepOutput:
     """Run one full training iteration (spec c.2) and update all five modules.
 
@@ -144,6 +146,13 @@ def train_step(
         precision: ``'fp32'``, ``'bf16'`` or ``'fp16'``: sets the networks' compute precision (it stays set, so
             a later ``predict`` uses it too); None leaves the networks as they are.
         scaler: gradient scaler, required with ``'fp16'`` (see :func:`medseg.utils.precision.make_grad_scaler`).
+        noise_generator: RNG of the input noise only (e.g. a CUDA generator, so that the image-sized draw is made
+            on the device); None: ``generator``. The masking draws always come from ``generator``: a CPU generator
+            there means that reading a threshold or a method never waits for the GPU.
+        before_update: called once after ``after_backward`` and before the optimiser steps with the vector of the
+            loss values (:data:`LOSS_KEYS` without ``loss/total``, on the device); returns the values as floats and
+            whether to step (see :meth:`medseg.training.guards.NonFiniteGuard.decide`). Then that call is the
+            iteration's only read from the device; without it the losses are read after the steps.
 
     Returns:
         :class:`StepOutput` with float losses and the (detached) hard examples.
@@ -165,7 +174,8 @@ def train_step(
     model.reset_all_optimizers()
 
     with autocast(precision or "fp32", model.device):
-        noisy = torch.clamp(images + NOISE_STD * _gaussian_like(images, generator), 0.0, 1.0)
+        noise = _gaussian_like(images, noise_generator if noise_generator is not None else generator)
+        noisy = torch.clamp(images + NOISE_STD * noise, 0.0, 1.0)
         standard_total, standard = model.standard_losses(
             images, labels, noisy, separate_training=separate_training, backward_now=backward_now
         )
@@ -190,20 +200,27 @@ def train_step(
         else:
             zero = torch.zeros((), device=model.device)
             values += [zero, zero, zero, zero]
-        if scaler is not None:
-            scaler.scale(total).backward()
+    if scaler is not None:  # backward outside the autocast region (it runs in the forward ops' types anyway)
+        scaler.scale(total).backward()
     model.z_i = model.z_s = None  # release the stored codes (their graph is already freed)
 
     if after_backward is not None:
         after_backward()
-    if scaler is None:
+    vector = torch.stack([v.detach().reshape(()).float() for v in values])
+    do_step, floats = True, None
+    if before_update is not None:
+        floats, do_step = before_update(vector)
+    if not do_step:
+        pass
+    elif scaler is None:
         model.optimize_all_params()
     else:  # the documented multi-optimiser pattern: each step is skipped if its gradients overflowed
         for optimizer in model.optimizers.values():
             scaler.step(optimizer)
         scaler.update()
 
-    floats = torch.stack([v.detach().reshape(()).float() for v in values]).tolist()
+    if floats is None:
+        floats = vector.tolist()
     losses = dict(zip(LOSS_KEYS[:-1], floats))
     losses["loss/total"] = losses["loss/standard/total"] + losses["loss/hard/total"]
     return StepOutput(losses=losses, corrupted_image=corrupted_image, corrupted_seg=corrupted_seg)

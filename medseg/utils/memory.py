@@ -7,7 +7,9 @@ threshold (``mallopt(M_MMAP_MAX, 0)``, ``mallopt(M_TRIM_THRESHOLD, large)``), so
 is reused by the next iteration. The same can be done without code with the environment variables
 ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<bytes>`` set before the process starts.
 
-It is a no-op (returning False) where glibc's ``mallopt`` is unavailable (macOS, Windows, musl).
+It is a no-op (returning False) where glibc's ``mallopt`` is unavailable (macOS, Windows, musl). Processes that
+compute on a GPU leave the allocator alone (:func:`tune_allocator`): their host memory holds the data pipeline, not
+activations, and keeping every freed block would only grow them and the DataLoader workers forked from them.
 """
 
 from __future__ import annotations
@@ -58,3 +60,14 @@ def keep_freed_memory(trim_threshold: int = DEFAULT_TRIM_THRESHOLD) -> bool:
     else:
         logger.warning("mallopt refused the allocator settings; allocator left as is")
     return ok
+
+
+def tune_allocator(device: object) -> bool:
+    """:func:`keep_freed_memory` if the process computes on the CPU (``device``: a :class:`torch.device` or its
+    name), else nothing; returns whether the settings were applied."""
+    import torch
+
+    if torch.device(device).type != "cpu":  # type: ignore[arg-type]
+        logger.debug("device %s: allocator left unchanged", device)
+        return False
+    return keep_freed_memory()

@@ -9,6 +9,16 @@ computed in fp32.
 * ``bf16``: CUDA, or a CPU with native bf16 instructions (AVX512-BF16 or AMX); bf16 has the fp32 exponent range, so
   no loss scaling is needed.
 * ``fp16``: CUDA only, with a :class:`torch.amp.GradScaler` (fp16 gradients would underflow without it).
+* ``tf32``: CUDA only: fp32 storage and arithmetic, but convolutions and matrix products on the tensor cores of
+  Ampere-or-newer GPUs with 10-bit mantissa inputs (TensorFloat-32). PyTorch allows TF32 in cuDNN convolutions by
+  default; medseg turns it off (:func:`configure_tf32`) unless ``tf32`` is asked for, so a GPU "fp32" run computes
+  what the CPU computes. TF32's input rounding (relative 2**-11) is as coarse as bf16's for the products and
+  reaches the latent-masking gradient probes, which then select a few percent of other channels/positions (the
+  mixed precisions keep those probes in fp32; ``tf32`` cannot); the Dice of the predicted masks is expected to move
+  within seed-to-seed noise, but that is not measured here.
+
+Backward passes run outside the autocast region (:func:`backward_outside_autocast`), as PyTorch recommends: each
+backward op runs in the type its forward op ran in anyway.
 """
 
 from __future__ import annotations
@@ -18,16 +28,39 @@ from collections.abc import Iterator
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def compute_precision(precision: str) -> str:
+    """The networks' compute precision of a training precision: ``tf32`` computes in fp32 (with TF32 allowed)."""
+    return "fp32" if precision == "tf32" else precision
+
+
+def configure_tf32(enabled: bool) -> None:
+    """Allow or forbid TF32 in CUDA matrix products and cuDNN convolutions (process-wide; harmless without CUDA)."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
+
+
+def backward_outside_autocast(loss: torch.Tensor) -> None:
+    """``loss.backward()`` with autocast disabled meanwhile (the cast-weight cache of an enclosing region is kept,
+    as a nested region does not clear it)."""
+    kind = loss.device.type
+    if kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):
+        with torch.autocast(device_type=kind, enabled=False):
+            loss.backward()
+    else:
+        loss.backward()
+
+
 def precision_dtype(precision: str) -> torch.dtype:
-    """``'fp32' | 'bf16' | 'fp16'`` -> the compute dtype.
+    """``'fp32' | 'tf32' | 'bf16' | 'fp16'`` -> the compute dtype (``tf32``: float32).
 
     Raises:
         ValueError: for another name.
     """
+    precision = compute_precision(precision)
     if precision not in _DTYPES:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     return _DTYPES[precision]
@@ -46,13 +79,15 @@ def cpu_supports_bf16() -> bool:
 def precision_problem(precision: str, device: torch.device) -> str | None:
     """Why ``precision`` cannot run on ``device`` (None if it can)."""
     precision_dtype(precision)
+    if precision == "tf32" and device.type != "cuda":
+        return "tf32 is a setting of CUDA GPUs (Ampere or newer); use fp32 on the CPU"
     if precision == "fp16" and device.type != "cuda":
         return "fp16 needs a CUDA device (use bf16 on the CPU)"
     if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16():
         return "this CPU has no native bf16 support (AVX512-BF16 or AMX); use fp32"
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return f"CUDA device {device} does not support bf16; use fp16 or fp32"
-    if device.type not in ("cpu", "cuda") and precision != "fp32":
+    if device.type not in ("cpu", "cuda") and precision not in ("fp32", "tf32"):
         return f"mixed precision is only supported on CPU and CUDA, not {device.type}"
     return None
 
@@ -119,6 +154,9 @@ def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScal
 __all__ = [
     "PRECISIONS",
     "autocast",
+    "backward_outside_autocast",
+    "compute_precision",
+    "configure_tf32",
     "check_precision",
     "cpu_supports_bf16",
     "make_grad_scaler",

@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from tiny_data import write_tiny_acdc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: the device of the loop tests (``MEDSEG_TEST_DEVICE=cuda`` runs them on a GPU; default: the CPU)
+TEST_DEVICE = os.environ.get("MEDSEG_TEST_DEVICE", "cpu")
 COOPERATIVE = "./config/ACDC/cooperative_training.json"
 STANDARD = "./config/ACDC/standard_training.json"
 
@@ -46,9 +49,9 @@ def tiny_overrides(root: Path, frames: str = '"ES"', batch: int = 4, epochs: int
 
 def cli_args(config: str, root: Path, save_dir: Path, *extra: str, setting: str = "one_shot", seed: int = 40,
              **override_kwargs) -> list[str]:
-    """A complete, fast command line (run from the repository root)."""
+    """A complete, fast command line (run from the repository root) on :data:`TEST_DEVICE`."""
     return ["--json_config_path", config, "--cval", "0", "--data_setting", setting, "--seed", str(seed),
-            "--save_dir", str(save_dir), "--n_workers", "0", "--no_progress", "--device", "cpu",
+            "--save_dir", str(save_dir), "--n_workers", "0", "--no_progress", "--device", TEST_DEVICE,
             *tiny_overrides(root, **override_kwargs), *extra]
 
 

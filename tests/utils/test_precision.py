@@ -9,7 +9,8 @@ from medseg.utils import precision as prec
 
 
 def test_unknown_precision_names_the_key() -> None:
-    with pytest.raises(ValueError, match=r"--precision: expected one of \['fp32', 'bf16', 'fp16'\], got 'half'"):
+    with pytest.raises(ValueError,
+                       match=r"--precision: expected one of \['fp32', 'tf32', 'bf16', 'fp16'\], got 'half'"):
         prec.check_precision("half", torch.device("cpu"), key="--precision")
     with pytest.raises(ValueError, match="precision must be one of"):
         prec.precision_dtype("fp64")
