@@ -21,9 +21,9 @@ def test_every_step_skipped_stops_as_diverged(tiny_acdc: Path, tmp_path: Path, c
     real_step = loop.train_step
 
     def non_finite_step(*args, **kwargs):
-        out = real_step(*args, **kwargs)
-        out.losses.update({name: math.nan for name in out.losses})  # every step's loss is NaN
-        return out
+        decide = kwargs["before_update"]  # the guard's decision, before the optimiser steps
+        kwargs["before_update"] = lambda losses: decide(losses * math.nan)  # every step's loss is NaN
+        return real_step(*args, **kwargs)
 
     monkeypatch.setattr(loop, "train_step", non_finite_step)
     line = train_error(capsys, cli_args(STD, tiny_acdc, tmp_path, "--set", "learning.on_non_finite=skip", epochs=2),
