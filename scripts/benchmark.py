@@ -2,7 +2,7 @@
 """Measure medseg's speed and write ``docs/PERFORMANCE.md`` and ``docs/performance.json``.
 
 What is measured, for every precision the device supports (CPU: fp32 and, with AVX512-BF16/AMX, bf16; CUDA: fp32,
-bf16, fp16):
+tf32, bf16, fp16):
 
 * the training step (``scripts/benchmark_training_step.py``): median seconds per iteration of standard and
   cooperative training at the published setting (batch 20 x 192^2) and a small one (batch 20 x 96^2),
@@ -13,7 +13,9 @@ bf16, fp16):
   and the crop of the setting: data loading, augmentation, validation, logging, snapshots) against the step at the
   same setting: the loop-vs-step overhead (default at batch 20 x 96^2; ``--loop-settings 20x192`` for the published
   one, about 4 more minutes per mode and precision);
-* the training loader (augmentation, keep-orig pairs) in samples/s with 0 and 2 workers;
+* the training loader (augmentation, keep-orig pairs) in samples/s with 0 and 2 workers (CUDA: 0, 1, 2, 4 and 8, and
+  per worker), and on CUDA whether it feeds the step and the projected wall time of ``--budget paper`` (the GPU
+  section of the report; run ``scripts/check_cuda.py`` first, and ``--loop-settings 20x192`` for the published loop);
 * peak RSS of each measurement (each runs in its own process);
 * a layer micro-benchmark (``scripts/benchmark_kernels.py``);
 * optionally the accuracy comparison of ``scripts/compare_precision_accuracy.py`` (``--accuracy FILE``).
@@ -73,7 +75,7 @@ def worker_env(spec: dict[str, Any]) -> dict[str, Any]:
     best single-thread CPU time times the threads; the peak is the larger of the two."""
     import torch
 
-    from medseg.utils.precision import cpu_supports_bf16
+    from medseg.utils.precision import configure_tf32, cpu_supports_bf16
 
     device = torch.device(spec["device"])
     result: dict[str, Any] = {
@@ -82,8 +84,9 @@ def worker_env(spec: dict[str, Any]) -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": str(device),
         "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "matmul_gflops": {},
     }
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    dtypes = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     for name in spec["precisions"]:
+        configure_tf32(name == "tf32")
         a = torch.randn(spec["matmul_n"], spec["matmul_n"], device=device).to(dtypes[name])
         b = torch.randn_like(a)
         best, load = float("inf"), _load()
@@ -129,10 +132,10 @@ def worker_step(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from benchmark_training_step import measure_setting
-    from medseg.utils.memory import keep_freed_memory
+    from medseg.utils.memory import tune_allocator
 
-    keep_freed_memory()
     device = torch.device(spec["device"])
+    tune_allocator(device)
     result = measure_setting(spec["batch"], spec["size"], spec["precision"], set(spec["modes"]), spec["iters"],
                              spec["warmup"], device)
     result["load_1min_end"] = _load()
@@ -284,7 +287,7 @@ def available_precisions(device: str) -> list[str]:
 
     from medseg.utils.precision import precision_problem
 
-    return [p for p in ("fp32", "bf16", "fp16") if precision_problem(p, torch.device(device)) is None]
+    return [p for p in ("fp32", "tf32", "bf16", "fp16") if precision_problem(p, torch.device(device)) is None]
 
 
 @contextlib.contextmanager
@@ -333,7 +336,8 @@ def plan(args: argparse.Namespace, precisions: list[str], data: Path) -> list[tu
         jobs.append((f"threads/{threads}", {
             "kind": "step", "device": args.device, "batch": SMALL[0], "size": SMALL[1], "precision": "fp32",
             "modes": ["cooperative"], "iters": 3, "warmup": 1, "threads": threads}))
-    jobs.append(("loader", {"kind": "loader", "workers": [0, 2], "samples": 100 if quick else 300,
+    workers = [0, 1, 2, 4, 8] if args.device.startswith("cuda") else [0, 2]  # a GPU machine has cores to spare
+    jobs.append(("loader", {"kind": "loader", "workers": workers, "samples": 100 if quick else 300,
                             "data": str(data)}))
     if not args.skip_kernels:
         batch, size = SMALL if quick else PUBLISHED

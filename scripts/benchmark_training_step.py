@@ -41,8 +41,16 @@ from medseg.models.model_util import MaskSpec  # noqa: E402
 from medseg.training.step import train_step  # noqa: E402
 from medseg.utils.cli import HelpFormatter  # noqa: E402
 from medseg.utils.device import resolve_device  # noqa: E402
-from medseg.utils.memory import keep_freed_memory  # noqa: E402
-from medseg.utils.precision import PRECISIONS, check_precision, make_grad_scaler  # noqa: E402
+from medseg.training.guards import NonFiniteGuard  # noqa: E402
+from medseg.training.step import LOSS_KEYS  # noqa: E402
+from medseg.utils.memory import tune_allocator  # noqa: E402
+from medseg.utils.precision import (  # noqa: E402
+    PRECISIONS,
+    check_precision,
+    compute_precision,
+    configure_tf32,
+    make_grad_scaler,
+)
 
 MODES = ("standard", "cooperative", "predict")
 
@@ -111,11 +119,15 @@ def measure_setting(batch: int, size: int, precision: str, modes: set[str], iter
         'slices_per_s'}, 'peak_rss_gib_so_far': float}``.
     """
     torch.manual_seed(seed)
+    configure_tf32(precision == "tf32")  # as the training loop: TF32 only when asked for
     model = AdvancedTripletReconSegmentationModel(num_classes=4, use_gpu=device.type == "cuda", device=device,
                                                   channels_last=channels_last)
-    set_compute_precision(model.model.values(), precision)
+    set_compute_precision(model.model.values(), compute_precision(precision))
     scaler = make_grad_scaler(precision, device)
     generator = torch.Generator().manual_seed(seed)
+    # as the training loop: masking draws on a CPU generator, the input noise on the device, one guarded host read
+    noise = torch.Generator(device=device).manual_seed(seed + 1) if device.type == "cuda" else None
+    guard = NonFiniteGuard(model.model, "stop")
     images = torch.rand(batch, 1, size, size, generator=generator).to(device)
     labels = torch.randint(0, 4, (batch, size, size), generator=generator).to(device)
     specs = {"image_code_spec": MaskSpec(loss_name="mse"), "shape_code_spec": MaskSpec(loss_name="ce")}
@@ -125,7 +137,10 @@ def measure_setting(batch: int, size: int, precision: str, modes: set[str], iter
             continue
 
         def step(latent_da: bool = latent_da) -> None:
-            train_step(model, images, labels, latent_da, generator=generator, precision=precision, scaler=scaler,
+            guard.before_step("benchmark")
+            train_step(model, images, labels, latent_da, generator=generator, precision=compute_precision(precision),
+                       scaler=scaler, noise_generator=noise,
+                       before_update=lambda v: guard.decide(v, LOSS_KEYS[:-1], check_gradients=scaler is None),
                        **specs)
 
         entry = time_calls(step, iters, warmup, device)
@@ -133,7 +148,8 @@ def measure_setting(batch: int, size: int, precision: str, modes: set[str], iter
         # cooperative training counts the probing (targeted) and the dropout iteration
         kinds = ("channel", "dropout") if latent_da else ("dropout",)
         flops = [count_flops(lambda spec=s: train_step(
-            model, images[:1], labels[:1], latent_da, generator=generator, precision=precision, scaler=scaler,
+            model, images[:1], labels[:1], latent_da, generator=generator, precision=compute_precision(precision),
+            scaler=scaler,
             image_code_spec=MaskSpec("mse", spec), shape_code_spec=MaskSpec("ce", spec))) * batch for s in kinds]
         entry["gflop"] = (2 * flops[0] + flops[1]) / 3 / 1e9 if latent_da else flops[0] / 1e9
         entry["gflops"] = entry["gflop"] / entry["s"]
@@ -175,10 +191,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the model initialisation and the random batch")
     args = parser.parse_args(argv)
 
-    mallopt = False if args.no_mallopt else keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    mallopt = False if args.no_mallopt else tune_allocator(device)
     precisions = args.precision.split(",")
     for precision in precisions:
         try:

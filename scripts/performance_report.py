@@ -304,6 +304,81 @@ def _commands(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PAPER_RUNS, PAPER_METHODS, PAPER_EPOCHS = 3, 2, 600  # --budget paper: 3 runs x standard/cooperative x 600 epochs
+LOADER_SAMPLES_PER_ITERATION = 10  # augmented samples per iteration (batch 20 = 10 augmented + 10 originals)
+
+GPU_NOT_MEASURED = """## GPU
+
+**Not measured (no GPU available to this task).** The CUDA path is written and checked on the CPU with stand-ins
+(`tests/training/test_gpu_path.py`: CPU-read snapshots restored onto another device, a CUDA snapshot continued on the
+CPU, the fp16 GradScaler state, the non-finite decision across two processes, one host read per iteration, TF32 off
+by default); it has never been executed on a GPU here. Its check, `python scripts/check_cuda.py`, is ready and run by
+the test suite on the CPU, where its CUDA-only sections are SKIP and the others PASS (`tests/test_check_cuda.py`);
+its status on a GPU: **not run**. On a GPU machine run, in this order:
+
+```
+python scripts/check_cuda.py                                    # PASS/FAIL/SKIP per section, ~3-4 min (estimated)
+python scripts/benchmark.py --device cuda --loop-settings 20x192 # rewrites this file with this section measured
+```
+
+The benchmark then measures, on the GPU: the training step in fp32, tf32, bf16 and fp16 at 20 × 192² (s/iteration
+and the share of the GPU's dense matmul peak in the same dtype), `predict`, the training loop with 2 workers
+against its step, the loader's samples/s for 0-8 workers (per worker), whether the loader can feed the step, and the
+projected wall time of `--budget paper` (3 runs × 2 methods × 600 epochs).
+"""
+
+
+def _gpu_section(results: dict[str, Any], published: tuple[int, int]) -> str:
+    """Measured GPU numbers (step per precision, share of the dense peak, loader vs step, the paper budget)."""
+    env = results["jobs"]["env"]
+    if not env.get("cuda"):
+        return GPU_NOT_MEASURED
+    rows, fastest = [], None
+    for precision in _precisions(results):
+        step = _step(results, published, precision)
+        if not step or "cooperative" not in step:
+            continue
+        peak = env["matmul_gflops"].get(precision, {}).get("gflops")
+        coop, std = step["cooperative"], step.get("standard", {})
+        share = coop["gflops"] / peak if peak else None
+        rows.append([precision, _f(coop["s"], 3), _f(std.get("s"), 3), _f(coop["gflops"], 0), _f(peak, 0),
+                     f"{100 * share:.1f} %" if share is not None else "–",
+                     _f(step.get("predict_n_iter_2", {}).get("slices_per_s"), 0)])
+        if fastest is None or coop["s"] < fastest[1]:
+            fastest = (precision, coop["s"], std.get("s"))
+    loops = {k: v for k, v in results["jobs"].items() if k.startswith(f"loop/{published[0]}x{published[1]}/")}
+    loader = {k: v for k, v in results["jobs"].get("loader", {}).items() if isinstance(v, dict)}
+    lines = [f"## GPU\n\n{env['cuda']}: cooperative and standard training step at {published[0]} × {published[1]}², "
+             "GFLOP/s against a dense matmul in the same dtype (the GPU's practical peak), `predict` n_iter 2.\n",
+             _table(["precision", "cooperative s/iter", "standard s/iter", "GFLOP/s", "matmul peak GFLOP/s",
+                     "share of peak", "predict slices/s"], rows)]
+    if fastest is not None:
+        precision, coop_s, std_s = fastest
+        overhead = [v["overhead"] for k, v in loops.items() if k.endswith(f"/{precision}") and "overhead" in v]
+        factor = 1 + (overhead[0] if overhead else 0.0)
+        iters = next((v["iterations_per_epoch"] for v in results["jobs"].values() if isinstance(v, dict)
+                      and "iterations_per_epoch" in v), 20)
+        hours = PAPER_RUNS * PAPER_EPOCHS * iters * factor * (coop_s + (std_s or coop_s)) / 3600
+        lines.append(f"\n**Projected `--budget paper`** in {precision}: {PAPER_RUNS} runs × (cooperative + standard) × "
+                     f"{PAPER_EPOCHS} epochs × {iters} iterations × ({coop_s:.3f} + {std_s or coop_s:.3f}) s × "
+                     f"{factor:.2f} (loop overhead{'' if overhead else ' not measured'}) ≈ **{hours:.1f} h** of "
+                     "training on one GPU, plus the tests (minutes).\n")
+        needed = LOADER_SAMPLES_PER_ITERATION / coop_s
+        best = max(loader.items(), key=lambda kv: kv[1]["samples_per_s"], default=None)
+        if best is not None:
+            workers = int(best[0].split("_")[1])
+            verdict = ("feeds the step" if best[1]["samples_per_s"] >= needed else
+                       f"cannot feed the step: {needed / best[1]['samples_per_s']:.1f}× short; more workers "
+                       "(one per free core), a cheaper elastic deformation, or augmenting on the GPU would fix it")
+            lines.append(f"The cooperative step consumes {needed:.0f} augmented samples/s; the loader delivers "
+                         f"{best[1]['samples_per_s']:.0f}/s with {workers} workers: it {verdict}.\n")
+        lines.append(_table(["workers", "samples/s", "per worker"],
+                            [[k.split("_")[1], _f(v["samples_per_s"], 1),
+                              _f(v["samples_per_s"] / max(int(k.split("_")[1]), 1), 1)] for k, v in loader.items()]))
+    lines.append("\nThe check of the CUDA path: `python scripts/check_cuda.py` (run it first on a new machine).\n")
+    return "\n".join(lines)
+
+
 def render(results: dict[str, Any], targets: dict[str, float], published: tuple[int, int],
            small: tuple[int, int]) -> str:
     env = results["jobs"]["env"]
@@ -364,6 +439,7 @@ def render(results: dict[str, Any], targets: dict[str, float], published: tuple[
         _table(["workers", "samples/s", "load"],
                [[k.split("_")[1], _f(v["samples_per_s"], 1), _f(v["load_1min"], 1)] for k, v in loader.items()
                 if isinstance(v, dict)]),
+        "\n" + _gpu_section(results, published),
         "\n## Peak memory\n",
         _rss_table(results),
         "\n## Layer micro-benchmark\n",
@@ -395,8 +471,9 @@ weight is cast once per iteration. The hard-example generation (the gradient pro
 decoding of the masked codes) runs the two decoders in fp32: with bf16 probes the channel/position scores differed
 by up to 20 % and another 5–13 % of the entries would have been masked than in fp32; fp32 probes cost about 7 % of
 a bf16 cooperative iteration (measured during development, batch 8 × 128², 1 thread). fp16 (CUDA only) uses a
-`GradScaler` over one backward of standard + hard losses (the documented multi-optimiser pattern); its scale is not
-saved in the run snapshot, so an fp16 resume re-calibrates it.
+`GradScaler` over one backward of standard + hard losses (the documented multi-optimiser pattern); its scale is
+saved in the run snapshot, so an fp16 resume continues with the scale it had reached. `tf32` (CUDA) computes in fp32
+with TensorFloat-32 convolutions; plain `fp32` turns PyTorch's default TF32 in cuDNN off.
 
 Where a precision cannot run, the command refuses it before anything is written, with one error line naming the
 option (`--precision` or the config key `learning.precision`): `fp16` on the CPU, and `bf16` on a CPU without native

@@ -66,3 +66,29 @@ def test_report_renders_measured_tables(tmp_path: Path) -> None:
     assert ("No GPU was available" in text) == (env["cuda"] is None)
     judged, _ = performance_report.best_neutral_precision(results)
     assert judged == "fp32"  # bf16 is never judged without an accuracy comparison that says it is neutral
+    assert "## GPU" in text and ("Not measured (no GPU available to this task)" in text) == (env["cuda"] is None)
+
+
+def test_gpu_section_from_gpu_measurements() -> None:
+    """The GPU section's arithmetic on made-up GPU numbers (no GPU here): share of the peak, the paper budget, the
+    loader against the step."""
+    jobs = {
+        "env": {"cuda": "A GPU", "matmul_gflops": {"fp32": {"gflops": 20000.0}, "bf16": {"gflops": 200000.0}}},
+        "step/20x192/fp32": {"cooperative": {"s": 0.2, "gflops": 2000.0}, "standard": {"s": 0.1, "gflops": 1500.0},
+                             "predict_n_iter_2": {"slices_per_s": 900.0}},
+        "step/20x192/bf16": {"cooperative": {"s": 0.1, "gflops": 4000.0}, "standard": {"s": 0.05, "gflops": 3000.0}},
+        "loop/20x192/cooperative/bf16": {"overhead": 0.2, "iterations_per_epoch": 20},
+        "loader": {"workers_0": {"samples_per_s": 40.0}, "workers_4": {"samples_per_s": 80.0}},
+    }
+    text = performance_report._gpu_section({"jobs": jobs}, (20, 192))
+    assert "| fp32 | 0.200 | 0.100 | 2000 | 20000 | 10.0 % | 900 |" in text
+    assert "| bf16 | 0.100 | 0.050 | 4000 | 200000 | 2.0 % |" in text
+    # 3 runs x 600 epochs x 20 iterations x (0.1 + 0.05) s x 1.2 = 6480 s
+    assert "**1.8 h**" in text and "in bf16" in text and "(0.100 + 0.050) s × 1.20" in text
+    # 10 augmented samples per iteration / 0.1 s = 100/s needed; 80/s with 4 workers
+    assert "consumes 100 augmented samples/s" in text and "1.2× short" in text
+    assert "| 4 | 80.0 | 20.0 |" in text
+
+
+def test_tf32_is_a_cuda_precision_of_the_benchmark() -> None:
+    assert "tf32" not in benchmark.available_precisions("cpu")
