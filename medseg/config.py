@@ -28,6 +28,9 @@ supplies it explicitly. The other ``learning`` keys default to the values both p
 medseg extension (not in the published schema; optional): ``learning.on_non_finite`` is ``"stop"`` (default: a
 non-finite loss or gradient ends the run with an error before the optimiser step, so no non-finite weights are ever
 trained or saved) or ``"skip"`` (that iteration's optimiser step is skipped with a warning and training continues).
+``learning.precision`` is ``"fp32"`` (default; on a GPU with TF32 off), ``"tf32"`` (CUDA: fp32 with TensorFloat-32
+convolutions), ``"bf16"`` or ``"fp16"`` (mixed precision); ``learning.sync_batchnorm`` (default false) pools the
+BatchNorm statistics of a multi-GPU run over all processes (see :mod:`medseg.training.distributed`).
 """
 
 from __future__ import annotations

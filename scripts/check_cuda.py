@@ -21,7 +21,7 @@ Sections (CUDA-only ones are SKIP without a GPU; the others then run on the CPU 
   and weights within 1e-2 of each tensor's largest, since cuDNN's fastest kernels are not bit-repeatable);
 * ``cpu-snapshot-on-cuda``: a snapshot written by a CPU run continues on CUDA with one warning line;
 * ``test-gpu-vs-cpu``: ``medseg-test`` on CUDA and on the CPU, per-volume Dice within 0.02;
-* ``ddp-nccl``: ``torchrun`` with 2 NCCL processes (needs 2 GPUs).
+* ``ddp-nccl``: ``torchrun`` with 2 NCCL processes, with and without ``learning.sync_batchnorm`` (needs 2 GPUs).
 
 Exit code 0 when nothing failed, 1 otherwise. The runs use tiny synthetic volumes (``tests/tiny_data.py``): this checks
 that the path works, not how fast it is (``scripts/benchmark.py``) or how well it segments.
@@ -293,9 +293,13 @@ def tiny_overrides(root: Path, epochs: int) -> list[str]:
     return [arg for key, value in pairs.items() for arg in ("--set", f"{key}={value}")]
 
 
-def run(argv: list[str], log: Path, cwd: Path = REPO) -> subprocess.CompletedProcess:
+def run(argv: list[str], log: Path, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    try:
+        result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        log.write_text(f"$ {' '.join(argv)}\n--- timed out after {timeout} s\n{err.stdout or ''}\n{err.stderr or ''}")
+        raise AssertionError(f"no result after {timeout} s (a hung collective?); see {log}") from None
     log.write_text(f"$ {' '.join(argv)}\n--- exit {result.returncode}\n{result.stdout}\n{result.stderr}")
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-8:])
@@ -391,15 +395,19 @@ def section_test_gpu_vs_cpu(ws: Workspace) -> str:
 
 def section_ddp_nccl(ws: Workspace) -> str:
     need_cuda(2)
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--", str(TRAIN),
-            "--json_config_path", str(COOP), "--cval", "0", "--data_setting", "one_shot", "--seed", "40",
-            "--save_dir", str(ws.root / "ddp"), "--n_workers", "0", "--no_progress", "--device", "cuda",
-            "--debug", "--overwrite", *tiny_overrides(ws.data, 2)]
-    result = run(argv, ws.root / "ddp.log")
-    snapshot = load_snapshot(ws.run_dir("ddp") / SNAPSHOT)
-    if "2 process(es)" not in result.stderr or snapshot["run"]["world_size"] != 2 or len(snapshot["rng"]) != 2:
-        raise AssertionError("the run did not train with 2 processes")
-    return "2 NCCL processes trained 2 epochs; parameters bit-identical on both at every epoch end (--debug)"
+    for name, extra in (("ddp", []), ("ddp_syncbn", ["--set", "learning.sync_batchnorm=true"])):
+        argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--",
+                str(TRAIN), "--json_config_path", str(COOP), "--cval", "0", "--data_setting", "one_shot", "--seed",
+                "40", "--save_dir", str(ws.root / name), "--n_workers", "0", "--no_progress", "--device", "cuda",
+                "--debug", "--overwrite", *tiny_overrides(ws.data, 2), *extra]
+        result = run(argv, ws.root / f"{name}.log", timeout=300)
+        snapshot = load_snapshot(ws.run_dir(name) / SNAPSHOT)
+        if "2 process(es)" not in result.stderr or snapshot["run"]["world_size"] != 2 or len(snapshot["rng"]) != 2:
+            raise AssertionError(f"{name}: the run did not train with 2 processes")
+        if extra and "BatchNorm statistics over all 2 processes" not in result.stderr:
+            raise AssertionError("learning.sync_batchnorm did not convert the BatchNorm layers")
+    return ("2 NCCL processes trained 2 epochs, with and without learning.sync_batchnorm; parameters bit-identical "
+            "on both at every epoch end (--debug)")
 
 
 # -------------------------------------------------------------------------------------------------------- driver
