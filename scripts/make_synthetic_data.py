@@ -21,7 +21,15 @@ from medseg.dataset_loader.synthetic import SyntheticSettings, finish, plan_jobs
 from medseg.dataset_loader.synthetic_appearance import SITES  # noqa: E402
 from medseg.dataset_loader.synthetic_preview import render_preview  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
+from medseg.dataset_loader import provenance  # noqa: E402
 from medseg.utils.io import ensure_writable_dir  # noqa: E402
+from medseg.utils.paths import check_output_file, check_output_folder  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+#: the files whose code decides what the generator writes (their digest is the generator's version)
+GENERATOR_CODE = ("scripts/make_synthetic_data.py", "medseg/dataset_loader/synthetic*.py")
+#: largest --seed (numpy and torch seeds are 32-bit here, as medseg-train's)
+MAX_SEED = 2**32 - 1
 
 
 def spacing_scale_range() -> tuple[float, float]:
@@ -49,9 +57,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "preprocessing accepts")
     parser.add_argument("--preview", default=None,
                         help="also write a PNG montage of slices with label outlines to this path (default: none)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write over raw data that OUT/raw/provenance.json records as made with other settings "
+                             "(another --seed, counts or --spacing-scale), or that has no such record")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")
     args = parser.parse_args(argv)
+    try:
+        check_output_folder(args.out, "--out")
+        if args.preview is not None:
+            check_output_file(args.preview, "--preview", (".png",))
+    except ValueError as err:
+        parser.error(str(err))
+    if not 0 <= args.seed <= MAX_SEED:
+        parser.error(f"--seed: expected an integer in [0, {MAX_SEED}], got {args.seed}")
     if not (math.isfinite(args.spacing_scale) and args.spacing_scale > 0):
         parser.error(f"--spacing-scale: expected a finite number > 0, got {args.spacing_scale}")
     if not scale_low <= args.spacing_scale <= scale_high:
@@ -61,7 +80,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              ("--n-mnms-per-vendor", args.n_mnms_per_vendor, 0)):
         if value < low:
             parser.error(f"{flag}: expected an integer >= {low}, got {value}")
+    if args.n_acdc == 0 and args.n_mnms_per_vendor == 0:
+        parser.error("--n-acdc and --n-mnms-per-vendor are both 0; expected at least one subject to generate")
     return args
+
+
+def generator_record(n_acdc: int, n_mnms_per_vendor: int, seed: int, spacing_scale: float) -> dict:
+    """What the raw data is a function of: the settings and a digest of the generator's code (the ``made_from`` of
+    ``OUT/raw/provenance.json``)."""
+    code = sorted(p for pattern in GENERATOR_CODE for p in REPO.glob(pattern))
+    return {
+        "step": "make_synthetic_data",
+        "settings": {"n_acdc": n_acdc, "n_mnms_per_vendor": n_mnms_per_vendor, "seed": seed,
+                     "spacing_scale": spacing_scale},
+        "generator_code": provenance.digest_files(REPO, code)["sha256"],
+    }
+
+
+def check_raw_folder(raw: Path, wanted: dict, overwrite: bool) -> None:
+    """Refuse to write over raw data made with other settings (e.g. another seed) or without a record, unless
+    ``overwrite``: the data set would silently become another one.
+
+    Raises:
+        ValueError: naming the folder, what differs and ``--overwrite``.
+    """
+    if overwrite:
+        return
+    record = provenance.read_record(raw)
+    if record is None:
+        if any(p.is_dir() and any(p.iterdir()) for p in (raw / "ACDC", raw / "MnMs")):
+            raise ValueError(f"{raw} already holds raw data without a {provenance.PROVENANCE_FILE}, so its settings are "
+                             "unknown; pass --overwrite to write over it, or choose another --out")
+        return
+    recorded = record["made_from"].get("settings", {})
+    if recorded != wanted["settings"]:
+        changes = ", ".join(f"{key} {recorded.get(key)} -> {value}" for key, value in wanted["settings"].items()
+                            if recorded.get(key) != value)
+        raise ValueError(f"{raw} holds raw data made with other settings ({changes}); pass --overwrite to replace "
+                         "it (and rebuild what was derived from it), or choose another --out")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +129,13 @@ def main(argv: list[str] | None = None) -> int:
 def generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    ensure_writable_dir(args.out)
+    raw = Path(args.out) / "raw"
+    wanted = generator_record(args.n_acdc, args.n_mnms_per_vendor, args.seed, args.spacing_scale)
+    check_raw_folder(raw, wanted, args.overwrite)
+    ensure_writable_dir(raw)
+    record = provenance.read_record(raw)
+    if record is None or record["made_from"] != wanted:
+        provenance.write_record(raw, wanted, complete=False, source="scripts/make_synthetic_data.py")
     settings = SyntheticSettings(spacing_scale=args.spacing_scale)
     jobs = plan_jobs(args.out, args.n_acdc, args.n_mnms_per_vendor, args.seed, settings)
     start = time.perf_counter()
@@ -91,6 +153,9 @@ def generate(args: argparse.Namespace) -> int:
             bar.update()
     bar.close()
     finish(args.out, jobs, rows)
+    # every volume was read back whole before it was renamed into place
+    provenance.write_record(raw, wanted, complete=True, source="scripts/make_synthetic_data.py",
+                            output=provenance.digest_files(raw), verified=True)
     elapsed = time.perf_counter() - start
     print(f"wrote {args.n_acdc} ACDC patients and {4 * args.n_mnms_per_vendor} M&Ms subjects under "
           f"{Path(args.out) / 'raw'} in {elapsed:.1f} s")

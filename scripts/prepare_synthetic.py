@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import math
 import shutil
 import sys
 import time
@@ -33,15 +34,15 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 from medseg.dataset_loader import acdc_preprocess, generate_artefacted_data, mnms_preprocess  # noqa: E402
 from medseg.dataset_loader import provenance  # noqa: E402
 from medseg.dataset_loader.ACDC_few_shot_cv_settings import TEST_IDS  # noqa: E402
-from medseg.utils.cli import HelpFormatter  # noqa: E402
-
-#: the files whose code decides what the generator writes (their digest is the generator's version)
-GENERATOR_CODE = ("scripts/make_synthetic_data.py", "medseg/dataset_loader/synthetic*.py")
+from medseg.dataset_loader.preprocessing import broken_files  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter  # noqa: E402
+from medseg.utils.paths import check_output_file, check_output_folder  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="data folder to prepare (e.g. data/synthetic)")
+    parser = ArgumentParser(prog="prepare_synthetic.py", description=__doc__.splitlines()[0],
+                            formatter_class=HelpFormatter)
+    parser.add_argument("--out", required=True, help="data folder to prepare (e.g. data/synthetic)")
     parser.add_argument("--n-acdc", type=int, default=100, help="ACDC-like subjects (ids 001..N)")
     parser.add_argument("--n-mnms-per-vendor", type=int, default=20, help="M&Ms-like subjects per vendor A-D")
     parser.add_argument("--data-seed", type=int, default=0,
@@ -50,25 +51,43 @@ def build_parser() -> argparse.ArgumentParser:
                         help="voxel spacing multiplier of the generator (2 = 4x fewer in-plane voxels, for tests)")
     parser.add_argument("--workers", type=int, default=2, help="generator worker processes")
     parser.add_argument("--acdc-c-copies", type=int, default=3,
-                        help="corrupted copies per ACDC test subject and artefact (3 as published)")
+                        help=f"corrupted copies per ACDC test subject and artefact (3 as published; at most "
+                             f"{generate_artefacted_data.MAX_COPIES})")
     parser.add_argument("--preview", default=None, help="also write a PNG montage of the raw data (default: none)")
     parser.add_argument("--overwrite", action="store_true",
                         help="regenerate the raw data and redo every preprocessed subject and ACDC-C case, also over "
-                             "folders without a provenance record (their files are overwritten; a subject folder that no input "
-                             "subject maps to and that holds only converter outputs is removed, anything else is kept)")
+                             "folders without a provenance record or made with other settings (e.g. another "
+                             "--data-seed; their files are overwritten; a subject folder that no input subject maps to "
+                             "and that holds only converter outputs is removed, anything else is kept)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")
     return parser
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, generator) -> None:
+    """Every argument is checked before any work starts (argparse-style error naming the flag)."""
+    try:
+        args.out = check_output_folder(args.out, "--out")
+        if args.preview is not None:
+            check_output_file(args.preview, "--preview", (".png",))
+    except ValueError as err:
+        parser.error(str(err))
+    for flag, value, low, high in (("--n-acdc", args.n_acdc, 1, None), ("--n-mnms-per-vendor", args.n_mnms_per_vendor,
+                                   1, None), ("--workers", args.workers, 1, None),
+                                   ("--data-seed", args.data_seed, 0, generator.MAX_SEED),
+                                   ("--acdc-c-copies", args.acdc_c_copies, 1, generate_artefacted_data.MAX_COPIES)):
+        if value < low or (high is not None and value > high):
+            expected = f">= {low}" if high is None else f"in [{low}, {high}]"
+            parser.error(f"{flag}: expected an integer {expected}, got {value}")
+    scale_low, scale_high = generator.spacing_scale_range()
+    if not (math.isfinite(args.spacing_scale) and scale_low <= args.spacing_scale <= scale_high):
+        parser.error(f"--spacing-scale: expected {scale_low:g} to {scale_high:g}, got {args.spacing_scale:g}")
 
 
 def generator_settings(args: argparse.Namespace) -> dict:
     """What the raw data is a function of (compared with ``DIR/raw/provenance.json``)."""
-    code = sorted(p for pattern in GENERATOR_CODE for p in REPO.glob(pattern))
-    return {
-        "step": "make_synthetic_data",
-        "settings": {"n_acdc": args.n_acdc, "n_mnms_per_vendor": args.n_mnms_per_vendor, "seed": args.data_seed,
-                     "spacing_scale": args.spacing_scale},
-        "generator_code": provenance.digest_files(REPO, code)["sha256"],
-    }
+    return _load_generator().generator_record(args.n_acdc, args.n_mnms_per_vendor, args.data_seed,
+                                              args.spacing_scale)
 
 
 def _load_generator():
@@ -95,13 +114,29 @@ def prepare_raw(args: argparse.Namespace, derived: list[Path]) -> int:
     record = provenance.read_record(raw)
     same = record is not None and record["made_from"] == wanted and record.get("complete")
     if same and not args.overwrite:
-        if record.get("output") == provenance.digest_files(raw):
+        broken = {} if record.get("verified") else broken_raw_files(raw)
+        if record.get("output") == provenance.digest_files(raw) and not broken:
+            if not record.get("verified"):  # recorded by an older version: checked now, not again
+                provenance.write_record(raw, wanted, complete=True, source=record.get("source", ""),
+                                        output=record["output"], verified=True)
             print(f"[prepare_synthetic] raw data up to date ({raw}/provenance.json): not regenerated")
             return 0
-        print(f"[prepare_synthetic] {raw} was changed after it was generated (its files differ from the record)")
+        if broken:
+            print(f"[prepare_synthetic] {raw} holds {len(broken)} broken file(s) (e.g. written while the disk was "
+                  f"full): {' '.join(map(str, broken))}")
+        else:
+            print(f"[prepare_synthetic] {raw} was changed after it was generated (its files differ from the record)")
     message = None if args.overwrite else _refuse_unrecorded([raw, *derived])
     if message:
         print(f"error: {message}", file=sys.stderr)
+        return 2
+    if record is not None and record["made_from"].get("settings") != wanted["settings"] and not args.overwrite:
+        recorded = record["made_from"].get("settings", {})
+        changes = ", ".join(f"{key} {recorded.get(key)} -> {value}" for key, value in wanted["settings"].items()
+                            if recorded.get(key) != value)
+        print(f"error: {raw} was generated with other settings ({changes}); pass --overwrite to delete it and "
+              f"everything derived from it ({' '.join(str(f) for f in derived if f.exists())}) and regenerate, or "
+              "choose another --out", file=sys.stderr)
         return 2
     stale = [f for f in (raw, *derived) if f.exists() and provenance.read_record(f) is not None]
     if stale:
@@ -117,10 +152,15 @@ def prepare_raw(args: argparse.Namespace, derived: list[Path]) -> int:
     argv += ["--preview", args.preview] if args.preview else []
     argv += ["--no-progress"] if args.no_progress else []
     code = _load_generator().main(argv)
-    if code == 0:
+    if code == 0:  # every volume the generator wrote was read back whole before it was renamed into place
         provenance.write_record(raw, wanted, complete=True, source="scripts/make_synthetic_data.py",
-                                output=provenance.digest_files(raw))
+                                output=provenance.digest_files(raw), verified=True)
     return code
+
+
+def broken_raw_files(raw: Path) -> dict[Path, str]:
+    """The raw volumes under ``raw`` that do not read back whole (path → why)."""
+    return broken_files(sorted(raw.rglob("*.nii.gz")))
 
 
 def rebuilding_stale(folder: Path, step):
@@ -166,7 +206,9 @@ def preprocess(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args, _load_generator())
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     out: Path = args.out
     start = time.perf_counter()

@@ -32,7 +32,6 @@ if __name__ == "__main__" and not __package__:  # run as a file: make the reposi
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
-import shutil  # noqa: E402
 import zlib  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 
@@ -44,16 +43,20 @@ from medseg.dataset_loader.ACDC_few_shot_cv_settings import TEST_IDS  # noqa: E4
 from medseg.dataset_loader.crop import crop_or_pad, recover_image  # noqa: E402
 from medseg.dataset_loader.nifti import check_label_values, read_image_label_pair, write_volume  # noqa: E402
 from medseg.dataset_loader.plausibility import PREPROCESSED, check_image_volume  # noqa: E402
-from medseg.dataset_loader.preprocessing import MEDSEG_LABELS  # noqa: E402
+from medseg.dataset_loader.preprocessing import MEDSEG_LABELS, broken_files  # noqa: E402
 from medseg.robustness.corruptions import ARTEFACTS, build_corruption, corrupt_slice_stack, rescale_slices  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
-from medseg.utils.io import atomic_output_path, ensure_writable_dir, remove_stale_temp_files  # noqa: E402
-from medseg.utils.paths import check_name  # noqa: E402
+from medseg.utils.io import copy_file_verified, ensure_writable_dir, remove_stale_temp_files  # noqa: E402
+from medseg.utils.paths import check_name, check_output_folder, path_kind  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 FRAMES = ("ED", "ES")
 CROP_HW = (192, 192)
+#: Most corrupted copies per subject and artefact (3 as published; 100 x 20 subjects x 4 artefacts is 8000 cases).
+MAX_COPIES = 100
+#: Largest --seed (the seed of every case is drawn from it and the case's name).
+MAX_SEED = 2**32 - 1
 
 
 def case_seed(seed: int, artefact: str, pid: str, copy: int) -> int:
@@ -101,17 +104,26 @@ def generate_acdc_c(
     unknown = [a for a in artefacts if a not in ARTEFACTS]
     if unknown:
         raise ValueError(f"unknown artefacts {unknown}; valid names: {list(ARTEFACTS)}")
-    if copies < 1:
-        raise ValueError(f"--copies: expected an integer >= 1, got {copies}")
+    if isinstance(copies, bool) or not isinstance(copies, int) or not 1 <= copies <= MAX_COPIES:
+        raise ValueError(f"--copies: expected an integer in [1, {MAX_COPIES}], got {copies!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"--seed: expected an integer in [0, {MAX_SEED}], got {seed!r}")
     for pid in subjects:
         check_name(pid, "--subjects")
+    repeated = sorted({pid for pid in subjects if subjects.count(pid) > 1})
+    if repeated:
+        logger.warning("--subjects: %s given more than once; each subject is generated once", ", ".join(repeated))
+        subjects = list(dict.fromkeys(subjects))
     inputs = {}
     for pid in subjects:
         for frame in frames:
             paths = (input_dir / pid / f"{frame}_img.nii.gz", input_dir / pid / f"{frame}_seg.nii.gz")
             for path in paths:
-                if not path.is_file():
+                kind = path_kind(path)
+                if kind == "missing":
                     raise FileNotFoundError(f"ACDC-C input: subject {pid!r} ({frame}) missing; expected {path}")
+                if kind != "a regular file":
+                    raise ValueError(f"ACDC-C input: {path} is {kind}, not a regular file; expected a NIfTI volume")
             inputs[pid, frame] = paths
     ensure_writable_dir(output_dir)
     settings = {"subjects": subjects, "copies": copies, "seed": seed, "artefacts": artefacts, "frames": list(frames)}
@@ -127,6 +139,12 @@ def generate_acdc_c(
                 written.append(case_dir)
                 remove_stale_temp_files(case_dir)
                 expected = [case_dir / f"{f}_{kind}.nii.gz" for f in frames for kind in ("img", "seg")]
+                broken = {} if overwrite else broken_files(p for p in expected if p.is_file())
+                if broken:
+                    logger.warning("%s: %d file(s) are broken and will be rewritten: %s", case_dir, len(broken),
+                                   "; ".join(broken.values()))
+                    for path in broken:
+                        path.unlink()
                 if not overwrite and all(path.is_file() for path in expected):
                     continue  # cases are seeded independently, so skipping one keeps the others identical
                 with torch.random.fork_rng(devices=[]):
@@ -142,8 +160,7 @@ def generate_acdc_c(
                         if overwrite or not out_img.exists():
                             write_volume(out_img, corrupted, reference=image)
                         if overwrite or not out_seg.exists():
-                            with atomic_output_path(out_seg) as tmp:
-                                shutil.copyfile(label_path, tmp)
+                            copy_file_verified(label_path, out_seg)
     provenance.finish(output_dir, made_from, input_dir)
     return written
 
@@ -152,11 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="generate_artefacted_data.py",
                             description="Generate the ACDC-C corrupted test set (both ED and ES).",
                             formatter_class=HelpFormatter)
-    parser.add_argument("--input", required=True, type=Path, help="preprocessed ACDC folder (DIR/ACDC)")
-    parser.add_argument("--output", required=True, type=Path, help="output folder (DIR/ACDC-C)")
-    parser.add_argument("--copies", type=int, default=3, help="corrupted copies per subject and artefact")
+    parser.add_argument("--input", required=True, help="preprocessed ACDC folder (DIR/ACDC)")
+    parser.add_argument("--output", required=True, help="output folder (DIR/ACDC-C)")
+    parser.add_argument("--copies", type=int, default=3,
+                        help=f"corrupted copies per subject and artefact (1 to {MAX_COPIES})")
     parser.add_argument("--seed", type=int, default=0, help="base seed (the set is identical between runs)")
-    parser.add_argument("--subjects", nargs="+", default=None, help="subject ids (default: the 20 ACDC test ids)")
+    parser.add_argument("--subjects", nargs="+", default=None,
+                        help="subject ids (default: the 20 ACDC test ids; an id given twice is generated once)")
     parser.add_argument("--overwrite", action="store_true", help="rewrite existing output files")
     parser.add_argument("--verbose", "--debug", action="store_true", help="debug logging and error tracebacks")
     return parser
@@ -168,8 +187,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    if args.copies < 1:
-        parser.error(f"--copies: expected an integer >= 1, got {args.copies}")
+    if not 1 <= args.copies <= MAX_COPIES:
+        parser.error(f"--copies: expected an integer in [1, {MAX_COPIES}], got {args.copies}")
+    if not 0 <= args.seed <= MAX_SEED:
+        parser.error(f"--seed: expected an integer in [0, {MAX_SEED}], got {args.seed}")
+    try:
+        check_output_folder(args.output, "--output")
+        if not str(args.input).strip():
+            raise ValueError("--input: expected the preprocessed ACDC folder, got an empty string")
+    except ValueError as err:
+        parser.error(str(err))
 
     def body() -> int:
         cases = generate_acdc_c(args.input, args.output, subjects=args.subjects, copies=args.copies, seed=args.seed,

@@ -34,7 +34,7 @@ from medseg.dataset_loader.nifti_format import (
     parse_geometry,
     parse_header,
 )
-from medseg.utils.io import atomic_output_path
+from medseg.utils.io import atomic_output_path, free_space_note
 
 PathLike = str | os.PathLike
 
@@ -513,11 +513,72 @@ def write_volume(
             data = gzip.compress(data, compresslevel=6, mtime=0)
         with atomic_output_path(path) as tmp:
             tmp.write_bytes(data)
+            _verify_written(tmp, path, array)
         return path
     image = to_sitk(Volume(array=array, **geometry))
     with atomic_output_path(path) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=True)
+        _verify_written(tmp, path, array)
     return path
+
+
+def check_nifti_file(path: PathLike, array: np.ndarray | None = None) -> None:
+    """Read a ``.nii``/``.nii.gz`` file back completely and check that it is whole.
+
+    The whole gzip stream is decompressed (its CRC-32 and length trailer are verified), the header is parsed and the
+    voxel data the header declares must be present. With ``array``, the header's dims must be its shape and the stored
+    voxels its values (as the file's voxel type), so a file that a writer cut short or garbled is caught even when
+    the writer did not report it (ITK's "wrote only 0 of N bytes" is a warning, not an error).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"volume file not found: {path}")
+    raw = path.read_bytes()
+    if not raw:
+        raise ValueError(f"{path}: the file is empty (0 bytes)")
+    data = decode_nifti_bytes(raw, path)
+    header = parse_header(data, path)
+    stored = check_voxel_bytes(header, data, path)
+    if array is None:
+        return
+    shape = tuple(reversed(header.dims))
+    if shape != tuple(array.shape):
+        raise ValueError(f"{path}: the header declares shape {shape}, the written array has shape {array.shape}")
+    voxels = np.frombuffer(data, dtype=stored, count=header.n_voxels, offset=header.vox_offset)
+    expected = np.ascontiguousarray(array).astype(stored, copy=False).ravel()
+    if voxels.tobytes() != expected.tobytes():
+        raise ValueError(f"{path}: the voxels read back differ from the array that was written")
+
+
+def nifti_file_problem(path: PathLike) -> str | None:
+    """Why the NIfTI file ``path`` is not whole (:func:`check_nifti_file`), or None if it is."""
+    try:
+        check_nifti_file(path)
+    except (OSError, ValueError) as err:
+        return str(err)
+    return None
+
+
+def _verify_written(tmp: Path, path: Path, array: np.ndarray) -> None:
+    """Check the temporary file of a volume write before it is renamed to ``path``.
+
+    Raises:
+        OSError: naming ``path``, what was wrong and the free space left (a full disk is the usual cause).
+    """
+    if not is_nifti_name(path):
+        if tmp.stat().st_size == 0:
+            raise OSError(f"cannot write {path}: nothing was written (0 bytes){free_space_note(path)}")
+        return
+    try:
+        check_nifti_file(tmp, array)
+    except ValueError as err:
+        reason = str(err).replace(str(tmp), "the written file")
+        raise OSError(f"cannot write {path}: the file did not read back complete ({reason}){free_space_note(path)}"
+                      ) from err
 
 
 def _source_geometry(

@@ -19,7 +19,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from medseg.dataset_loader.nifti import Volume, check_label_values, check_same_grid, from_sitk, to_sitk, write_volume
+from medseg.dataset_loader.nifti import Volume, check_label_values, check_same_grid, from_sitk, nifti_file_problem
+from medseg.dataset_loader.nifti import to_sitk, write_volume
 from medseg.dataset_loader.plausibility import (  # noqa: F401 (the ranges are re-exported)
     IN_PLANE_SPACING_RANGE,
     RAW_SCAN,
@@ -165,9 +166,33 @@ def check_label_structures(label: Volume, frame_name: str | None = None) -> None
                        " or ".join(missing))
 
 
-def outputs_complete(folder: PathLike, names: Iterable[str] = OUTPUT_NAMES) -> bool:
-    """True when every output file of a subject exists (then the subject is skipped unless overwriting)."""
-    return all((Path(folder) / name).is_file() for name in names)
+def outputs_complete(folder: PathLike, names: Iterable[str] = OUTPUT_NAMES, *, verify: bool = True) -> bool:
+    """True when every output file of a subject exists and (``verify``) reads back whole (then the subject is skipped
+    unless overwriting). A file that is empty, truncated or corrupt (e.g. written while the disk was full) is logged as
+    a warning naming it, and the subject counts as not done, so that a rerun repairs it."""
+    folder = Path(folder)
+    paths = [folder / name for name in names]
+    if not all(path.is_file() for path in paths):
+        return False
+    if not verify:
+        return True
+    broken = broken_files(paths)
+    if broken:
+        logger.warning("%s: %d output file(s) are broken and will be rewritten: %s", folder, len(broken),
+                       "; ".join(broken.values()))
+        return False
+    return True
+
+
+def broken_files(paths: Iterable[PathLike]) -> dict[Path, str]:
+    """The NIfTI files among ``paths`` that do not read back whole (path → why; see
+    :func:`~medseg.dataset_loader.nifti.check_nifti_file`)."""
+    broken = {}
+    for path in map(Path, paths):
+        problem = nifti_file_problem(path)
+        if problem is not None:
+            broken[path] = problem
+    return broken
 
 
 def start_subject(folder: PathLike, overwrite: bool, names: Iterable[str] = OUTPUT_NAMES) -> bool:

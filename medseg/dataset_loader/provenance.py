@@ -96,13 +96,14 @@ def read_record(folder: PathLike) -> dict[str, Any] | None:
 
 def write_record(folder: PathLike, description: Mapping[str, Any], complete: bool, source: PathLike,
                  output: Mapping[str, Any] | None = None, failed: Mapping[str, str] | None = None,
-                 stale: Mapping[str, str] | None = None) -> Path:
+                 stale: Mapping[str, str] | None = None, verified: bool = False) -> Path:
     """Atomically write ``folder/provenance.json``.
 
     Args:
         output: optional digest of what was written, for checking later that nobody changed it.
         failed: subjects that could not be written (subject → error message), recorded as ``"failed"``.
         stale: output folders the input does not account for and that were kept (name → why), as ``"stale"``.
+        verified: every output file was read back whole after it was written (recorded as ``"verified": true``).
     """
     path = Path(folder) / PROVENANCE_FILE
     record = {
@@ -118,6 +119,8 @@ def write_record(folder: PathLike, description: Mapping[str, Any], complete: boo
         record["failed"] = dict(failed)
     if stale:
         record["stale"] = dict(stale)
+    if verified:
+        record["verified"] = True
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
     return path
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ from medseg.utils.io import remove_stale_temp_files
 from medseg.utils.paths import check_name
 
 logger = logging.getLogger(__name__)
+
+#: A warning of :func:`~medseg.evaluation.reports.evaluate_dataset` about a patient whose files could not be read.
+_SKIPPED_PATIENT = re.compile(r"^[^:]+: (patient #\d+) skipped: ")
 
 PathLike = str | os.PathLike
 ProgressFactory = Callable[[str, int], Any]  # (description, total) -> object with update() and close()
@@ -240,6 +244,7 @@ def run_tests(
     entries: list[RunResults] = []
     report_dirs: list[Path] = []
     evaluated = skipped = 0
+    skipped_names: list[str] = []  # named once, not once per run
     for index, run in enumerate(runs):
         model = load_model(run.checkpoint_dir, device, n_iter=n_iter, precision=precision)
         weights = checkpoint_identity(run.checkpoint_dir)  # which weights each report describes
@@ -288,6 +293,9 @@ def run_tests(
             notes.extend(f"{run.label}: {note}" for note in result.warnings)
             evaluated += len(result.detailed)
             skipped += test_set.source.patient_number - len(result.detailed) + len(test_set.skipped)
+            skipped_names += [f"{name} {volume}" for volume in test_set.skipped if index == 0]
+            skipped_names += [f"{name} {match.group(1)}" for match in map(_SKIPPED_PATIENT.match, result.warnings)
+                              if match and index == 0]
             if result.detailed.empty:
                 notes.append(f"{run.label}: {name}: no patient could be evaluated")
                 continue
@@ -298,7 +306,9 @@ def run_tests(
         entries.append(entry)
         del model
     if skipped:
-        notes.append(f"{skipped} volume(s) skipped because their files are unreadable or invalid (see the warnings "
-                     "above)")
+        shown = ", ".join(skipped_names[:20]) + (" ..." if len(skipped_names) > 20 else "")
+        notes.append(f"{skipped} volume(s) skipped because their files are unreadable or invalid ({shown}): the test "
+                     "sets are smaller than the data on disk; repair or regenerate those files (the warnings above "
+                     "say what is wrong with each)")
     table, paths = write_aggregate(entries, datasets, output_dir, n_iter, notes, data_root=data_root)
     return TestOutcome(table, entries, paths, notes, report_dirs, evaluated, skipped)

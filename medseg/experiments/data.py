@@ -8,26 +8,26 @@ Layout (what ``scripts/prepare_synthetic.sh`` writes and what the preprocessing 
 
 A budget whose ``spacing_mm`` differs from the preprocessing spacing gets a copy of the volumes it uses (the ACDC
 subjects of its splits, every ACDC-C case and every M&Ms subject) resampled in-plane with the preprocessing's own
-resampler (linear for images, nearest neighbour for labels, z kept), written file by file atomically, so an
-interrupted copy resumes where it stopped.
+resampler (linear for images, nearest neighbour for labels, z kept), written file by file atomically and verified, so
+an interrupted copy resumes where it stopped and a broken file (a full disk) is rewritten on the next call.
 """
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import logging
 import os
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from medseg.dataset_loader import provenance
 from medseg.dataset_loader.ACDC_few_shot_cv_settings import get_ACDC_split_policy
-from medseg.dataset_loader.nifti import read_volume, write_volume
+from medseg.dataset_loader.nifti import nifti_file_problem, read_volume, write_volume
 from medseg.dataset_loader.preprocessing import resample_in_plane
 from medseg.evaluation.datasets import dataset_folder
-from medseg.utils.io import atomic_output_path, ensure_writable_dir
+from medseg.utils.io import copy_file_verified, ensure_writable_dir
 
 logger = logging.getLogger(__name__)
 
@@ -125,34 +125,55 @@ RESAMPLING: dict[str, Any] = {"images": "linear after a Gaussian anti-aliasing f
 def resample_copy(
     data_root: PathLike, out_root: PathLike, files: Sequence[Path], spacing_mm: float,
     progress: Progress | None = None,
-) -> Path:
-    """Write ``files`` of ``data_root`` resampled in-plane to ``spacing_mm`` under ``out_root``; existing outputs are
-    kept (every write is atomic, so an existing file is complete).
+) -> int:
+    """Write ``files`` of ``data_root`` resampled in-plane to ``spacing_mm`` under ``out_root``.
+
+    An existing output is kept only if it reads back whole (a volume: its gzip stream, header and voxel count; the
+    vendor table: identical to its source); a broken one (e.g. written while the disk was full) is named in a warning
+    and written again. Every write is verified before it is renamed into place.
 
     Returns:
-        ``out_root``.
+        The number of files written (0: the copy was complete).
     """
     src_root, dst_root = Path(data_root), Path(out_root)
     ensure_writable_dir(dst_root)
-    done = 0
+    written = 0
+    broken: list[str] = []
     for rel in files:
         src, dst = src_root / rel, dst_root / rel
-        if not dst.is_file():
+        problem = _copy_problem(src, dst)
+        if problem is not None:
+            if dst.is_file():
+                broken.append(problem)
             if rel.name == VENDORS_FILE:
-                with atomic_output_path(dst) as tmp:
-                    shutil.copyfile(src, tmp)
+                copy_file_verified(src, dst)
             else:
                 is_label = rel.name.endswith("_seg.nii.gz")
                 volume = read_volume(src)
                 resampled = resample_in_plane(volume, (spacing_mm, spacing_mm), is_label=is_label, anti_alias=True)
                 write_volume(dst, resampled.array, resampled)
-        done += 1
+            written += 1
         if progress is not None:
             progress(1)
+    if broken:
+        logger.warning("resampled copy %s: rewrote %d broken file(s): %s", dst_root, len(broken),
+                       "; ".join(broken[:5]) + (" ..." if len(broken) > 5 else ""))
     for top in sorted({rel.parts[0] for rel in files}):
+        if not written and (dst_root / top / provenance.PROVENANCE_FILE).is_file():
+            continue  # nothing changed: the record stays as it is (as its modification time)
         record_copy(src_root, dst_root, top, [rel for rel in files if rel.parts[0] == top], spacing_mm)
-    logger.info("resampled copy at %.5f mm: %d files under %s", spacing_mm, done, dst_root)
-    return dst_root
+    logger.info("resampled copy at %.5f mm: %d of %d files written under %s", spacing_mm, written, len(files),
+                dst_root)
+    return written
+
+
+def _copy_problem(src: Path, dst: Path) -> str | None:
+    """Why ``dst`` (the copy of ``src``) must be written: missing, or not whole; None if it can be kept."""
+    if not dst.is_file():
+        return f"{dst}: missing"
+    if dst.name == VENDORS_FILE:
+        return None if filecmp.cmp(src, dst, shallow=False) else f"{dst}: differs from {src}"
+    return nifti_file_problem(dst)
 
 
 def record_copy(src_root: Path, dst_root: Path, top: str, files: Sequence[Path], spacing_mm: float) -> Path:

@@ -136,7 +136,8 @@ def _prepare_data(request: ExperimentRequest, plan: Plan, state: ExperimentState
     if not request.budget.resamples:
         return
     done = state.marker("data")
-    if done is not None and done.get("fingerprint") == fingerprint:
+    made = done is not None and done.get("fingerprint") == fingerprint
+    if made:
         version = done.get("resampling_version", 1)
         if version != exp_data.RESAMPLING["version"]:
             raise ValueError(
@@ -144,15 +145,17 @@ def _prepare_data(request: ExperimentRequest, plan: Plan, state: ExperimentState
                 f"and the runs of {request.out_dir} were trained and tested on it; start a new --out folder, or "
                 f"delete {request.out_dir} to redo the experiment on an anti-aliased copy (version "
                 f"{exp_data.RESAMPLING['version']})")
-        state.log("data", "skipped")
-        return
     started = time.perf_counter()
-    bar = request.progress(f"resampling to {request.budget.spacing_mm:g} mm", len(plan.files)) \
-        if request.progress else None
-    exp_data.resample_copy(request.data_root, plan.data_root, plan.files, request.budget.spacing_mm,
-                           progress=bar.update if bar is not None else None)
+    what = "checking the resampled copy" if made else f"resampling to {request.budget.spacing_mm:g} mm"
+    bar = request.progress(what, len(plan.files)) if request.progress else None
+    # a made copy is checked as well: a file broken since (a full disk) is rewritten, never trained on
+    written = exp_data.resample_copy(request.data_root, plan.data_root, plan.files, request.budget.spacing_mm,
+                                     progress=bar.update if bar is not None else None)
     if bar is not None:
         bar.close()
+    if made and not written:
+        state.log("data", "skipped")
+        return
     seconds = time.perf_counter() - started
     state.mark_done("data", {"fingerprint": fingerprint, "files": len(plan.files), "seconds": round(seconds, 1),
                              "resampling_version": exp_data.RESAMPLING["version"], "finished": now()})

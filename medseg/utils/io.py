@@ -8,9 +8,11 @@ on POSIX and Windows when source and destination are on the same file system).
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -91,6 +93,36 @@ def atomic_open(path: PathLike, mode: str = "w", **kwargs: Any) -> Iterator[Any]
         yield handle
         handle.flush()
         os.fsync(handle.fileno())
+        written = getattr(handle, "buffer", handle).tell()  # bytes written (text handles: their byte buffer)
+        on_disk = os.fstat(handle.fileno()).st_size
+        if on_disk != written:
+            raise OSError(f"cannot write {path}: {on_disk} of {written} bytes reached the disk{free_space_note(tmp)}")
+
+
+def free_space_note(path: PathLike) -> str:
+    """``"; N MiB free in <folder> (is the disk full?)"`` for the folder of ``path`` (empty if it cannot be told)."""
+    folder = Path(path).parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    return f"; {free / 2**20:.1f} MiB free in {folder} (is the disk full?)"
+
+
+def copy_file_verified(source: PathLike, path: PathLike) -> Path:
+    """Copy ``source`` to ``path`` atomically; the copy is compared byte for byte with ``source`` before it is
+    renamed into place.
+
+    Raises:
+        OSError: naming ``path`` if the copy does not read back identical (e.g. a full disk).
+    """
+    path = Path(path)
+    with atomic_output_path(path) as tmp:
+        shutil.copyfile(source, tmp)
+        if not filecmp.cmp(source, tmp, shallow=False):
+            raise OSError(f"cannot write {path}: the copy of {source} does not read back identical "
+                          f"({tmp.stat().st_size} of {Path(source).stat().st_size} bytes){free_space_note(tmp)}")
+    return path
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:

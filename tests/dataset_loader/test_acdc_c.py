@@ -11,7 +11,7 @@ import torch
 from medseg.dataset_loader.cardiac_MM_dataset import Cardiac_MM_Dataset
 from medseg.dataset_loader.crop import crop_or_pad
 from medseg.dataset_loader.generate_artefacted_data import case_seed, generate_acdc_c
-from medseg.dataset_loader.nifti import read_volume
+from medseg.dataset_loader.nifti import read_volume, write_volume
 from medseg.robustness.corruptions import ARTEFACTS, build_corruption, corrupt_slice_stack, rescale_slices
 from tiny_data import acdc_ids, write_tiny_acdc
 
@@ -90,10 +90,14 @@ def test_existing_outputs_kept_unless_overwrite(acdc_c, tmp_path):
     kwargs = dict(subjects=["007"], copies=1, artefacts=["RandomBias"], frames=("ED",))
     generate_acdc_c(source, out, **kwargs)
     target = out / "RandomBias" / "007_0" / "ED_img.nii.gz"
-    target.write_bytes(b"stale")
+    write_volume(target, np.zeros((3, 64, 200), dtype=np.float32))  # whole, but not what the generator wrote
+    stale = target.read_bytes()
     generate_acdc_c(source, out, **kwargs)
-    assert target.read_bytes() == b"stale"
+    assert target.read_bytes() == stale
     generate_acdc_c(source, out, overwrite=True, **kwargs)
+    assert read_volume(target).array.shape == (3, 64, 200) and read_volume(target).array.any()
+    target.write_bytes(b"broken")  # not whole (e.g. written on a full disk): rewritten without --overwrite
+    generate_acdc_c(source, out, **kwargs)
     assert read_volume(target).array.shape == (3, 64, 200)
 
 

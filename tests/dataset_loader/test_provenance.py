@@ -80,22 +80,29 @@ def test_another_data_seed_rebuilds_everything_derived(tmp_path):
     assert _prepare(out, "--data-seed", "0") == 0  # same knobs: reused
     assert provenance.read_record(out / "raw")["written"] == record["written"]
 
-    assert _prepare(out, "--data-seed", "1") == 0  # another seed: raw regenerated, preprocessed data rebuilt
+    assert _prepare(out, "--data-seed", "1") == 2  # another seed into a made folder: refused without --overwrite
+    assert provenance.read_record(out / "raw")["made_from"]["settings"]["seed"] == 0
+    assert read_volume(out / "ACDC" / "001" / "ED_img.nii.gz").array.tobytes() == before.tobytes()
+    assert _prepare(out, "--data-seed", "1", "--overwrite") == 0  # raw regenerated, preprocessed data rebuilt
     assert provenance.read_record(out / "raw")["made_from"]["settings"]["seed"] == 1
     for derived, raw in (("ACDC", "ACDC"), ("MM", "MnMs")):
         assert provenance.read_record(out / derived)["made_from"]["input"] == provenance.digest_files(out / "raw" / raw)
     after = read_volume(out / "ACDC" / "001" / "ED_img.nii.gz").array
     assert before.shape != after.shape or (before != after).any()
 
-    # regenerating the raw data by hand with another seed: preprocessing into the old folder is refused ...
-    _script("make_synthetic_data").main(["--out", str(out), "--n-acdc", "3", "--n-mnms-per-vendor", "1",
-                                         "--spacing-scale", "2", "--workers", "1", "--seed", "5", "--no-progress"])
+    # regenerating the raw data by hand with another seed: refused without --overwrite ...
+    by_hand = ["--out", str(out), "--n-acdc", "3", "--n-mnms-per-vendor", "1", "--spacing-scale", "2", "--workers",
+               "1", "--seed", "5", "--no-progress"]
+    assert _script("make_synthetic_data").main(by_hand) == 2
+    assert _script("make_synthetic_data").main([*by_hand, "--overwrite"]) == 0
+    # ... and preprocessing into the old folder is refused ...
     with pytest.raises(provenance.ProvenanceMismatch, match="ACDC was made from other data"):
         acdc_preprocess.preprocess_acdc(out / "raw" / "ACDC", out / "ACDC")
     assert acdc_preprocess.main(["--input", str(out / "raw" / "ACDC"), "--output", str(out / "ACDC"),
                                  "--no-progress"]) == 2
-    # ... and the orchestrator notices the changed raw files and rebuilds everything from its own settings
-    assert _prepare(out, "--data-seed", "1") == 0
+    # ... and the orchestrator notices that the raw data now has other settings, and rebuilds from its own on request
+    assert _prepare(out, "--data-seed", "1") == 2
+    assert _prepare(out, "--data-seed", "1", "--overwrite") == 0
     assert provenance.read_record(out / "raw")["output"] == provenance.digest_files(out / "raw")
     assert provenance.read_record(out / "ACDC")["made_from"]["input"] == provenance.digest_files(out / "raw" / "ACDC")
 
