@@ -104,8 +104,10 @@ def generate_acdc_c(
     unknown = [a for a in artefacts if a not in ARTEFACTS]
     if unknown:
         raise ValueError(f"unknown artefacts {unknown}; valid names: {list(ARTEFACTS)}")
-    if isinstance(copies, bool) or not isinstance(copies, int) or not 1 <= copies <= MAX_COPIES:
-        raise ValueError(f"--copies: expected an integer in [1, {MAX_COPIES}], got {copies!r}")
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise ValueError(f"--copies: expected an integer >= 1, got {copies!r}")
+    if copies > MAX_COPIES:
+        raise ValueError(f"--copies: expected at most {MAX_COPIES} copies per subject and artefact, got {copies}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"--seed: expected an integer in [0, {MAX_SEED}], got {seed!r}")
     for pid in subjects:
@@ -187,8 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    if not 1 <= args.copies <= MAX_COPIES:
-        parser.error(f"--copies: expected an integer in [1, {MAX_COPIES}], got {args.copies}")
+    if args.copies < 1:
+        parser.error(f"--copies: expected an integer >= 1, got {args.copies}")
+    if args.copies > MAX_COPIES:
+        parser.error(f"--copies: expected at most {MAX_COPIES} copies per subject and artefact, got {args.copies}")
     if not 0 <= args.seed <= MAX_SEED:
         parser.error(f"--seed: expected an integer in [0, {MAX_SEED}], got {args.seed}")
     try:

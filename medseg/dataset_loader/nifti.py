@@ -35,6 +35,7 @@ from medseg.dataset_loader.nifti_format import (
     parse_header,
 )
 from medseg.utils.io import atomic_output_path, free_space_note
+from medseg.utils.paths import path_kind
 
 PathLike = str | os.PathLike
 
@@ -205,7 +206,10 @@ def _header_probe(path: Path) -> tuple[bytes, NiftiHeader]:
 def _existing_file(path: PathLike) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"volume file not found: {path}")
+        kind = path_kind(path)
+        if kind == "missing":
+            raise FileNotFoundError(f"volume file not found: {path}")
+        raise ValueError(f"{path} is {kind}, not a regular file; expected a volume file")
     if path.stat().st_size == 0:
         raise ValueError(f"volume file is empty (0 bytes): {path}")
     return path

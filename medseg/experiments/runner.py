@@ -3,6 +3,7 @@
 Output folder (``--out``, e.g. ``results/cpu``)::
 
     experiment.json            identity (budget, data fingerprint, method configs) and every invocation
+    experiment.lock            held while a runner works in the folder (a second runner is refused)
     state/<task>.json          completion markers; log/tasks.jsonl: what each call ran or skipped
     data_<spacing>mm/          resampled copy of the data (only when the budget's spacing is not the data's)
     runs/train_ACDC_10_n_cls_4/ACDC/<config>/<cval>/   the medseg-train run folders (checkpoints, metrics.csv, ...)
@@ -36,6 +37,10 @@ from medseg.experiments import data as exp_data
 from medseg.experiments.budgets import Budget
 from medseg.experiments.state import ExperimentState, code_version, hash_files, now
 from medseg.experiments.tasks import RunOptions, RunSpec, checkpoint_dir, run_dir, run_test, run_training
+from medseg.training.run_lock import RunLock
+
+#: The runner's lock file in its output folder (held while it runs; a stale one is taken over).
+LOCK_NAME = "experiment.lock"
 
 logger = logging.getLogger(__name__)
 
@@ -166,14 +171,21 @@ def run_experiment(request: ExperimentRequest) -> ExperimentResult:
     """Run (or continue) the experiment and write its report.
 
     Raises:
+        RunFolderBusy: another runner holds the output folder's lock (``experiment.lock``; the message names it).
         ExperimentMismatch: the output folder holds an experiment with another identity.
         FileNotFoundError: missing data or config.
         TrainingStopped: a training was interrupted (the partial report is written first; rerun to continue).
     """
+    plan = make_plan(request)
+    # one runner per folder: a second one would run the data step and the same tasks at the same time
+    with RunLock(request.out_dir, name=LOCK_NAME, folder_kind="experiment folder", holder="experiment runner"):
+        return _run_locked(request, plan)
+
+
+def _run_locked(request: ExperimentRequest, plan: Plan) -> ExperimentResult:
     from medseg.experiments.outputs import write_outputs
 
     budget, out_dir = request.budget, request.out_dir
-    plan = make_plan(request)
     state = ExperimentState(out_dir)
     fingerprint = exp_data.fingerprint(request.data_root, plan.files)
     commit = code_version(request.repo_root)

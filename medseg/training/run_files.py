@@ -11,6 +11,7 @@ import csv
 import io
 import logging
 import math
+import os
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -103,6 +104,11 @@ def training_folders(paths: RunPaths) -> list[Path]:
 
 def clear_results(paths: RunPaths) -> None:
     """Remove an earlier run's results (``--overwrite``): ``model/``, ``log/`` and ``config.json``."""
+    for folder in (paths.model_dir, paths.log_dir):
+        if folder.is_symlink():  # deleting through a link would reach outside the run folder
+            raise ValueError(f"--overwrite: {folder} is a symbolic link (to {os.readlink(folder)}); expected a "
+                             "folder of the run; remove the link (or what it points to) yourself, or use another "
+                             "run folder")
     for folder in (paths.model_dir, paths.log_dir):
         if folder.is_dir():
             shutil.rmtree(folder)

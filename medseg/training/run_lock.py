@@ -73,11 +73,15 @@ class RunLock:
 
     Args:
         run_dir: the run folder (created if missing).
+        name: the lock file's name in it.
+        folder_kind, holder: words of the busy message ("expected a <folder_kind> that no other <holder> uses").
     """
 
-    def __init__(self, run_dir: str | os.PathLike) -> None:
+    def __init__(self, run_dir: str | os.PathLike, name: str = LOCK_NAME, folder_kind: str = "run folder",
+                 holder: str = "training") -> None:
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK_NAME
+        self.path = self.run_dir / name
+        self.folder_kind, self.holder = folder_kind, holder
         self.held = False
         self._created: list[Path] = []  # folders that acquire() created, deepest first
 
@@ -172,7 +176,9 @@ class RunLock:
 
     def _busy_message(self, owner: dict[str, Any] | None) -> str:
         owner = owner or {}
-        return (f"{self.run_dir}: expected a run folder that no other training uses, got the lock {self.path} of pid "
+        article = "an" if self.folder_kind[:1] in "aeiou" else "a"
+        return (f"{self.run_dir}: expected {article} {self.folder_kind} that no other {self.holder} uses, got the lock "
+                f"{self.path} of pid "
                 f"{owner.get('pid', '?')} on host {owner.get('host', '?')} (started {owner.get('started', '?')}); "
                 f"wait for that run to end, or delete {self.path} if it is no longer running")
 
