@@ -347,9 +347,15 @@ def _sitk_header_info(header_bytes: bytes, path: Path) -> _HeaderInfo:
     return _HeaderInfo(base.shape, base.spacing, base.origin, base.direction, path, _SITK_DTYPES[pixel])
 
 
-#: Largest distance (mm) between the voxel positions of two readings of one header that still counts as agreement:
-#: far below any voxel size, far above the float32 rounding of the header fields (about 1e-4 mm over 500 mm).
+#: Two readings of one header agree when they place the voxels at most this many mm apart, or at most
+#: :data:`HEADER_GEOMETRY_TOLERANCE_VOXELS` of the smallest voxel size if that is more. The float32 header fields
+#: round a well-conditioned geometry by about 1e-4 mm over 500 mm, but a qform rotation near 180 degrees (quaternion
+#: ``a`` near 0) loses up to a few hundredths of a mm over a field of view; a twentieth of a voxel moves no voxel
+#: centre noticeably for any resampling, while forms that really disagree are a voxel or more apart.
 HEADER_GEOMETRY_TOLERANCE_MM = 1e-2
+HEADER_GEOMETRY_TOLERANCE_VOXELS = 0.05
+#: A grid wider than this (mm) along any axis is no scan: its header's units or dims are wrong.
+MAX_GRID_EXTENT_MM = 10_000.0
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -383,7 +389,8 @@ def check_header_geometry(geometry: NiftiGeometry, info: VolumeInfo) -> None:
 
     nibabel and FSL use the sform when ``sform_code > 0`` (else the qform); ITK prefers the sform only when it is a
     rotation with the ``pixdim`` voxel sizes, and otherwise mixes in the qform or ``pixdim``. Where the forms (or ITK's
-    reading of them) disagree by more than :data:`HEADER_GEOMETRY_TOLERANCE_MM`, the spacing the model is given and the
+    reading of them) disagree by more than a twentieth of a voxel (at least
+    :data:`HEADER_GEOMETRY_TOLERANCE_MM`), the spacing the model is given and the
     place a viewer shows the voxels depend on the tool, so the header is refused. A header without any form
     (both codes 0) has no world geometry to disagree with and is accepted: every tool falls back to ``pixdim``.
 
@@ -398,6 +405,9 @@ def check_header_geometry(geometry: NiftiGeometry, info: VolumeInfo) -> None:
         return
     size_xyz = tuple(reversed(info.shape))[:3]
     unit = geometry.unit_mm
+    _check_grid_extent(geometry, size_xyz, info.path)
+    voxel_mm = min(abs(float(v)) * unit for v in geometry.pixdim[1:4])
+    tolerance = max(HEADER_GEOMETRY_TOLERANCE_MM, HEADER_GEOMETRY_TOLERANCE_VOXELS * voxel_mm)
     forms = {}
     for name, code, affine in (("sform", geometry.sform_code, geometry.sform_affine),
                                ("qform", geometry.qform_code, geometry.qform_affine)):
@@ -408,7 +418,7 @@ def check_header_geometry(geometry: NiftiGeometry, info: VolumeInfo) -> None:
     fix = "fix the header so that both give the same grid, e.g. with fslorient -copysform2qform or -copyqform2sform"
     if len(forms) == 2:
         shift = _largest_shift(forms["sform"], forms["qform"], size_xyz)
-        if shift > HEADER_GEOMETRY_TOLERANCE_MM:
+        if shift > tolerance:
             sheared = " (its sform is sheared, which ITK cannot represent)" if _is_sheared(forms["sform"]) else ""
             raise ValueError(
                 f"{info.path}: the qform and the sform of the header place the voxels up to {shift:.3g} mm apart"
@@ -417,7 +427,7 @@ def check_header_geometry(geometry: NiftiGeometry, info: VolumeInfo) -> None:
     itk = _itk_affine_ras(info)
     for name, affine in forms.items():
         shift = _largest_shift(itk, affine, size_xyz)
-        if shift > HEADER_GEOMETRY_TOLERANCE_MM:
+        if shift > tolerance:
             sizes = tuple(round(float(v), 5) for v in np.linalg.norm(affine[:3, :3], axis=0))
             pixdim = tuple(round(float(v) * unit, 5) for v in geometry.pixdim[1:4])
             if not np.allclose(sizes, pixdim, rtol=0, atol=1e-4):  # ITK then takes pixdim as the spacing
@@ -430,6 +440,30 @@ def check_header_geometry(geometry: NiftiGeometry, info: VolumeInfo) -> None:
                 f"{info.path}: ITK reads a voxel grid up to {shift:.3g} mm away from the header's {name}; expected a "
                 f"{name} that ITK can read as it is (an orthogonal matrix with the pixdim voxel sizes)"
             )
+
+
+def _check_grid_extent(geometry: NiftiGeometry, size_xyz: tuple[int, ...], path: Path | None) -> None:
+    """A header whose grid spans more than :data:`MAX_GRID_EXTENT_MM` describes no scan: say what makes it so (the
+    units, e.g. mm values under a metre unit, or the dims) instead of the geometry disagreements it causes.
+
+    Raises:
+        ValueError: naming the file, the dims, the voxel sizes with their unit and the extent.
+    """
+    unit = geometry.unit_mm
+    sizes = [abs(float(v)) for v in geometry.pixdim[1:4]]
+    extent = max(n * size * unit for n, size in zip(size_xyz, sizes))
+    if extent <= MAX_GRID_EXTENT_MM:
+        return
+    dims = "x".join(str(n) for n in size_xyz)
+    shown = ", ".join(f"{size:g}" for size in sizes)
+    if geometry.unit_name == "m" and max(sizes) * unit > 100.0:
+        why = (f"the header's spatial unit is metres, so its voxel sizes ({shown}) are {max(sizes) * unit:g} mm and "
+               "more; expected sizes in the header's unit (probably mm values under a metre unit: set xyzt_units to "
+               "mm, e.g. with nibabel's header.set_xyzt_units('mm'))")
+    else:
+        why = f"expected a scan at most {MAX_GRID_EXTENT_MM / 1000:g} m across (check the header's dims and pixdim)"
+    raise ValueError(f"{path}: the header describes {dims} voxels of {shown} {geometry.unit_name}, a grid "
+                     f"{extent / 1000:.3g} m across; {why}")
 
 
 def to_sitk(volume: Volume) -> sitk.Image:

@@ -239,4 +239,17 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     q = q * np.sign(np.diag(r))
     if np.linalg.det(q) < 0:
         q[:, 0] = -q[:, 0]
-    return q
+    return qform_safe_rotation(q)
+
+
+def qform_safe_rotation(direction: np.ndarray) -> np.ndarray:
+    """``direction`` (ITK, LPS), or the same axes with two of them reversed if its NIfTI qform would be a rotation
+    near 180 degrees: the qform's quaternion then has ``a`` near 0, which float32 header fields store so coarsely that
+    the qform and the sform disagree by a noticeable part of a voxel. Of the four choices the one with the largest
+    ``a`` (at least 0.5 among the flips) is taken, so every written header reads back with one geometry."""
+    ras = np.diag([-1.0, -1.0, 1.0]) @ direction
+    if 1.0 + np.trace(ras) >= 4 * 0.1**2:  # a = sqrt(1 + trace) / 2 >= 0.1: well conditioned
+        return direction
+    flips = [np.diag(f) for f in ((1.0, -1.0, -1.0), (-1.0, 1.0, -1.0), (-1.0, -1.0, 1.0))]
+    best = max(flips, key=lambda flip: np.trace(ras @ flip))
+    return direction @ best
