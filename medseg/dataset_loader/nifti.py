@@ -614,7 +614,7 @@ def _verify_written(tmp: Path, path: Path, array: np.ndarray) -> None:
     try:
         check_nifti_file(tmp, array)
     except ValueError as err:
-        reason = str(err).replace(str(tmp), "the written file")
+        reason = str(err).replace(f"{tmp}: ", "").split("; expected")[0]  # the advice is for readers
         raise OSError(f"cannot write {path}: the file did not read back complete ({reason}){free_space_note(path)}"
                       ) from err
 

@@ -78,6 +78,13 @@ def atomic_output_path(path: PathLike) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        if err.errno is None or str(path) in str(err):
+            raise
+        # e.g. "[Errno 28] No space left on device" from a copy or a library names no file: name the one asked for
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}{free_space_note(path)}") from err
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

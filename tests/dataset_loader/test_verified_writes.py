@@ -82,7 +82,7 @@ def test_a_write_on_the_source_header_path_is_verified_too(tmp_path, monkeypatch
     reference = read_volume(source)
     real = Path.write_bytes
     monkeypatch.setattr(Path, "write_bytes", lambda self, data: real(self, data[: len(data) // 3]))
-    with pytest.raises(OSError, match=r"label.nii.gz: the file did not read back complete \(the written file: "):
+    with pytest.raises(OSError, match=r"label.nii.gz: the file did not read back complete \(truncated file: "):
         write_volume(tmp_path / "label.nii.gz", np.zeros((2, 8, 8), dtype=np.uint8), reference)
     assert not (tmp_path / "label.nii.gz").exists()
 
@@ -124,6 +124,20 @@ def test_text_and_copy_writes_check_the_bytes_on_disk(tmp_path, monkeypatch):
     with pytest.raises(OSError, match=r"cannot write .*report.json: 9 of 10 bytes reached the disk"):
         medseg_io.atomic_write_text(tmp_path / "report.json", "0123456789")
     assert not (tmp_path / "report.json").exists()
+
+
+def test_a_write_error_that_names_no_file_is_given_the_target_name(tmp_path, monkeypatch):
+    source = tmp_path / "ED_seg.nii.gz"
+    source.write_bytes(b"x" * 100)
+
+    def no_space(src, dst, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(medseg_io.shutil, "copyfile", no_space)
+    with pytest.raises(OSError, match=r"cannot write .*copy.nii.gz: No space left on device; .* MiB free") as info:
+        medseg_io.copy_file_verified(source, tmp_path / "copy.nii.gz")
+    assert info.value.errno == 28
+    assert not list(p for p in tmp_path.iterdir() if p.name != "ED_seg.nii.gz")
 
 
 def test_a_real_full_disk_is_caught(tmp_path):
