@@ -8,8 +8,9 @@ what it was made from (:mod:`medseg.dataset_loader.provenance`):
 
 * ``DIR/raw/provenance.json``: the generator settings (subject counts, data seed, spacing scale), a digest of the
   generator's source code and a digest of the raw files written. If the settings equal the requested ones and the
-  raw files are unchanged, the raw data is kept (not regenerated); otherwise the raw data *and every folder derived
-  from it* are deleted and rebuilt, so raw and preprocessed data never disagree.
+  raw files are unchanged, the raw data is kept (not regenerated). Other settings (e.g. another ``--data-seed``) are
+  refused unless ``--overwrite``; with it, or when the generator's code or the raw files changed, the raw data *and
+  every folder derived from it* are deleted and rebuilt, so raw and preprocessed data never disagree.
 * ``DIR/ACDC``, ``DIR/MM``, ``DIR/ACDC-C``: the digest of the input each was made from and the step's settings
   (e.g. the number of ACDC-C copies). A folder recorded as made from something else is rebuilt.
 

@@ -9,8 +9,9 @@
 # (default 1), PREVIEW (PNG path for a montage, default none), OVERWRITE=1 (regenerate and redo everything, also over
 # folders without a provenance record), NO_PROGRESS=1 (hide progress bars).
 # Result: DIR/raw/{ACDC,MnMs} (raw formats), DIR/ACDC, DIR/MM (+ vendors.csv), DIR/ACDC-C, each with a
-# provenance.json saying what it was made from. Rerunning with the same knobs reuses everything; with other knobs
-# (e.g. another DATA_SEED) the affected folders are rebuilt, so raw and preprocessed data always match.
+# provenance.json saying what it was made from. Rerunning with the same knobs reuses everything (and rewrites files
+# a full disk broke); other generator knobs (e.g. another DATA_SEED) need OVERWRITE=1, which rebuilds the affected
+# folders, so raw and preprocessed data always match.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
