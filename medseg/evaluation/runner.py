@@ -30,7 +30,15 @@ from medseg.utils.paths import check_name
 logger = logging.getLogger(__name__)
 
 #: A warning of :func:`~medseg.evaluation.reports.evaluate_dataset` about a patient whose files could not be read.
-_SKIPPED_PATIENT = re.compile(r"^[^:]+: (patient #\d+) skipped: ")
+_SKIPPED_PATIENT = re.compile(r"^[^:]+: (patient #\d+) skipped: (?:(?:cannot read volume )?(\S+\.nii(?:\.gz)?)\b)?")
+
+
+def _skipped_volume(match: re.Match) -> str:
+    """``<subject>/<file>`` of a skipped patient whose error names its file, else ``patient #<index>``."""
+    if match.group(2):
+        path = Path(match.group(2).rstrip(":"))
+        return f"{path.parent.name}/{path.name}"
+    return match.group(1)
 
 PathLike = str | os.PathLike
 ProgressFactory = Callable[[str, int], Any]  # (description, total) -> object with update() and close()
@@ -294,8 +302,8 @@ def run_tests(
             evaluated += len(result.detailed)
             skipped += test_set.source.patient_number - len(result.detailed) + len(test_set.skipped)
             skipped_names += [f"{name} {volume}" for volume in test_set.skipped if index == 0]
-            skipped_names += [f"{name} {match.group(1)}" for match in map(_SKIPPED_PATIENT.match, result.warnings)
-                              if match and index == 0]
+            skipped_names += [f"{name} {_skipped_volume(match)}" for match in map(_SKIPPED_PATIENT.match,
+                                                                                 result.warnings) if match and index == 0]
             if result.detailed.empty:
                 notes.append(f"{run.label}: {name}: no patient could be evaluated")
                 continue
