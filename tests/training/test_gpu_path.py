@@ -115,7 +115,7 @@ def test_a_cuda_snapshot_continues_on_the_cpu_with_one_warning(tiny_acdc: Path, 
                                                                caplog) -> None:
     save_dir = tmp_path / "saved"
     torch.backends.cudnn.allow_tf32 = True  # PyTorch's default: training must turn it off
-    assert train_single_threaded(cli_args(COOP, tiny_acdc, save_dir, epochs=1)) == 0
+    assert train_single_threaded(cli_args(COOP, tiny_acdc, save_dir, "--device", "cpu", epochs=1)) == 0
     assert torch.backends.cudnn.allow_tf32 is False and torch.backends.cuda.matmul.allow_tf32 is False
     path = run_dir(save_dir) / SNAPSHOT
     snapshot = torch.load(path, weights_only=True)
@@ -128,7 +128,9 @@ def test_a_cuda_snapshot_continues_on_the_cpu_with_one_warning(tiny_acdc: Path, 
     rng["cuda"], rng["cuda_device"] = [torch.zeros(16, dtype=torch.uint8)], 0
     torch.save(snapshot, path)
     caplog.set_level(logging.WARNING)
-    assert train_single_threaded(cli_args(COOP, tiny_acdc, save_dir, "--resume", "auto", epochs=2)) == 0
+    # --device cpu whatever MEDSEG_TEST_DEVICE says: this is the CPU continuation of a GPU run
+    assert train_single_threaded(cli_args(COOP, tiny_acdc, save_dir, "--resume", "auto", "--device", "cpu",
+                                          epochs=2)) == 0
     moved = [r.getMessage() for r in caplog.records if "re-seeded" in r.getMessage()]
     assert len(moved) == 1 and "written on cuda, this run trains on cpu" in moved[0]
     resumed = torch.load(path, weights_only=True)
