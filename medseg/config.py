@@ -61,6 +61,19 @@ PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # learning.precision (medseg exte
 #: tiny spacing resamples a slice to millions of pixels, a huge one to less than one
 SPACING_RANGE_MM = (0.1, 20.0)
 CROP_MULTIPLE = 16  # the networks downsample four times
+#: Largest in-plane crop / pad (pixels): 5x the published 192; a 4000 x 4000 slice would only exhaust memory.
+MAX_CROP = 1024
+
+
+def crop_size_problem(value: object) -> str | None:
+    """The one rule for an in-plane crop size (``data.crop_size``, ``medseg-test --crop_size``, the crop medseg-predict
+    derives from a model's grid): an int, a multiple of :data:`CROP_MULTIPLE`, from 16 to :data:`MAX_CROP`. Returns
+    what is expected when ``value`` breaks it, else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not (
+            CROP_MULTIPLE <= value <= MAX_CROP and value % CROP_MULTIPLE == 0):
+        return (f"a multiple of {CROP_MULTIPLE} from {CROP_MULTIPLE} to {MAX_CROP} (the networks downsample four "
+                "times; larger slices only exhaust memory)")
+    return None
 
 
 def _key(name: str) -> Any:
@@ -125,8 +138,10 @@ class DataConfig:
             value = getattr(self, name)
             _check(len(value) == 3 and all(v > 0 for v in value[:2]) and value[2] == 1, f"data.{name}",
                    "[H, W, 1]: positive H and W and one channel (the slices are single-channel)", list(value))
-        _check(all(v % CROP_MULTIPLE == 0 for v in self.crop_size[:2]), "data.crop_size",
-               f"H and W multiples of {CROP_MULTIPLE} (the networks downsample four times)", list(self.crop_size))
+        crop_problem = next((crop_size_problem(v) for v in self.crop_size[:2] if crop_size_problem(v)), None)
+        _check(crop_problem is None, "data.crop_size", f"H and W each {crop_problem}", list(self.crop_size))
+        _check(all(v <= MAX_CROP for v in self.pad_size[:2]), "data.pad_size", f"H and W at most {MAX_CROP}",
+               list(self.pad_size))
         _check(all(p >= c for p, c in zip(self.pad_size[:2], self.crop_size[:2])), "data.pad_size",
                f"H and W at least those of data.crop_size {list(self.crop_size)} (slices are padded, then cropped)",
                list(self.pad_size))

@@ -20,6 +20,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repository root importable (spec j.23)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from medseg.config import crop_size_problem  # noqa: E402
+from medseg.dataset_loader.ACDC_few_shot_cv_settings import N_FOLDS  # noqa: E402
 from medseg.metrics import SUPPORTED_METRICS  # noqa: E402
 from medseg.utils.cli import ArgumentParser, CommandFailed, run_cli  # noqa: E402
 from medseg.utils.cli import HelpFormatter  # noqa: E402
@@ -27,6 +29,7 @@ from medseg.utils.device import resolve_device  # noqa: E402
 from medseg.utils.memory import tune_allocator  # noqa: E402
 from medseg.utils.precision import configure_tf32, option_error  # noqa: E402
 
+CVALS = range(N_FOLDS)  # the folds medseg-train accepts
 DEFAULT_DATASETS = ["ACDC", "RandomBias", "RandomSpike", "RandomGhosting", "RandomMotion", "MM"]
 
 
@@ -51,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", nargs="+", default=["ED", "ES"], choices=["ED", "ES"],
                         help="cardiac phases to test: ED (end-diastole), ES (end-systole)")
     parser.add_argument("--n_iter", type=int, default=2, help="1 = FTN only, 2 = FTN + STN (default)")
-    parser.add_argument("--cval", type=int, nargs="+", default=None,
-                        help="folds to test (default: every fold found; with {cval} in --methods this is required)")
+    parser.add_argument("--cval", type=int, nargs="+", default=None, choices=CVALS, metavar="{0-4}",
+                        help="folds to test, among 0, 1, 2, 3 and 4 (default: every fold found; with {cval} in --methods "
+                        "this is required)")
     parser.add_argument(
         "--metrics", nargs="+", default=["Dice"], choices=list(SUPPORTED_METRICS),
         help="Dice (always computed), HD (slice-averaged 2D Hausdorff distance, mm), HD95 (3D 95th-percentile "
@@ -95,8 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--n_iter must be >= 1, got {args.n_iter}")
     if args.batch_slices < 1:
         parser.error(f"--batch_slices must be >= 1, got {args.batch_slices}")
-    if args.crop_size < 16 or args.crop_size % 16:
-        parser.error(f"--crop_size must be a multiple of 16 (the network downsamples 16x), got {args.crop_size}")
+    crop_problem = crop_size_problem(args.crop_size)
+    if crop_problem is not None:
+        parser.error(f"--crop_size: expected {crop_problem}, got {args.crop_size}")
+    if len(set(args.datasets)) != len(args.datasets):  # one report folder and one table column per test set
+        repeated = sorted({name for name in args.datasets if args.datasets.count(name) > 1})
+        parser.error(f"--datasets: expected each test set once, got {' '.join(repeated)} more than once")
     if not args.data_root.is_dir():
         parser.error(f"--data_root {args.data_root} does not exist; expected a folder holding ACDC/, ACDC-C/, MM/")
     precision_error = option_error(args.precision, args.device)

@@ -346,9 +346,9 @@ def plan(args: argparse.Namespace, precisions: list[str], data: Path) -> list[tu
 
 
 def main(argv: list[str] | None = None) -> int:
-    from medseg.utils.cli import HelpFormatter
+    from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog="benchmark.py", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, cooperative loop only, layer benchmark at 96^2")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda[:k]")
     parser.add_argument("--data", type=Path, default=REPO / "data" / "synthetic" / "ACDC",
@@ -372,7 +372,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", default=None,
                         help="internal: run the one measurement given as JSON and print its result (default: run "
                              "the whole suite, each measurement in its own process)")
+    parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads: expected an integer >= 1, got {args.threads}")
+    return run_cli(parser.prog, lambda: run_suite(args), args.verbose)
+
+
+def run_suite(args: argparse.Namespace) -> int:
+    """The whole suite (or one --worker measurement, or --render-only); returns 0."""
     if args.worker is not None:
         spec = json.loads(args.worker)
         sys.stdout.write(json.dumps(WORKERS[spec["kind"]](spec)) + "\n")
@@ -383,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     from performance_report import render
 
     if args.render_only:
+        if not args.json.is_file():
+            raise FileNotFoundError(f"--json {args.json}: not found; --render-only rewrites the report from earlier "
+                                    "measurements (run the suite first)")
         results = json.loads(args.json.read_text())
         if results.get("data") != "phantoms (temporary)":
             results["data"] = shown_path(results["data"])
@@ -425,9 +436,13 @@ def shown_path(path: Path | str) -> str:
 def _settings(text: str) -> list[tuple[int, int]]:
     """``'20x96,20x192'`` -> ``[(20, 96), (20, 192)]``."""
     try:
-        return [tuple(int(v) for v in item.lower().split("x", 1)) for item in text.split(",")]  # type: ignore[misc]
+        settings = [tuple(int(v) for v in item.lower().split("x", 1)) for item in text.split(",")]
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected BATCHxSIZE[,BATCHxSIZE...], got {text!r}") from err
+    if any(len(s) != 2 or s[0] < 1 or s[1] < 16 or s[1] % 16 for s in settings):
+        raise argparse.ArgumentTypeError(f"expected BATCHxSIZE[,BATCHxSIZE...] with BATCH >= 1 and SIZE a multiple of "
+                                         f"16, got {text!r}")
+    return settings  # type: ignore[return-value]
 
 
 def _git_commit() -> str:

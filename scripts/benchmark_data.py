@@ -30,7 +30,7 @@ from medseg.dataset_loader.ACDC_few_shot_cv_settings import get_ACDC_split_polic
 from medseg.dataset_loader.cardiac_ACDC_dataset import CardiacACDCDataset  # noqa: E402
 from medseg.dataset_loader.nifti import write_volume  # noqa: E402
 from medseg.dataset_loader.transforms import Transformations  # noqa: E402
-from medseg.utils.cli import HelpFormatter  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 
 logger = logging.getLogger("benchmark_data")
 
@@ -68,12 +68,21 @@ def rate(loader: DataLoader, seconds: float, per_batch: int) -> float:
                 return count * per_batch / (time.perf_counter() - start)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="benchmark_data.py", description=__doc__.splitlines()[0],
+                            formatter_class=HelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("data/synthetic/ACDC"), help="preprocessed ACDC folder")
     parser.add_argument("--seconds", type=float, default=6.0, help="measuring time per configuration")
-    args = parser.parse_args()
+    parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")
+    args = parser.parse_args(argv)
+    if not (0 < args.seconds < float("inf")):
+        parser.error(f"--seconds: expected a finite number > 0, got {args.seconds}")
     logging.basicConfig(level=logging.WARNING)
+    return run_cli(parser.prog, lambda: measure(args), args.verbose)
+
+
+def measure(args: argparse.Namespace) -> int:
+    """The measurements (printed); returns 0."""
     torch.set_num_threads(1)
 
     tmp = None

@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from medseg.utils.cli import HelpFormatter  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 from medseg.utils.memory import keep_freed_memory  # noqa: E402
 
 
@@ -153,8 +153,8 @@ def run(batch: int, size: int, repeats: int, warmup: int) -> dict:
     return {"layers": layers, "losses": losses}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="benchmark_kernels.py", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--batch", type=int, default=8, help="slices per batch")
     parser.add_argument("--size", type=int, default=128, help="input height and width (the layers get the sizes they "
                         "have in the networks: full, half, 1/16 resolution)")
@@ -162,7 +162,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before each measurement")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here (default: stdout only)")
+    parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")
     args = parser.parse_args(argv)
+    for flag in ("batch", "repeats", "threads"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag}: expected an integer >= 1, got {getattr(args, flag)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup: expected an integer >= 0, got {args.warmup}")
+    if args.size < 16 or args.size % 16:
+        parser.error(f"--size: expected a multiple of 16 (the networks downsample four times), got {args.size}")
+    return run_cli(parser.prog, lambda: measure(args), args.verbose)
+
+
+def measure(args: argparse.Namespace) -> int:
+    """Run the layer measurements and print (and write) the JSON; returns 0."""
+    from medseg.utils.io import atomic_write_text
+
     keep_freed_memory()
     torch.set_num_threads(args.threads)
     report = {"batch": args.batch, "size": args.size, "threads": torch.get_num_threads(),
@@ -172,9 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     text = json.dumps(report, indent=1)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        atomic_write_text(args.out, text + "\n")
     sys.stdout.write(text + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -39,7 +39,7 @@ from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTrip
 from medseg.models.blocks import set_compute_precision  # noqa: E402
 from medseg.models.model_util import MaskSpec  # noqa: E402
 from medseg.training.step import train_step  # noqa: E402
-from medseg.utils.cli import HelpFormatter  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 from medseg.utils.device import resolve_device  # noqa: E402
 from medseg.training.guards import NonFiniteGuard  # noqa: E402
 from medseg.training.step import LOSS_KEYS  # noqa: E402
@@ -176,9 +176,21 @@ def _predict_graph(model: AdvancedTripletReconSegmentationModel, images: torch.T
         pred = model.recon_shape(pred, is_label_map=False)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--settings", default="20x192,4x128", help="comma-separated BATCHxSIZE list")
+def _settings(text: str) -> list[tuple[int, int]]:
+    """``'20x192,4x128'`` -> ``[(20, 192), (4, 128)]`` (batch >= 1, size a multiple of 16)."""
+    try:
+        settings = [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",")]
+    except ValueError:
+        settings = []
+    if not settings or any(len(s) != 2 or s[0] < 1 or s[1] < 16 or s[1] % 16 for s in settings):
+        raise argparse.ArgumentTypeError(f"expected BATCHxSIZE[,BATCHxSIZE...] with BATCH >= 1 and SIZE a multiple "
+                                         f"of 16, got {text!r}")
+    return settings  # type: ignore[return-value]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="benchmark_training_step.py", description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--settings", type=_settings, default="20x192,4x128", help="comma-separated BATCHxSIZE list")
     parser.add_argument("--precision", default="fp32",
                         help=f"comma-separated subset of {','.join(PRECISIONS)} (validated for the device)")
     parser.add_argument("--iters", type=int, default=3, help="timed iterations per measurement")
@@ -189,7 +201,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-channels-last", action="store_true", help="use contiguous NCHW activations")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model initialisation and the random batch")
+    parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")
     args = parser.parse_args(argv)
+    if args.iters < 1 or args.warmup < 0:
+        parser.error(f"--iters: expected an integer >= 1 and --warmup >= 0, got {args.iters} and {args.warmup}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads: expected an integer >= 1, got {args.threads}")
+    return run_cli(parser.prog, lambda: measure(parser, args), args.verbose)
+
+
+def measure(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Run every setting and print the JSON report; returns 0."""
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -209,8 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         "python": platform.python_version(), "mallopt": mallopt, "channels_last": not args.no_channels_last,
         "iters": args.iters, "warmup": args.warmup, "results": {},
     }
-    for setting in args.settings.split(","):
-        batch, size = (int(v) for v in setting.lower().split("x"))
+    for batch, size in args.settings:
         for precision in precisions:
             report["results"][f"batch{batch}_{size}x{size}_{precision}"] = measure_setting(
                 batch, size, precision, modes, args.iters, args.warmup, device, not args.no_channels_last, args.seed)
@@ -218,7 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     report["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

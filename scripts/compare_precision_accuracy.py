@@ -33,15 +33,23 @@ def _run(command: list[str], threads: int | None) -> float:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
+    from medseg.utils.cli import CommandFailed
+
     start = time.perf_counter()
-    subprocess.run(command, check=True, cwd=REPO, env=env)
+    done = subprocess.run(command, cwd=REPO, env=env)
+    if done.returncode != 0:
+        raise CommandFailed(f"{Path(command[1]).name} failed with exit code {done.returncode} (its error is above)")
     return (time.perf_counter() - start) / 60
 
 
 def _validation(metrics_csv: Path) -> tuple[float, float, float]:
     """Best and last validation Mean IoU, and the summed training-epoch minutes, from a run's metrics.csv."""
-    with open(metrics_csv, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    from medseg.training.run_files import read_metrics_rows
+
+    if not Path(metrics_csv).is_file():
+        raise FileNotFoundError(f"{metrics_csv}: not found; expected the metrics.csv of a finished run (train it "
+                                "first, without --summarise-only)")
+    rows = read_metrics_rows(Path(metrics_csv))  # a damaged line names the file and the line
     ious = [float(row["iou/val_iou"]) for row in rows]
     return max(ious), ious[-1], sum(float(row["epoch_seconds"]) for row in rows) / 60
 
@@ -104,16 +112,17 @@ def _shown(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from medseg.utils.cli import HelpFormatter
+    from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
+    from medseg.utils.precision import PRECISIONS
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog="compare_precision_accuracy.py", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config", default="cooperative_training", help="file name in config/quickstart/")
     parser.add_argument("--data_root", type=Path, default=REPO / "data" / "synthetic",
                         help="folder holding ACDC/ (training, validation, test), ACDC-C/ and MM/")
     parser.add_argument("--save_dir", type=Path, default=REPO / "saved" / "precision_accuracy",
                         help="runs go to SAVE_DIR/<precision>/")
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"],
-                        help="reference first, the compared precision last")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
+                        help="two or more of fp32, bf16 and fp16: reference first, the compared precision last")
     parser.add_argument("--seed", type=int, default=40, help="the same seed for every precision")
     parser.add_argument("--n_workers", type=int, default=2, help="DataLoader workers of the training runs")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the runs (default: torch's)")
@@ -126,7 +135,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="train and test nothing: rebuild --out from the runs already in --save_dir")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "precision_accuracy.json",
                         help="the comparison as JSON")
+    parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")
     args = parser.parse_args(argv)
+    if len(set(args.precisions)) < 2 or len(set(args.precisions)) != len(args.precisions):
+        parser.error(f"--precisions: expected two or more distinct precisions (reference first), got "
+                     f"{' '.join(args.precisions)}")
+    for flag in ("n_workers", "threads", "crop", "epochs", "batch"):
+        value = getattr(args, flag)
+        if value is not None and value < (0 if flag == "n_workers" else 1):
+            parser.error(f"--{flag}: expected an integer >= {0 if flag == 'n_workers' else 1}, got {value}")
+    if args.crop is not None and args.crop % 16:
+        parser.error(f"--crop: expected a multiple of 16, got {args.crop}")
+    return run_cli(parser.prog, lambda: compare_runs(args), args.verbose)
+
+
+def compare_runs(args: argparse.Namespace) -> int:
+    """Train and test each precision (unless --summarise-only), then write the comparison; returns 0."""
 
     budget = []
     if args.crop is not None:

@@ -54,10 +54,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")
     args = parser.parse_args(argv)
-    for flag in ("crop_size", "subjects", "threads"):
+    for flag in ("subjects", "threads"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             parser.error(f"--{flag}: expected an integer >= 1, got {value}")
+    from medseg.config import crop_size_problem
+
+    crop_problem = crop_size_problem(args.crop_size)  # the rule of medseg-test --crop_size and data.crop_size
+    if crop_problem is not None:
+        parser.error(f"--crop_size: expected {crop_problem}, got {args.crop_size}")
     names = [name for name, _ in args.checkpoint]
     if len(set(names)) != len(names):
         parser.error(f"--checkpoint: model names must be unique, got {names}")

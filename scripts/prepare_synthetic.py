@@ -36,7 +36,7 @@ from medseg.dataset_loader import acdc_preprocess, generate_artefacted_data, mnm
 from medseg.dataset_loader import provenance  # noqa: E402
 from medseg.dataset_loader.ACDC_few_shot_cv_settings import TEST_IDS  # noqa: E402
 from medseg.dataset_loader.preprocessing import broken_files  # noqa: E402
-from medseg.utils.cli import ArgumentParser, HelpFormatter  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 from medseg.utils.paths import check_output_file, check_output_folder  # noqa: E402
 
 
@@ -129,16 +129,14 @@ def prepare_raw(args: argparse.Namespace, derived: list[Path]) -> int:
             print(f"[prepare_synthetic] {raw} was changed after it was generated (its files differ from the record)")
     message = None if args.overwrite else _refuse_unrecorded([raw, *derived])
     if message:
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        raise ValueError(message)
     if record is not None and record["made_from"].get("settings") != wanted["settings"] and not args.overwrite:
         recorded = record["made_from"].get("settings", {})
         changes = ", ".join(f"{key} {recorded.get(key)} -> {value}" for key, value in wanted["settings"].items()
                             if recorded.get(key) != value)
-        print(f"error: {raw} was generated with other settings ({changes}); pass --overwrite to delete it and "
-              f"everything derived from it ({' '.join(str(f) for f in derived if f.exists())}) and regenerate, or "
-              "choose another --out", file=sys.stderr)
-        return 2
+        raise ValueError(f"{raw} was generated with other settings ({changes}); pass --overwrite to delete it and "
+                         f"everything derived from it ({' '.join(str(f) for f in derived if f.exists())}) and "
+                         "regenerate, or choose another --out")
     stale = [f for f in (raw, *derived) if f.exists() and provenance.read_record(f) is not None]
     if stale:
         why = ("changed or incomplete" if record is not None and record["made_from"] == wanted
@@ -211,33 +209,34 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_args(parser, args, _load_generator())
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run_cli(parser.prog, lambda: prepare(args), args.verbose)
+
+
+def prepare(args: argparse.Namespace) -> int:
+    """Generate, preprocess and corrupt (each step reusing what is already complete); returns the exit code."""
     out: Path = args.out
     start = time.perf_counter()
-    try:
-        code = prepare_raw(args, [out / "ACDC", out / "MM", out / "ACDC-C"])
-        if code:
-            return code
-        print(f"[prepare_synthetic] generation: {time.perf_counter() - start:.0f} s")
-        step = time.perf_counter()
-        code = preprocess(args)
-        if code:
-            return code
-        print(f"[prepare_synthetic] preprocessing: {time.perf_counter() - step:.0f} s")
-        step = time.perf_counter()
-        # the published 20 test subjects; a smaller --n-acdc (tests, previews) has only some of them
-        subjects = [pid for pid in TEST_IDS if int(pid) <= args.n_acdc]
-        if not subjects:
-            print(f"[prepare_synthetic] no ACDC test subject among the {args.n_acdc} generated: no ACDC-C")
-            print(f"[prepare_synthetic] done in {time.perf_counter() - start:.0f} s: {out}/{{raw,ACDC,MM}}")
-            return 0
-        cases = rebuilding_stale(out / "ACDC-C", lambda: generate_artefacted_data.generate_acdc_c(
-            out / "ACDC", out / "ACDC-C", subjects=subjects, copies=args.acdc_c_copies, seed=args.data_seed,
-            overwrite=args.overwrite))
-        print(f"[prepare_synthetic] ACDC-C -> {out / 'ACDC-C'}: {len(cases)} case folders, "
-              f"{time.perf_counter() - step:.0f} s")
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    code = prepare_raw(args, [out / "ACDC", out / "MM", out / "ACDC-C"])
+    if code:
+        return code
+    print(f"[prepare_synthetic] generation: {time.perf_counter() - start:.0f} s")
+    step = time.perf_counter()
+    code = preprocess(args)
+    if code:
+        return code
+    print(f"[prepare_synthetic] preprocessing: {time.perf_counter() - step:.0f} s")
+    step = time.perf_counter()
+    # the published 20 test subjects; a smaller --n-acdc (tests, previews) has only some of them
+    subjects = [pid for pid in TEST_IDS if int(pid) <= args.n_acdc]
+    if not subjects:
+        print(f"[prepare_synthetic] no ACDC test subject among the {args.n_acdc} generated: no ACDC-C")
+        print(f"[prepare_synthetic] done in {time.perf_counter() - start:.0f} s: {out}/{{raw,ACDC,MM}}")
+        return 0
+    cases = rebuilding_stale(out / "ACDC-C", lambda: generate_artefacted_data.generate_acdc_c(
+        out / "ACDC", out / "ACDC-C", subjects=subjects, copies=args.acdc_c_copies, seed=args.data_seed,
+        overwrite=args.overwrite))
+    print(f"[prepare_synthetic] ACDC-C -> {out / 'ACDC-C'}: {len(cases)} case folders, "
+          f"{time.perf_counter() - step:.0f} s")
     print(f"[prepare_synthetic] done in {time.perf_counter() - start:.0f} s: {out}/{{raw,ACDC,MM,ACDC-C}}")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,11 +24,23 @@ TOOLS = {
     "mnms_preprocess.py": "medseg/dataset_loader/mnms_preprocess.py",
     "generate_artefacted_data.py": "medseg/dataset_loader/generate_artefacted_data.py",
     "make_synthetic_data.py": "scripts/make_synthetic_data.py",
+    "prepare_synthetic.py": "scripts/prepare_synthetic.py",
+    "visualize_hard_examples.py": "scripts/visualize_hard_examples.py",
+    "corruption_sensitivity.py": "scripts/corruption_sensitivity.py",
+    "phantom_report.py": "scripts/phantom_report.py",
+    "run_robustness_experiment.py": "scripts/run_robustness_experiment.py",
+    "benchmark.py": "scripts/benchmark.py",
+    "benchmark_data.py": "scripts/benchmark_data.py",
+    "benchmark_kernels.py": "scripts/benchmark_kernels.py",
+    "benchmark_training_step.py": "scripts/benchmark_training_step.py",
+    "compare_precision_accuracy.py": "scripts/compare_precision_accuracy.py",
 }
 
 
 def entry_point(tool: str):
     """The ``main(argv)`` of a tool, imported from its file (scripts/ is not a package)."""
+    if str(REPO / "scripts") not in sys.path:  # benchmark.py imports its sibling performance_report
+        sys.path.insert(0, str(REPO / "scripts"))
     spec = importlib.util.spec_from_file_location(f"cli_{tool.replace('-', '_').replace('.', '_')}", REPO / TOOLS[tool])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -48,14 +61,23 @@ def run(tool: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 
 def user_errors(tmp: Path) -> list[tuple[str, list[str], str]]:
-    """(tool, arguments, text the error line must contain): one user error per tool, and a few more."""
+    """(tool, arguments, text the error line must contain): at least one user error per tool."""
     missing = str(tmp / "missing")
     (tmp / "empty").mkdir(exist_ok=True)
+    (tmp / "a_file").write_text("not a folder")
     return [
         ("medseg-train", ["--set", "learning.lr=Infinity", "--device", "cpu"], "'learning.lr': expected a finite"),
         ("medseg-train", ["--json_config_path", missing + ".json"], "missing.json"),
+        ("medseg-train", ["--set", "data.crop_size=[4000,4000,1]", "--device", "cpu"],
+         "config key 'data.crop_size': expected H and W each a multiple of 16 from 16 to 1024"),
         ("medseg-test", ["--methods", f"m={missing}", "--data_root", str(tmp)], "missing"),
         ("medseg-test", ["--runs_dir", missing, "--data_root", str(tmp)], "--runs_dir"),
+        ("medseg-test", ["--methods", f"m={missing}", "--data_root", str(tmp), "--cval", "9"],
+         "argument --cval: invalid choice: 9"),
+        ("medseg-test", ["--methods", f"m={missing}", "--data_root", str(tmp), "--crop_size", "4000"],
+         "--crop_size: expected a multiple of 16 from 16 to 1024"),
+        ("medseg-test", ["--methods", f"m={missing}", "--data_root", str(tmp), "--datasets", "ACDC", "ACDC"],
+         "--datasets: expected each test set once, got ACDC more than once"),
         ("medseg-predict", ["--checkpoint", missing, "--input", missing + ".nii.gz", "--output",
                             str(tmp / "o.nii.gz")], "missing.nii.gz"),
         ("medseg-predict", ["--checkpoint", missing, "--input", str(tmp / "empty"), "--output", str(tmp / "o")],
@@ -64,20 +86,58 @@ def user_errors(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("mnms_preprocess.py", ["--input", str(tmp / "empty"), "--output", str(tmp / "o")], "no subject folders"),
         ("generate_artefacted_data.py", ["--input", missing, "--output", str(tmp / "o")], "missing"),
         ("generate_artefacted_data.py", ["--input", missing, "--output", str(tmp / "o"), "--copies", "0"],
-         "--copies: expected an integer >= 1, got 0"),
+         "--copies: expected an integer >= 1"),
         ("make_synthetic_data.py", ["--out", str(tmp / "o"), "--spacing-scale", "0"],
          "--spacing-scale: expected a finite number > 0, got 0.0"),
         ("make_synthetic_data.py", ["--out", str(tmp / "o"), "--spacing-scale", "inf"], "got inf"),
         ("make_synthetic_data.py", ["--out", str(tmp / "o"), "--workers", "-4"],
          "--workers: expected an integer >= 1, got -4"),
+        ("prepare_synthetic.py", ["--out", str(tmp / "o"), "--workers", "0"], "--workers"),
+        ("visualize_hard_examples.py", ["--checkpoint", missing, "--subject", missing, "--out", str(tmp / "o"),
+                                        "--dpi", "0"], "--dpi: expected an integer from 10 to 1200, got 0"),
+        ("visualize_hard_examples.py", ["--checkpoint", missing, "--subject", missing, "--out", str(tmp / "o"),
+                                        "--prefix", "../../x"], "--prefix: expected a file name prefix without folders"),
+        ("visualize_hard_examples.py", ["--checkpoint", missing, "--subject", missing, "--out", str(tmp / "o"),
+                                        "--prefix", str(tmp / "abs_")], "--prefix: expected a file name prefix"),
+        ("visualize_hard_examples.py", ["--checkpoint", missing, "--subject", missing, "--out",
+                                        str(tmp / "a_file" / "figures")], f"--out {tmp / 'a_file' / 'figures'}: "
+                                        f"expected a folder, but {tmp / 'a_file'} is a file"),
+        ("visualize_hard_examples.py", ["--checkpoint", missing, "--subject", missing, "--out", str(tmp / "o")],
+         f"--checkpoint {missing} does not exist"),
+        ("corruption_sensitivity.py", ["--checkpoint", f"m={tmp}", "--out", str(tmp / "o"), "--crop_size", "4000"],
+         "--crop_size: expected a multiple of 16 from 16 to 1024"),
+        ("phantom_report.py", [str(tmp), "--montage", "0"], "--montage: expected an integer >= 1, got 0"),
+        ("run_robustness_experiment.py", ["--runs", "0:x"], "--runs: expected CVAL:SEED"),
+        ("benchmark.py", ["--render-only", "--json", missing + ".json"], "missing.json: not found"),
+        ("benchmark.py", ["--threads", "0"], "--threads: expected an integer >= 1, got 0"),
+        ("benchmark_data.py", ["--seconds", "0"], "--seconds: expected a finite number > 0"),
+        ("benchmark_kernels.py", ["--size", "100"], "--size: expected a multiple of 16"),
+        ("benchmark_training_step.py", ["--settings", "20x"], "argument --settings: expected BATCHxSIZE"),
+        ("compare_precision_accuracy.py", ["--precisions", "fp32"], "--precisions: expected two or more distinct"),
+        ("compare_precision_accuracy.py", ["--summarise-only", "--save_dir", missing, "--out", str(tmp / "c.json")],
+         "metrics.csv: not found"),
     ]
 
 
+N_CASES = 33
+
+
 def test_every_tool_is_covered(tmp_path: Path) -> None:
-    assert {tool for tool, _, _ in user_errors(tmp_path)} == set(TOOLS)
+    """Every console script of setup.py and every script in scripts/ (with a __main__) has a case, and goes
+    through the one error path (run_cli)."""
+    cases = user_errors(tmp_path)
+    assert len(cases) == N_CASES and {tool for tool, _, _ in cases} == set(TOOLS)
+    setup = (REPO / "setup.py").read_text()
+    console = set(re.findall(r'"([\w-]+)=medseg[\w.]+:main"', setup))
+    assert console and console <= set(TOOLS)
+    scripts = {path.name for path in (REPO / "scripts").glob("*.py") if "__main__" in path.read_text()}
+    assert scripts <= set(TOOLS), scripts - set(TOOLS)
+    for tool, source in TOOLS.items():
+        text = (REPO / source).read_text()
+        assert "run_cli(" in text and ("ArgumentParser(" in text or "build_parser" in text), tool
 
 
-@pytest.mark.parametrize("case", range(13))
+@pytest.mark.parametrize("case", range(N_CASES))
 def test_user_error_is_one_line_without_traceback(tmp_path: Path, case: int, capsys: pytest.CaptureFixture,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)  # the training defaults are relative to the repository root
@@ -85,10 +145,19 @@ def test_user_error_is_one_line_without_traceback(tmp_path: Path, case: int, cap
     capsys.readouterr()
     code = run_in_process(tool, args)  # an escaping exception (a traceback) fails the test
     err = capsys.readouterr().err
-    lines = err.strip().splitlines()
+    lines = [line for line in err.strip().splitlines() if not line.startswith(("WARNING ", "INFO "))]
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith(f"{tool}: error: "), err
     assert expected in lines[0] and "Traceback" not in err
+
+
+def test_the_figure_script_shows_the_traceback_with_verbose(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    capsys.readouterr()
+    code = run_in_process("visualize_hard_examples.py", ["--checkpoint", str(tmp_path / "none"), "--subject",
+                                                         str(tmp_path), "--out", str(tmp_path / "o"), "--verbose"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback (most recent call last)" in err
+    assert err.strip().splitlines()[-1].startswith("visualize_hard_examples.py: error: --checkpoint")
 
 
 @pytest.mark.slow
@@ -170,3 +239,46 @@ def test_cuda_index_beyond_the_devices_and_bad_names(monkeypatch: pytest.MonkeyP
     for bad in ("cudax", "cuda:", "cuda:a", "gpu"):
         with pytest.raises(ValueError, match="unknown device"):
             resolve_device(bad)
+
+
+def test_a_damaged_metrics_csv_names_the_file_and_the_line(tmp_path: Path) -> None:
+    """Resuming a run (MetricsLog) or reading its curve (experiment report) with a garbage line in metrics.csv."""
+    from medseg.experiments.curves import read_curve
+    from medseg.training.run_files import MetricsLog
+
+    path = tmp_path / "metrics.csv"
+    path.write_text("epoch,global_iteration,dice/val_dice\n0,10,0.5\ngarbage\xff,,\n2,30,0.7\n", encoding="utf-8")
+    message = rf"^{path}: line 3: expected a number in column 'epoch', got 'garbage\xff'"
+    with pytest.raises(ValueError, match=message):
+        MetricsLog(path, start_epoch=2)
+    with pytest.raises(ValueError, match=message):
+        read_curve(path)
+    path.write_text("epoch,global_iteration,dice/val_dice\n0,10,0.5\n1,20,high\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{path}: line 3: expected a number in column 'dice/val_dice', got 'high'"):
+        read_curve(path)
+    path.write_bytes(b"epoch,global_iteration\n0,\xff\xfe\n")
+    with pytest.raises(ValueError, match=rf"^{path}: expected UTF-8 CSV text"):
+        MetricsLog(path, start_epoch=1)
+
+
+def test_run_tests_refuses_a_dataset_given_twice_before_any_work(tmp_path: Path) -> None:
+    from medseg.evaluation.runner import run_tests
+    from medseg.evaluation.runs import Run
+
+    run = Run("m", tmp_path / "missing", 0)  # not even looked at: the datasets are checked first
+    with pytest.raises(ValueError, match=r"--datasets: expected each test set once, got \['ACDC', 'ACDC'\]"):
+        run_tests([run], tmp_path, ["ACDC", "ACDC"], tmp_path / "out")
+
+
+def test_one_crop_rule_for_every_tool() -> None:
+    """data.crop_size (medseg-train), medseg-test --crop_size, corruption_sensitivity.py --crop_size and the crop
+    medseg-predict derives from a model's grid share one bound: a multiple of 16 from 16 to 1024."""
+    from medseg.config import crop_size_problem
+    from medseg.evaluation.scan import field_of_view_crop
+
+    assert crop_size_problem(192) is None and crop_size_problem(1024) is None and crop_size_problem(16) is None
+    for bad in (0, 8, 100, 1040, 4000, True, 192.0):
+        assert crop_size_problem(bad) is not None, bad
+    assert field_of_view_crop(2.73438) == (96, 96)
+    with pytest.raises(ValueError, match="a 0.2 mm grid needs a 1312 x 1312 crop .* a multiple of 16 from 16 to 1024"):
+        field_of_view_crop(0.2)

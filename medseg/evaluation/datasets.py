@@ -105,6 +105,14 @@ def build_test_set(name: str, data_root: PathLike, frames: Sequence[str] = ("ED"
         candidates = sorted(p.name for p in folder.iterdir() if p.is_dir())
     notes: list[str] = []
     skipped: list[str] = []
+    for pid in [pid for pid in candidates if not _is_utf8(pid)]:  # reports, tables and logs are UTF-8 text
+        shown = os.fsencode(pid).decode("utf-8", "backslashreplace")
+        note = (f"{name}: subject folder {folder / shown} skipped: expected a UTF-8 folder name (the subject id goes "
+                "into the UTF-8 reports), got undecodable bytes; rename it")
+        logger.warning(note)
+        notes.append(note)
+        skipped.extend(f"{shown}_{frame}" for frame in frames)
+        candidates.remove(pid)
     parts = []
     for frame in frames:
         present = [pid for pid in candidates if _has_frame(folder, pid, frame)]
@@ -153,6 +161,15 @@ def build_test_set(name: str, data_root: PathLike, frames: Sequence[str] = ("ED"
     if name == "MM" and vendors is None:
         notes.append(f"MM: {folder / 'vendors.csv'} not found; no vendor breakdown")
     return TestSet(name, folder, FramesSource(parts), vendors, notes, skipped)
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a file name holding bytes that are not UTF-8 (Python keeps them as surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _header_problem(folder: Path, pid: str, frame: str) -> str | None:

@@ -235,6 +235,8 @@ def run_tests(
         raise ValueError("no run to test: give --methods NAME=DIR or --runs_dir")
     for name in datasets:
         check_name(name, "--datasets")
+    if len(set(datasets)) != len(datasets):  # one report folder and one table column per test set
+        raise ValueError(f"--datasets: expected each test set once, got {list(datasets)}")
     device = device if device is not None else torch.device("cpu")
     metric_names = ["Dice", *[m for m in metric_names if m != "Dice"]]
     check_checkpoints(runs)

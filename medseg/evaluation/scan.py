@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medseg.config import crop_size_problem
 from medseg.dataset_loader.crop import CropInfo, crop_or_pad
 from medseg.dataset_loader.nifti import Volume
 from medseg.dataset_loader.plausibility import RAW_SCAN, check_image_volume
@@ -95,6 +96,10 @@ def field_of_view_crop(spacing_mm: float) -> tuple[int, int]:
     if not 0.1 <= spacing_mm <= 20.0:
         raise ValueError(f"in-plane spacing must be 0.1-20 mm, got {spacing_mm!r}")
     n = max(16, int(round(CROP_SIZE[0] * TARGET_SPACING_XY[0] / spacing_mm / 16.0)) * 16)
+    problem = crop_size_problem(n)
+    if problem is not None:
+        raise ValueError(f"a {spacing_mm:g} mm grid needs a {n} x {n} crop to cover the 262 mm field of view; expected "
+                         f"a crop {problem}")
     return n, n
 
 

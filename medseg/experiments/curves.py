@@ -8,7 +8,6 @@ against the fifth before it (close to 0 = plateau reached).
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -17,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from medseg.training.run_files import read_metrics_rows
 from medseg.utils.io import atomic_output_path
 
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
+
 DICE_KEY, IOU_KEY, LOSS_KEY = "dice/val_dice", "iou/val_iou", "loss/standard/seg"
 
 
@@ -30,14 +31,23 @@ def read_curve(metrics_csv: PathLike) -> dict[str, np.ndarray]:
     path = Path(metrics_csv)
     if not path.is_file():
         return {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_metrics_rows(path)  # a damaged line is an error naming the file and the line
     if not rows:
         return {}
     key = DICE_KEY if all(r.get(DICE_KEY) not in (None, "") for r in rows) else IOU_KEY
 
+    def number(row_index: int, name: str) -> float:
+        value = rows[row_index].get(name)
+        if value in (None, ""):
+            return math.nan
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{path}: line {row_index + 2}: expected a number in column {name!r}, got {value!r} (a "
+                             "damaged metrics.csv: repair or delete that line)") from None
+
     def column(name: str) -> np.ndarray:
-        return np.array([float(r[name]) if r.get(name) not in (None, "") else math.nan for r in rows])
+        return np.array([number(i, name) for i in range(len(rows))])
 
     return {"iteration": column("global_iteration"), "epoch": column("epoch"), "value": column(key),
             "loss": column(LOSS_KEY), "metric": np.array(key)}

@@ -187,6 +187,32 @@ def setup_logging(log_file: Path | DeferredFileHandler | None, level: int = logg
         root.addHandler(handler)
 
 
+def read_metrics_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a ``metrics.csv``, each with an integer ``epoch`` and numeric ``global_iteration``.
+
+    Raises:
+        ValueError: naming the file and the line of a damaged row (or undecodable text).
+    """
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            for row in reader:
+                for key, kind in (("epoch", int), ("global_iteration", float)):
+                    value = row.get(key)
+                    try:
+                        kind(value)
+                    except (TypeError, ValueError):
+                        raise ValueError(f"{path}: line {reader.line_num}: expected a number in column {key!r}, got "
+                                         f"{value!r} (a damaged metrics.csv: repair or delete that line)") from None
+                rows.append(row)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: expected UTF-8 CSV text, got undecodable bytes ({err})") from None
+    except csv.Error as err:
+        raise ValueError(f"{path}: expected CSV text, got {err}") from None
+    return rows
+
+
 class MetricsLog:
     """Every scalar of every epoch, rewritten atomically to ``metrics.csv`` after each epoch.
 
@@ -201,8 +227,7 @@ class MetricsLog:
         self.path = path
         self.rows: list[dict[str, Any]] = []
         if start_epoch > 0 and path.is_file():
-            with open(path, newline="", encoding="utf-8") as handle:
-                self.rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) < start_epoch]
+            self.rows = [row for row in read_metrics_rows(path) if int(row["epoch"]) < start_epoch]
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Add one epoch's row and rewrite the file."""
