@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save_dir", type=Path, default=REPO / "saved" / "precision_accuracy",
                         help="runs go to SAVE_DIR/<precision>/")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
-                        help="two or more of fp32, bf16 and fp16: reference first, the compared precision last")
+                        help=f"two or more of {', '.join(PRECISIONS)}: reference first, the compared precision last")
     parser.add_argument("--seed", type=int, default=40, help="the same seed for every precision")
     parser.add_argument("--n_workers", type=int, default=2, help="DataLoader workers of the training runs")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the runs (default: torch's)")
