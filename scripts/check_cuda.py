@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO / "tests"))  # tiny_data
 
 import torch  # noqa: E402
 
-from medseg.utils.cli import HelpFormatter  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 
 TRAIN = REPO / "medseg" / "train_adv_supervised_segmentation_triplet.py"
 TEST = REPO / "medseg" / "test_ACDC_triplet_segmentation.py"
@@ -412,14 +412,33 @@ def section_ddp_nccl(ws: Workspace) -> str:
 
 # -------------------------------------------------------------------------------------------------------- driver
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog="check_cuda.py", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--keep", type=Path, default=None, help="keep runs, logs and reports in this folder (default: a temporary folder, deleted at the end)")
     parser.add_argument("--size", type=int, default=None,
                         help="image size of the step checks (default: 192 on CUDA, the published crop; 32 on CPU)")
     parser.add_argument("--batch", type=int, default=None, help="batch of the step checks (default: 20 on CUDA, "
                         "the published batch; 2 on CPU)")
     parser.add_argument("--sections", nargs="+", default=None, metavar="NAME", help="run only these sections (default: all, in the order of the list above)")
+    parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")
     args = parser.parse_args(argv)
+    for flag in ("size", "batch"):
+        value = getattr(args, flag)
+        if value is not None and (value < 1 or (flag == "size" and value % 16)):
+            parser.error(f"--{flag}: expected an integer >= 1{' and a multiple of 16' if flag == 'size' else ''}, "
+                         f"got {value}")
+    if args.sections:  # before any work
+        unknown = sorted(set(args.sections) - set(SECTION_NAMES))
+        if unknown:
+            parser.error(f"--sections: unknown sections {unknown}; choose from {list(SECTION_NAMES)}")
+    return run_cli(parser.prog, lambda: run_checks(args), args.verbose)
+
+
+SECTION_NAMES = ("step-fp32", "step-bf16", "step-fp16", "host-reads", "cpu-vs-cuda", "predict-folded", "train-resume",
+                 "cpu-snapshot-on-cuda", "test-gpu-vs-cpu", "ddp-nccl")
+
+
+def run_checks(args: argparse.Namespace) -> int:
+    """Run the selected sections; returns 1 if one failed, else 0."""
     os.environ.setdefault("OMP_NUM_THREADS", "1" if not cuda_available() else os.environ.get("OMP_NUM_THREADS", "4"))
     device = torch.device("cuda" if cuda_available() else "cpu")
     size = args.size or (192 if device.type == "cuda" else 32)
@@ -444,10 +463,8 @@ def main(argv: list[str] | None = None) -> int:
         ("test-gpu-vs-cpu", lambda: section_test_gpu_vs_cpu(ws)),
         ("ddp-nccl", lambda: section_ddp_nccl(ws)),
     ]
+    assert [name for name, _ in sections] == list(SECTION_NAMES)
     if args.sections:
-        unknown = sorted(set(args.sections) - {name for name, _ in sections})
-        if unknown:
-            parser.error(f"unknown sections {unknown}; choose from {[name for name, _ in sections]}")
         sections = [(name, fn) for name, fn in sections if name in args.sections]
     name_of_device = torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU only"
     print(f"check_cuda: torch {torch.__version__}, {name_of_device}, work folder {root}", flush=True)

@@ -34,6 +34,7 @@ TOOLS = {
     "benchmark_kernels.py": "scripts/benchmark_kernels.py",
     "benchmark_training_step.py": "scripts/benchmark_training_step.py",
     "compare_precision_accuracy.py": "scripts/compare_precision_accuracy.py",
+    "check_cuda.py": "scripts/check_cuda.py",
 }
 
 
@@ -43,6 +44,7 @@ def entry_point(tool: str):
         sys.path.insert(0, str(REPO / "scripts"))
     spec = importlib.util.spec_from_file_location(f"cli_{tool.replace('-', '_').replace('.', '_')}", REPO / TOOLS[tool])
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module.main
 
@@ -116,10 +118,11 @@ def user_errors(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("compare_precision_accuracy.py", ["--precisions", "fp32"], "--precisions: expected two or more distinct"),
         ("compare_precision_accuracy.py", ["--summarise-only", "--save_dir", missing, "--out", str(tmp / "c.json")],
          "metrics.csv: not found"),
+        ("check_cuda.py", ["--sections", "warp-drive"], "--sections: unknown sections ['warp-drive']"),
     ]
 
 
-N_CASES = 33
+N_CASES = 34
 
 
 def test_every_tool_is_covered(tmp_path: Path) -> None:
