@@ -254,10 +254,16 @@ class OutputConfig:
     """``output`` section."""
 
     save_epoch_every_num_epochs: int = 100
+    #: medseg extension: every N epochs also keep the best model so far as ``model/best_at_<epoch>`` (0: never),
+    #: for the training-length trend
+    keep_best_every_num_epochs: int = 0
 
     def __post_init__(self) -> None:
         _check(self.save_epoch_every_num_epochs >= 1, "output.save_epoch_every_num_epochs", "an int >= 1",
                self.save_epoch_every_num_epochs)
+        keep = self.keep_best_every_num_epochs
+        _check(isinstance(keep, int) and not isinstance(keep, bool) and keep >= 0, "output.keep_best_every_num_epochs", "an int >= 0 (0: off)",
+               self.keep_best_every_num_epochs)
 
 
 @dataclass(frozen=True)

@@ -65,11 +65,37 @@ def case_seed(seed: int, artefact: str, pid: str, copy: int) -> int:
     return int(np.random.SeedSequence([int(seed), key]).generate_state(2, dtype=np.uint32).view(np.uint64)[0] >> 1)
 
 
-def corrupt_volume(array: np.ndarray, artefact: str) -> np.ndarray:
-    """Steps 2–7 for one ``(Z, H, W)`` image (torch RNG must be seeded by the caller). Returns ``(Z, H, W)`` float32."""
-    cropped, info = crop_or_pad(array.astype(np.float32), CROP_HW)  # (Z, 192, 192)
+def corrupt_volume(array: np.ndarray, artefact: str, crop_hw: tuple[int, int] = CROP_HW) -> np.ndarray:
+    """Steps 2–7 for one ``(Z, H, W)`` image (torch RNG must be seeded by the caller). Returns ``(Z, H, W)`` float32.
+
+    ``crop_hw``: the in-plane field the corruption sees (published: 192 × 192 at the preprocessing grid); on another
+    grid, :func:`grid_crop` keeps the same field of view in millimetres.
+    """
+    cropped, info = crop_or_pad(array.astype(np.float32), crop_hw)  # (Z, 192, 192) at the published grid
     corrupted = corrupt_slice_stack(rescale_slices(cropped), build_corruption(artefact))
     return recover_image(corrupted, info, fill=0).astype(np.float32)
+
+
+def grid_crop(spacing_mm: float, native_spacing_mm: float) -> tuple[int, int]:
+    """The published 192-pixel crop's field of view on a grid of ``spacing_mm`` (e.g. 96 × 96 at 2.73438 mm)."""
+    side = int(round(CROP_HW[0] * native_spacing_mm / spacing_mm))
+    return side, side
+
+
+def corrupt_case(images: dict[str, np.ndarray], artefact: str, pid: str, copy: int, seed: int,
+                 crop_hw: tuple[int, int] = CROP_HW) -> dict[str, np.ndarray]:
+    """One (artefact, subject, copy) case exactly as :func:`generate_acdc_c` draws it: torch's RNG seeded with
+    :func:`case_seed` inside ``fork_rng`` (the caller's RNG untouched), the frames corrupted in the given order.
+
+    Args:
+        images: frame name → ``(Z, H, W)`` clean image, in drawing order (ED before ES).
+    """
+    out = {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(case_seed(seed, artefact, pid, copy))
+        for frame, array in images.items():
+            out[frame] = corrupt_volume(array, artefact, crop_hw)
+    return out
 
 
 def generate_acdc_c(

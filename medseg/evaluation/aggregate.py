@@ -29,6 +29,15 @@ logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 IN_DOMAIN = "ACDC"
+#: Test sets named ``<artefact>_resampled`` (an ACDC-C set corrupted on the native grid and resampled to a coarser
+#: one) are a second, named column beside the set corrupted at the grid; they enter neither ``avg_all`` nor
+#: ``avg_ood``.
+RESAMPLED_SUFFIX = "_resampled"
+
+
+def in_averages(name: str) -> bool:
+    """Whether test set ``name`` enters ``avg_all`` / ``avg_ood`` (not a ``*_resampled`` second column)."""
+    return not name.endswith(RESAMPLED_SUFFIX)
 
 
 @dataclass
@@ -65,8 +74,8 @@ def run_row(entry: RunResults, datasets: Sequence[str]) -> dict[str, float]:
         for metric in other_metrics:
             columns = [c for c in result.metric_columns if c.endswith(f"_{metric}")]
             row[f"{name}_{metric}"] = _nanmean([class_means[c] for c in columns])
-    row["avg_all"] = _nanmean(list(dataset_means.values()))
-    row["avg_ood"] = _nanmean([v for k, v in dataset_means.items() if k != IN_DOMAIN])
+    row["avg_all"] = _nanmean([v for k, v in dataset_means.items() if in_averages(k)])
+    row["avg_ood"] = _nanmean([v for k, v in dataset_means.items() if k != IN_DOMAIN and in_averages(k)])
     return row
 
 
@@ -106,10 +115,14 @@ def aggregate_table(entries: Sequence[RunResults], datasets: Sequence[str]) -> p
 
 def _column_order(datasets: Sequence[str], present: Sequence[str]) -> list[str]:
     order: list[str] = []
+    names = set(datasets)
     for name in datasets:
         order.extend(c for c in present if c == name)
-        order.extend(c for c in present if c.startswith(f"{name}_") and c.endswith("_Dice"))
-        order.extend(c for c in present if c.startswith(f"{name}_") and not c.endswith("_Dice"))
+        # the columns of a test set whose name extends this one (RandomSpike_resampled) are that set's
+        own = [c for c in present if c.startswith(f"{name}_") and c not in names
+               and not any(c.startswith(f"{other}_") for other in names if other != name and other.startswith(name))]
+        order.extend(c for c in own if c.endswith("_Dice"))
+        order.extend(c for c in own if not c.endswith("_Dice"))
     order.extend(c for c in ("avg_all", "avg_ood") if c in present)
     return order
 

@@ -27,6 +27,9 @@ key                        meaning
 ``datasets``               test sets in table order (default ACDC, the four ACDC-C sets, MM)
 ``n_iter``                 test settings (default ``[1, 2]``: FTN alone, FTN + STN)
 ``frames``                 test frames (default ``["ED", "ES"]``)
+``keep_best_every_num_epochs``  every N epochs keep the best model so far (``model/best_at_<epoch>``) and test it
+                           with the last ``n_iter`` after the runs: the training-length trend (default 0: off)
+``precision``              ``learning.precision`` of both methods (``fp32``, ``bf16``; default: the configs' own)
 ========================== ===========================================================================================
 """
 
@@ -70,15 +73,36 @@ class Budget:
     datasets: tuple[str, ...] = DEFAULT_DATASETS
     n_iter: tuple[int, ...] = (1, 2)
     frames: tuple[str, ...] = ("ED", "ES")
+    keep_best_every_num_epochs: int = 0
+    precision: str | None = None
 
     @property
     def resamples(self) -> bool:
         """Whether the data must be resampled to ``spacing_mm`` (it is not the preprocessing spacing)."""
         return abs(self.spacing_mm - NATIVE_SPACING_MM) > SPACING_TOLERANCE_MM
 
+    @property
+    def test_datasets(self) -> tuple[str, ...]:
+        """The test sets of every test: ``datasets``, plus ``<artefact>_resampled`` after each ACDC-C set when the
+        data is resampled (the native-grid corruption resampled, beside the corruption at the grid; see
+        :mod:`medseg.experiments.data`)."""
+        if not self.resamples:
+            return tuple(self.datasets)
+        from medseg.evaluation.aggregate import RESAMPLED_SUFFIX
+
+        out: list[str] = []
+        for name in self.datasets:
+            out.append(name)
+            if name not in ("ACDC", "MM"):
+                out.append(name + RESAMPLED_SUFFIX)
+        return tuple(out)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists)."""
         raw = asdict(self)
+        for key, default in (("keep_best_every_num_epochs", 0), ("precision", None)):
+            if raw[key] == default:  # keys added later: absent when unused, so earlier folders keep their identity
+                del raw[key]
         raw["runs"] = [list(pair) for pair in self.runs]
         for key in ("datasets", "n_iter", "frames"):
             raw[key] = list(raw[key])
@@ -98,7 +122,9 @@ class Budget:
             f"learning.max_iteration={self.max_iteration}",
             f"learning.lr_schedule={self.lr_schedule}",
             f"output.save_epoch_every_num_epochs={self.save_epoch_every_num_epochs}",
-        ]
+        ] + ([f"output.keep_best_every_num_epochs={self.keep_best_every_num_epochs}"]
+             if self.keep_best_every_num_epochs else []) + (
+            [f"learning.precision={self.precision}"] if self.precision is not None else [])
 
 
 def _fail(path: Path, key: str, expected: str, value: Any) -> None:
@@ -125,6 +151,12 @@ def _validate(path: Path, raw: dict[str, Any]) -> Budget:
     for key in ("pad_size", "crop_size", "test_crop_size", "n_epochs", "batch_size", "max_iteration",
                 "save_epoch_every_num_epochs"):
         values[key] = _positive_int(path, raw, key)
+    if "keep_best_every_num_epochs" in raw:
+        keep = raw["keep_best_every_num_epochs"]
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+            _fail(path, "keep_best_every_num_epochs", "an integer >= 0 (0: off)", keep)
+    if "precision" in raw and raw["precision"] not in ("fp32", "bf16", "fp16"):
+        _fail(path, "precision", "one of ['fp32', 'bf16', 'fp16']", raw["precision"])
     for key in ("crop_size", "test_crop_size"):
         if values[key] % 16:
             _fail(path, key, "a multiple of 16 (the network downsamples 16x)", values[key])

@@ -10,6 +10,15 @@ A budget whose ``spacing_mm`` differs from the preprocessing spacing gets a copy
 subjects of its splits, every ACDC-C case and every M&Ms subject) resampled in-plane with the preprocessing's own
 resampler (linear for images, nearest neighbour for labels, z kept), written file by file atomically and verified, so
 an interrupted copy resumes where it stopped and a broken file (a full disk) is rewritten on the next call.
+
+ACDC-C at the budget grid (copy version 3): the published corruption recipe
+(:func:`medseg.dataset_loader.generate_artefacted_data.corrupt_case`: same artefact parameters, same per-case seeds
+from the ACDC-C folder's ``provenance.json``, default 0, same frame order) is applied to the resampled clean ACDC
+images, with the published 192-pixel crop's field of view (96 × 96 at 2.73438 mm), so a spike's stripes, a ghost's
+spacing and a motion's displacement are drawn at the model's resolution (the motion's and ghosts' parameters are in
+pixels, as published, so they are the same number of the model's pixels). These sets keep the names
+(``ACDC-C/RandomSpike`` ...). The native-grid sets resampled to the grid (anti-aliased, which low-passes a spike's
+fine stripes away) stay as a second, named column ``ACDC-C/<artefact>_resampled``, outside ``avg_ood``.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from medseg.dataset_loader import provenance
 from medseg.dataset_loader.ACDC_few_shot_cv_settings import get_ACDC_split_policy
 from medseg.dataset_loader.nifti import nifti_file_problem, read_volume, write_volume
 from medseg.dataset_loader.preprocessing import resample_in_plane
+from medseg.evaluation.aggregate import RESAMPLED_SUFFIX
 from medseg.evaluation.datasets import dataset_folder
 from medseg.utils.io import copy_file_verified, ensure_writable_dir
 
@@ -119,7 +129,20 @@ def fingerprint(data_root: PathLike, files: Sequence[Path]) -> str:
 #: How the copy is resampled; ``version`` is checked before an existing copy is reused (version 1 had no
 #: anti-aliasing filter, which aliased fine artefact stripes into coarse bands on the 2x coarser grid).
 RESAMPLING: dict[str, Any] = {"images": "linear after a Gaussian anti-aliasing filter, sigma = f - 1 px",
-                              "labels": "nearest", "z": "kept", "version": 2}
+                              "labels": "nearest", "z": "kept",
+                              "ACDC-C": "the published corruption applied at the grid to the resampled clean images "
+                                        "(same seeds and parameters, the 192-px field of view); the native-grid sets "
+                                        "resampled as <artefact>" + RESAMPLED_SUFFIX,
+                              "version": 3}
+#: What each older version lacked (the refusal of a folder made with it says so).
+OLDER_VERSIONS = {1: "no anti-aliasing filter", 2: "ACDC-C corrupted on the native grid and then resampled only"}
+
+
+def copy_path(rel: Path) -> Path:
+    """Where a source file goes in the resampled copy: ACDC-C sets under ``<artefact>_resampled``, the rest as is."""
+    if rel.parts[0] == "ACDC-C" and len(rel.parts) > 2:
+        return Path("ACDC-C", rel.parts[1] + RESAMPLED_SUFFIX, *rel.parts[2:])
+    return rel
 
 
 def resample_copy(
@@ -140,7 +163,7 @@ def resample_copy(
     written = 0
     broken: list[str] = []
     for rel in files:
-        src, dst = src_root / rel, dst_root / rel
+        src, dst = src_root / rel, dst_root / copy_path(rel)
         problem = _copy_problem(src, dst)
         if problem is not None:
             if dst.is_file():
@@ -158,12 +181,14 @@ def resample_copy(
     if broken:
         logger.warning("resampled copy %s: rewrote %d broken file(s): %s", dst_root, len(broken),
                        "; ".join(broken[:5]) + (" ..." if len(broken) > 5 else ""))
+    cases = corrupt_at_grid(src_root, dst_root, files, spacing_mm)
+    written += cases
     for top in sorted({rel.parts[0] for rel in files}):
         if not written and (dst_root / top / provenance.PROVENANCE_FILE).is_file():
             continue  # nothing changed: the record stays as it is (as its modification time)
         record_copy(src_root, dst_root, top, [rel for rel in files if rel.parts[0] == top], spacing_mm)
-    logger.info("resampled copy at %.5f mm: %d of %d files written under %s", spacing_mm, written, len(files),
-                dst_root)
+    logger.info("resampled copy at %.5f mm: %d of %d files written under %s (%d ACDC-C cases drawn at the grid)",
+                spacing_mm, written, len(files), dst_root, cases)
     return written
 
 
@@ -174,6 +199,62 @@ def _copy_problem(src: Path, dst: Path) -> str | None:
     if dst.name == VENDORS_FILE:
         return None if filecmp.cmp(src, dst, shallow=False) else f"{dst}: differs from {src}"
     return nifti_file_problem(dst)
+
+
+def acdc_c_seed(data_root: PathLike) -> int:
+    """The base seed the ACDC-C folder of ``data_root`` was generated with (its ``provenance.json``; default 0, the
+    generator's default, when the folder has no record)."""
+    record = provenance.read_record(Path(data_root) / "ACDC-C")
+    settings = (record or {}).get("made_from", {}).get("settings", {})
+    seed = settings.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"{Path(data_root) / 'ACDC-C' / provenance.PROVENANCE_FILE}: settings.seed is not an integer "
+                         f"({seed!r})")
+    return seed
+
+
+def corrupt_at_grid(src_root: Path, dst_root: Path, files: Sequence[Path], spacing_mm: float) -> int:
+    """For every ACDC-C case ``<artefact>/<pid>_<j>`` among ``files``: the published corruption of the resampled clean
+    ``ACDC/<pid>`` images (already in ``dst_root``), drawn with the case's seed, written to
+    ``dst_root/ACDC-C/<artefact>/<pid>_<j>/`` with the resampled clean labels. Returns the number of cases written
+    (cases whose files exist and read back whole are kept).
+
+    Raises:
+        FileNotFoundError: the clean subject of a case is not in the copy (naming it).
+    """
+    from medseg.dataset_loader.generate_artefacted_data import corrupt_case, grid_crop
+    from medseg.experiments.budgets import NATIVE_SPACING_MM
+
+    cases: dict[tuple[str, str], list[str]] = {}
+    for rel in files:
+        if rel.parts[0] == "ACDC-C" and len(rel.parts) == 4 and rel.name.endswith("_img.nii.gz"):
+            cases.setdefault((rel.parts[1], rel.parts[2]), []).append(rel.name.split("_", 1)[0])
+    if not cases:
+        return 0
+    seed = acdc_c_seed(src_root)
+    crop = grid_crop(spacing_mm, NATIVE_SPACING_MM)
+    written = 0
+    for (artefact, case), frames in sorted(cases.items()):
+        pid, _, copy = case.rpartition("_")
+        if not pid or not copy.isdigit():
+            raise ValueError(f"ACDC-C case folder {src_root / 'ACDC-C' / artefact / case}: expected <pid>_<copy>")
+        out = dst_root / "ACDC-C" / artefact / case
+        order = [f for f in ("ED", "ES") if f in frames] + sorted(f for f in frames if f not in ("ED", "ES"))
+        if all(nifti_file_problem(out / f"{f}_{k}.nii.gz") is None for f in order for k in ("img", "seg")):
+            continue  # whole (a file broken by a full disk is drawn again: the case's seed gives the same image)
+        written += 1
+        clean = {}
+        for frame in order:
+            path = dst_root / "ACDC" / pid / f"{frame}_img.nii.gz"
+            if not path.is_file():
+                raise FileNotFoundError(f"ACDC-C at the grid: the clean image of case {artefact}/{case} is missing: "
+                                        f"{path}")
+            clean[frame] = read_volume(path)
+        corrupted = corrupt_case({f: v.array for f, v in clean.items()}, artefact, pid, int(copy), seed, crop)
+        for frame in order:
+            write_volume(out / f"{frame}_img.nii.gz", corrupted[frame], reference=clean[frame])
+            copy_file_verified(dst_root / "ACDC" / pid / f"{frame}_seg.nii.gz", out / f"{frame}_seg.nii.gz")
+    return written
 
 
 def record_copy(src_root: Path, dst_root: Path, top: str, files: Sequence[Path], spacing_mm: float) -> Path:

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from medseg.evaluation.aggregate import in_averages
 from medseg.evaluation.reports import read_vendors
-from medseg.experiments import curves, run_stats
+from medseg.experiments import curves, figures, run_stats, trend
 from medseg.experiments.paired_test import paired_tests
 from medseg.experiments.report import IterResults, ReportInputs, render
 from medseg.experiments.state import ExperimentState
@@ -80,7 +81,8 @@ def _iter_results(request: ExperimentRequest, plan: Plan, volumes: pd.DataFrame,
     baseline, method = list(budget.methods)
     ckpts = {(s.method, s.cval): checkpoint_dir(run_dir(s, budget, plan.save_dir, plan.data_root / "ACDC"))
              for s in plan.specs}
-    ood = [d for d in budget.datasets if d != "ACDC"]
+    datasets = list(budget.test_datasets)
+    ood = [d for d in datasets if d != "ACDC" and in_averages(d)]
     per_iter = {}
     for n_iter in budget.n_iter:
         part = volumes[volumes["n_iter"] == n_iter] if len(volumes) else volumes
@@ -90,14 +92,14 @@ def _iter_results(request: ExperimentRequest, plan: Plan, volumes: pd.DataFrame,
             continue
         folder = request.out_dir / f"n_iter_{n_iter}"
         entries = run_entries(part, list(budget.methods), ckpts)
-        table, paths = write_summary(entries, budget.datasets, folder, n_iter, notes)
-        values = run_stats.run_values(part, budget.datasets, vendors)
+        table, paths = write_summary(entries, datasets, folder, n_iter, notes)
+        values = run_stats.run_values(part, datasets, vendors)
         res = IterResults(table, vendor_table(part, vendors, list(budget.methods)),
-                          paired_tests(part, baseline, method, budget.datasets, vendors),
+                          paired_tests(part, baseline, method, datasets, vendors),
                           relative_improvement(table, baseline, method), per_run_relative(part, baseline, method, ood),
                           {k: v for k, v in paths.items() if k in ("csv", "png")}, cvals,
                           run_tests=run_stats.run_level_tests(values, baseline, method,
-                                                              [*budget.datasets, "avg_all", "avg_ood"]),
+                                                              [*datasets, "avg_all", "avg_ood"]),
                           gain=run_stats.relative_gain(values, baseline, method),
                           run_table=run_stats.per_run_table(values, baseline, method),
                           penalties=run_stats.vendor_penalties(values, baseline, method))
@@ -154,7 +156,8 @@ def _test_command(request: ExperimentRequest, plan: Plan, spec: RunSpec) -> str:
 
     budget = request.budget
     ckpt = checkpoint_dir(run_dir(spec, budget, plan.save_dir, plan.data_root / "ACDC"))
-    argv = ["--methods", f"{spec.method}={ckpt}", "--data_root", str(plan.data_root), "--datasets", *budget.datasets,
+    argv = ["--methods", f"{spec.method}={ckpt}", "--data_root", str(plan.data_root),
+            "--datasets", *budget.test_datasets,
             "--frames", *budget.frames, "--n_iter", str(budget.n_iter[-1]), "--crop_size", str(budget.test_crop_size),
             "--output_dir", str(test_dir(request.out_dir, spec, budget.n_iter[-1]))]
     return shell_command(TEST_SCRIPT, argv)
@@ -204,8 +207,8 @@ def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState
         files.append(_write_csv(vendors, out_dir / "MM_vendors.csv"))
     per_iter = _iter_results(request, plan, volumes, notes, vendors)
     for res in per_iter.values():
-        files += [res.figures[k] for k in ("csv", "run_level", "per_run", "penalties", "vendors", "wilcoxon", "relative")
-                  if k in res.figures]
+        files += [res.figures[k] for k in ("csv", "run_level", "per_run", "penalties", "vendors", "wilcoxon",
+                                           "relative") if k in res.figures]
     plateau, curve_figures, plateau_csv = _curves(request, plan)
     if saved is not None and saved.plateau is not None and plateau.empty:
         plateau = saved.plateau
@@ -228,6 +231,9 @@ def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState
                                                                 request.options)),
         test_command=_test_command(request, plan, first), files=files, notes=notes,
         method_difference=_method_difference(plan, budget), provenance=list(saved.provenance) if saved else [])
+    if budget.resamples and (plan.data_root / "ACDC-C").is_dir():
+        inputs.acdc_c_figure = figures.acdc_c_columns_figure(plan.data_root, out_dir / "figures" / "acdc_c_columns.png")
+    trend.trend_section(request, plan, inputs, state)
     report = out_dir / "RESULTS.md"
     atomic_write_text(report, render(inputs, lambda p: Path(os.path.relpath(p, out_dir)).as_posix()))
     if request.results_md is not None:

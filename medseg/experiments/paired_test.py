@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from medseg.evaluation.aggregate import in_averages
 from medseg.experiments.tables import vendor_volumes, with_mean_dice
 
 IN_DOMAIN = "ACDC"
@@ -78,8 +79,9 @@ def paired_tests(volumes: pd.DataFrame, baseline: str, method: str, datasets: Se
     groups: list[tuple[str, pd.Series]] = [(d, wide["dataset"] == d) for d in datasets]
     mm = wide[wide["dataset"] == "MM"]
     groups += [(f"MM/{v}", (wide["dataset"] == "MM") & (wide["vendor"] == v)) for v in sorted(mm["vendor"].unique())]
-    groups += [("all", wide["dataset"].isin(list(datasets))),
-               ("ood", wide["dataset"].isin([d for d in datasets if d != IN_DOMAIN]))]
+    averaged = [d for d in datasets if in_averages(d)]  # the *_resampled second columns stay out of the pools
+    groups += [("all", wide["dataset"].isin(averaged)),
+               ("ood", wide["dataset"].isin([d for d in averaged if d != IN_DOMAIN]))]
     rows = []
     for column, mask in groups:
         part = wide[mask]

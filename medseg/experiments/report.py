@@ -58,6 +58,8 @@ class ReportInputs:
     method_difference: tuple[str, ...] = ("learning.latent_DA",)
     provenance: list[str] = field(default_factory=list)  # where a rebuilt report's numbers come from
     extra_sections: list[str] = field(default_factory=list)  # Markdown appended before "Files" (e.g. the trend)
+    acdc_c_figure: Path | None = None  # the two ACDC-C columns side by side (a resampled copy only)
+    figures: list[tuple[str, str, Path]] = field(default_factory=list)  # (heading, text, PNG) sections before "Files"
 
     @property
     def is_paper_comparison(self) -> bool:
@@ -236,6 +238,13 @@ def run_level_markdown(res: IterResults, baseline: str, method: str) -> list[str
     return parts
 
 
+def _has_resampled_columns(inputs: ReportInputs) -> bool:
+    """Whether the results hold a ``*_resampled`` ACDC-C column (a copy that draws ACDC-C at the grid)."""
+    from medseg.evaluation.aggregate import RESAMPLED_SUFFIX
+
+    return any(str(c).endswith(RESAMPLED_SUFFIX) for res in inputs.per_iter.values() for c in res.table.columns)
+
+
 def _int(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -269,7 +278,8 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
         ["test crop", f"{budget.test_crop_size} px ({budget.test_crop_size * budget.spacing_mm:.0f} mm)"],
         ["epochs, batch, lr, max iterations",
          f"{budget.n_epochs}, {budget.batch_size}, {budget.lr:g}, {budget.max_iteration}"],
-        ["test sets", ", ".join(budget.datasets)],
+        ["test sets", ", ".join(budget.test_datasets if _has_resampled_columns(inputs) or not inputs.per_iter
+                                else budget.datasets)],
         ["test settings", ", ".join(f"n_iter {n}" for n in budget.n_iter)],
         ["methods", ", ".join(f"{k}: `config/{v}`" for k, v in budget.methods.items())],
     ]))
@@ -280,7 +290,7 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
               f"Code: {', '.join(f'`{c}`' for c in inputs.commits) or 'not recorded here'}.",
               "Compute (wall clock, sum over tasks; a shared machine inflates it): "
               + (", ".join(f"{k} {v / 60:.1f} min" for k, v in inputs.seconds.items()) or "not recorded") + ".",
-              *([""] + inputs.provenance if inputs.provenance else []), "",
+              *([""] + [f"- {line}" for line in inputs.provenance] if inputs.provenance else []), "",
               "## Headline", "", *headline(inputs, baseline, method)]
     for n_iter in sorted(inputs.per_iter, reverse=True):
         res = inputs.per_iter[n_iter]
@@ -289,7 +299,7 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
         parts += ["", f"## Mean Dice per test set, n_iter = {n_iter} ({what})", "",
                   f"**{covered}.** Mean over LV, MYO and RV of the patient-wise 3D Dice; `avg_all` = mean over the "
                   f"test sets, `avg_ood` = mean over the out-of-domain ones; {spread_phrase(len(res.cvals))}.", "",
-                  format_table(res.table, main_columns(res.table, list(budget.datasets))), "",
+                  format_table(res.table, main_columns(res.table, list(budget.test_datasets))), "",
                   "Relative improvement of the run-averaged values:", "",
                   markdown_table(["column", baseline, method, "difference", "relative"],
                                  [[r.column, _num(r.baseline), _num(r.method), _num(r.difference),
@@ -331,6 +341,25 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
         parts.append("No training curve: the run folders (`log/metrics.csv`) are not in this experiment folder.")
     for title, figure in inputs.curve_figures:
         parts += ["", f"![{title}]({link(figure)})"]
+    if inputs.budget.resamples and inputs.per_iter and not _has_resampled_columns(inputs):
+        parts += ["", "## ACDC-C at the model's grid", "",
+                  "Not in these results: the runs were tested on a copy made before the ACDC-C sets were drawn at the "
+                  "test grid, so their ACDC-C columns (RandomBias ... RandomMotion) are the native-grid corruptions "
+                  "resampled to the grid (the anti-aliasing filter removes a spike's fine stripes), and `avg_ood` "
+                  "averages them. The columns drawn at the grid exist only after the runs are tested again on a "
+                  "current copy."]
+    elif inputs.budget.resamples:
+        parts += ["", "## ACDC-C at the model's grid", "",
+                  "The ACDC-C columns (RandomBias ... RandomMotion) are the published corruption recipe drawn at the "
+                  f"test grid ({inputs.budget.spacing_mm:g} mm): the same per-case seeds and parameters applied to the "
+                  "resampled clean images with the published crop's field of view, so a spike's stripes are at the "
+                  "model's resolution. The `*_resampled` columns are the native-grid sets resampled to the test grid "
+                  "(the anti-aliasing filter removes a spike's fine stripes and leaves a contrast change); they are a "
+                  "second, named column and enter neither `avg_all` nor `avg_ood`."]
+        if inputs.acdc_c_figure is not None:
+            parts += ["", f"![ACDC-C columns side by side]({link(inputs.acdc_c_figure)})"]
+    for heading, text, figure in inputs.figures:
+        parts += ["", f"## {heading}", "", text, "", f"![{heading}]({link(figure)})"]
     for section in inputs.extra_sections:
         parts += ["", section]
     parts += ["", "## Files", ""] + [f"- [`{link(f)}`]({link(f)}): {_describe(f)}" for f in inputs.files]
@@ -367,7 +396,10 @@ def _describe(path: Path) -> str:
     names = {"summary.csv": "the test script's robustness table (all runs)", "vendors.csv": "per-vendor table",
              "wilcoxon.csv": "volume-level Wilcoxon tests (within-run evidence)",
              "run_level_tests.csv": "paired t-tests over runs (primary)", "per_run.csv": "per-run values",
-             "vendor_penalties.csv": "vendor − ACDC penalty per method", "relative_improvement.csv": "relative improvement",
+             "vendor_penalties.csv": "vendor − ACDC penalty per method",
+             "relative_improvement.csv": "relative improvement",
+             "MM_vendors.csv": "M&Ms vendor of each subject", "trend.csv": "trend: each kept model's values",
+             "trend_means.csv": "trend: means over runs and differences per epoch",
              "volumes.csv": "Dice of every test volume, run and n_iter", "plateau.csv": "training-curve summary"}
     return names.get(path.name, path.name)
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from medseg.evaluation.aggregate import in_averages
 from medseg.experiments.tables import DICE_COLUMNS, vendor_volumes
 
 IN_DOMAIN = "ACDC"
@@ -86,8 +87,9 @@ def run_values(volumes: pd.DataFrame, datasets: Sequence[str], vendors: pd.DataF
             class_means = rows_d[DICE_COLUMNS].astype(float).mean(axis=0)
             means[dataset] = float(np.nanmean(class_means.to_numpy()))
             row[dataset] = means[dataset]
-        row["avg_all"] = float(np.mean(list(means.values()))) if means else math.nan
-        ood = [v for k, v in means.items() if k != IN_DOMAIN]
+        averaged = {k: v for k, v in means.items() if in_averages(k)}
+        row["avg_all"] = float(np.mean(list(averaged.values()))) if averaged else math.nan
+        ood = [v for k, v in averaged.items() if k != IN_DOMAIN]
         row["avg_ood"] = float(np.mean(ood)) if ood else math.nan
         if mm is not None and len(mm):
             own = mm[(mm["method"] == method) & (mm["cval"] == cval)]

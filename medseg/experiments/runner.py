@@ -146,9 +146,10 @@ def _prepare_data(request: ExperimentRequest, plan: Plan, state: ExperimentState
         version = done.get("resampling_version", 1)
         if version != exp_data.RESAMPLING["version"]:
             raise ValueError(
-                f"{plan.data_root} was resampled by an older method (version {version}: no anti-aliasing filter), "
+                f"{plan.data_root} was resampled by an older method (version {version}: "
+                f"{exp_data.OLDER_VERSIONS.get(version, 'unknown')}), "
                 f"and the runs of {request.out_dir} were trained and tested on it; start a new --out folder, or "
-                f"delete {request.out_dir} to redo the experiment on an anti-aliased copy (version "
+                f"delete {request.out_dir} to redo the experiment on a current copy (version "
                 f"{exp_data.RESAMPLING['version']})")
     started = time.perf_counter()
     what = "checking the resampled copy" if made else f"resampling to {request.budget.spacing_mm:g} mm"
@@ -214,6 +215,10 @@ def _run_locked(request: ExperimentRequest, plan: Plan) -> ExperimentResult:
         write_outputs(request, plan, state, complete=False)  # what is finished stays readable
         raise
     left = [t for t in tasks if state.marker(_task_id(*t)) is None]
+    if not left and budget.keep_best_every_num_epochs:
+        from medseg.experiments.trend import run_trend_tests
+
+        ran += run_trend_tests(request, plan, state)  # the training-length trend, after every run is finished
     report = write_outputs(request, plan, state, complete=not left)
     if left:
         logger.info("%d of %d tasks remain: run the same command again to continue", len(left), len(tasks))

@@ -140,20 +140,22 @@ def checkpoint_dir(run_folder: Path) -> Path:
 
 
 def run_test(spec: RunSpec, n_iter: int, run_folder: Path, data_root: PathLike, budget: Budget, out_dir: PathLike,
-             options: RunOptions, progress: Callable[[str, int], Any] | None = None) -> tuple[pd.DataFrame, list[str]]:
+             options: RunOptions, progress: Callable[[str, int], Any] | None = None,
+             checkpoints: Path | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Test one run's best checkpoint on every test set with ``n_iter``.
 
     Writes the test script's files into ``out_dir`` (as ``medseg-test --output_dir out_dir``: ``summary.csv``,
     ``summary.md``, ``dice_boxplot.png`` and the per-dataset reports in ``<method>/<cval>/<dataset>/``) and
-    ``out_dir/volumes.csv``.
+    ``out_dir/volumes.csv``. ``checkpoints``: another checkpoint folder of the run (default its best model).
 
     Returns:
         ``(volumes, notes)``: one row per test volume (columns :data:`VOLUME_COLUMNS`) and the test warnings.
     """
     from medseg.utils.device import resolve_device
 
-    run = Run(spec.method, checkpoint_dir(run_folder), spec.cval)
-    outcome = run_tests([run], data_root, list(budget.datasets), out_dir, frames=list(budget.frames), n_iter=n_iter,
+    run = Run(spec.method, checkpoints or checkpoint_dir(run_folder), spec.cval)
+    outcome = run_tests([run], data_root, list(budget.test_datasets), out_dir, frames=list(budget.frames),
+                        n_iter=n_iter,
                         metric_names=["Dice"], device=resolve_device(options.device),
                         batch_slices=options.batch_slices, progress=progress, reports_dir=out_dir,
                         crop_size=budget.test_crop_size)

@@ -30,7 +30,7 @@ from medseg.training.builders import DataBundle, assemble_batch, build_data, mas
 from medseg.training.distributed import DistContext, convert_sync_batchnorm
 from medseg.training.guards import NonFiniteGuard, TrainingDiverged
 from medseg.training.plots import save_segmentation_plot
-from medseg.training.run_files import LOSS_NAMES, MetricsLog, RunPaths, ScalarLogger, epoch_means
+from medseg.training.run_files import LOSS_NAMES, MetricsLog, RunPaths, ScalarLogger, epoch_means, keep_best_so_far
 from medseg.training.signals import StopRequest, TrainingInterrupted
 from medseg.training.step import LOSS_KEYS, train_step
 from medseg.training.validation import ValidationResult, validate
@@ -330,6 +330,7 @@ class _Run:
             targets.append("best")
         if (epoch + 1) % self.config.output.save_epoch_every_num_epochs == 0 or epoch == 0:
             targets.append(str(epoch))
+        keep_every = self.config.output.keep_best_every_num_epochs
         for name in targets:
             set_aside_reports(self.paths.model_dir / name)
             save_modules(self.model.model, self.paths.model_dir / name / "checkpoints",
@@ -345,6 +346,8 @@ class _Run:
                     num_classes=self.config.segmentation_model.num_classes,
                     title=f"{self.paths.experiment_name}, epoch {epoch}: validation Mean IoU {result.mean_iou:.3f}\n"
                           f"the {len(result.images)} validation slices with the most labelled pixels")
+        if keep_every and (epoch + 1) % keep_every == 0:
+            keep_best_so_far(self.paths.model_dir, epoch + 1)  # the best model after epoch + 1 epochs
 
 
 def resumed_epoch_sums(saved: dict[str, float], is_main: bool) -> dict[str, float]:

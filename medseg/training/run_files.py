@@ -282,3 +282,24 @@ class ScalarLogger:
 def epoch_means(sums: Mapping[str, float], n_iterations: int, names: Sequence[str] = LOSS_NAMES) -> dict[str, float]:
     """Epoch means of the summed per-iteration losses (0.0 for names never reported, e.g. hard losses)."""
     return {name: (sums.get(name, 0.0) / n_iterations if n_iterations else float("nan")) for name in names}
+
+
+def keep_best_so_far(model_dir: Path, epoch: int) -> Path | None:
+    """Copy ``model/best/checkpoints`` to ``model/best_at_<epoch>/checkpoints`` (the best model after ``epoch``
+    epochs, for the training-length trend); written beside and renamed into place, so a folder that exists is whole.
+    Returns the folder, or None when no best model exists yet."""
+    import shutil
+
+    source = model_dir / "best" / "checkpoints"
+    if not source.is_dir():
+        return None
+    target = model_dir / f"best_at_{epoch}" / "checkpoints"
+    partial = target.with_name("checkpoints.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    if target.exists():
+        shutil.rmtree(target)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, partial)
+    partial.rename(target)
+    return target

@@ -108,7 +108,7 @@ def check_outputs(out: Path) -> None:
                 test = out / "tests" / method / f"cval{cval}_seed{seed}" / f"iter_{n_iter}"
                 volumes = pd.read_csv(test / "volumes.csv", dtype={"pid": str})
                 assert volumes.groupby("dataset").size().to_dict() == {
-                    "ACDC": 40, "MM": 8, **{a: 4 for a in ARTEFACTS}}
+                    "ACDC": 40, "MM": 8, **{a: 4 for a in ARTEFACTS}, **{f"{a}_resampled": 4 for a in ARTEFACTS}}
     for n_iter in (1, 2):
         folder = out / f"n_iter_{n_iter}"
         summary = pd.read_csv(folder / "summary.csv")
@@ -119,8 +119,9 @@ def check_outputs(out: Path) -> None:
         assert (folder / "dice_boxplot.png").stat().st_size > 0
         assert (folder / "summary.md").is_file()
         wilcoxon = pd.read_csv(folder / "wilcoxon.csv")
-        assert list(wilcoxon["column"]) == [*DATASETS, "MM/A", "MM/B", "MM/C", "MM/D", "all", "ood"]
-        assert list(wilcoxon["n_volumes"]) == [40, 4, 4, 4, 4, 8, 2, 2, 2, 2, 64, 24]
+        tested = ["ACDC", *[n for a in ARTEFACTS for n in (a, f"{a}_resampled")], "MM"]
+        assert list(wilcoxon["column"]) == [*tested, "MM/A", "MM/B", "MM/C", "MM/D", "all", "ood"]
+        assert list(wilcoxon["n_volumes"]) == [40, *[4] * 8, 8, 2, 2, 2, 2, 64, 24]  # pools: without *_resampled
         vendors = pd.read_csv(folder / "vendors.csv")
         assert sorted(vendors["vendor"].unique()) == ["A", "B", "C", "D"] and set(vendors["n_runs"]) == {3}
         relative = pd.read_csv(folder / "relative_improvement.csv")
@@ -132,14 +133,16 @@ def check_outputs(out: Path) -> None:
     for cval, seed in RUNS:
         assert (out / "curves" / f"cval{cval}_seed{seed}.png").stat().st_size > 0
     assert len(pd.read_csv(out / "curves" / "plateau.csv")) == 6
-    assert len(pd.read_csv(out / "volumes.csv")) == 2 * 3 * 2 * 64
+    assert len(pd.read_csv(out / "volumes.csv")) == 2 * 3 * 2 * (64 + 16)
 
     report = (out / "RESULTS.md").read_text()
     assert "Status: complete (18 tasks)" in report
     for heading in ("## Headline", "## Mean Dice per test set, n_iter = 2", "## Mean Dice per test set, n_iter = 1",
                     "## Training curves", "## Commands", "## Warnings"):
         assert heading in report
-    header = "| method | ACDC | RandomBias | RandomSpike | RandomGhosting | RandomMotion | MM | avg_all | avg_ood |"
+    header = ("| method | ACDC | RandomBias | RandomBias_resampled | RandomSpike | RandomSpike_resampled | "
+              "RandomGhosting | RandomGhosting_resampled | RandomMotion | RandomMotion_resampled | MM | avg_all | "
+              "avg_ood |")
     assert report.count(header) == 2
     assert report.count("| standard | ") >= 2 and report.count("| cooperative | ") >= 2
     assert "The paper's claim" in report and "judged by the run-level tests" in report and "Wilcoxon" in report
@@ -175,11 +178,14 @@ def test_changed_budget_is_refused_and_report_published(data_root: Path, tmp_pat
     # a data copy made by the old resampling (no anti-aliasing filter) is not silently reused
     marker_path = out / "state" / "data.json"
     marker = json.loads(marker_path.read_text())
-    assert marker["resampling_version"] == 2
+    assert marker["resampling_version"] == 3
     old = {k: v for k, v in marker.items() if k != "resampling_version"}
     marker_path.write_text(json.dumps(old))
     assert run(script, data_root, out, "--max_tasks", "0") == 2
     assert "resampled by an older method (version 1" in capsys.readouterr().err
+    marker_path.write_text(json.dumps({**old, "resampling_version": 2}))  # ACDC-C resampled from the native grid only
+    assert run(script, data_root, out, "--max_tasks", "0") == 2
+    assert "(version 2: ACDC-C corrupted on the native grid and then resampled only)" in capsys.readouterr().err
     marker_path.write_text(json.dumps(marker))
 
     published = tmp_path / "docs" / "RESULTS.md"

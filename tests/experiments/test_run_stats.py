@@ -181,3 +181,23 @@ def test_bf16_decision_rule() -> None:
     assert runs_decide({"ci_low_percent": 0.5, "ci_high_percent": 9.0})
     assert not runs_decide({"ci_low_percent": -0.5, "ci_high_percent": 9.0})
     assert not runs_decide({"ci_low_percent": math.nan, "ci_high_percent": math.nan})
+
+
+def test_bf16_decision_script(tmp_path) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("bf16_decision", repo / "scripts" / "bf16_decision.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    fp32 = volumes({0: 0.02, 1: 0.04, 2: 0.06})
+    fp32.to_csv(tmp_path / "fp32.csv", index=False)
+    near = fp32.assign(LV_Dice=fp32["LV_Dice"] + 0.005)  # every value 0.005 higher: neutral
+    near.to_csv(tmp_path / "near.csv", index=False)
+    far = fp32.assign(LV_Dice=fp32["LV_Dice"] - 0.06)  # mean Dice 0.02 lower: not neutral
+    far.to_csv(tmp_path / "far.csv", index=False)
+    assert script.main(["--fp32", str(tmp_path / "fp32.csv"), "--bf16", str(tmp_path / "near.csv")]) == 0
+    assert script.main(["--fp32", str(tmp_path / "fp32.csv"), "--bf16", str(tmp_path / "far.csv")]) == 1
+    assert script.main(["--fp32", str(tmp_path / "fp32.csv"), "--bf16", str(tmp_path / "far.csv"),
+                        "--cval", "5"]) == 2

@@ -1,0 +1,130 @@
+"""The training-length trend: the best model so far at every ``keep_best_every_num_epochs`` epochs of each run
+(``model/best_at_<epoch>``, kept by the training loop), tested with the budget's last ``n_iter`` on every test set
+after the runs, and one figure of in-domain and ``avg_ood`` Dice against epochs for both methods (each run and the
+mean over runs) beside the image decoder's reconstruction quality (``recon/*`` of each run's ``metrics.csv``).
+
+Folder: ``<out>/trend/<method>/cval<k>_seed<s>/epoch_<E>/volumes.csv`` (+ the test script's files); a state marker
+per test (with the checkpoint hash, so a retrained model is tested again); ``<out>/trend/trend.csv`` (per run and
+epoch), ``trend_means.csv`` and ``trend.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from medseg.experiments import figures, run_stats
+from medseg.experiments.state import ExperimentState, hash_files, now
+from medseg.experiments.tasks import RunSpec, run_dir, run_test
+
+if TYPE_CHECKING:
+    from medseg.experiments.report import ReportInputs
+    from medseg.experiments.runner import ExperimentRequest, Plan
+
+logger = logging.getLogger(__name__)
+
+
+def milestones(n_epochs: int, every: int) -> list[int]:
+    """Epoch counts at which the best model so far is kept: ``every, 2 every, ...`` up to ``n_epochs``."""
+    return list(range(every, n_epochs + 1, every)) if every > 0 else []
+
+
+def trend_dir(out_dir: Path, spec: RunSpec, epoch: int) -> Path:
+    return out_dir / "trend" / spec.method / f"cval{spec.cval}_seed{spec.seed}" / f"epoch_{epoch}"
+
+
+def task_id(spec: RunSpec, epoch: int) -> str:
+    return f"trend_{spec.method}_cval{spec.cval}_seed{spec.seed}_epoch{epoch}"
+
+
+def run_trend_tests(request: ExperimentRequest, plan: Plan, state: ExperimentState) -> list[str]:
+    """Test every kept best-so-far model not yet tested (with the budget's last n_iter); returns the tests run."""
+    budget = request.budget
+    n_iter = budget.n_iter[-1]
+    ran = []
+    for spec in plan.specs:
+        folder = run_dir(spec, budget, plan.save_dir, plan.data_root / "ACDC")
+        for epoch in milestones(budget.n_epochs, budget.keep_best_every_num_epochs):
+            checkpoints = folder / "model" / f"best_at_{epoch}" / "checkpoints"
+            files = sorted(checkpoints.glob("*.pth"))
+            if not files:
+                continue  # the run stopped before this epoch (e.g. the iteration cap): nothing to test
+            digest = hash_files(files)
+            tid = task_id(spec, epoch)
+            done = state.marker(tid)
+            if done is not None and done.get("checkpoint_hash") == digest:
+                continue
+            started = time.perf_counter()
+            logger.info("%s: testing the best model after %d epochs", tid, epoch)
+            run_test(spec, n_iter, folder, plan.data_root, budget, trend_dir(request.out_dir, spec, epoch),
+                     request.options, checkpoints=checkpoints)
+            state.mark_done(tid, {"checkpoint_hash": digest, "seconds": round(time.perf_counter() - started, 1),
+                                  "n_iter": n_iter, "finished": now()})
+            state.log(tid, "ran")
+            ran.append(tid)
+    return ran
+
+
+def collect(request: ExperimentRequest, plan: Plan, state: ExperimentState) -> pd.DataFrame:
+    """Per (method, run, epoch): every test set's value, ``avg_all``, ``avg_ood`` (rows ``method, cval, seed, epoch``)."""
+    budget = request.budget
+    frames = []
+    for spec in plan.specs:
+        for epoch in milestones(budget.n_epochs, budget.keep_best_every_num_epochs):
+            path = trend_dir(request.out_dir, spec, epoch) / "volumes.csv"
+            if state.marker(task_id(spec, epoch)) is None or not path.is_file():
+                continue
+            volumes = pd.read_csv(path, dtype={"patient_id": str, "pid": str, "dataset": str})
+            volumes = volumes.assign(method=spec.method, cval=spec.cval, seed=spec.seed)
+            values = run_stats.run_values(volumes, list(budget.test_datasets))
+            frames.append(values.assign(epoch=epoch))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def read_recon(request: ExperimentRequest, plan: Plan) -> dict[str, dict[str, pd.DataFrame]]:
+    """``{method: {run label: metrics.csv}}`` of every run that has a metrics.csv."""
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for spec in plan.specs:
+        path = run_dir(spec, request.budget, plan.save_dir, plan.data_root / "ACDC") / "log" / "metrics.csv"
+        if path.is_file():
+            out.setdefault(spec.method, {})[f"cval {spec.cval}"] = pd.read_csv(path)
+    return out
+
+
+def trend_section(request: ExperimentRequest, plan: Plan, inputs: ReportInputs,
+                  state: ExperimentState | None = None) -> None:
+    """Write the trend tables and figure and add them to the report inputs (nothing when the budget keeps none)."""
+    budget = request.budget
+    if not budget.keep_best_every_num_epochs:
+        return
+    state = state or ExperimentState(request.out_dir)
+    trend = collect(request, plan, state)
+    folder = request.out_dir / "trend"
+    if trend.empty:
+        inputs.extra_sections.append("## Training-length trend\n\nNo kept model has been tested yet (the trend "
+                                     "tests run after every training has finished).")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    trend.to_csv(folder / "trend.csv", index=False, float_format="%.6f")
+    means = figures.trend_means(trend)
+    means.to_csv(folder / "trend_means.csv", index=False, float_format="%.6f")
+    inputs.files += [folder / "trend.csv", folder / "trend_means.csv"]
+    figure = figures.trend_figure(trend, read_recon(request, plan), folder / "trend.png",
+                                  f"Best model so far every {budget.keep_best_every_num_epochs} epochs, n_iter "
+                                  f"{budget.n_iter[-1]} (budget {budget.name})")
+    methods = list(dict.fromkeys(trend["method"]))
+    lines = []
+    if "avg_ood_difference" in means.columns:
+        lines = [f"Mean over runs, {methods[1]} − {methods[0]} per epoch: " + "; ".join(
+            f"epoch {int(r.epoch)}: ACDC {r.ACDC_difference:+.3f}, avg_ood {r.avg_ood_difference:+.3f}"
+            for r in means.itertuples()) + "."]
+    text = ("Each point is the best model (by validation Mean IoU) after that many epochs, tested with n_iter "
+            f"{budget.n_iter[-1]}: thin lines are runs, thick lines the mean over runs. Right: the image decoder's "
+            "reconstruction quality per epoch from each run's metrics.csv (validation PSNR of the clean "
+            "reconstruction; mean |masked − clean| change of the decoded hard examples).")
+    if figure is not None:
+        inputs.figures.append(("Training-length trend", " ".join([text, *lines]), figure))

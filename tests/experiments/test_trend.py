@@ -1,0 +1,89 @@
+"""The training-length trend and the ACDC-C columns end to end on tiny data (one run, two epochs, the best model
+kept every epoch), and the trend figure on constructed numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from tiny_data import write_subjects, write_tiny_acdc, write_tiny_mm
+
+from medseg.experiments.figures import trend_figure, trend_means
+from medseg.experiments.trend import milestones
+
+REPO = Path(__file__).resolve().parents[2]
+ARTEFACTS = ("RandomBias", "RandomSpike", "RandomGhosting", "RandomMotion")
+
+
+def test_milestones() -> None:
+    assert milestones(150, 25) == [25, 50, 75, 100, 125, 150] and milestones(10, 0) == []
+    assert milestones(60, 25) == [25, 50]
+
+
+def test_trend_figure_and_means_on_constructed_data(tmp_path: Path) -> None:
+    rows = []
+    for method, gain in (("standard", 0.0), ("cooperative", 0.03)):
+        for cval in (0, 1, 2):
+            for epoch in (25, 50, 75, 100):
+                rows.append({"method": method, "cval": cval, "seed": 40, "epoch": epoch,
+                             "ACDC": 0.6 + epoch / 1000 + 0.01 * cval, "avg_ood": 0.4 + gain * epoch / 100})
+    trend = pd.DataFrame(rows)
+    means = trend_means(trend).set_index("epoch")
+    assert list(means.index) == [25, 50, 75, 100]
+    assert means.loc[100, "avg_ood_difference"] == pytest.approx(0.03)
+    assert means.loc[50, "ACDC_difference"] == pytest.approx(0.0)
+    assert means.loc[25, "ACDC_standard"] == pytest.approx(0.635)
+    recon = {"standard": {"cval 0": pd.DataFrame({"epoch": np.arange(100), "recon/val_psnr": np.linspace(15, 25, 100),
+                                                  "recon/hard_change": np.linspace(0.01, 0.1, 100)})}}
+    figure = trend_figure(trend, recon, tmp_path / "trend.png", "t")
+    assert figure is not None and figure.stat().st_size > 10_000
+    assert trend_figure(trend.iloc[:0], {}, tmp_path / "none.png", "t") is None
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("trend_layout")
+    shape = (3, 72, 80)
+    write_tiny_acdc(root / "ACDC", shape=shape)
+    for k, artefact in enumerate(ARTEFACTS):
+        write_subjects(root / "ACDC-C" / artefact, ["007_0"], shape=shape, seed=10 + k)
+    write_tiny_mm(root / "MM", n_per_vendor=1, shape=shape)
+    return root
+
+
+@pytest.mark.slow
+def test_trend_budget_end_to_end(data_root: Path, tmp_path: Path, single_thread) -> None:
+    spec = importlib.util.spec_from_file_location("run_exp", REPO / "scripts" / "run_robustness_experiment.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    budget = json.loads((REPO / "config" / "experiment" / "smoke.json").read_text())
+    budget.update(name="smoke_trend", runs=[[0, 40]], n_iter=[2], keep_best_every_num_epochs=1)
+    path = tmp_path / "smoke_trend.json"
+    path.write_text(json.dumps(budget))
+    out = tmp_path / "out"
+    assert script.main(["--budget", str(path), "--data_root", str(data_root), "--out", str(out), "--n_workers", "0",
+                        "--device", "cpu", "--no_progress", "--results_md", str(tmp_path / "docs" / "R.md")]) == 0
+    for method in ("standard", "cooperative"):
+        run = out / "runs" / "train_ACDC_10_n_cls_4" / "ACDC" / f"{method}_training" / "0"
+        metrics = pd.read_csv(run / "log" / "metrics.csv")
+        for column in ("recon/val_mse", "recon/val_psnr", "recon/hard_change"):  # the new columns after a smoke run
+            assert column in metrics.columns and metrics[column].notna().all()
+        assert (metrics["recon/val_mse"] > 0).all() and (metrics["recon/hard_change"] > 0).all()
+        for epoch in (1, 2):
+            assert (run / "model" / f"best_at_{epoch}" / "checkpoints").is_dir()
+            volumes = pd.read_csv(out / "trend" / method / "cval0_seed40" / f"epoch_{epoch}" / "volumes.csv")
+            # the ACDC-C sets drawn at the grid and the resampled native-grid sets are both tested
+            assert {"RandomSpike", "RandomSpike_resampled", "ACDC", "MM"} <= set(volumes["dataset"])
+    trend = pd.read_csv(out / "trend" / "trend.csv")
+    assert len(trend) == 4 and set(trend["epoch"]) == {1, 2}
+    summary = pd.read_csv(out / "n_iter_2" / "summary.csv")
+    assert "RandomSpike_resampled" in summary.columns
+    text = (tmp_path / "docs" / "R.md").read_text()
+    assert "## Training-length trend" in text and "R_figures/trend_trend.png" in text
+    assert "## ACDC-C at the model's grid" in text and "R_figures/figures_acdc_c_columns.png" in text
+    assert "One run: no run-level test is possible" in text
+    assert (tmp_path / "docs" / "R_figures" / "figures_acdc_c_columns.png").stat().st_size > 10_000
