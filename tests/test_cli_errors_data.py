@@ -165,3 +165,17 @@ def test_overwrite_refuses_to_delete_through_a_symlinked_model_folder(tmp_path):
     with pytest.raises(ValueError, match=rf"--overwrite: {run / 'model'} is a symbolic link \(to {elsewhere}\)"):
         clear_results(RunPaths(run_dir=run, experiment_name="x/0"))
     assert (elsewhere / "best" / "keep.pth").read_bytes() == b"weights"
+
+
+def test_acdc_preprocess_names_a_fifo_frame_as_not_a_regular_file(tmp_path, capsys):
+    from medseg.dataset_loader import acdc_preprocess
+
+    patient = tmp_path / "raw" / "patient001"
+    patient.mkdir(parents=True)
+    (patient / "Info.cfg").write_text("ED: 1\nES: 5\n")
+    _fifo(tmp_path)
+    os.mkfifo(patient / "patient001_frame01.nii.gz")
+    code = acdc_preprocess.main(["--input", str(tmp_path / "raw"), "--output", str(tmp_path / "out"),
+                                 "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 1 and "patient001_frame01.nii.gz is a FIFO, not a regular file" in out

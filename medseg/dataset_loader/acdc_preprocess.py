@@ -33,6 +33,7 @@ from medseg.dataset_loader.preprocessing import preprocess_pair, run_subjects, s
 from medseg.dataset_loader.preprocessing import write_subject  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 from medseg.utils.io import ensure_writable_dir  # noqa: E402
+from medseg.utils.paths import path_kind  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,10 @@ def read_info(path: PathLike) -> dict[str, str]:
     """
     path = Path(path)
     if not path.is_file():
+        kind = path_kind(path)
+        if kind != "missing":
+            raise ValueError(f"{path} is {kind}, not a regular file; expected an Info.cfg with 'ED: <frame>' and "
+                             "'ES: <frame>' lines")
         raise FileNotFoundError(f"missing {path}; expected an Info.cfg with 'ED: <frame>' and 'ES: <frame>' lines")
     info: dict[str, str] = {}
     first_line: dict[str, int] = {}
@@ -129,6 +134,10 @@ def frame_files(folder: Path, frame: int) -> tuple[Path, Path]:
         stem = folder / f"{folder.name}_frame{frame:02d}{suffix}"
         candidates = [Path(f"{stem}.nii.gz"), Path(f"{stem}.nii")]
         found = next((p for p in candidates if p.is_file()), None)
+        odd = next((p for p in candidates if path_kind(p) not in ("missing", "a regular file")), None)
+        if found is None and odd is not None:
+            raise ValueError(f"{odd} is {path_kind(odd)}, not a regular file; expected the NIfTI volume of frame "
+                             f"{frame} that Info.cfg of {folder.name} names")
         if found is None:
             raise FileNotFoundError(f"missing {candidates[0]}: Info.cfg of {folder.name} names frame {frame}")
         paths.append(found)

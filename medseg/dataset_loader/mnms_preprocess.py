@@ -37,6 +37,7 @@ from medseg.dataset_loader.preprocessing import preprocess_pair, run_subjects, s
 from medseg.dataset_loader.preprocessing import write_subject  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 from medseg.utils.io import atomic_write_text_if_changed, ensure_writable_dir  # noqa: E402
+from medseg.utils.paths import path_kind  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ def find_metadata_csv(input_dir: PathLike, csv_path: PathLike | None = None) -> 
     """
     if csv_path is not None:
         if not Path(csv_path).is_file():
+            kind = path_kind(csv_path)
+            if kind != "missing":
+                raise ValueError(f"--csv: {csv_path} is {kind}, not a regular file; expected the M&Ms metadata CSV")
             raise FileNotFoundError(f"metadata CSV not found: {csv_path}")
         return Path(csv_path)
     input_dir = Path(input_dir)
