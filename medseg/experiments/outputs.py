@@ -17,7 +17,7 @@ from medseg.evaluation.reports import read_vendors
 from medseg.experiments import curves, figures, run_stats, trend
 from medseg.experiments.paired_test import paired_tests
 from medseg.experiments.report import IterResults, ReportInputs, render
-from medseg.experiments.state import ExperimentState
+from medseg.experiments.state import ExperimentState, now
 from medseg.experiments.tables import (
     finished_runs,
     per_run_relative,
@@ -151,13 +151,14 @@ def _seconds(plan: Plan, state: ExperimentState, n_iters: tuple[int, ...]) -> di
     return seconds
 
 
-def _test_command(request: ExperimentRequest, plan: Plan, spec: RunSpec) -> str:
+def _test_command(request: ExperimentRequest, plan: Plan, spec: RunSpec,
+                  datasets: list[str] | None = None) -> str:
     from medseg.experiments.runner import test_dir
 
     budget = request.budget
     ckpt = checkpoint_dir(run_dir(spec, budget, plan.save_dir, plan.data_root / "ACDC"))
     argv = ["--methods", f"{spec.method}={ckpt}", "--data_root", str(plan.data_root),
-            "--datasets", *budget.test_datasets,
+            "--datasets", *(datasets or budget.test_datasets),
             "--frames", *budget.frames, "--n_iter", str(budget.n_iter[-1]), "--crop_size", str(budget.test_crop_size),
             "--output_dir", str(test_dir(request.out_dir, spec, budget.n_iter[-1]))]
     return shell_command(TEST_SCRIPT, argv)
@@ -216,6 +217,13 @@ def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState
     files.append(plateau_csv)
     manifest = state.manifest()
     invocations = manifest.get("invocations", [])
+    tested: list[str] | None = None
+    if saved is not None:  # the call that rebuilt the report; the tests named the sets the saved volumes hold
+        from medseg.experiments.state import code_version
+
+        invocations = [{"argv": request.argv, "time": now(), "commit": code_version(request.repo_root)}]
+        present = set(saved.volumes["dataset"]) if len(saved.volumes) else set()
+        tested = [d for d in budget.test_datasets if d in present] or None
     n_tasks = len(plan.specs) * (1 + len(budget.n_iter))
     finished = sum(state.marker(s.train_id) is not None for s in plan.specs) + sum(
         state.marker(s.test_id(n)) is not None for s in plan.specs for n in budget.n_iter)
@@ -224,12 +232,13 @@ def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState
         budget=budget, complete=complete, finished_tasks=finished, total_tasks=n_tasks, per_iter=per_iter,
         plateau=plateau, curve_figures=curve_figures,
         seconds=_seconds(plan, state, budget.n_iter) if saved is None else {},
-        commits=list(dict.fromkeys(i.get("commit", "unknown") for i in invocations)), invocations=invocations,
+        commits=list(dict.fromkeys(i.get("commit", "unknown") for i in invocations)) if saved is None else [],
+        invocations=invocations,
         data_root=str(request.data_root), prepared_root=str(plan.data_root),
         fingerprint=manifest.get("identity", {}).get("data_fingerprint", ""),
         train_command=shell_command(TRAIN_SCRIPT, training_argv(first, budget, plan.save_dir, plan.data_root / "ACDC",
                                                                 request.options)),
-        test_command=_test_command(request, plan, first), files=files, notes=notes,
+        test_command=_test_command(request, plan, first, tested), files=files, notes=notes,
         method_difference=_method_difference(plan, budget), provenance=list(saved.provenance) if saved else [])
     if budget.resamples and (plan.data_root / "ACDC-C").is_dir():
         inputs.acdc_c_figure = figures.acdc_c_columns_figure(plan.data_root, out_dir / "figures" / "acdc_c_columns.png")

@@ -363,7 +363,8 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
     for section in inputs.extra_sections:
         parts += ["", section]
     parts += ["", "## Files", ""] + [f"- [`{link(f)}`]({link(f)}): {_describe(f)}" for f in inputs.files]
-    parts += ["", "## Commands", "", "The experiment (each call continues where the previous one stopped):", "",
+    parts += ["", "## Commands", "", ("This report (rebuilt from saved results):" if inputs.provenance else
+                                      "The experiment (each call continues where the previous one stopped):"), "",
               "```bash"] + [_invocation(i) for i in inputs.invocations] + ["```", "",
               "Each training is this command (cval, seed and method vary):", "", "```bash", inputs.train_command,
               "```", "", "Each test is equivalent to:", "", "```bash", inputs.test_command, "```", "",
