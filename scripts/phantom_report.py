@@ -2,7 +2,7 @@
 intensity / gradient statistics, blood-pool variation, heart size; writes a markdown table and figures.
 
 Example:
-    python scripts/phantom_report.py data/synthetic --out docs/phantom/
+    python scripts/phantom_report.py data/synthetic   (writes results/phantom_report/)
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(prog="phantom_report.py", description=__doc__.splitlines()[0],
                             formatter_class=HelpFormatter)
     parser.add_argument("data_dir", help="prepared data folder with ACDC/, MM/ (vendors.csv) and/or ACDC-C/")
-    parser.add_argument("--out", default="docs/phantom", help="output folder for report.md, report.json and figures")
+    parser.add_argument("--out", default="results/phantom_report",
+                        help="output folder for report.md, report.json and figures (git-ignored by default)")
     parser.add_argument("--montage", type=int, default=6, help="subjects per domain montage")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")

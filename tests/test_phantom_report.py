@@ -15,7 +15,8 @@ from medseg.dataset_loader.acdc_preprocess import preprocess_acdc
 from medseg.dataset_loader.mnms_preprocess import preprocess_mnms
 from medseg.dataset_loader.synthetic import SyntheticSettings, generate_dataset
 from medseg.dataset_loader.synthetic_report import dice, feret_diameter, find_domains, otsu_threshold, robust_cov
-from medseg.dataset_loader.synthetic_report import roundness, slice_statistics, threshold_rule
+from medseg.dataset_loader.synthetic_report import central_round_blob, highpass_noise, roundness, slice_statistics
+from medseg.dataset_loader.synthetic_report import threshold_rule
 
 TINY = SyntheticSettings(fov_mm=(260.0, 300.0), spacing_scale=2.5, n_slices=(6, 7), mnms_frames=(4, 5))
 
@@ -71,6 +72,28 @@ def test_helpers():
     assert math.isnan(dice(np.zeros(4, bool), np.zeros(4, bool)))
 
 
+def test_highpass_noise_sees_grain_not_shading():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:192, :192] / 191.0
+    shading = 0.05 + 0.3 * xx + 0.2 * yy**2  # coil-like low-frequency shading only
+    assert highpass_noise(shading) < 1e-3
+    grainy = shading + rng.normal(0.0, 0.02, shading.shape)
+    assert 0.014 < highpass_noise(grainy) < 0.022  # white noise keeps ~85 % of its SD after a 1.5 px high-pass
+    valid = np.zeros(shading.shape, dtype=bool)
+    valid[:, 40:150] = True
+    padded = np.where(valid, grainy, 0.0)  # zero padding beside the image is neither dark tissue nor grain
+    assert 0.014 < highpass_noise(padded, valid) < 0.022
+
+
+def test_central_probe_and_ed_statistics():
+    image, label = _cartoon()
+    image[_disc(image.shape, (24, 24), 10)] = 0.9  # a round vessel far from the centre does not distract it
+    assert dice(central_round_blob(image), label == 1) > 0.95
+    stats = slice_statistics(image, label)
+    assert stats["probe_central_dice"] > 0.95 and stats["grad_p99"] >= stats["grad_p90"]
+    assert stats["median"] == pytest.approx(0.05) and stats["p75"] == pytest.approx(0.05)
+
+
 def test_find_domains_names_the_expected_layout(tmp_path):
     with pytest.raises(FileNotFoundError, match="ACDC/, MM/"):
         find_domains(tmp_path)
@@ -97,7 +120,11 @@ def test_report_cli_on_a_tiny_prepared_set(tmp_path):
     for summary in summaries.values():
         assert 0.0 <= summary["dark"] <= 1.0 and 0.0 < summary["heart_extent"] < 1.0
         assert 0.0 <= summary["lv_dice_best_median"] <= 1.0 and summary["grad_p90"] > 0
+    volumes = json.loads((out / "volumes.json").read_text())
+    assert set(volumes["ACDC"]) == {"DCM"} and volumes["ACDC"]["DCM"]["lv_ED_median"] > 0  # ids 1-2: DCM
+    assert volumes["ACDC"]["DCM"]["lv_ES_median"] < volumes["ACDC"]["DCM"]["lv_ED_median"]
     text = (out / "report.md").read_text()
+    assert "Ventricular volumes per group" in text and "probe round" in text
     assert "| ACDC |" in text and "| ACDC-C/RandomBias |" in text and "![histograms](histograms.png)" in text
     for name in ("histograms.png", "montage_ACDC.png", "montage_MM-B.png", "montage_ACDC-C_RandomBias.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"

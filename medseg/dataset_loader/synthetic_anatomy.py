@@ -48,6 +48,7 @@ class Torso:
     aorta: EllipseSpec
     oesophagus: EllipseSpec
     mediastinal_fat: tuple[EllipseSpec, ...]
+    fat_pads: tuple[tuple[float, float, float, float], ...]  # paracardiac: angle about the LV, semi-axes, tilt
     lung_vessels: np.ndarray  # (N, 5): x, y, radius, drift x, drift y (per mm z)
     arms: tuple[tuple[EllipseSpec, float, float], ...]  # outline, fat thickness, humerus radius
 
@@ -93,7 +94,7 @@ def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float 
     top = int(np.argmin(hy))
     angle = u(0.05, 0.35)  # tilt: the chest wall runs from upper left to lower right
     a_body, b_body = u(165.0, 215.0) * body_scale, u(115.0, 145.0) * body_scale
-    fat_level = u(10.0, 30.0) * body_scale
+    fat_level = u(8.0, 42.0) * body_scale
     fat = np.clip(fat_level * (1.0 + harmonic_profile(rng, (1, 2, 3), u(0.2, 0.45))), 3.0, None).astype(np.float32)
     # Chest-wall muscle: pectoral anteriorly, thin laterally, thick paraspinal muscles behind.
     rel = np.sin(ANGLES - np.float32(angle))
@@ -103,7 +104,7 @@ def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float 
     power = u(2.2, 3.0)
     c, s_ = np.abs(np.cos(ANGLES - angle)), np.abs(np.sin(ANGLES - angle))
     shape = 1.0 + harmonic_profile(rng, (2, 3, 4, 5), u(0.03, 0.06)) - u(0.04, 0.1) * np.clip(rel, 0.0, None) ** 3
-    gap_ant, gap_lat, behind = u(0.0, 5.0), u(20.0, 60.0), u(100.0, 140.0)
+    gap_ant, gap_lat, behind = u(0.0, 5.0), u(10.0, 40.0), u(90.0, 130.0)
     for _ in range(8):  # deepen the body until its back lies ``behind`` mm below the heart
         radius = (((c / a_body) ** power + (s_ / b_body) ** power) ** (-1.0 / power) * shape).astype(np.float32)
         bx, by = _place_body(radius, hx, hy, top, fat, muscle, gap_ant, gap_lat)
@@ -144,7 +145,8 @@ def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float 
     oesophagus = (back_x + u(-4.0, 10.0), vy - vr - u(14.0, 22.0), u(6.0, 9.0), u(4.0, 6.0), u(-0.5, 0.5))
     # Diaphragm / liver below the inferior wall; they meet it from z_contact on.
     n_angle = math.pi / 2 + u(0.1, 0.6)  # the image left of a short-axis slice is more inferior
-    diaphragm = np.array([n_angle, 1.0 / u(250.0, 500.0), u(2.0, 15.0), u(0.0, 0.3) * heart.length + 1.0,
+    # The heart rests on the diaphragm: the dome meets the inferior wall from the base or upper third on.
+    diaphragm = np.array([n_angle, 1.0 / u(250.0, 500.0), u(0.0, 6.0), u(0.0, 0.2) * heart.length + 1.0,
                           u(25.0, 60.0), u(3.0, 5.5)])
     n_lv = int(rng.integers(12, 28))
     liver_vessels = np.stack([rng.uniform(10.0, 90.0, n_lv), rng.uniform(-80.0, 20.0, n_lv),
@@ -152,9 +154,17 @@ def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float 
     st_r = u(28.0, 45.0)
     stomach = (u(30.0, 70.0), u(45.0, 80.0), st_r * u(1.0, 1.4), st_r * u(0.7, 1.0), u(-0.6, 0.6))
     spleen = (u(70.0, 110.0), u(60.0, 100.0), u(25.0, 40.0), u(15.0, 25.0), u(-1.2, -0.4))
-    # Anterior mediastinal fat between the RV and the chest wall.
+    # Anterior mediastinal fat between the RV and the chest wall; paracardiac fat pads in the cardiophrenic angles
+    # (where the heart meets the diaphragm), bright in bSSFP; posterior mediastinal fat around the aorta and
+    # oesophagus behind the heart.
     mediastinal = [(float(hx[top]) + u(-10.0, 20.0), float(hy[top]) + u(0.0, 6.0), u(15.0, 35.0), u(3.0, 8.0), angle)]
-    n_vessels = int(rng.integers(45, 90))
+    pads = []
+    for side in (-1.0, 1.0):
+        if rng.random() < 0.8:
+            pads.append((n_angle + side * u(0.6, 1.2), u(10.0, 24.0), u(5.0, 11.0), u(-0.3, 0.3)))
+    mediastinal.append((0.5 * (back_x + float(np.mean(hx))) + u(-10.0, 10.0), 0.5 * (vy + float(np.max(hy))),
+                        u(20.0, 40.0), u(10.0, 22.0), u(-0.5, 0.5)))
+    n_vessels = int(rng.integers(80, 160))
     lung_vessels = np.stack([rng.uniform(-160.0, 160.0, n_vessels), rng.uniform(-90.0, 110.0, n_vessels),
                              rng.uniform(1.0, 3.5, n_vessels), rng.normal(0.0, 0.25, n_vessels),
                              rng.normal(0.0, 0.25, n_vessels)], axis=1)
@@ -171,7 +181,8 @@ def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float 
         diaphragm=diaphragm, liver_vessels=liver_vessels, stomach=stomach,
         stomach_start=u(0.3, 0.7) * heart.length, gas=u(0.0, 0.35), spleen=spleen,
         spleen_start=u(0.5, 0.9) * heart.length, vertebra=vertebra, canal=canal, paraspinal=paraspinal,
-        aorta=aorta, oesophagus=oesophagus, mediastinal_fat=tuple(mediastinal), lung_vessels=lung_vessels,
+        aorta=aorta, oesophagus=oesophagus, mediastinal_fat=tuple(mediastinal), fat_pads=tuple(pads),
+        lung_vessels=lung_vessels,
         arms=tuple(arm_list),
     )
 
@@ -227,9 +238,13 @@ def render_torso(
     d_body = np.hypot(dx_b, dy_b) - t.radius[k]  # radial distance to the outline
     fat_t, muscle_t = t.fat[k], t.muscle[k]
     septa = np.exp(-(tex1 / np.float32(0.12)) ** 2)  # zero crossings of a random field: a network of thin lines
-    paint(img, occupancy(d_body, w), -contrast["fat"] * (1.0 + 0.08 * tex0 - 0.4 * septa))
-    paint(img, occupancy(d_body + fat_t, w), contrast["muscle"] * (1.0 + 0.12 * tex1))
-    cavity = occupancy(d_body + fat_t + muscle_t, w)
+    # Skin (dermis, ~2 mm of intermediate signal), then subcutaneous fat with fibrous septa, then muscle. The
+    # double-oblique plane cuts the body wall obliquely, so its layers get a through-plane partial-volume ramp.
+    w_wall = math.hypot(w, 0.35 * thickness)
+    paint(img, occupancy(d_body, w_wall), contrast["muscle"] * 1.4)
+    paint(img, occupancy(d_body + 2.0, w_wall), -contrast["fat"] * (1.0 + 0.2 * tex0 - 0.4 * septa))
+    paint(img, occupancy(d_body + fat_t, w_wall), contrast["muscle"] * (1.0 + 0.25 * tex1))
+    cavity = occupancy(d_body + fat_t + muscle_t, w_wall)
     paint(img, cavity, contrast["lung"] * (1.0 + 0.35 * tex0))
     lung = cavity.copy()
     sub = Grid(x, y, grid.spacing, (grid.origin[0] - ox, grid.origin[1] - oy), grid.row_step, grid.col_step)
@@ -270,7 +285,7 @@ def render_torso(
     paint(img, below * (1.0 - liver_side), contrast["bowel"] * (1.0 + 0.12 * tex0) * (1.0 - fat_islands)
           - contrast["fat"] * 0.9 * fat_islands)
     liver = below * liver_side
-    paint(img, liver, contrast["liver"] * (1.0 + 0.12 * tex0 + 0.06 * tex1))
+    paint(img, liver, contrast["liver"] * (1.0 + 0.22 * tex0 + 0.1 * tex1))
     lung *= 1.0 - abdomen
     for depth, lateral, radius, phase in t.liver_vessels:
         px = cx + nx * (offset + depth) - ny * lateral
@@ -302,6 +317,13 @@ def render_torso(
     paint_ellipse(img, sub, (t.canal[0], t.canal[1], t.canal[2] * 0.5, t.canal[3] * 0.55, 0.0), contrast["cord"])
     for e in t.mediastinal_fat:
         paint_ellipse(img, sub, e, -contrast["fat"] * (1.0 + 0.05 * tex0), clip=cavity)
+    if shape.r_fat.max() > 0:  # paracardiac fat pads against this slice's heart outline, flattened along it
+        for angle, a_pad, b_pad, tilt in t.fat_pads:
+            k_pad = int(angle_index(np.float32(math.cos(angle)), np.float32(math.sin(angle))))
+            r_pad = float(shape.r_fat[k_pad]) + 0.5 * b_pad
+            pad = (cx + r_pad * math.cos(angle), cy + r_pad * math.sin(angle), a_pad, b_pad,
+                   angle + math.pi / 2 + tilt)
+            paint_ellipse(img, grid, pad, -contrast["fat"] * (1.0 + 0.15 * tex0), clip=cavity)
     paint_ellipse(img, sub, t.aorta, contrast["muscle"] * 0.7, grow=1.8)
     paint_ellipse(img, sub, t.aorta, contrast["blood"] * contrast["vessel"] * (1.0 + 0.06 * tex1))
     lung *= (ellipse_distance(x, y, t.aorta) > 2.0)

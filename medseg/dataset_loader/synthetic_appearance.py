@@ -27,14 +27,14 @@ TISSUES = ("air", "lung", "fat", "muscle", "myocardium", "blood", "rv_blood", "v
 
 _BASE_CONTRAST: dict[str, tuple[float, float]] = {
     "air": (0.0, 0.0),
-    "lung": (0.04, 0.09),
-    "fat": (0.95, 1.3),
-    "muscle": (0.2, 0.3),
-    "myocardium": (0.26, 0.36),
+    "lung": (0.03, 0.16),
+    "fat": (0.55, 1.8),
+    "muscle": (0.16, 0.34),
+    "myocardium": (0.22, 0.4),
     "blood": (1.0, 1.0),
     "rv_blood": (0.9, 1.0),  # relative to LV blood
     "vessel": (0.85, 1.0),  # aorta, relative to LV blood
-    "liver": (0.3, 0.42),
+    "liver": (0.26, 0.5),
     "spleen": (0.45, 0.6),
     "stomach": (0.8, 1.2),
     "bowel": (0.35, 0.6),
@@ -83,6 +83,7 @@ class SiteStyle:
     heart_scale: tuple[float, float]  # population heart size
     body_scale: tuple[float, float]
     p_arms: float = 0.7  # share with arms beside the torso
+    tissue_gain: tuple[float, float] = (0.65, 1.7)  # per-subject factor on all water tissues (not blood, fat)
 
 
 _EVEN = {"NOR": 1.0, "DCM": 1.0, "HCM": 1.0, "MINF": 1.0, "RV": 1.0}
@@ -90,51 +91,51 @@ _EVEN = {"NOR": 1.0, "DCM": 1.0, "HCM": 1.0, "MINF": 1.0, "RV": 1.0}
 SITES: dict[tuple[str, int], SiteStyle] = {
     ("ACDC", 0): SiteStyle(
         "ACDC (Siemens 1.5/3 T)", p_3t=0.4, spacing=(1.37, 1.68), fov=(300.0, 400.0), p_rectangular=0.6,
-        p_pe_rows=0.7, phase_res=(0.88, 1.0), read_res=(0.94, 1.0), window=(0.05, 0.25), sharpen=(0.4, 0.6),
-        slice_spacing=(9.0, 10.0), thickness=(6.0, 8.0), noise=(0.06, 0.09), acceleration=(1, 2),
-        g_strength=(0.1, 0.3), bias=(0.1, 0.22), banding=(0.25, 0.5), p_wrap=0.25, p_ghost=0.12,
+        p_pe_rows=0.7, phase_res=(0.88, 1.0), read_res=(0.94, 1.0), window=(0.3, 0.55), sharpen=(0.1, 0.3),
+        slice_spacing=(9.0, 10.0), thickness=(6.0, 8.0), noise=(0.05, 0.076), acceleration=(1, 2),
+        g_strength=(0.1, 0.3), bias=(0.05, 0.7), banding=(0.25, 0.5), p_wrap=0.25, p_ghost=0.12,
         contrast=_contrast(), gamma=(0.95, 1.05), scale=(250.0, 900.0), pathology=_EVEN,
-        heart_scale=(1.10, 1.20), body_scale=(0.95, 1.08)),
+        heart_scale=(1.0, 1.08), body_scale=(0.95, 1.08)),
     ("A", 1): SiteStyle(
         "Siemens 1.5 T (centre 1)", p_3t=0.0, spacing=(1.2, 1.45), fov=(290.0, 370.0), p_rectangular=0.5,
         p_pe_rows=0.8, phase_res=(0.65, 0.8), read_res=(0.85, 1.0), window=(0.35, 0.55), sharpen=(0.0, 0.15),
-        slice_spacing=(10.0, 10.0), thickness=(8.0, 10.0), noise=(0.07, 0.095), acceleration=(2,),
+        slice_spacing=(10.0, 10.0), thickness=(8.0, 10.0), noise=(0.059, 0.08), acceleration=(2,),
         g_strength=(0.2, 0.4), bias=(0.2, 0.4), banding=(0.2, 0.45), p_wrap=0.2, p_ghost=0.15,
         contrast=_contrast(myocardium=(0.3, 0.4), fat=(0.9, 1.15)), gamma=(0.85, 0.95), scale=(150.0, 600.0),
         pathology={"NOR": 1.0, "DCM": 0.8, "HCM": 1.6, "MINF": 0.6, "RV": 0.5},
-        heart_scale=(1.06, 1.14), body_scale=(0.95, 1.05)),
+        heart_scale=(0.96, 1.03), body_scale=(0.95, 1.05)),
     ("B", 2): SiteStyle(
         "Philips 1.5 T (centre 2)", p_3t=0.0, spacing=(1.25, 1.4), fov=(300.0, 360.0), p_rectangular=0.9,
         p_pe_rows=0.3, phase_res=(0.6, 0.75), read_res=(0.8, 0.95), window=(0.8, 1.0), sharpen=(0.0, 0.0),
-        slice_spacing=(10.0, 10.0), thickness=(8.0, 10.0), noise=(0.035, 0.05), acceleration=(1, 2),
+        slice_spacing=(10.0, 10.0), thickness=(8.0, 10.0), noise=(0.03, 0.042), acceleration=(1, 2),
         g_strength=(0.1, 0.25), bias=(0.25, 0.4), banding=(0.2, 0.4), p_wrap=0.7, p_ghost=0.1,
         contrast=_contrast(fat=(1.1, 1.35), myocardium=(0.34, 0.44), liver=(0.4, 0.5)), gamma=(1.1, 1.25),
         scale=(60.0, 250.0), pathology={"NOR": 0.6, "DCM": 2.0, "HCM": 0.8, "MINF": 1.0, "RV": 0.5},
-        heart_scale=(1.12, 1.20), body_scale=(1.0, 1.1)),
+        heart_scale=(1.01, 1.08), body_scale=(1.0, 1.1)),
     ("B", 3): SiteStyle(
         "Philips 3 T (centre 3)", p_3t=1.0, spacing=(1.1, 1.3), fov=(280.0, 340.0), p_rectangular=0.7,
         p_pe_rows=0.5, phase_res=(0.75, 0.9), read_res=(0.9, 1.0), window=(0.0, 0.2), sharpen=(0.1, 0.3),
-        slice_spacing=(8.0, 9.0), thickness=(7.0, 8.0), noise=(0.05, 0.07), acceleration=(2, 3),
+        slice_spacing=(8.0, 9.0), thickness=(7.0, 8.0), noise=(0.042, 0.059), acceleration=(2, 3),
         g_strength=(0.35, 0.6), bias=(0.35, 0.55), banding=(0.55, 0.95), p_wrap=0.3, p_ghost=0.1,
         contrast=_contrast(fat=(1.0, 1.3), myocardium=(0.3, 0.4)), gamma=(1.05, 1.15), scale=(80.0, 300.0),
         pathology={"NOR": 1.8, "DCM": 0.6, "HCM": 0.6, "MINF": 1.4, "RV": 0.6},
-        heart_scale=(1.02, 1.09), body_scale=(0.9, 1.0)),
+        heart_scale=(0.92, 0.98), body_scale=(0.9, 1.0)),
     ("C", 4): SiteStyle(
         "GE 1.5 T (centre 4)", p_3t=0.0, spacing=(1.4, 1.6), fov=(320.0, 380.0), p_rectangular=0.2,
         p_pe_rows=0.6, phase_res=(0.45, 0.6), read_res=(0.7, 0.8), window=(0.0, 0.08), sharpen=(0.2, 0.45),
-        slice_spacing=(10.0, 10.0), thickness=(8.0, 10.0), noise=(0.06, 0.08), acceleration=(1, 2),
+        slice_spacing=(10.0, 10.0), thickness=(8.0, 10.0), noise=(0.05, 0.067), acceleration=(1, 2),
         g_strength=(0.1, 0.3), bias=(0.25, 0.45), banding=(0.25, 0.5), p_wrap=0.25, p_ghost=0.15,
         contrast=_contrast(fat=(0.7, 0.9), myocardium=(0.22, 0.3), muscle=(0.18, 0.26)), gamma=(0.75, 0.85),
         scale=(1200.0, 3500.0), pathology={"NOR": 0.7, "DCM": 0.8, "HCM": 1.5, "MINF": 0.7, "RV": 1.3},
-        heart_scale=(1.07, 1.16), body_scale=(0.95, 1.08)),
+        heart_scale=(0.97, 1.05), body_scale=(0.95, 1.08)),
     ("D", 5): SiteStyle(
         "Canon 1.5 T (centre 5)", p_3t=0.0, spacing=(1.5, 1.9), fov=(340.0, 420.0), p_rectangular=0.4,
         p_pe_rows=0.7, phase_res=(0.7, 0.85), read_res=(0.85, 1.0), window=(0.2, 0.4), sharpen=(0.1, 0.25),
-        slice_spacing=(10.0, 10.0), thickness=(8.0, 10.0), noise=(0.1, 0.14), acceleration=(2, 3),
+        slice_spacing=(10.0, 10.0), thickness=(8.0, 10.0), noise=(0.084, 0.118), acceleration=(2, 3),
         g_strength=(0.5, 0.9), bias=(0.3, 0.5), banding=(0.3, 0.55), p_wrap=0.15, p_ghost=0.35,
         contrast=_contrast(myocardium=(0.34, 0.44), liver=(0.42, 0.54), fat=(0.9, 1.1)), gamma=(1.25, 1.4),
         scale=(400.0, 2000.0), pathology={"NOR": 0.7, "DCM": 1.0, "HCM": 0.6, "MINF": 1.8, "RV": 0.8},
-        heart_scale=(1.10, 1.18), body_scale=(1.0, 1.12)),
+        heart_scale=(0.99, 1.06), body_scale=(1.0, 1.12)),
 }
 
 #: Centres of each domain (ACDC has one pseudo-centre 0).
@@ -165,6 +166,14 @@ def sample_appearance(style: SiteStyle, rng: np.random.Generator) -> Appearance:
     """Draw the tissue contrast of one subject of a site (3 T: a little more myocardium–blood contrast)."""
     field_strength = 3.0 if rng.random() < style.p_3t else 1.5
     contrast = {key: float(rng.uniform(*style.contrast[key])) for key in TISSUES}
+    # Sequence settings (flip angle, TR) and the subject's relaxation times move all water tissues together
+    # against blood and fat: the between-subject spread of blood-myocardium contrast of real cine.
+    # The myocardium follows at a reduced rate (its T2/T1 varies less between subjects than the abdomen's signal
+    # does with the shim, the coil and the slice position).
+    gain = float(rng.uniform(*style.tissue_gain))
+    for key in ("muscle", "liver", "spleen", "bowel", "marrow", "gland", "cord"):
+        contrast[key] *= gain
+    contrast["myocardium"] *= gain**0.5
     if field_strength > 2.0:
         contrast["myocardium"] *= 0.92
         contrast["fat"] *= 0.95

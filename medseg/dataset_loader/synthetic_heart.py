@@ -35,11 +35,11 @@ GROUPS: dict[str, dict[str, tuple[float, float]]] = {
             "length": (76.0, 90.0), "descent": (11.0, 16.0)},
     "DCM": {"radius": (31.0, 38.0), "thickness": (5.5, 7.5), "ef": (0.15, 0.38), "rv": (0.55, 0.8),
             "length": (88.0, 106.0), "descent": (4.0, 8.0)},
-    "HCM": {"radius": (20.0, 25.0), "thickness": (10.0, 13.0), "ef": (0.62, 0.80), "rv": (0.8, 1.05),
+    "HCM": {"radius": (22.0, 26.5), "thickness": (10.0, 13.0), "ef": (0.62, 0.80), "rv": (0.6, 0.85),
             "length": (72.0, 86.0), "descent": (8.0, 12.0)},
-    "MINF": {"radius": (27.0, 34.0), "thickness": (7.0, 9.0), "ef": (0.22, 0.42), "rv": (0.65, 0.9),
+    "MINF": {"radius": (27.0, 34.0), "thickness": (7.0, 9.0), "ef": (0.22, 0.42), "rv": (0.5, 0.72),
              "length": (84.0, 100.0), "descent": (5.0, 9.0)},
-    "RV": {"radius": (22.0, 26.5), "thickness": (7.0, 9.0), "ef": (0.48, 0.65), "rv": (1.2, 1.55),
+    "RV": {"radius": (22.0, 26.5), "thickness": (7.0, 9.0), "ef": (0.48, 0.65), "rv": (1.05, 1.35),
            "length": (74.0, 90.0), "descent": (7.0, 11.0)},
 }
 
@@ -76,6 +76,7 @@ class HeartModel:
     moderator: np.ndarray  # (5,): septal angle, free-wall angle, radius mm, u_lo, u_hi (radius 0 = none)
     papillary: np.ndarray  # (2, 6): angle, size mm, aspect, u_lo, u_hi, second-head angular offset (0 = none)
     trabeculae: np.ndarray  # (K, 5): angle, half-width mm, length mm, u_lo, u_hi
+    fringe: float  # depth (mm) of the non-compact trabecular fringe at mid-ventricular ED on the lateral wall
     fat_patch: np.ndarray  # 0..1 patchiness of the epicardial fat
     fat_lv: float
     fat_rv: float
@@ -135,11 +136,12 @@ def sample_heart(rng: np.random.Generator, group: str = "NOR", size_scale: float
         moderator = np.array([rv_angle + u(0.35, 0.7), rv_angle + u(-0.25, 0.2), u(1.5, 2.5), u(0.55, 0.65),
                               u(0.75, 0.9)])
     lateral = rv_angle + math.pi
+    # Papillary muscles: large (10-16 mm across at mid-ventricle), broad-based on the wall, often bifid.
     papillary = np.array([
-        [lateral + u(-1.2, -0.6), u(3.5, 5.5), u(1.1, 1.7), u(0.18, 0.3), u(0.72, 0.86),
-         u(-0.45, 0.45) if rng.random() < 0.5 else 0.0],
-        [lateral + u(0.9, 1.6), u(3.5, 5.5), u(1.1, 1.7), u(0.18, 0.3), u(0.72, 0.86),
-         u(-0.45, 0.45) if rng.random() < 0.5 else 0.0],
+        [lateral + u(-1.2, -0.6), u(5.0, 8.0), u(0.9, 1.4), u(0.15, 0.28), u(0.72, 0.88),
+         u(-0.5, 0.5) if rng.random() < 0.7 else 0.0],
+        [lateral + u(0.9, 1.6), u(5.0, 8.0), u(0.9, 1.4), u(0.15, 0.28), u(0.72, 0.88),
+         u(-0.5, 0.5) if rng.random() < 0.7 else 0.0],
     ])
     n_trab = int(rng.integers(12, 31))
     # Fewer fingers on the septum (it is smooth on the LV side); more toward the apex (u windows reach it).
@@ -147,7 +149,7 @@ def sample_heart(rng: np.random.Generator, group: str = "NOR", size_scale: float
     trab_lo = rng.uniform(0.0, 0.7, n_trab)
     trabeculae = np.stack([trab_angles, rng.uniform(0.8, 2.0, n_trab), rng.uniform(1.5, 4.5, n_trab), trab_lo,
                            np.minimum(trab_lo + rng.uniform(0.25, 0.8, n_trab), 1.05)], axis=1)
-    fat_patch = np.clip(0.5 + harmonic_profile(rng, (1, 2, 3, 5, 7), u(0.6, 1.0)), 0.0, 1.0) ** 1.5
+    fat_patch = np.clip(0.65 + harmonic_profile(rng, (1, 2, 3, 5, 7), u(0.6, 1.0)), 0.0, 1.0) ** 1.5
     ao_angle = rv_angle + hw_ant * u(0.55, 0.85)  # LVOT leaves anteroseptally, near the anterior RV insertion
     return HeartModel(
         group=group,
@@ -176,8 +178,9 @@ def sample_heart(rng: np.random.Generator, group: str = "NOR", size_scale: float
         moderator=moderator,
         papillary=papillary,
         trabeculae=trabeculae,
+        fringe=u(2.5, 5.0),
         fat_patch=fat_patch.astype(np.float32),
-        fat_lv=u(0.0, 3.0),
+        fat_lv=u(0.5, 3.5),
         fat_rv=u(1.0, 5.0),
         fat_av=u(3.0, 9.0),
         fat_groove=u(2.0, 7.0),
@@ -230,6 +233,7 @@ class HeartShape:
     r_blood: np.ndarray  # LV blood (inside the trabecular fingers)
     blood_slope: np.ndarray
     r_endo: np.ndarray  # compact myocardium inner boundary (LV label outline)
+    r_fringe: np.ndarray  # inner edge of the trabecular fringe (between it and r_endo blood and muscle mix)
     r_epi: np.ndarray  # LV epicardium as imaged (the LVOT does not change it; it is painted over)
     r_rv_blood: np.ndarray  # RV blood (inside its trabeculae)
     r_rv: np.ndarray  # RV cavity outline (label)
@@ -257,14 +261,14 @@ def _papillary_muscles(m: HeartModel, u: float, c: float, endo: np.ndarray, cent
         wall = float(endo[_bin(angle)])
         b = size * w * (1.0 + 0.25 * c) * min(1.0, 0.5 + r_mean / 40.0)  # tangential semi-axis; thicker at ES
         a = b * aspect  # radial semi-axis
-        heads = [(angle, 1.0)] + ([(angle + second * 6.0 / max(wall, 6.0), 0.75)] if second else [])
+        heads = [(angle, 1.0)] + ([(angle + second * 9.0 / max(wall, 6.0), 0.7)] if second else [])
         for ang, scale in heads:
-            # ED: the head stands off the wall on its stalk; ES: it merges with the wall.
-            dist = max(wall - a * scale * (1.25 - 0.6 * c), 0.45 * wall)
+            # ED: the head stands a little off the wall on a broad base; ES: it merges with the wall.
+            dist = max(wall - a * scale * (1.1 - 0.5 * c), 0.45 * wall)
             px, py = cx + dist * math.cos(ang), cy + dist * math.sin(ang)
-            papillary.append((px, py, a * scale, b * scale, ang))
+            papillary.append((px, py, a * scale, b * scale, ang + 0.4 * second))
             wx, wy = cx + (wall + 1.0) * math.cos(ang), cy + (wall + 1.0) * math.sin(ang)
-            stalks.append((px, py, wx, wy, (0.3 + 0.2 * c) * b * scale))
+            stalks.append((px, py, wx, wy, (0.55 + 0.25 * c) * b * scale))
     return papillary, stalks
 
 
@@ -284,22 +288,26 @@ def _basal_structures(m: HeartModel, s: float, c: float, centre: tuple[float, fl
         lvot = (cx + 0.3 * r_mean * ca, cy + 0.3 * r_mean * sa, cx + reach * ca, cy + reach * sa, width)
     # Around the base the aortic root is central and the atria and the RV outflow tract pack around it.
     ao_x, ao_y = cx + root_d * ca, cy + root_d * sa
-    if s < 4.0:
-        fade = min(1.0, (4.0 - s) / 8.0) ** 0.5 * (1.0 + 0.12 * c)  # the atria fill during systole
-        if s < 0.0:
-            vessels.append((ao_x, ao_y, ao_r, ao_r, 0.0, "aorta", 0))
+    if s < 0.0:
+        # Above the valve planes the atria sit over the ventricles they empty into (the left atrium behind the LV
+        # footprint, the right atrium over the inflow part of the RV), so a slab that straddles the base blends
+        # ventricle into atrium instead of showing both side by side; the aortic root is central and anterior.
+        fade = min(1.0, -s / 6.0) ** 0.5 * (1.0 + 0.12 * c)  # the atria fill during systole
         la_a, la_gap, la_rx, la_ry, la_o, app_a, app_s = m.la
         ra_a, ra_gap, ra_r, ra_o, rapp_a, rapp_s = m.ra
-        atria = ((la_a, la_rx, la_ry, la_o, app_a, app_s, 10.0 * (la_gap - 0.7)),
-                 (m.rv_angle + ra_a, ra_r, 0.85 * ra_r, ra_o, rapp_a, rapp_s, 10.0 * (ra_gap - 0.7)))
-        for group, (ang, rx, ry, orient, app, size, gap) in enumerate(atria, start=1):
+        r_epi = m.radius + m.thickness
+        scale = r_epi / 36.0
+        atria = ((la_a, la_rx * scale, la_ry * scale, la_o, app_a, app_s, 0.45 * la_gap * r_epi),
+                 (m.rv_angle + 0.6 * ra_a, ra_r * scale, 0.85 * ra_r * scale, ra_o, rapp_a, rapp_s,
+                  (0.9 + 0.4 * ra_gap) * r_epi))
+        for group, (ang, rx, ry, orient, app, size, dist) in enumerate(atria, start=1):
             rx, ry = rx * fade, ry * fade
-            dist = ao_r + 0.85 * min(rx, ry) + 1.5 + gap
-            ax, ay = ao_x + dist * math.cos(ang), ao_y + dist * math.sin(ang)
+            ax, ay = cx + dist * math.cos(ang), cy + dist * math.sin(ang)
             vessels.append((ax, ay, rx, ry, orient, "atrium", group))
             # The appendage: a smaller lobe on the body's rim, so the atrium is not a plain ellipse.
             bx, by = ax + 0.8 * rx * math.cos(ang + app), ay + 0.8 * ry * math.sin(ang + app)
             vessels.append((bx, by, size * rx * 1.3, size * ry, ang + app, "atrium", group))
+        vessels.append((ao_x, ao_y, ao_r, ao_r, 0.0, "aorta", 0))
     if s < 0.0:  # the RV outflow tract (labelled RV up to the pulmonary valve), then the pulmonary trunk
         ot_a = m.rv_angle + 0.55
         if s > -m.rvot_length:
@@ -359,6 +367,12 @@ def heart_shape(model: HeartModel, z: float, c: float) -> HeartShape:
                            tr[keep, 2] * active[keep] * (0.7 + 0.6 * mix) * size, power=1.0)
     fingers = np.minimum(fingers, np.float32(0.5) * endo)
     r_blood = np.maximum(endo - fingers, 0.0).astype(np.float32)
+    # The non-compact fringe: fine trabeculae that blur the endocardium, deeper on the lateral and inferior wall,
+    # toward the apex and at ES (when the trabeculae are pressed together).
+    lateral = 0.5 + 0.5 * np.cos(ANGLES - np.float32(m.rv_angle + math.pi))
+    depth = m.fringe * (1.0 + 0.8 * c) * (0.8 + 0.5 * mix) * min(1.0, r_mean / 20.0)
+    fringe = np.float32(depth) * (0.35 + 0.65 * lateral)
+    r_fringe = np.maximum(np.minimum(r_blood, endo - fringe), 0.65 * endo).astype(np.float32)
     papillary, stalks = _papillary_muscles(m, u, c, endo, (cx, cy), r_mean)
     # RV crescent (below the base; above it only the outflow tract remains, see the vessels).
     r_epi_mean = float(r_epi.mean()) if r_epi.max() > 0 else 0.0
@@ -397,7 +411,7 @@ def heart_shape(model: HeartModel, z: float, c: float) -> HeartShape:
     lvot, vessels = _basal_structures(m, s, c, (cx, cy), r_mean, r_epi_mean > 0)
     return HeartShape(
         s=s, fat_av=m.fat_av, u=u, c=c, r_blood=r_blood, blood_slope=_periodic_slope(r_blood),
-        r_endo=endo.astype(np.float32),
+        r_endo=endo.astype(np.float32), r_fringe=r_fringe,
         r_epi=r_epi, r_rv_blood=r_rv_blood, r_rv=r_rv, rv_labelled=rv_labelled, r_wall=r_wall, r_fat=r_fat,
         papillary=tuple(papillary), stalks=tuple(stalks), moderator=moderator, lvot=lvot, vessels=tuple(vessels),
     )
@@ -476,7 +490,7 @@ def heart_masks(shape: HeartShape, polar: SlicePolar) -> HeartMasks:
         if hit is not None:
             pap[hit[0]] |= hit[1]
     pap &= endo
-    blood = (rho < _gather(shape.r_blood, polar)) & ~pap
+    blood = (rho < _gather(shape.r_fringe, polar)) & ~pap  # the trabecular fringe mixes blood and muscle
     lv = endo.copy()
     rv_cavity = (rho < _gather(shape.r_rv, polar)) & ~epi & _gather(shape.rv_labelled, polar)
     if shape.lvot is not None:
@@ -486,8 +500,6 @@ def heart_masks(shape: HeartShape, polar: SlicePolar) -> HeartMasks:
         rv_cavity &= ~lvot
     myo = epi & ~lv
     for x, y, rx, ry, angle, kind, _ in shape.vessels:
-        if kind == "atrium":
-            continue
         hit = _inside(polar, (x, y), max(rx, ry) + 2.0,
                       lambda px, py, e=(x, y, rx, ry, angle): ellipse_distance(px, py, e))
         if hit is None:
@@ -495,8 +507,10 @@ def heart_masks(shape: HeartShape, polar: SlicePolar) -> HeartMasks:
         box, inside = hit
         if kind == "rvot":
             rv_cavity[box] |= inside & ~epi[box]
-        else:
+        else:  # atria and great vessels are drawn over the ventricles: the labels yield to what is visible
             rv_cavity[box] &= ~inside
+            lv[box] &= ~inside
+            myo[box] &= ~inside
     return HeartMasks(lv=lv, myo=myo, rv=rv_cavity, blood=blood, papillary=pap, trabecular=endo & ~blood & ~pap)
 
 
@@ -511,7 +525,7 @@ def heart_labels(masks: HeartMasks) -> np.ndarray:
 
 def render_heart(
     image: np.ndarray, shape: HeartShape, polar: SlicePolar, contrast: dict[str, float], flow: np.ndarray,
-    myo_texture: np.ndarray,
+    myo_texture: np.ndarray, fringe_texture: np.ndarray | None = None,
 ) -> None:
     """Paint one cross-section over the background signal ``image`` ``(h, w)`` in place.
 
@@ -525,6 +539,8 @@ def render_heart(
         contrast: tissue signals (see :mod:`~medseg.dataset_loader.synthetic_appearance`).
         flow: ``(h, w)`` multiplicative blood shading (about 1).
         myo_texture: ``(h, w)`` multiplicative myocardial texture (about 1).
+        fringe_texture: ``(h, w)`` zero-mean, unit-variance field that makes the trabecular fringe spotty (None: a
+            uniform half-and-half mix).
     """
     w = polar.grid.spacing
     rho = polar.rho
@@ -549,6 +565,12 @@ def render_heart(
         paint(image, occupancy(rho - r_epi, w), myo)
         dist = (rho - _gather(shape.r_blood, polar)) * _gather(shape.blood_slope, polar)
         paint(image, occupancy(dist, w), blood)
+        # Trabecular fringe: between r_fringe and the compact wall, blood and fine muscle strands mix.
+        inner, endo_r = _gather(shape.r_fringe, polar), _gather(shape.r_endo, polar)
+        depth = np.maximum(endo_r - inner, 0.5)
+        ramp = np.clip((rho - inner) / depth, 0.0, 1.0) * (rho < endo_r)
+        spots = 0.5 if fringe_texture is None else np.clip(0.45 + 0.45 * fringe_texture, 0.0, 1.0)
+        paint(image, (ramp * spots * 0.8).astype(np.float32), myo)
         for e, cap in zip(shape.papillary, shape.stalks):
             box = polar.grid.window(e[0], e[1], max(e[2], e[3]) + 8.0)
             if box is None:

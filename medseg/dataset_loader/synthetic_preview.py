@@ -112,7 +112,8 @@ def render_preview(out: PathLike, png_path: PathLike, dpi: int = 80) -> Path:
             image, mask = (stack[z][box], label[z][box]) if zoom else (stack[z], label[z])
             ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
             if zoom:
-                for value, name in enumerate(("LV", "MYO", "RV"), start=1):
+                # MYO and RV first, LV last: the LV outline runs along the inner MYO edge and must stay visible.
+                for value, name in ((2, "MYO"), (3, "RV"), (1, "LV")):
                     if (mask == value).any():
                         ax.contour(mask == value, levels=[0.5], colors=COLOURS[name], linewidths=0.6)
             else:

@@ -19,6 +19,17 @@ of the slices whose ED label holds LV cavity (``lv_slices[len // 2]``); ES uses 
 * **Heart extent**: largest extent (Feret diameter over 90 directions) of LV ∪ MYO ∪ RV, divided by 192.
 * **LV cavity diameter**: equivalent-circle diameter ``2 sqrt(area / π)`` of the LV label at ED, pixels.
 * **Noise**: ``1.4826 MAD / √2`` of horizontal neighbour differences over the darkest quarter of the crop.
+* **Median / 75th percentile intensity** of the crop's image pixels (zero padding excluded); the summary gives their
+  standard deviation over the subjects' ED samples (how much subjects differ in brightness and contrast).
+* **High-pass noise**: ``1.4826 MAD`` of the residual ``image - gaussian(image, 1.5 px)`` over the darkest quarter of
+  the image pixels (padding and the one-pixel rim next to it excluded): grain that survives a 1.5 px low-pass.
+* **Gradient p99**: 99th percentile of ``|Sobel| / 8`` over the crop.
+* **Ventricular volumes** (ml, whole stack): LV (cavity label, papillary muscles and trabeculae included) and RV
+  cavity voxels × voxel volume, at ED and ES, per pathology group (from the raw ``Info.cfg`` / M&Ms CSV when present).
+* **Shortcut probe**: the threshold rule above is a rule that knows only intensity (Otsu) and shape (roundness); its
+  LV accuracy (share of samples with LV Dice > 0.5) must stay low, as it is on real cine where bright round vessels,
+  fat and trabeculated cavities defeat it. ``probe_central`` is the same rule choosing, among the bright components
+  of roundness >= 0.6, the one nearest the crop centre (the position prior of a centre crop).
 """
 
 from __future__ import annotations
@@ -124,9 +135,48 @@ def robust_cov(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(values - med)) / max(med, 1e-6))
 
 
-def slice_statistics(image: np.ndarray, label: np.ndarray) -> dict[str, float]:
-    """All per-sample statistics of one cropped mid-ventricular slice (image in [0, 1], medseg labels)."""
+def central_round_blob(image: np.ndarray, min_roundness: float = 0.6) -> np.ndarray:
+    """LV of the centre-prior shortcut: among the bright components (Otsu, >= :data:`MIN_AREA` px) of roundness >=
+    ``min_roundness``, the one whose centroid is nearest the crop centre, holes filled (empty if none)."""
+    components, n = ndimage.label(image > otsu_threshold(image))
+    areas = np.bincount(components.ravel(), minlength=n + 1)
+    centre = (np.asarray(image.shape, dtype=np.float64) - 1.0) / 2.0
+    best, best_d = 0, math.inf
+    for k in range(1, n + 1):
+        if areas[k] < MIN_AREA:
+            continue
+        mask = components == k
+        if roundness(mask) < min_roundness:
+            continue
+        d = float(np.hypot(*(np.argwhere(mask).mean(axis=0) - centre)))
+        if d < best_d:
+            best, best_d = k, d
+    if best == 0:
+        return np.zeros(image.shape, dtype=bool)
+    return ndimage.binary_fill_holes(components == best)
+
+
+def highpass_noise(image: np.ndarray, valid: np.ndarray | None = None, sigma: float = 1.5) -> float:
+    """``1.4826 MAD`` of ``image - gaussian(image, sigma)`` over the darkest quarter of the valid pixels (the rim
+    next to invalid padding excluded); NaN with fewer than 50 such pixels."""
+    valid = np.ones(image.shape, dtype=bool) if valid is None else valid
+    inner = ndimage.binary_erosion(valid, structure=np.ones((3, 3), dtype=bool), border_value=1)
+    if inner.sum() < 50:
+        return float("nan")
+    residual = image - ndimage.gaussian_filter(image, sigma, mode="nearest")
+    dark = inner & (image <= np.quantile(image[valid], 0.25))
+    values = residual[dark]
+    if values.size < 50:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def slice_statistics(image: np.ndarray, label: np.ndarray, valid: np.ndarray | None = None) -> dict[str, float]:
+    """All per-sample statistics of one cropped mid-ventricular slice (image in [0, 1], medseg labels; ``valid``
+    marks image pixels, False on the crop's zero padding)."""
     lv_pred, myo_pred, rv_pred = threshold_rule(image)
+    valid = np.ones(image.shape, dtype=bool) if valid is None else valid
+    inside = image[valid] if valid.any() else image.ravel()
     gx, gy = ndimage.sobel(image, axis=1), ndimage.sobel(image, axis=0)
     grad = np.hypot(gx, gy) / 8.0
     lv = label == 1
@@ -143,6 +193,11 @@ def slice_statistics(image: np.ndarray, label: np.ndarray) -> dict[str, float]:
         "bright": float((image > 0.5).mean()),
         "grad_median": float(np.median(grad)),
         "grad_p90": float(np.percentile(grad, 90)),
+        "grad_p99": float(np.percentile(grad, 99)),
+        "median": float(np.median(inside)),
+        "p75": float(np.percentile(inside, 75)),
+        "hp_noise": highpass_noise(image, valid),
+        "probe_central_dice": dice(central_round_blob(image), lv),
         "blood_cov": robust_cov(image[blood]),
         "heart_extent": feret_diameter(label > 0) / CROP[1],
         "lv_diameter": 2.0 * math.sqrt(lv.sum() / math.pi),
@@ -206,27 +261,54 @@ class Sample:
     lv_dice_all: list[float]
     fov_mm: float
     z_spacing: float
+    volumes: dict[str, float]  # "lv", "rv" cavity volumes of the whole stack at this frame, ml
+    group: str  # pathology group ("" when unknown)
 
 
-def load_samples(case: Case) -> Iterator[Sample]:
+def case_groups(data_dir: PathLike) -> dict[str, str]:
+    """Pathology group per preprocessed subject name, from the raw layout when it is there: ``raw/ACDC/patientXXX/
+    Info.cfg`` (``Group:``) for ACDC names ``XXX`` and the M&Ms CSV (``Pathology`` by ``External code``)."""
+    data_dir = Path(data_dir)
+    groups: dict[str, str] = {}
+    raw = data_dir / "raw" / "ACDC"
+    if raw.is_dir():
+        for info in sorted(raw.glob("patient*/Info.cfg")):
+            for line in info.read_text(encoding="utf-8-sig").splitlines():
+                key, _, value = line.partition(":")
+                if key.strip() == "Group":
+                    groups[info.parent.name.removeprefix("patient")] = value.strip()
+    for table in sorted((data_dir / "raw" / "MnMs").glob("*.csv")):
+        with open(table, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("External code") and row.get("Pathology"):
+                    groups[row["External code"]] = row["Pathology"]
+    return groups
+
+
+def load_samples(case: Case, group: str = "") -> Iterator[Sample]:
     """Mid-ventricular ED and ES samples of a case (none if its ED label has no LV)."""
     volumes = {}
     for frame in FRAMES:
         image = read_volume(case.folder / f"{frame}_img.nii.gz")
         label = read_volume(case.folder / f"{frame}_seg.nii.gz")
         volumes[frame] = (image, crop_or_pad(image.array.astype(np.float32), CROP)[0],
-                          crop_or_pad(label.array.astype(np.uint8), CROP)[0])
+                          crop_or_pad(label.array.astype(np.uint8), CROP)[0], label)
     lv_slices = np.flatnonzero((volumes["ED"][2] == 1).any(axis=(1, 2)))
     if lv_slices.size == 0:
         logger.warning("%s: no LV in the ED label; skipped", case.folder)
         return
     z = int(lv_slices[len(lv_slices) // 2])
     for frame in FRAMES:
-        volume, image, label = volumes[frame]
+        volume, image, label, full_label = volumes[frame]
+        valid = crop_or_pad(np.ones(volume.array.shape[1:], dtype=bool), CROP)[0]
         all_slices = [dice(threshold_rule(image[k])[0], label[k] == 1) for k in range(image.shape[0])
                       if (label[k] == 1).any()]
-        yield Sample(case, frame, image[z], label[z], slice_statistics(image[z], label[z]), all_slices,
-                     fov_mm=float(volume.array.shape[2] * volume.spacing[0]), z_spacing=float(volume.spacing[2]))
+        voxel_ml = float(np.prod(full_label.spacing[:3])) / 1000.0
+        cavities = {"lv": float((full_label.array == 1).sum()) * voxel_ml,
+                    "rv": float((full_label.array == 3).sum()) * voxel_ml}
+        yield Sample(case, frame, image[z], label[z], slice_statistics(image[z], label[z], valid), all_slices,
+                     fov_mm=float(volume.array.shape[2] * volume.spacing[0]), z_spacing=float(volume.spacing[2]),
+                     volumes=cavities, group=group)
 
 
 def _nanstats(values: list[float]) -> tuple[float, float, float]:
@@ -250,6 +332,20 @@ def summarise(samples: list[Sample]) -> dict[str, float]:
         out[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
     ed = [s.stats["lv_diameter"] for s in samples if s.frame == "ED"]
     out["lv_diameter_ed"] = float(np.mean(ed)) if ed else float("nan")
+    ed_samples = [s for s in samples if s.frame == "ED"]
+    # ED-only acceptance statistics (mid-ventricular ED slice of every subject).
+    for key in ("dark", "bright", "grad_median", "grad_p90", "grad_p99", "hp_noise"):
+        values = np.asarray([s.stats[key] for s in ed_samples], dtype=np.float64)
+        out[f"ed_{key}"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    for key in ("median", "p75"):
+        values = np.asarray([s.stats[key] for s in ed_samples], dtype=np.float64)
+        out[f"sd_{key}"] = float(np.std(values, ddof=1)) if values.size > 1 else float("nan")
+    # Shortcut probes: LV accuracy = share of samples whose LV Dice exceeds 0.5.
+    for key, stat in (("probe_round", "lv_dice"), ("probe_central", "probe_central_dice")):
+        values = np.asarray([s.stats[stat] for s in samples], dtype=np.float64)
+        values = values[np.isfinite(values)]
+        out[f"{key}_dice"] = float(values.mean()) if values.size else float("nan")
+        out[f"{key}_accuracy"] = float((values > 0.5).mean()) if values.size else float("nan")
     out["fov_mm"] = float(np.median([s.fov_mm for s in samples]))
     out["z_spacing"] = float(np.median([s.z_spacing for s in samples]))
     return out

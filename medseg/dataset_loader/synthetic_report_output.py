@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.dataset_loader.synthetic_report import Sample, find_domains, load_samples, summarise
+from medseg.dataset_loader.synthetic_report import Sample, case_groups, find_domains, load_samples, summarise
 from medseg.dataset_loader.synthetic_preview import save_paletted
 from medseg.utils.io import atomic_write_text, ensure_writable_dir
 
@@ -34,6 +34,39 @@ TARGETS: dict[str, tuple[float, float]] = {
     "blood_cov": (0.10, 0.18),
     "heart_extent": (0.40, 0.55),
 }
+
+#: Acceptance ranges of the ACDC-like domain on its mid-ventricular ED slices (real short-axis cine, issue 28):
+#: between-subject spread of brightness, grain and edge sharpness, and the first-order ranges above on ED alone.
+ED_TARGETS: dict[str, tuple[float, float]] = {
+    "sd_median": (0.06, 0.10),
+    "sd_p75": (0.14, 0.21),
+    "ed_hp_noise": (0.010, 0.017),
+    "ed_grad_p99": (0.25, 0.30),
+    "ed_dark": (0.25, 0.40),
+    "ed_bright": (0.17, 0.28),
+    "ed_grad_median": (0.018, 0.030),
+    "ed_grad_p90": (0.11, 0.16),
+}
+ED_COLUMNS = (
+    ("sd_median", "SD median", "{:.3f}"), ("sd_p75", "SD p75", "{:.3f}"), ("ed_hp_noise", "hp noise", "{:.4f}"),
+    ("ed_grad_p99", "grad p99", "{:.3f}"), ("ed_dark", "px < 0.1", "{:.3f}"), ("ed_bright", "px > 0.5", "{:.3f}"),
+    ("ed_grad_median", "grad median", "{:.3f}"), ("ed_grad_p90", "grad p90", "{:.3f}"),
+    ("probe_round_accuracy", "probe round: LV found", "{:.0%}"), ("probe_round_dice", "probe round: LV Dice", "{:.2f}"),
+    ("probe_central_accuracy", "probe central: LV found", "{:.0%}"),
+    ("probe_central_dice", "probe central: LV Dice", "{:.2f}"),
+)
+#: Plausible ranges of whole-heart cavity volumes (ml) per ACDC group for adults (cine MR literature; the ACDC
+#: groups are defined by them: DCM LV EDV > 100 ml/m² and EF < 40 %, HCM normal volumes and EF, MINF EF < 40 %,
+#: RV abnormal RV EDV > 110 ml/m² or RV EF < 40 %).
+VOLUME_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "NOR": {"lv_ED": (100, 200), "lv_ES": (30, 85), "rv_ED": (100, 210), "rv_ES": (35, 105)},
+    "DCM": {"lv_ED": (220, 380), "lv_ES": (150, 320), "rv_ED": (110, 260), "rv_ES": (50, 190)},
+    "HCM": {"lv_ED": (90, 200), "lv_ES": (15, 70), "rv_ED": (80, 190), "rv_ES": (25, 95)},
+    "MINF": {"lv_ED": (160, 320), "lv_ES": (90, 240), "rv_ED": (100, 220), "rv_ES": (45, 150)},
+    "RV": {"lv_ED": (85, 180), "lv_ES": (30, 90), "rv_ED": (190, 360), "rv_ES": (100, 270)},
+}
+#: M&Ms pathology names → ACDC groups.
+_GROUP_ALIASES = {"IHD": "MINF", "ARV": "RV", "HCM": "HCM", "DCM": "DCM", "NOR": "NOR", "MINF": "MINF", "RV": "RV"}
 
 #: (key, column title, format) of the two markdown tables.
 DICE_COLUMNS = (
@@ -56,24 +89,77 @@ IMAGE_COLUMNS = (
 )
 
 
-def _cell(summary: Mapping[str, float], key: str, fmt: str, check: bool) -> str:
+def _cell(summary: Mapping[str, float], key: str, fmt: str, check: bool,
+          targets: Mapping[str, tuple[float, float]] = TARGETS) -> str:
     value = summary.get(key, float("nan"))
     if not math.isfinite(value):
         return "–"
     text = fmt.format(value)
-    if check and key in TARGETS:
-        lo, hi = TARGETS[key]
+    if check and key in targets:
+        lo, hi = targets[key]
         text += " ✓" if lo <= value <= hi else " ✗"
     return text
 
 
-def markdown_table(summaries: Mapping[str, Mapping[str, float]], columns: Sequence[tuple[str, str, str]]) -> str:
+def markdown_table(summaries: Mapping[str, Mapping[str, float]], columns: Sequence[tuple[str, str, str]],
+                   targets: Mapping[str, tuple[float, float]] = TARGETS) -> str:
     """A markdown table, one row per domain; the ACDC row marks each target range as met (✓) or not (✗)."""
     lines = ["| domain | " + " | ".join(title for _, title, _ in columns) + " |",
              "|---|" + "---|" * len(columns)]
     for domain, summary in summaries.items():
-        cells = [_cell(summary, key, fmt, domain == "ACDC") for key, _, fmt in columns]
+        cells = [_cell(summary, key, fmt, domain == "ACDC", targets) for key, _, fmt in columns]
         lines.append(f"| {domain} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def volume_summary(samples: Mapping[str, Sequence[Sample]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Median, 10th and 90th percentile of the LV / RV cavity volumes (ml) at ED and ES per data set (``ACDC``, all
+    ``MM-*`` pooled as ``M&Ms``; ACDC-C copies are left out) and pathology group."""
+    pools: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for domain, items in samples.items():
+        if domain.startswith("ACDC-C"):
+            continue
+        pool = "ACDC" if domain == "ACDC" else "M&Ms"
+        for s in items:
+            group = _GROUP_ALIASES.get(s.group, s.group or "?")
+            cell = pools.setdefault(pool, {}).setdefault(group, {})
+            for cavity in ("lv", "rv"):
+                cell.setdefault(f"{cavity}_{s.frame}", []).append(s.volumes[cavity])
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for pool, groups in pools.items():
+        for group in sorted(groups):
+            stats: dict[str, float] = {}
+            for key, values in groups[group].items():
+                arr = np.asarray(values, dtype=np.float64)
+                stats[f"{key}_median"] = float(np.median(arr))
+                stats[f"{key}_p10"], stats[f"{key}_p90"] = (float(v) for v in np.percentile(arr, [10, 90]))
+                stats["n"] = float(arr.size)
+            out.setdefault(pool, {})[group] = stats
+    return out
+
+
+def volume_table(volumes: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
+    """Markdown table of :func:`volume_summary`: median [p10–p90] ml, ✓ / ✗ for the median against
+    :data:`VOLUME_RANGES`."""
+    keys = ("lv_ED", "lv_ES", "rv_ED", "rv_ES")
+    lines = ["| data | group | subjects | LV ED ml | LV ES ml | RV ED ml | RV ES ml "
+             "| real range (LV ED / ES, RV ED / ES) |", "|---|---|---|---|---|---|---|---|"]
+    for pool, groups in volumes.items():
+        for group, stats in groups.items():
+            ranges = VOLUME_RANGES.get(group)
+            cells = []
+            for key in keys:
+                if f"{key}_median" not in stats:
+                    cells.append("–")
+                    continue
+                med = stats[f"{key}_median"]
+                text = f"{med:.0f} [{stats[f'{key}_p10']:.0f}–{stats[f'{key}_p90']:.0f}]"
+                if ranges is not None:
+                    lo, hi = ranges[key]
+                    text += " ✓" if lo <= med <= hi else " ✗"
+                cells.append(text)
+            real = " / ".join(f"{ranges[k][0]}–{ranges[k][1]}" for k in keys) if ranges else "–"
+            lines.append(f"| {pool} | {group} | {stats['n']:.0f} | " + " | ".join(cells) + f" | {real} |")
     return "\n".join(lines)
 
 
@@ -140,7 +226,7 @@ def plot_montage(domain: str, samples: Sequence[Sample], path: PathLike, n_subje
                 continue
             ax.imshow(sample.image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
             if i == 2:
-                for value, colour in ((1, "#ff5050"), (2, "#50ff50"), (3, "#4fa3ff")):
+                for value, colour in ((2, "#50ff50"), (3, "#4fa3ff"), (1, "#ff5050")):  # LV last: stays visible
                     if (sample.label == value).any():
                         ax.contour(sample.label == value, levels=[0.5], colors=colour, linewidths=0.6)
             ax.set_title(f"{name} {frame}", fontsize=7)
@@ -155,8 +241,9 @@ def _slug(domain: str) -> str:
 
 def write_report(data_dir: PathLike, out_dir: PathLike, n_montage: int = 6,
                  on_case: Callable[[str], None] | None = None) -> Path:
-    """Measure every domain of a prepared data folder and write ``report.md``, ``report.json``,
-    ``histograms.png`` and ``montage_<domain>.png`` to ``out_dir``; returns the markdown path.
+    """Measure every domain of a prepared data folder and write ``report.md``, ``report.json`` (per domain),
+    ``volumes.json`` (per data set and group), ``histograms.png`` and ``montage_<domain>.png`` to ``out_dir``;
+    returns the markdown path.
 
     Raises:
         FileNotFoundError: if the folder holds no preprocessed domain (see
@@ -166,10 +253,11 @@ def write_report(data_dir: PathLike, out_dir: PathLike, n_montage: int = 6,
     out_dir = Path(out_dir)
     ensure_writable_dir(out_dir)
     samples: dict[str, list[Sample]] = {}
+    groups = case_groups(data_dir)
     for domain, cases in domains.items():
         items = []
         for case in cases:
-            items.extend(load_samples(case))
+            items.extend(load_samples(case, "" if domain.startswith("ACDC-C") else groups.get(case.name, "")))
             if on_case is not None:
                 on_case(case.name)
         if items:
@@ -178,7 +266,9 @@ def write_report(data_dir: PathLike, out_dir: PathLike, n_montage: int = 6,
     figures = [plot_histograms(samples, out_dir / "histograms.png")]
     for domain, items in samples.items():
         figures.append(plot_montage(domain, items, out_dir / f"montage_{_slug(domain)}.png", n_montage))
+    volumes = volume_summary(samples)
     atomic_write_text(out_dir / "report.json", json.dumps(summaries, indent=2) + "\n")
+    atomic_write_text(out_dir / "volumes.json", json.dumps(volumes, indent=2) + "\n")
     lines = [
         "# Phantom report",
         "",
@@ -194,6 +284,23 @@ def write_report(data_dir: PathLike, out_dir: PathLike, n_montage: int = 6,
         "## Image statistics",
         "",
         markdown_table(summaries, IMAGE_COLUMNS),
+        "",
+        "## Mid-ventricular ED slices: spread over subjects, grain, sharpness; shortcut probes",
+        "",
+        "SD median / SD p75: standard deviation over subjects of the crop's median / 75th-percentile intensity; hp "
+        "noise: high-pass residual (σ = 1.5 px) in the darkest quarter; grad p99: 99th percentile of |Sobel| / 8. "
+        "Probes (ED and ES samples): *round* is the threshold rule (Otsu + roundest bright blob), *central* the "
+        "round (≥ 0.6) bright blob nearest the crop centre; LV found = share of samples with LV Dice > 0.5. "
+        "✓ / ✗: the ACDC-like domain against the real-cine ranges of issue 28.",
+        "",
+        markdown_table(summaries, ED_COLUMNS, ED_TARGETS),
+        "",
+        "## Ventricular volumes per group",
+        "",
+        "Whole-stack cavity volumes (LV label incl. papillary muscles and trabeculae; RV cavity), median [10th–90th "
+        "percentile] ml; ✓ / ✗: the median inside / outside the plausible adult range.",
+        "",
+        volume_table(volumes),
         "",
         "## Figures",
         "",

@@ -193,9 +193,10 @@ def render_subject(subject: Subject, contractions: Sequence[float], rng: np.rand
         box_grid = grid.crop(box)
         texture = texture_pair(rng, shape_ext, sub.spacing)
         background = render_torso(sub.torso, heart, grid, float(z), contrast, texture, sub.thickness)
-        flow_fields = texture_pair(rng, box_grid.shape, sub.spacing, scales_mm=(6.0, 12.0, 20.0),
-                                   weights=(0.4, 0.5, 0.5))
-        myo_texture = 1.0 + 0.05 * texture[1][box]
+        flow_fields = texture_pair(rng, box_grid.shape, sub.spacing, scales_mm=(4.0, 8.0, 16.0),
+                                   weights=(0.5, 0.5, 0.4))
+        myo_texture = 1.0 + 0.08 * texture[1][box]
+        fringe_texture = texture[0][box]
         polar = slice_polar(box_grid, lv_centre(heart, float(z)))
         flow_phase = float(rng.uniform(0.0, 2 * math.pi))
         for t, c in enumerate(contractions):
@@ -205,11 +206,11 @@ def render_subject(subject: Subject, contractions: Sequence[float], rng: np.rand
                 zz = float(z) + offset * sub.thickness
                 shape = heart_shape(heart, zz, float(c))
                 basal = min(max(1.0 - shape.u / 0.3, 0.0), 1.0)
-                amp = 0.08 * (1.0 + 0.3 * float(c)) * (1.0 + 0.5 * basal)
+                amp = 0.12 * (1.0 + 0.3 * float(c)) * (1.0 + 0.5 * basal)
                 theta = flow_phase + math.pi * float(c)
                 flow = 1.0 + amp * (math.cos(theta) * flow_fields[0] + math.sin(theta) * flow_fields[1])
                 part = base_box.copy()
-                render_heart(part, shape, polar, contrast, flow, myo_texture)
+                render_heart(part, shape, polar, contrast, flow, myo_texture, fringe_texture)
                 heart_signal += np.float32(weight) * part
                 if offset == 0.0:
                     labels_ext[t, k][box] = heart_labels(heart_masks(shape, polar))

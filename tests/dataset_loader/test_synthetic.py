@@ -286,3 +286,74 @@ def test_rv_and_wall_proportions_like_real_short_axis(group):
         assert 0.5 < ratio < 1.7 and 5.0 < wall < 11.0, (group, ratio, wall)
     if group != "HCM":
         assert 5.0 < wall < 11.0, (group, wall)
+
+
+def test_papillary_muscles_are_large_and_the_fringe_deepens_at_es():
+    """Mid-ventricular papillary muscles are ~1 cm² each (not dots); the trabecular fringe (inside the LV label,
+    outside the blood pool proper) takes a larger share of the cavity at ES than at ED."""
+    for i in range(4):
+        heart = sample_heart(np.random.default_rng([6, i]), "NOR", 1.04)
+        z = 0.55 * heart.length
+        polar = _fine_polar(heart, z)
+        ed, es = (heart_masks(heart_shape(heart, z, c), polar) for c in (0.0, 1.0))
+        assert ed.papillary.sum() * 0.25 > 100.0, i  # mm², both heads together
+        share = [m.trabecular.sum() / m.lv.sum() for m in (ed, es)]
+        assert share[1] > share[0] > 0.05, (i, share)
+
+
+def test_epicardial_fat_lies_between_the_myocardium_and_its_neighbours():
+    for group in sorted(GROUPS):
+        heart = sample_heart(np.random.default_rng([8, 0]), group)
+        mid = heart_shape(heart, 0.5 * heart.length, 0.0)
+        base = heart_shape(heart, 4.0, 0.0)
+        assert ((mid.r_fat - mid.r_wall) > 1.0).mean() > 0.3, group  # a fat layer around much of the heart
+        assert float(np.mean(base.r_fat - base.r_wall)) > float(np.mean(mid.r_fat - mid.r_wall))  # AV groove
+
+
+def test_liver_lies_below_the_heart_on_mid_slices():
+    """Rendering the torso with liver as the only signal: on the mid-ventricular slice the liver is there, below
+    the LV centre (image down = posterior-inferior in the canonical frame), and reaches within 12 mm of the heart's
+    outer (fat) outline: the heart rests on the diaphragm."""
+    from medseg.dataset_loader.synthetic_anatomy import render_torso
+    from medseg.dataset_loader.synthetic_stack import sample_subject
+
+    only_liver = {key: 0.0 for key in ("air", "lung", "fat", "muscle", "myocardium", "blood", "rv_blood", "vessel",
+                                       "spleen", "stomach", "bowel", "marrow", "cortex", "csf", "cord", "gland",
+                                       "pericardium")}
+    only_liver["liver"] = 1.0
+    for i in range(4):
+        sub = sample_subject("ACDC", "NOR", np.random.default_rng([12, i]), SyntheticSettings())
+        heart, z = sub.heart, 0.5 * sub.heart.length
+        cx, cy = lv_centre(heart, z)
+        grid = make_grid((200, 200), 1.5, (cx, cy + 40.0), 0.0)
+        texture = np.zeros((2, 200, 200), dtype=np.float32)
+        liver = render_torso(sub.torso, heart, grid, z, only_liver, texture, sub.thickness) > 0.5
+        assert liver.sum() * 1.5**2 > 1500.0, i  # mm²
+        assert float(grid.y[liver].mean()) > cy, i
+        shape = heart_shape(heart, z, 0.0)
+        rho = np.hypot(grid.x - cx, grid.y - cy)
+        outline = shape.r_fat[slice_polar(grid, (cx, cy)).index]
+        assert float((rho - outline)[liver].min()) < 12.0, i
+
+
+def test_ventricular_volumes_per_group_in_real_ranges():
+    """LV and RV cavity volumes integrated over the long axis (1 mm pixels, 3 mm steps) at ED and ES: the median of
+    four hearts per group at the ACDC-like population scale lies in the plausible adult range of the report."""
+    from medseg.dataset_loader.synthetic_report_output import VOLUME_RANGES
+
+    for group in sorted(GROUPS):
+        volumes = {key: [] for key in ("lv_ED", "lv_ES", "rv_ED", "rv_ES")}
+        for i in range(4):
+            heart = sample_heart(np.random.default_rng([13, i]), group, 1.04)
+            for frame, c in (("ED", 0.0), ("ES", 1.0)):
+                lv = rv = 0.0
+                for z in np.arange(1.5, heart.length + heart.apex_thickness + 2.0, 3.0):
+                    grid = make_grid((160, 160), 1.0, lv_centre(heart, z), 0.0)
+                    masks = heart_masks(heart_shape(heart, z, c), slice_polar(grid, lv_centre(heart, z)))
+                    lv += masks.lv.sum() * 3.0 / 1000.0
+                    rv += masks.rv.sum() * 3.0 / 1000.0
+                volumes[f"lv_{frame}"].append(lv)
+                volumes[f"rv_{frame}"].append(rv)
+        for key, values in volumes.items():
+            lo, hi = VOLUME_RANGES[group][key]
+            assert lo <= float(np.median(values)) <= hi, (group, key, values)
