@@ -49,6 +49,7 @@ class Torso:
     oesophagus: EllipseSpec
     mediastinal_fat: tuple[EllipseSpec, ...]
     fat_pads: tuple[tuple[float, float, float, float], ...]  # paracardiac: angle about the LV, semi-axes, tilt
+    ivc: tuple[float, float, float, float]  # inferior vena cava in the liver: angle, depth below the dome, radii
     lung_vessels: np.ndarray  # (N, 5): x, y, radius, drift x, drift y (per mm z)
     arms: tuple[tuple[EllipseSpec, float, float], ...]  # outline, fat thickness, humerus radius
 
@@ -79,7 +80,8 @@ def _heart_outline(heart: HeartModel, z: float) -> tuple[np.ndarray, np.ndarray]
     return cx + r * np.cos(ANGLES), cy + r * np.sin(ANGLES)
 
 
-def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float = 1.0, arms: bool = True) -> Torso:
+def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float = 1.0, arms: bool = True,
+                 adiposity: float = 1.0) -> Torso:
     """Draw the body around ``heart``.
 
     Args:
@@ -87,6 +89,7 @@ def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float 
         heart: the subject's heart (the chest wall and diaphragm are placed against it).
         body_scale: population scale of the body size.
         arms: whether the arms lie beside the torso (they may fall outside the field of view and wrap around).
+        adiposity: the subject's fat factor (1 typical): subcutaneous, mediastinal and paracardiac fat.
     """
     u = rng.uniform
     mid = 0.35 * heart.length
@@ -94,7 +97,7 @@ def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float 
     top = int(np.argmin(hy))
     angle = u(0.05, 0.35)  # tilt: the chest wall runs from upper left to lower right
     a_body, b_body = u(165.0, 215.0) * body_scale, u(115.0, 145.0) * body_scale
-    fat_level = u(8.0, 42.0) * body_scale
+    fat_level = u(8.0, 28.0) * body_scale * adiposity
     fat = np.clip(fat_level * (1.0 + harmonic_profile(rng, (1, 2, 3), u(0.2, 0.45))), 3.0, None).astype(np.float32)
     # Chest-wall muscle: pectoral anteriorly, thin laterally, thick paraspinal muscles behind.
     rel = np.sin(ANGLES - np.float32(angle))
@@ -148,7 +151,7 @@ def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float 
     # The heart rests on the diaphragm: the dome meets the inferior wall from the base or upper third on.
     diaphragm = np.array([n_angle, 1.0 / u(250.0, 500.0), u(0.0, 6.0), u(0.0, 0.2) * heart.length + 1.0,
                           u(25.0, 60.0), u(3.0, 5.5)])
-    n_lv = int(rng.integers(12, 28))
+    n_lv = int(rng.integers(20, 45))
     liver_vessels = np.stack([rng.uniform(10.0, 90.0, n_lv), rng.uniform(-80.0, 20.0, n_lv),
                               rng.uniform(1.5, 6.0, n_lv), rng.uniform(0.0, 2 * math.pi, n_lv)], axis=1)
     st_r = u(28.0, 45.0)
@@ -157,13 +160,15 @@ def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float 
     # Anterior mediastinal fat between the RV and the chest wall; paracardiac fat pads in the cardiophrenic angles
     # (where the heart meets the diaphragm), bright in bSSFP; posterior mediastinal fat around the aorta and
     # oesophagus behind the heart.
-    mediastinal = [(float(hx[top]) + u(-10.0, 20.0), float(hy[top]) + u(0.0, 6.0), u(15.0, 35.0), u(3.0, 8.0), angle)]
+    mediastinal = [(float(hx[top]) + u(-10.0, 20.0), float(hy[top]) + u(0.0, 6.0), u(15.0, 35.0) * adiposity,
+                    u(3.0, 8.0) * adiposity, angle)]
     pads = []
     for side in (-1.0, 1.0):
         if rng.random() < 0.8:
-            pads.append((n_angle + side * u(0.6, 1.2), u(10.0, 24.0), u(5.0, 11.0), u(-0.3, 0.3)))
+            pads.append((n_angle + side * u(0.6, 1.2), u(10.0, 24.0) * adiposity, u(5.0, 11.0) * adiposity,
+                         u(-0.3, 0.3)))
     mediastinal.append((0.5 * (back_x + float(np.mean(hx))) + u(-10.0, 10.0), 0.5 * (vy + float(np.max(hy))),
-                        u(20.0, 40.0), u(10.0, 22.0), u(-0.5, 0.5)))
+                        u(20.0, 40.0) * adiposity**0.5, u(10.0, 22.0) * adiposity**0.5, u(-0.5, 0.5)))
     n_vessels = int(rng.integers(80, 160))
     lung_vessels = np.stack([rng.uniform(-160.0, 160.0, n_vessels), rng.uniform(-90.0, 110.0, n_vessels),
                              rng.uniform(1.0, 3.5, n_vessels), rng.normal(0.0, 0.25, n_vessels),
@@ -182,6 +187,7 @@ def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float 
         stomach_start=u(0.3, 0.7) * heart.length, gas=u(0.0, 0.35), spleen=spleen,
         spleen_start=u(0.5, 0.9) * heart.length, vertebra=vertebra, canal=canal, paraspinal=paraspinal,
         aorta=aorta, oesophagus=oesophagus, mediastinal_fat=tuple(mediastinal), fat_pads=tuple(pads),
+        ivc=(n_angle + u(0.15, 0.5), u(6.0, 16.0), u(9.0, 13.0), u(6.5, 10.0)),
         lung_vessels=lung_vessels,
         arms=tuple(arm_list),
     )
@@ -242,7 +248,7 @@ def render_torso(
     # double-oblique plane cuts the body wall obliquely, so its layers get a through-plane partial-volume ramp.
     w_wall = math.hypot(w, 0.35 * thickness)
     paint(img, occupancy(d_body, w_wall), contrast["muscle"] * 1.4)
-    paint(img, occupancy(d_body + 2.0, w_wall), -contrast["fat"] * (1.0 + 0.2 * tex0 - 0.4 * septa))
+    paint(img, occupancy(d_body + 2.0, w_wall), -contrast["fat"] * (1.0 + 0.3 * tex0 - 0.4 * septa))
     paint(img, occupancy(d_body + fat_t, w_wall), contrast["muscle"] * (1.0 + 0.25 * tex1))
     cavity = occupancy(d_body + fat_t + muscle_t, w_wall)
     paint(img, cavity, contrast["lung"] * (1.0 + 0.35 * tex0))
@@ -292,6 +298,12 @@ def render_torso(
         py = cy + ny * (offset + depth) + nx * lateral
         r = radius * (0.6 + 0.4 * math.cos(phase + z / 12.0))
         paint_ellipse(img, grid, (px, py, r, r * 0.8, phase), contrast["blood"] * 0.85, clip=liver)
+    if z < 0.6 * heart.length:  # the IVC climbs through the liver to the right atrium
+        ia, depth, ra_, rb_ = t.ivc
+        k_i = int(angle_index(np.float32(math.cos(ia)), np.float32(math.sin(ia))))
+        r_i = (float(shape.r_fat[k_i]) if shape.r_fat.max() > 0 else heart_r) + dia_t + gap + depth + rb_
+        ivc = (cx + r_i * math.cos(ia), cy + r_i * math.sin(ia), ra_, rb_, ia + math.pi / 2)
+        paint_ellipse(img, grid, ivc, contrast["blood"] * 0.85 * (1.0 + 0.08 * tex1), clip=liver)
     if z > t.stomach_start:
         grow = min(1.0, (z - t.stomach_start) / 20.0)
         st = (cx + t.stomach[0], cy + t.stomach[1], t.stomach[2] * grow, t.stomach[3] * grow, t.stomach[4])

@@ -83,7 +83,7 @@ class SiteStyle:
     heart_scale: tuple[float, float]  # population heart size
     body_scale: tuple[float, float]
     p_arms: float = 0.7  # share with arms beside the torso
-    tissue_gain: tuple[float, float] = (0.65, 1.7)  # per-subject factor on all water tissues (not blood, fat)
+    tissue_gain: tuple[float, float] = (0.55, 2.0)  # per-subject factor on all water tissues (not blood, fat)
 
 
 _EVEN = {"NOR": 1.0, "DCM": 1.0, "HCM": 1.0, "MINF": 1.0, "RV": 1.0}
@@ -91,10 +91,10 @@ _EVEN = {"NOR": 1.0, "DCM": 1.0, "HCM": 1.0, "MINF": 1.0, "RV": 1.0}
 SITES: dict[tuple[str, int], SiteStyle] = {
     ("ACDC", 0): SiteStyle(
         "ACDC (Siemens 1.5/3 T)", p_3t=0.4, spacing=(1.37, 1.68), fov=(300.0, 400.0), p_rectangular=0.6,
-        p_pe_rows=0.7, phase_res=(0.88, 1.0), read_res=(0.94, 1.0), window=(0.3, 0.55), sharpen=(0.1, 0.3),
+        p_pe_rows=0.7, phase_res=(0.88, 1.0), read_res=(0.94, 1.0), window=(0.35, 0.6), sharpen=(0.1, 0.3),
         slice_spacing=(9.0, 10.0), thickness=(6.0, 8.0), noise=(0.05, 0.076), acceleration=(1, 2),
         g_strength=(0.1, 0.3), bias=(0.05, 0.7), banding=(0.25, 0.5), p_wrap=0.25, p_ghost=0.12,
-        contrast=_contrast(), gamma=(0.95, 1.05), scale=(250.0, 900.0), pathology=_EVEN,
+        contrast=_contrast(), gamma=(0.85, 1.2), scale=(250.0, 900.0), pathology=_EVEN,
         heart_scale=(1.0, 1.08), body_scale=(0.95, 1.08)),
     ("A", 1): SiteStyle(
         "Siemens 1.5 T (centre 1)", p_3t=0.0, spacing=(1.2, 1.45), fov=(290.0, 370.0), p_rectangular=0.5,

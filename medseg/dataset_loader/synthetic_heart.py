@@ -31,9 +31,9 @@ LV, MYO, RV = 1, 2, 3
 #: ACDC pathology groups at end diastole: endocardial radius (mm), wall thickness (mm), ejection fraction, RV crescent
 #: depth (relative to the LV epicardial radius), LV length base → endocardial apex (mm), base descent at ES (mm).
 GROUPS: dict[str, dict[str, tuple[float, float]]] = {
-    "NOR": {"radius": (25.5, 30.0), "thickness": (7.5, 9.5), "ef": (0.55, 0.70), "rv": (0.75, 1.0),
+    "NOR": {"radius": (25.5, 30.0), "thickness": (7.5, 9.5), "ef": (0.55, 0.70), "rv": (0.65, 0.9),
             "length": (76.0, 90.0), "descent": (11.0, 16.0)},
-    "DCM": {"radius": (31.0, 38.0), "thickness": (5.5, 7.5), "ef": (0.15, 0.38), "rv": (0.55, 0.8),
+    "DCM": {"radius": (31.0, 38.0), "thickness": (5.5, 7.5), "ef": (0.15, 0.38), "rv": (0.5, 0.72),
             "length": (88.0, 106.0), "descent": (4.0, 8.0)},
     "HCM": {"radius": (22.0, 26.5), "thickness": (10.0, 13.0), "ef": (0.62, 0.80), "rv": (0.6, 0.85),
             "length": (72.0, 86.0), "descent": (8.0, 12.0)},
@@ -88,13 +88,15 @@ class HeartModel:
     ra: np.ndarray  # (6,): angle offset from the RV direction, gap factor, radius, orientation, appendage angle, size
 
 
-def sample_heart(rng: np.random.Generator, group: str = "NOR", size_scale: float = 1.0) -> HeartModel:
+def sample_heart(rng: np.random.Generator, group: str = "NOR", size_scale: float = 1.0, adiposity: float = 1.0
+                 ) -> HeartModel:
     """Draw a random heart of an ACDC pathology group.
 
     Args:
         rng: random generator.
         group: a key of :data:`GROUPS`.
         size_scale: population scale of the linear heart size (per-site populations differ).
+        adiposity: the subject's fat factor (1 typical): scales the epicardial and AV-groove fat.
     """
     if group not in GROUPS:
         raise ValueError(f"group must be one of {sorted(GROUPS)}, got {group!r}")
@@ -180,10 +182,10 @@ def sample_heart(rng: np.random.Generator, group: str = "NOR", size_scale: float
         trabeculae=trabeculae,
         fringe=u(2.5, 5.0),
         fat_patch=fat_patch.astype(np.float32),
-        fat_lv=u(0.5, 3.5),
-        fat_rv=u(1.0, 5.0),
-        fat_av=u(3.0, 9.0),
-        fat_groove=u(2.0, 7.0),
+        fat_lv=u(0.5, 3.5) * adiposity,
+        fat_rv=u(1.0, 5.0) * adiposity,
+        fat_av=u(3.0, 9.0) * adiposity,
+        fat_groove=u(2.0, 7.0) * adiposity,
         lvot=np.array([ao_angle, u(11.0, 15.0), u(7.0, 13.0), u(0.85, 1.1)]),
         la=np.array([math.pi / 2 + u(-0.35, 0.35), u(0.7, 1.0), u(26.0, 34.0), u(19.0, 27.0), u(-0.6, 0.6),
                      u(-1.4, -0.8), u(0.3, 0.45)]),
@@ -406,7 +408,7 @@ def heart_shape(model: HeartModel, z: float, c: float) -> HeartShape:
                           np.array([m.fat_groove, m.fat_groove * 0.8]))
     av = m.fat_av * math.exp(-max(s, 0.0) / 12.0)
     fat = m.fat_patch * (m.fat_lv + m.fat_rv * m.rv_profile + av) + groove * (1.0 - 0.5 * mix)
-    fat = np.clip(fat, 0.0, 12.0).astype(np.float32)
+    fat = np.clip(fat, 0.0, 18.0).astype(np.float32)
     r_fat = np.where(r_wall > 0, r_wall + fat, zero).astype(np.float32)
     lvot, vessels = _basal_structures(m, s, c, (cx, cy), r_mean, r_epi_mean > 0)
     return HeartShape(

@@ -111,8 +111,11 @@ def sample_subject(domain: str, group: str, rng: np.random.Generator, settings: 
         fov[acq.pe_axis] = fov_x * float(rng.uniform(0.75, 0.9))  # fewer phase-encoding lines
     fov_y, fov_x = (fov[0], fov[1]) if acq.pe_axis == 0 else (fov[1], fov[0])
     shape_hw = (max(16, round(fov_y / spacing)), max(16, round(fov_x / spacing)))
-    heart = sample_heart(rng, group, float(rng.uniform(*style.heart_scale)))
-    torso = sample_torso(rng, heart, float(rng.uniform(*style.body_scale)), arms=rng.random() < style.p_arms)
+    # Adiposity: one factor for the subject's epicardial, mediastinal and subcutaneous fat (lean to obese).
+    adiposity = float(np.clip(rng.lognormal(0.0, 0.75), 0.3, 3.5))
+    heart = sample_heart(rng, group, float(rng.uniform(*style.heart_scale)), adiposity)
+    torso = sample_torso(rng, heart, float(rng.uniform(*style.body_scale)), arms=rng.random() < style.p_arms,
+                         adiposity=adiposity)
     slice_spacing = float(rng.uniform(*style.slice_spacing))
     positions, slice_spacing = plan_slices(heart, slice_spacing, rng, settings.n_slices)
     thickness = min(float(rng.uniform(*style.thickness)), slice_spacing)
@@ -191,7 +194,7 @@ def render_subject(subject: Subject, contractions: Sequence[float], rng: np.rand
         if box is None:
             raise ValueError("the heart lies outside the field of view; the FOV centre offset is too large")
         box_grid = grid.crop(box)
-        texture = texture_pair(rng, shape_ext, sub.spacing)
+        texture = texture_pair(rng, shape_ext, sub.spacing, weights=(1.0, 0.6, 0.45, 0.5))
         background = render_torso(sub.torso, heart, grid, float(z), contrast, texture, sub.thickness)
         flow_fields = texture_pair(rng, box_grid.shape, sub.spacing, scales_mm=(4.0, 8.0, 16.0),
                                    weights=(0.5, 0.5, 0.4))
