@@ -150,7 +150,7 @@ def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float 
     n_angle = math.pi / 2 + u(0.1, 0.6)  # the image left of a short-axis slice is more inferior
     # The heart rests on the diaphragm: the dome meets the inferior wall from the base or upper third on.
     diaphragm = np.array([n_angle, 1.0 / u(250.0, 500.0), u(0.0, 6.0), u(0.0, 0.2) * heart.length + 1.0,
-                          u(25.0, 60.0), u(3.0, 5.5)])
+                          u(-10.0, 25.0), u(3.0, 5.5)])
     n_lv = int(rng.integers(20, 45))
     liver_vessels = np.stack([rng.uniform(10.0, 90.0, n_lv), rng.uniform(-80.0, 20.0, n_lv),
                               rng.uniform(1.5, 6.0, n_lv), rng.uniform(0.0, 2 * math.pi, n_lv)], axis=1)
@@ -160,15 +160,16 @@ def sample_torso(rng: np.random.Generator, heart: HeartModel, body_scale: float 
     # Anterior mediastinal fat between the RV and the chest wall; paracardiac fat pads in the cardiophrenic angles
     # (where the heart meets the diaphragm), bright in bSSFP; posterior mediastinal fat around the aorta and
     # oesophagus behind the heart.
-    mediastinal = [(float(hx[top]) + u(-10.0, 20.0), float(hy[top]) + u(0.0, 6.0), u(15.0, 35.0) * adiposity,
-                    u(3.0, 8.0) * adiposity, angle)]
+    fat_bodies = min(adiposity, 1.5)  # mediastinal fat grows less than the subcutaneous layer
+    mediastinal = [(float(hx[top]) + u(-10.0, 20.0), float(hy[top]) + u(0.0, 6.0), u(15.0, 35.0) * fat_bodies,
+                    u(3.0, 8.0) * fat_bodies, angle)]
     pads = []
     for side in (-1.0, 1.0):
         if rng.random() < 0.8:
-            pads.append((n_angle + side * u(0.6, 1.2), u(10.0, 24.0) * adiposity, u(5.0, 11.0) * adiposity,
+            pads.append((n_angle + side * u(0.6, 1.2), u(10.0, 24.0) * fat_bodies, u(5.0, 11.0) * fat_bodies,
                          u(-0.3, 0.3)))
     mediastinal.append((0.5 * (back_x + float(np.mean(hx))) + u(-10.0, 10.0), 0.5 * (vy + float(np.max(hy))),
-                        u(20.0, 40.0) * adiposity**0.5, u(10.0, 22.0) * adiposity**0.5, u(-0.5, 0.5)))
+                        u(20.0, 40.0) * fat_bodies**0.5, u(10.0, 22.0) * fat_bodies**0.5, u(-0.5, 0.5)))
     n_vessels = int(rng.integers(80, 160))
     lung_vessels = np.stack([rng.uniform(-160.0, 160.0, n_vessels), rng.uniform(-90.0, 110.0, n_vessels),
                              rng.uniform(1.0, 3.5, n_vessels), rng.normal(0.0, 0.25, n_vessels),
@@ -285,7 +286,7 @@ def render_torso(
     abdomen = occupancy(d_liver - np.float32(dia_t), w_dia) * cavity
     paint(img, abdomen, contrast["muscle"] * (1.0 + 0.05 * tex1))
     below = occupancy(d_liver, w_dia) * cavity
-    liver_side = occupancy(np.float32(split - 0.4 * z) - across, 8.0)
+    liver_side = occupancy(np.float32(split - 0.3 * z) - across, 8.0)
     # Left abdomen: bowel with a few fat islands (their fat–water boundaries come out dark).
     fat_islands = np.clip(2.0 * tex1 - 3.0, 0.0, 1.0)
     paint(img, below * (1.0 - liver_side), contrast["bowel"] * (1.0 + 0.12 * tex0) * (1.0 - fat_islands)

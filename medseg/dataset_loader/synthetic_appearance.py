@@ -13,6 +13,10 @@ the training domain. The M&Ms-like vendors differ from it the way real sites do,
 * ``D`` Canon 1.5 T (centre 5): coarse pixels and a large FOV (more torso in the crop), high, spatially varying
   parallel-imaging noise, bright myocardium and liver, frequent breathing ghosts, MINF-heavy.
 
+Every subject also draws a water-tissue gain (``SiteStyle.tissue_gain``: muscle, liver, ... × g, myocardium × √g;
+blood and fat unchanged), so sites differ in blood–myocardium contrast (GE and Philips 3 T high, Canon and Philips
+1.5 T low) and subjects of one site differ in brightness and contrast as real ones do.
+
 Signals are relative to LV blood = 1.
 """
 
@@ -103,7 +107,7 @@ SITES: dict[tuple[str, int], SiteStyle] = {
         g_strength=(0.2, 0.4), bias=(0.2, 0.4), banding=(0.2, 0.45), p_wrap=0.2, p_ghost=0.15,
         contrast=_contrast(myocardium=(0.3, 0.4), fat=(0.9, 1.15)), gamma=(0.85, 0.95), scale=(150.0, 600.0),
         pathology={"NOR": 1.0, "DCM": 0.8, "HCM": 1.6, "MINF": 0.6, "RV": 0.5},
-        heart_scale=(0.96, 1.03), body_scale=(0.95, 1.05)),
+        heart_scale=(0.96, 1.03), body_scale=(0.95, 1.05), tissue_gain=(0.7, 1.4)),
     ("B", 2): SiteStyle(
         "Philips 1.5 T (centre 2)", p_3t=0.0, spacing=(1.25, 1.4), fov=(300.0, 360.0), p_rectangular=0.9,
         p_pe_rows=0.3, phase_res=(0.6, 0.75), read_res=(0.8, 0.95), window=(0.8, 1.0), sharpen=(0.0, 0.0),
@@ -111,7 +115,7 @@ SITES: dict[tuple[str, int], SiteStyle] = {
         g_strength=(0.1, 0.25), bias=(0.25, 0.4), banding=(0.2, 0.4), p_wrap=0.7, p_ghost=0.1,
         contrast=_contrast(fat=(1.1, 1.35), myocardium=(0.34, 0.44), liver=(0.4, 0.5)), gamma=(1.1, 1.25),
         scale=(60.0, 250.0), pathology={"NOR": 0.6, "DCM": 2.0, "HCM": 0.8, "MINF": 1.0, "RV": 0.5},
-        heart_scale=(1.01, 1.08), body_scale=(1.0, 1.1)),
+        heart_scale=(1.01, 1.08), body_scale=(1.0, 1.1), tissue_gain=(0.9, 1.6)),
     ("B", 3): SiteStyle(
         "Philips 3 T (centre 3)", p_3t=1.0, spacing=(1.1, 1.3), fov=(280.0, 340.0), p_rectangular=0.7,
         p_pe_rows=0.5, phase_res=(0.75, 0.9), read_res=(0.9, 1.0), window=(0.0, 0.2), sharpen=(0.1, 0.3),
@@ -119,7 +123,7 @@ SITES: dict[tuple[str, int], SiteStyle] = {
         g_strength=(0.35, 0.6), bias=(0.35, 0.55), banding=(0.55, 0.95), p_wrap=0.3, p_ghost=0.1,
         contrast=_contrast(fat=(1.0, 1.3), myocardium=(0.3, 0.4)), gamma=(1.05, 1.15), scale=(80.0, 300.0),
         pathology={"NOR": 1.8, "DCM": 0.6, "HCM": 0.6, "MINF": 1.4, "RV": 0.6},
-        heart_scale=(0.92, 0.98), body_scale=(0.9, 1.0)),
+        heart_scale=(0.92, 0.98), body_scale=(0.9, 1.0), tissue_gain=(0.6, 1.15)),
     ("C", 4): SiteStyle(
         "GE 1.5 T (centre 4)", p_3t=0.0, spacing=(1.4, 1.6), fov=(320.0, 380.0), p_rectangular=0.2,
         p_pe_rows=0.6, phase_res=(0.45, 0.6), read_res=(0.7, 0.8), window=(0.0, 0.08), sharpen=(0.2, 0.45),
@@ -127,7 +131,7 @@ SITES: dict[tuple[str, int], SiteStyle] = {
         g_strength=(0.1, 0.3), bias=(0.25, 0.45), banding=(0.25, 0.5), p_wrap=0.25, p_ghost=0.15,
         contrast=_contrast(fat=(0.7, 0.9), myocardium=(0.22, 0.3), muscle=(0.18, 0.26)), gamma=(0.75, 0.85),
         scale=(1200.0, 3500.0), pathology={"NOR": 0.7, "DCM": 0.8, "HCM": 1.5, "MINF": 0.7, "RV": 1.3},
-        heart_scale=(0.97, 1.05), body_scale=(0.95, 1.08)),
+        heart_scale=(0.97, 1.05), body_scale=(0.95, 1.08), tissue_gain=(0.55, 1.0)),
     ("D", 5): SiteStyle(
         "Canon 1.5 T (centre 5)", p_3t=0.0, spacing=(1.5, 1.9), fov=(340.0, 420.0), p_rectangular=0.4,
         p_pe_rows=0.7, phase_res=(0.7, 0.85), read_res=(0.85, 1.0), window=(0.2, 0.4), sharpen=(0.1, 0.25),
@@ -135,7 +139,7 @@ SITES: dict[tuple[str, int], SiteStyle] = {
         g_strength=(0.5, 0.9), bias=(0.3, 0.5), banding=(0.3, 0.55), p_wrap=0.15, p_ghost=0.35,
         contrast=_contrast(myocardium=(0.34, 0.44), liver=(0.42, 0.54), fat=(0.9, 1.1)), gamma=(1.25, 1.4),
         scale=(400.0, 2000.0), pathology={"NOR": 0.7, "DCM": 1.0, "HCM": 0.6, "MINF": 1.8, "RV": 0.8},
-        heart_scale=(0.99, 1.06), body_scale=(1.0, 1.12)),
+        heart_scale=(0.99, 1.06), body_scale=(1.0, 1.12), tissue_gain=(0.95, 1.7)),
 }
 
 #: Centres of each domain (ACDC has one pseudo-centre 0).
