@@ -81,11 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "finished tests, or from --volumes")
     parser.add_argument("--volumes", type=Path, default=None,
                         help="with --report_only: a saved volumes.csv of the same budget (e.g. "
-                             "docs/RESULTS_data/volumes.csv); the data folder is then not needed")
+                             "docs/RESULTS_data/volumes.csv); the data folder is then not needed (default: the tests of --out)")
     parser.add_argument("--vendors", type=Path, default=None,
-                        help="with --volumes: the M&Ms vendor table (a saved MM_vendors.csv or MM/vendors.csv)")
+                        help="with --volumes: the M&Ms vendor table (a saved MM_vendors.csv or MM/vendors.csv) (default: no "
+                             "per-vendor tables)")
     parser.add_argument("--plateau", type=Path, default=None,
-                        help="with --volumes: a saved training-curve summary (curves/plateau.csv)")
+                        help="with --volumes: a saved training-curve summary (curves/plateau.csv) (default: no curve summary)")
     parser.add_argument("--note", action="append", default=[],
                         help="with --volumes: a line for the report saying what the saved numbers are (repeatable)")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
