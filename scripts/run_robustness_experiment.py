@@ -43,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--budget", default="cpu",
-                        help=f"one of {', '.join(BUDGET_NAMES)} (config/experiment/<name>.json: seconds for CI, about "
-                             "4 hours on a 2-core CPU, the published setting for a GPU), another name in "
-                             "config/experiment/ (calib: a one-run calibration of cpu) or the path of a budget file")
+                        help=f"one of {', '.join(BUDGET_NAMES)} (config/experiment/<name>.json: seconds for CI, the "
+                             "first run of README command (a) in about 25 minutes, the comparison in about 4 hours on "
+                             "a 2-core CPU, the published setting for a GPU), another name in config/experiment/ "
+                             "(cpu_run0: run 0 of cpu alone; calib: a one-run calibration of cpu) or the path of a "
+                             "budget file")
     parser.add_argument("--data_root", type=Path, default=Path("data/synthetic"),
                         help="preprocessed layout with ACDC/, ACDC-C/<artefact>/ and MM/ (+ MM/vendors.csv) "
                             )
@@ -172,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         budget = load_budget(args.budget, config_dir)
+        if budget.precision == "bf16_where_native":
+            budget = budget.resolved(args.device)
+            logger.info("precision %s: %s", budget.precision,
+                        "this device computes bf16 natively" if budget.precision == "bf16" else
+                        "this device has no native bf16 (on a CPU: AVX512-BF16 or AMX), so fp32")
         if args.runs is not None:
             budget = dataclasses.replace(budget, runs=_parse_runs(parser, args.runs))
         request = ExperimentRequest(

@@ -1,6 +1,7 @@
 """Experiment budgets: how long and at which resolution the robustness experiment trains and tests.
 
-A budget is one JSON file in ``config/experiment/`` (``smoke``, ``cpu``, ``paper``) or any file given by path.
+A budget is one JSON file in ``config/experiment/`` (``smoke``, ``first_run``, ``cpu``, ``paper``...) or any file given by
+path.
 Both methods always share the same budget, data, splits and seeds; the budget only sets the resolution and the
 optimisation length. Every key is required except those with a default below; unknown keys are errors naming the file.
 
@@ -29,7 +30,11 @@ key                        meaning
 ``frames``                 test frames (default ``["ED", "ES"]``)
 ``keep_best_every_num_epochs``  every N epochs keep the best model so far (``model/best_at_<epoch>``) and test it
                            with the last ``n_iter`` after the runs: the training-length trend (default 0: off)
-``precision``              ``learning.precision`` of both methods (``fp32``, ``bf16``; default: the configs' own)
+``precision``              ``learning.precision`` of both methods (``fp32``, ``bf16``, ``fp16``; default: the configs'
+                           own), or ``bf16_where_native``: bf16 mixed precision where the device computes bf16
+                           natively (a CPU with AVX512-BF16 or AMX, a GPU with bf16), fp32 elsewhere; resolved once
+                           per call (:meth:`Budget.resolved`), and the resolved value is part of the experiment's
+                           identity
 ========================== ===========================================================================================
 """
 
@@ -38,12 +43,18 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 PathLike = str | os.PathLike
-BUDGET_NAMES = ("smoke", "cpu", "paper")
+BUDGET_NAMES = ("smoke", "first_run", "cpu", "paper")
+#: budget names that no longer exist -> what to use instead (refused with this message)
+RENAMED_BUDGETS = {
+    "quickstart": "the budget 'quickstart' was renamed: 'cpu_run0' is the 75-epoch run 0 of the cpu budget it was "
+                  "(about 2.5 CPU-hours); 'first_run' is what README command (a) runs now (about 25 minutes)",
+}
+PRECISION_CHOICES = ("fp32", "bf16", "fp16", "bf16_where_native")
 DEFAULT_RUNS = ((0, 40), (1, 20), (2, 10))
 DEFAULT_METHODS = {"standard": "ACDC/standard_training.json", "cooperative": "ACDC/cooperative_training.json"}
 DEFAULT_DATASETS = ("ACDC", "RandomBias", "RandomSpike", "RandomGhosting", "RandomMotion", "MM")
@@ -108,9 +119,18 @@ class Budget:
             raw[key] = list(raw[key])
         return raw
 
+    def resolved(self, device: str = "auto") -> Budget:
+        """This budget with ``precision`` resolved for ``device`` (``auto``, ``cpu``, ``cuda``...):
+        ``bf16_where_native`` becomes ``bf16`` where the device computes bf16 natively, else ``fp32``."""
+        if self.precision != "bf16_where_native":
+            return self
+        return replace(self, precision="bf16" if native_bf16(device) else "fp32")
+
     def training_overrides(self, acdc_root: PathLike) -> list[str]:
-        """``--set KEY=VALUE`` values applied to both methods' configs (same budget for both)."""
+        """``--set KEY=VALUE`` values applied to both methods' configs (same budget for both; ``bf16_where_native``
+        resolved for the default device unless :meth:`resolved` was applied first)."""
         s, p, c = self.spacing_mm, self.pad_size, self.crop_size
+        precision = self.resolved().precision
         return [
             f"data.root_dir={Path(acdc_root).as_posix()}",
             f"data.new_spacing=[{s},{s},-1]",
@@ -124,7 +144,16 @@ class Budget:
             f"output.save_epoch_every_num_epochs={self.save_epoch_every_num_epochs}",
         ] + ([f"output.keep_best_every_num_epochs={self.keep_best_every_num_epochs}"]
              if self.keep_best_every_num_epochs else []) + (
-            [f"learning.precision={self.precision}"] if self.precision is not None else [])
+            [f"learning.precision={precision}"] if precision is not None else [])
+
+
+def native_bf16(device: str = "auto") -> bool:
+    """Whether ``device`` (``auto``: CUDA if available, else the CPU) computes bf16 natively: a CUDA device with bf16
+    support, or a CPU with AVX512-BF16 or AMX (elsewhere bf16 is emulated and slower than fp32)."""
+    from medseg.utils.device import resolve_device
+    from medseg.utils.precision import precision_problem
+
+    return precision_problem("bf16", resolve_device(device)) is None
 
 
 def _fail(path: Path, key: str, expected: str, value: Any) -> None:
@@ -155,8 +184,6 @@ def _validate(path: Path, raw: dict[str, Any]) -> Budget:
         keep = raw["keep_best_every_num_epochs"]
         if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
             _fail(path, "keep_best_every_num_epochs", "an integer >= 0 (0: off)", keep)
-    if "precision" in raw and raw["precision"] not in ("fp32", "bf16", "fp16"):
-        _fail(path, "precision", "one of ['fp32', 'bf16', 'fp16']", raw["precision"])
     for key in ("crop_size", "test_crop_size"):
         if values[key] % 16:
             _fail(path, key, "a multiple of 16 (the network downsamples 16x)", values[key])
@@ -172,6 +199,8 @@ def _validate(path: Path, raw: dict[str, Any]) -> Budget:
 
         if raw["lr_schedule"] not in LR_SCHEDULES:
             _fail(path, "lr_schedule", f"one of {list(LR_SCHEDULES)}", raw["lr_schedule"])
+    if "precision" in raw and raw["precision"] not in PRECISION_CHOICES:
+        _fail(path, "precision", f"one of {list(PRECISION_CHOICES)}", raw["precision"])
     for key in ("name", "description", "data_setting"):
         if key in raw and not isinstance(raw[key], str):
             _fail(path, key, "a string", raw[key])
@@ -219,6 +248,8 @@ def load_budget(name_or_path: PathLike, config_dir: PathLike) -> Budget:
         ValueError: invalid JSON or a bad key/value (naming the file and the key).
     """
     path = budget_path(name_or_path, config_dir)
+    if str(name_or_path) in RENAMED_BUDGETS and not path.is_file():
+        raise FileNotFoundError(f"budget {name_or_path!r}: {RENAMED_BUDGETS[str(name_or_path)]}")
     if not path.is_file():
         raise FileNotFoundError(f"budget file {path} not found (use --budget {{{','.join(BUDGET_NAMES)}}}, another name "
                                 f"of config/experiment/, or a path)")
