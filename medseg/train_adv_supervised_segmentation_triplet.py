@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point (``medseg-train``); returns the process exit code."""
+def main(argv: list[str] | None = None, continue_hint: str | None = None) -> int:
+    """Console-script entry point (``medseg-train``); returns the process exit code. ``continue_hint``: how an
+    interrupted run continues, for programs that run the training for their user (default: ``--resume auto``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.resume_pkl_path and args.resume:
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
     if args.precision is not None:
         args.overrides.append(f"learning.precision={args.precision}")
-    return run_cli(parser.prog, lambda: run_training(args), args.debug, "--debug")
+    return run_cli(parser.prog, lambda: run_training(args, continue_hint), args.debug, "--debug")
 
 
 if __name__ == "__main__":

@@ -121,6 +121,10 @@ def prepare_raw(args: argparse.Namespace, derived: list[Path]) -> int:
                 provenance.write_record(raw, wanted, complete=True, source=record.get("source", ""),
                                         output=record["output"], verified=True)
             print(f"[prepare_synthetic] raw data up to date ({raw}/provenance.json): not regenerated")
+            if args.preview:  # the montage of the data that is there
+                from medseg.dataset_loader.synthetic_preview import render_preview
+
+                print(f"[prepare_synthetic] preview: {render_preview(args.out, args.preview)}")
             return 0
         if broken:
             print(f"[prepare_synthetic] {raw} holds {len(broken)} broken file(s) (e.g. written while the disk was "

@@ -21,7 +21,7 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +43,18 @@ def default_threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
+class Monitor(Protocol):
+    """What :func:`run_parallel` tells a progress display (:class:`medseg.experiments.progress.ExperimentProgress`)."""
+
+    def task_started(self, task: Task) -> None: ...
+    def task_finished(self, task: Task, ok: bool) -> None: ...
+    def tick(self) -> None: ...
+
+
 def run_parallel(tasks: Sequence[Task], *, jobs: int, target: ChildTarget, target_args: tuple[Any, ...],
                  task_id: Callable[[Task], str], is_done: Callable[[Task], bool], is_ready: Callable[[Task], bool],
-                 threads: int, max_tasks: int | None = None) -> tuple[list[str], list[str]]:
+                 threads: int, max_tasks: int | None = None, monitor: Monitor | None = None,
+                 tick_s: float = 1.0) -> tuple[list[str], list[str]]:
     """Run ``tasks`` (in list order as they become ready) in up to ``jobs`` child processes.
 
     Args:
@@ -54,6 +63,7 @@ def run_parallel(tasks: Sequence[Task], *, jobs: int, target: ChildTarget, targe
         is_done: whether a task is finished already (skipped without a process).
         is_ready: whether a task's inputs exist (a test: its training finished).
         max_tasks: start at most this many tasks (None: all).
+        monitor: told when a task starts and ends, and called every ``tick_s`` seconds while tasks run.
 
     Returns:
         ``(ran, skipped)`` task ids.
@@ -83,12 +93,18 @@ def run_parallel(tasks: Sequence[Task], *, jobs: int, target: ChildTarget, targe
                 running.append(_Child(task, task_id(task), process, receive))
                 ran.append(task_id(task))
                 logger.info("started %s (process %d; %d running)", task_id(task), process.pid, len(running))
+                if monitor is not None:
+                    monitor.task_started(task)
             if not running:
                 break
-            wait([c.process.sentinel for c in running])
+            wait([c.process.sentinel for c in running], timeout=tick_s if monitor is not None else None)
+            if monitor is not None:
+                monitor.tick()
             for child in [c for c in running if not c.process.is_alive()]:
                 running.remove(child)
                 error = _outcome(child)
+                if monitor is not None:
+                    monitor.task_finished(child.task, error is None)
                 if error is not None and failure is None:
                     failure = error
                     if running:
@@ -103,7 +119,9 @@ def run_parallel(tasks: Sequence[Task], *, jobs: int, target: ChildTarget, targe
             _stop(running)
             for child in running:
                 child.process.join()
-                _outcome(child)
+                error = _outcome(child)
+                if monitor is not None:
+                    monitor.task_finished(child.task, error is None)
         raise
 
 

@@ -27,6 +27,7 @@ import functools
 import hashlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,9 +36,12 @@ from typing import Any
 
 from medseg.experiments import data as exp_data
 from medseg.experiments.budgets import Budget
+from medseg.experiments.progress import ExperimentProgress
 from medseg.experiments.state import ExperimentState, code_version, hash_files, now
 from medseg.experiments.tasks import RunOptions, RunSpec, checkpoint_dir, run_dir, run_test, run_training
+from medseg.training.run_files import CONSOLE_LEVEL_ENV
 from medseg.training.run_lock import RunLock
+from medseg.utils.status import STATUS_NAME, EvaluationStatus
 
 #: The runner's lock file in its output folder (held while it runs; a stale one is taken over).
 LOCK_NAME = "experiment.lock"
@@ -276,13 +280,65 @@ def _run_parallel(request: ExperimentRequest, plan: Plan, state: ExperimentState
     def is_ready(task: Task) -> bool:
         return task[0] == "train" or state.marker(task[1].train_id) is not None
 
-    ran, skipped = parallel.run_parallel(
-        tasks, jobs=request.jobs, target=parallel.child_main,
-        target_args=(functools.partial(_run_task, quiet, plan, commit),), task_id=lambda t: _task_id(*t),
-        is_done=is_done, is_ready=is_ready, threads=threads, max_tasks=request.max_tasks)
+    board = _progress_board(request, plan, state, tasks)
+    handlers = _log_above(board) if board.live else []
+    previous_floor = os.environ.get(CONSOLE_LEVEL_ENV)
+    os.environ[CONSOLE_LEVEL_ENV] = "WARNING"  # the tasks' progress is shown by the board; their logs keep it all
+    try:
+        ran, skipped = parallel.run_parallel(
+            tasks, jobs=request.jobs, target=parallel.child_main,
+            target_args=(functools.partial(_run_task, quiet, plan, commit),), task_id=lambda t: _task_id(*t),
+            is_done=is_done, is_ready=is_ready, threads=threads, max_tasks=request.max_tasks, monitor=board)
+    finally:
+        board.close()
+        for handler, stream in handlers:
+            handler.setStream(stream)
+        if previous_floor is None:
+            os.environ.pop(CONSOLE_LEVEL_ENV, None)
+        else:
+            os.environ[CONSOLE_LEVEL_ENV] = previous_floor
     for task_id in skipped:
         state.log(task_id, "skipped")
     return ran, skipped
+
+
+def _progress_board(request: ExperimentRequest, plan: Plan, state: ExperimentState,
+                    tasks: list[Task]) -> ExperimentProgress:
+    """The console progress of a parallel run: live on a terminal (unless --no_progress), plain lines elsewhere."""
+    several_runs = len(plan.pairs()) > 1
+    trainings = {t[1]: t for t in tasks if t[0] == "train"}
+
+    def label(task: Task) -> str:
+        kind, spec, n_iter = task
+        name = f"train {spec.method}" if kind == "train" else f"test {spec.method} n_iter {n_iter}"
+        return f"{name} (cval {spec.cval})" if several_runs else name
+
+    def status_path(task: Task) -> Path:
+        kind, spec, n_iter = task
+        if kind == "train":
+            return run_dir(spec, request.budget, plan.save_dir, plan.data_root / "ACDC") / "log" / STATUS_NAME
+        return test_dir(request.out_dir, spec, n_iter) / STATUS_NAME  # type: ignore[arg-type]
+
+    def finished_seconds(task: Task) -> float | None:
+        done = state.marker(_task_id(*task))
+        return None if done is None else float(done.get("seconds", 0.0))
+
+    def dependency(task: Task) -> Task | None:
+        return None if task[0] == "train" else trainings.get(task[1])
+
+    live = request.progress is not None and bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return ExperimentProgress(tasks, request.jobs, label=label, status_path=status_path,
+                              finished_seconds=finished_seconds, dependency=dependency, stream=sys.stderr, live=live)
+
+
+def _log_above(board: ExperimentProgress) -> list[tuple[logging.StreamHandler, Any]]:
+    """Route the console log handlers through the board (log lines appear above the live block); returns what to
+    put back."""
+    swapped = []
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stderr, sys.stdout):
+            swapped.append((handler, handler.setStream(board.above(handler.stream))))
+    return swapped
 
 
 def _checkpoint_files(request: ExperimentRequest, plan: Plan, spec: RunSpec) -> list[Path]:
@@ -334,8 +390,10 @@ def _test_task(request: ExperimentRequest, plan: Plan, state: ExperimentState, s
         logger.warning("%s: the checkpoint changed since it was tested: testing again", task_id)
         state.clear(task_id)
     started = time.perf_counter()
+    status = EvaluationStatus(test_dir(request.out_dir, spec, n_iter) / STATUS_NAME, len(request.budget.datasets))
     volumes, notes = run_test(spec, n_iter, folder, plan.data_root, request.budget,
-                              test_dir(request.out_dir, spec, n_iter), request.options, request.progress)
+                              test_dir(request.out_dir, spec, n_iter), request.options, request.progress or status)
+    status.end()
     seconds = time.perf_counter() - started
     counts = volumes.groupby("dataset").size().to_dict() if len(volumes) else {}
     state.mark_done(task_id, {"checkpoint_hash": checkpoint_hash, "commit": commit, "seconds": round(seconds, 1),

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 PathLike = str | os.PathLike
 VOLUME_COLUMNS = ("dataset", "patient_id", "pid", "LV_Dice", "MYO_Dice", "RV_Dice")
 TRAIN_SCRIPT = "medseg/train_adv_supervised_segmentation_triplet.py"
+#: what an interrupted training of the experiment tells its user (the experiment resumes it itself)
+CONTINUE_HINT = "the same experiment command continues it from there"
 
 
 class TrainingStopped(RuntimeError):
@@ -128,7 +130,7 @@ def run_training(spec: RunSpec, budget: Budget, save_dir: PathLike, acdc_root: P
     argv = training_argv(spec, budget, save_dir, acdc_root, options)
     level = logging.getLogger().level
     try:
-        code = train_main(argv)
+        code = train_main(argv, continue_hint=CONTINUE_HINT)
     finally:
         setup_logging(None, level)  # the training logs into its run folder; stop doing so for the next task
     if code != 0:

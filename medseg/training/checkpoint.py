@@ -68,6 +68,9 @@ class TrainState:
     epoch_sums: dict[str, float] = field(default_factory=dict)
     seed: int | None = None
     data_seed: int = 0
+    #: wall seconds already spent in epoch ``epoch`` before an interruption (0 between epochs): a resumed epoch's
+    #: ``epoch_seconds`` in metrics.csv counts the whole epoch
+    epoch_seconds: float = 0.0
 
 
 def snapshot_path(model_dir: str | Path, network_type: str) -> Path:
@@ -203,6 +206,7 @@ def save_snapshot(
         "epoch_sums": dict(state.epoch_sums),
         "seed": state.seed,
         "data_seed": state.data_seed,
+        "epoch_seconds": float(state.epoch_seconds),
         "model_state": model_state,
         "optimizer_state": {name: opt.state_dict() for name, opt in optimizers.items()},
         "fingerprint": config_fingerprint(config),
@@ -366,4 +370,5 @@ def restore_training_state(
         epoch_sums={k: float(v) for k, v in snapshot.get("epoch_sums", {}).items()},
         seed=snapshot.get("seed"),
         data_seed=int(snapshot.get("data_seed", 0)),
+        epoch_seconds=float(snapshot.get("epoch_seconds", 0.0)),
     )

@@ -165,8 +165,11 @@ def _claim_on_main(lock: RunLock, args: argparse.Namespace, paths: RunPaths, con
         raise ValueError(message)
 
 
-def run_training(args: argparse.Namespace) -> int:
+def run_training(args: argparse.Namespace, continue_hint: str | None = None) -> int:
     """Run the training command; returns the exit code (128 + signal number after an interrupt).
+
+    ``continue_hint`` says how an interrupted run continues (default: ``--resume auto``); a program that runs the
+    training for its user (the robustness experiment) names its own command.
 
     Nothing is written into the run folder before the configuration is valid and the folder is claimed (lock, no
     earlier results unless ``--resume``/``--overwrite``); ``config.json``, ``train.log`` and ``--overwrite``'s
@@ -181,12 +184,12 @@ def run_training(args: argparse.Namespace) -> int:
         faulthandler.enable()
     setup_logging(None, level)
     try:
-        return _run_training(args, level)
+        return _run_training(args, level, continue_hint)
     finally:
         teardown_logging()  # an in-process caller (tests, notebooks) keeps no handler of this run
 
 
-def _run_training(args: argparse.Namespace, level: int) -> int:
+def _run_training(args: argparse.Namespace, level: int, continue_hint: str | None = None) -> int:
     config = load_config(args.json_config_path, args.overrides)
     try:
         check_data_config(config)  # dataset, data folder, transforms: before anything is created
@@ -231,7 +234,7 @@ def _run_training(args: argparse.Namespace, level: int) -> int:
             try:
                 result = train(config, options, paths, dist, progress)
             except TrainingInterrupted as err:
-                logger.warning("%s; continue with --resume auto (or --resume_pkl_path %s)", err, err.snapshot)
+                logger.warning("%s; %s", err, continue_hint or "continue with --resume auto")
                 return 128 + err.signum
         if dist.is_main:
             _report_result(result, paths, resume_path, config)
@@ -240,8 +243,8 @@ def _run_training(args: argparse.Namespace, level: int) -> int:
         return 0
     except SignalledOutsideLoop as err:
         snapshot = snapshot_path(paths.model_dir, config.segmentation_model.network_type)
-        how = (f"continue with --resume auto (last snapshot {snapshot})" if snapshot.is_file() else
-               "nothing was trained; start it again")
+        how = ((continue_hint or "continue with --resume auto") + f" (last snapshot {snapshot})"
+               if snapshot.is_file() else "nothing was trained; start it again")
         logger.warning("%s: stopped; %s", err, how)
         return 128 + err.signum
     finally:

@@ -35,6 +35,7 @@ from medseg.training.signals import StopRequest, TrainingInterrupted
 from medseg.training.step import LOSS_KEYS, train_step
 from medseg.training.validation import ValidationResult, validate
 from medseg.utils.precision import check_precision, compute_precision, configure_tf32, make_grad_scaler
+from medseg.utils.status import STATUS_NAME, TrainingStatus
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class _Run:
                          "cval": options.cval, "world_size": dist.world_size, "device": self.device.type}
         self.snapshot_file = ckpt.snapshot_path(paths.model_dir, config.segmentation_model.network_type)
         self.last_hard: dict[str, torch.Tensor] = {}
+        self.status: TrainingStatus | None = None  # rank 0, once the run is accepted (log/status.json)
 
     def _seed_step_streams(self, global_iteration: int) -> None:
         """Seed the step generators from the data seed, the rank and (when a resume re-seeds them) the iteration."""
@@ -262,6 +264,8 @@ class _Run:
                 self._keep_hard_examples(images, out)
             bar.update(1)
             bar.set_postfix_str(f"loss {state.epoch_sums.get('loss/total', 0.0) / state.batches_done:.4f}")
+            if self.status is not None:
+                self.status.iteration(epoch, state.batches_done, state.global_iteration)
         bar.close()
         return completed
 
@@ -301,8 +305,10 @@ class _Run:
         means = epoch_means(counts, n_iters - skipped, (*LOSS_NAMES, "loss/total"))
         if self.dist.is_main:
             result = validate(self.model, self.data.val_loader, self.config.segmentation_model.num_classes, self.device)
+            if self.status is not None:
+                self.status.validated(epoch, result.mean_dice)
             values = {**{k: means[k] for k in LOSS_NAMES}, "iou/val_iou": result.mean_iou,
-                      "acc/val_acc": result.mean_acc, **result.reconstruction}
+                      "acc/val_acc": result.mean_acc, "dice/val_dice": result.mean_dice, **result.reconstruction}
             # hard-example losses exist only in cooperative training: no constant-zero curves for standard training
             scalars.scalars({k: v for k, v in values.items()
                              if self.config.learning.latent_da or not k.startswith("loss/hard/")}, epoch)
@@ -317,8 +323,7 @@ class _Run:
             self._save_models(epoch, result)
             if metrics is not None:
                 metrics.append({"epoch": epoch, "global_iteration": self.state.global_iteration,
-                                "n_iterations": n_iters, **values, "dice/val_dice": result.mean_dice,
-                                "epoch_seconds": round(seconds, 2),
+                                "n_iterations": n_iters, **values, "epoch_seconds": round(seconds, 2),
                                 "stop_reason": stop_reason})
         self.model.train()
 
@@ -412,6 +417,10 @@ def train(config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist
         if config.learning.lr_schedule != "constant":
             logger.info("learning.lr_schedule %s: lr %g at iteration 0, falling to 0 over %d iterations",
                         config.learning.lr_schedule, config.learning.lr, run.planned_iterations)
+    if dist.is_main:
+        run.status = TrainingStatus(paths.log_dir / STATUS_NAME, n_epochs, len(run.data.train_loader),
+                                    run.planned_iterations, start_iteration)
+        run.status.iteration(state.epoch, state.batches_done, state.global_iteration, force=True)
     snapshot: Path | None = None
     try:
         with StopRequest() as stop:
@@ -422,6 +431,12 @@ def train(config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist
                     raise
                 last = run.snapshot_file if run.snapshot_file.is_file() else None
                 raise TrainingInterrupted(stop.signum or 15, str(last)) from None
+        if run.status is not None:
+            run.status.end("finished", state.epoch)
+    except TrainingInterrupted:
+        if run.status is not None:
+            run.status.end("interrupted", state.epoch)
+        raise
     finally:
         scalars.close()
     return TrainResult(best_score=state.best_score, epochs_done=state.epoch, global_iteration=state.global_iteration,
@@ -460,11 +475,13 @@ def _epochs(run: _Run, config: ExperimentConfig, stop: StopRequest, scalars: Sca
             break
         epoch, started = state.epoch, time.perf_counter()
         completed = run.train_epoch(epoch, stop, progress)
+        seconds = state.epoch_seconds + time.perf_counter() - started  # a resumed epoch: the time before it too
         if dist.any(stop.requested) and not completed:
+            state.epoch_seconds = seconds
             raise TrainingInterrupted(stop.signum or 15, str(run.save_snapshot()))
         capped = cap_reached(state.global_iteration, cap) and (not completed or epoch + 1 < n_epochs)
-        run.end_epoch(epoch, scalars, metrics, time.perf_counter() - started,
-                      stop_reason=STOPPED_BY_CAP if capped else "")
+        run.end_epoch(epoch, scalars, metrics, seconds, stop_reason=STOPPED_BY_CAP if capped else "")
+        state.epoch_seconds = 0.0 if completed else seconds
         if completed:
             state.epoch, state.batches_done, state.epoch_sums = epoch + 1, 0, {}
         snapshot = run.save_snapshot()

@@ -30,12 +30,13 @@ LOSS_NAMES = (
     "loss/standard/total", "loss/standard/seg", "loss/standard/image", "loss/standard/shape", "loss/standard/gt_shape",
     "loss/hard/total", "loss/hard/seg", "loss/hard/image", "loss/hard/shape",
 )
-VAL_NAMES = ("iou/val_iou", "acc/val_acc")
-#: Every TensorBoard scalar of spec c.6, in logging order.
+#: validation Mean IoU and accuracy (spec c.6), and the pooled validation Dice, mean over the foreground classes (the
+#: score the experiment's training curves and the console's progress show)
+VAL_NAMES = ("iou/val_iou", "acc/val_acc", "dice/val_dice")
+#: Every TensorBoard scalar, in logging order (those of spec c.6 and the validation Dice).
 SCALAR_NAMES = LOSS_NAMES + VAL_NAMES
-#: Logged beside them in metrics.csv (not TensorBoard): pooled validation Dice, mean over the foreground classes
-#: (for the experiment's training curves).
-EXTRA_VAL_NAMES = ("dice/val_dice",)
+#: Logged beside them in metrics.csv only (none at present).
+EXTRA_VAL_NAMES: tuple[str, ...] = ()
 #: The image decoder's reconstruction quality (:mod:`medseg.training.validation`), in metrics.csv and TensorBoard.
 RECON_NAMES = ("recon/val_mse", "recon/val_psnr", "recon/hard_change")
 
@@ -163,6 +164,20 @@ def teardown_logging() -> None:
             handler.close()
 
 
+#: environment variable: the least level a process logs to the console (its log files keep everything); the experiment
+#: runner sets it to WARNING for its task processes while it shows their progress itself
+CONSOLE_LEVEL_ENV = "MEDSEG_CONSOLE_LEVEL"
+
+
+def console_floor() -> int:
+    """The level of :data:`CONSOLE_LEVEL_ENV` (a name such as ``WARNING`` or a number; unset or unknown: 0)."""
+    value = os.environ.get(CONSOLE_LEVEL_ENV, "").strip()
+    if value.isdigit():
+        return int(value)
+    level = logging.getLevelName(value.upper()) if value else 0
+    return level if isinstance(level, int) else 0
+
+
 def setup_logging(log_file: Path | DeferredFileHandler | None, level: int = logging.INFO, rank: int = 0) -> None:
     """Log to the console (rank 0, or warnings only on other ranks) and to ``log_file`` (appended; a
     :class:`DeferredFileHandler` writes once it is opened)."""
@@ -172,7 +187,7 @@ def setup_logging(log_file: Path | DeferredFileHandler | None, level: int = logg
     prefix = f"[rank {rank}] " if rank else ""
     fmt = logging.Formatter(f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s", "%H:%M:%S")
     console = logging.StreamHandler(sys.stderr)
-    console.setLevel(level if rank == 0 else logging.WARNING)
+    console.setLevel(max(level if rank == 0 else logging.WARNING, console_floor()))
     console.setFormatter(fmt)
     handlers: list[logging.Handler] = [console]
     if isinstance(log_file, DeferredFileHandler):

@@ -77,8 +77,10 @@ def test_another_data_seed_rebuilds_everything_derived(tmp_path):
     assert acdc_record["made_from"]["input"] == provenance.digest_files(out / "raw" / "ACDC")
     before = read_volume(out / "ACDC" / "001" / "ED_img.nii.gz").array
 
-    assert _prepare(out, "--data-seed", "0") == 0  # same knobs: reused
+    preview = tmp_path / "preview.png"
+    assert _prepare(out, "--data-seed", "0", "--preview", str(preview)) == 0  # same knobs: reused ...
     assert provenance.read_record(out / "raw")["written"] == record["written"]
+    assert preview.stat().st_size > 0  # ... and the preview asked for is drawn from the data that is there
 
     assert _prepare(out, "--data-seed", "1") == 2  # another seed into a made folder: refused without --overwrite
     assert provenance.read_record(out / "raw")["made_from"]["settings"]["seed"] == 0
