@@ -2,7 +2,7 @@
 # Quickstart (README command (a)): the whole experiment once, small, on the CPU, in about 25 minutes on 2 cores:
 #   1. generate synthetic cardiac cine MR in the raw ACDC / M&Ms formats and preprocess it (+ ACDC-C corruptions),
 #   2. train standard and cooperative training with the same budget, data and seed (the first_run budget of the
-#      robustness experiment, config/experiment/first_run.json: 15 epochs on 64 x 64 crops of a 2.73 mm grid),
+#      robustness experiment, config/experiment/first_run.json: 18 epochs on 64 x 64 crops of a 2.73 mm grid),
 #   3. test both on ACDC, ACDC-C and M&Ms (n_iter 1 and 2) and write the robustness table with its statistics.
 # It shows that everything runs and that both models segment; it does not compare the methods (that is
 # --budget cpu, hours; see the closing message).
@@ -57,8 +57,8 @@ myocardium and RV cavity, per test set: ACDC = the training domain; RandomBias/S
 scans with MR artefacts (ACDC-C); MM = other scanner vendors. avg_ood = mean over the out-of-domain sets.
 
 What this run shows: every step runs here, and both models segment the synthetic scans (ACDC column). What it does
-not show: which method is more robust. It is one run of 15 epochs on small crops, a twentieth of the published
-training; its differences between the methods are not evidence either way. Next:
+not show: which method is more robust. It is one run of 18 epochs on small crops, 918 iterations where the paper
+trains 15,600; its differences between the methods are not evidence either way. Next:
   python scripts/run_robustness_experiment.py --budget cpu --jobs 3 --threads 1     the comparison: three runs of 75
         epochs in the published regime, with statistics (hours on 2 cores; the published results: docs/RESULTS.md)
   python scripts/run_robustness_experiment.py --budget cpu_run0 --jobs 2            its run 0 alone (2-3 hours)

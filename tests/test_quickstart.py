@@ -138,3 +138,16 @@ def test_compression_ablation_is_cpu_run_0_with_one_augmentation_changed(tmp_pat
     for raw in resolved.values():
         raw.pop("name")
     assert resolved["compression"] == resolved["cpu"]
+
+
+def test_a_stopped_quickstart_says_how_to_continue(tmp_path):
+    """Ctrl-C during the experiment (exit 130): the quickstart says to rerun itself, not a flag of another command."""
+    stub = tmp_path / "python"
+    stub.write_text('#!/usr/bin/env bash\ncase "$1" in *run_robustness_experiment.py) exit 130;; esac\n')
+    stub.chmod(0o755)
+    environment = {**os.environ, "PYTHON": str(stub)}
+    done = subprocess.run(["bash", "scripts/quickstart.sh", str(tmp_path / "data"), str(tmp_path / "saved")],
+                          cwd=REPO, env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130
+    assert "run the same command" in done.stdout and "bash scripts/quickstart.sh" in done.stdout
+    assert "--resume" not in done.stdout + done.stderr and "Done in" not in done.stdout

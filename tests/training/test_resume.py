@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -109,6 +110,13 @@ def test_sigterm_leaves_a_loadable_snapshot_that_resumes_exactly(tiny_acdc: Path
     assert not leftovers, leftovers
     state = load(snapshot_file)
     assert state["epoch"] >= 1 and "rng" in state
+    # the stop names how to continue once, and the snapshot once (the loop's own "snapshot written" line aside)
+    warning = [line for line in output.splitlines() if "training interrupted by SIGTERM" in line]
+    assert len(warning) == 1 and warning[0].count(str(snapshot_file)) == 1 and "--resume auto" in warning[0]
+    # a snapshot inside an epoch keeps the time spent in it, so the resumed epoch's epoch_seconds counts it
+    assert (state["epoch_seconds"] > 0) == (state["batches_done"] > 0)
+    status = json.loads((run_dir(interrupted) / "log" / "status.json").read_text())
+    assert (status["state"], status["epoch"]) == ("interrupted", state["epoch"])
     stop_at = state["global_iteration"] + 3  # continue into (or past) the interrupted epoch, then stop mid-way
 
     # fresh processes for both continuations, like the interrupted part (a long-lived test process has another heap
@@ -121,6 +129,10 @@ def test_sigterm_leaves_a_loadable_snapshot_that_resumes_exactly(tiny_acdc: Path
         output, _ = proc.communicate(timeout=240)
         assert proc.returncode == 0, output
     assert_same_training_state(load(run_dir(straight) / SNAPSHOT), load(snapshot_file))
+    if state["batches_done"] > 0:
+        with open(run_dir(interrupted) / "log" / "metrics.csv", newline="") as handle:
+            row = next(r for r in csv.DictReader(handle) if int(r["epoch"]) == state["epoch"])
+        assert float(row["epoch_seconds"]) >= state["epoch_seconds"]
 
 
 def test_sigterm_to_the_process_group_is_an_interruption_not_a_failure(tiny_acdc: Path, tmp_path: Path) -> None:
