@@ -216,12 +216,19 @@ def test_sigterm_outside_training_stops_like_ctrl_c(monkeypatch, tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_parallel_jobs_give_the_serial_results(data_root: Path, tmp_path: Path, single_thread) -> None:
+def test_parallel_jobs_give_the_serial_results(data_root: Path, tmp_path: Path, single_thread, capsys) -> None:
     """--jobs 2: every task runs once, in child processes of one thread, and every test volume's Dice equals the
-    serial run's (same seeds, same data order, same single-threaded kernels)."""
+    serial run's (same seeds, same data order, same single-threaded kernels); the console shows the tasks' progress
+    (plain lines: the output is not a terminal)."""
     script = load_script()
     parallel, serial = tmp_path / "parallel", tmp_path / "serial"
+    capsys.readouterr()
     assert run(script, data_root, parallel, "--jobs", "2", "--threads", "1") == 0
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[progress] ")]
+    assert progress[0].startswith("[progress] started train standard (cval 0); 0 of 18 tasks done")
+    assert any("train cooperative (cval 0)  epoch 2/2" in line and "val Dice" in line for line in progress)
+    assert progress[-1].startswith("[progress] finished ") and "18 of 18 tasks done" in progress[-1]
+    assert sum(line.startswith("[progress] finished ") for line in progress) == 18
     check_outputs(parallel)
     ran = ran_tasks(parallel)
     assert len(ran) == 1 + 6 + 12 and len(set(ran)) == len(ran)
