@@ -390,7 +390,7 @@ def _test_task(request: ExperimentRequest, plan: Plan, state: ExperimentState, s
         logger.warning("%s: the checkpoint changed since it was tested: testing again", task_id)
         state.clear(task_id)
     started = time.perf_counter()
-    status = EvaluationStatus(test_dir(request.out_dir, spec, n_iter) / STATUS_NAME, len(request.budget.datasets))
+    status = EvaluationStatus(test_dir(request.out_dir, spec, n_iter) / STATUS_NAME, len(request.budget.test_datasets))
     volumes, notes = run_test(spec, n_iter, folder, plan.data_root, request.budget,
                               test_dir(request.out_dir, spec, n_iter), request.options, request.progress or status)
     status.end()
