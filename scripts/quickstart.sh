@@ -57,7 +57,7 @@ myocardium and RV cavity, per test set: ACDC = the training domain; RandomBias/S
 scans with MR artefacts (ACDC-C); MM = other scanner vendors. avg_ood = mean over the out-of-domain sets.
 
 What this run shows: every step runs here, and both models segment the synthetic scans (ACDC column). What it does
-not show: which method is more robust. It is one run of 18 epochs on small crops, 918 iterations where the paper
+not show: which method is more robust. It is one run of 18 epochs on small crops, about 900 iterations where the paper
 trains 15,600; its differences between the methods are not evidence either way. Next:
   python scripts/run_robustness_experiment.py --budget cpu --jobs 3 --threads 1     the comparison: three runs of 75
         epochs in the published regime, with statistics (hours on 2 cores; the published results: docs/RESULTS.md)
