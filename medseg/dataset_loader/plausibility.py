@@ -12,7 +12,8 @@ Two stages of the pipeline see different intensities, so the rule is stated per 
   mean the folder holds raw scans or another normalisation.
 
 At both stages a volume must be finite, not constant (an all-zero or blank image has nothing to segment), hold no
-subnormal magnitudes (below :data:`SUBNORMAL_LIMIT`: bytes of another data type read as floats) and have voxel sizes
+subnormal magnitudes in more than :data:`SUBNORMAL_SHARE` of its non-zero voxels (below :data:`SUBNORMAL_LIMIT`: bytes of
+another data type read as floats) and have voxel sizes
 of cardiac MR (in-plane :data:`IN_PLANE_SPACING_RANGE`, between slices :data:`SLICE_SPACING_RANGE`; a factor of ten
 off is a cm/mm unit error). The stored byte count against the header's dimensions and data type is checked by the
 NIfTI reader itself (``medseg.dataset_loader.nifti_format.check_voxel_bytes``), before any of this.
@@ -42,6 +43,10 @@ PREPROCESSED_RANGE = (0.0, 1.0)
 PREPROCESSED_TOLERANCE = 1e-3
 #: Non-zero magnitudes below this are no intensity: the bytes of another data type read as floating point.
 SUBNORMAL_LIMIT = 1e-30
+#: Share of the non-zero voxels that must be that small before the bytes count as reinterpreted. Integer bytes read
+#: as floats make most voxels tiny; arithmetic on a real image (an FFT-based corruption, interpolation) can leave a
+#: few isolated values near zero, which are rounding, not a wrong data type.
+SUBNORMAL_SHARE = 0.01
 
 
 class ImplausibleVolume(ValueError):
@@ -61,8 +66,9 @@ def plausibility_problem(volume: Volume, stage: str) -> str | None:
             return (f"expected finite intensities, got {int(array.size - finite.sum())} NaN or Inf voxel(s) (a "
                     "corrupt file, or a header data type that reinterprets the bytes)")
         magnitude = np.abs(array)
-        tiny = int(np.count_nonzero((magnitude > 0) & (magnitude < SUBNORMAL_LIMIT)))
-        if tiny:
+        nonzero = magnitude > 0
+        tiny = int(np.count_nonzero(nonzero & (magnitude < SUBNORMAL_LIMIT)))
+        if tiny and tiny >= SUBNORMAL_SHARE * int(np.count_nonzero(nonzero)):
             return (f"expected image intensities, got {tiny} voxel(s) of magnitude below {SUBNORMAL_LIMIT:g} (bytes of "
                     "another data type read as floating point: the header's data type does not match the data)")
     low, high = float(array.min()), float(array.max())

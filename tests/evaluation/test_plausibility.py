@@ -51,6 +51,12 @@ def test_the_rule_per_stage() -> None:
     # int16 bytes read as float32 (a header whose data type reinterprets the bytes): subnormal "intensities"
     reinterpreted = ramp(300, 1, dtype=np.int16).view(np.float32)
     assert "header's data type does not match" in plausibility_problem(volume(reinterpreted), RAW_SCAN)
+    # a real image with one value rounded to near zero by arithmetic (seen after an FFT-based ghosting and
+    # resampling) is an image, not reinterpreted bytes
+    rounded = good.astype(np.float32).copy()
+    rounded.flat[7] = 1e-38
+    for stage in (RAW_SCAN, PREPROCESSED):
+        assert plausibility_problem(volume(rounded), stage) is None
     with pytest.raises(ImplausibleVolume, match=r"^<in-memory volume>: expected an image with contrast"):
         check_image_volume(volume(np.ones(SHAPE)), RAW_SCAN)
     assert issubclass(ImplausibleVolume, ValueError)  # a user error of every tool (one line, exit code 2)
