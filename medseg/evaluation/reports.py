@@ -214,6 +214,15 @@ def read_vendors(mm_root: PathLike) -> pd.DataFrame | None:
     path = Path(mm_root) / "vendors.csv"
     if not path.is_file():
         return None
+    return read_vendors_table(path)
+
+
+def read_vendors_table(path: PathLike) -> pd.DataFrame:
+    """A vendors table (``subject, vendor`` and optionally ``vendor_name, centre``; missing optional columns empty).
+
+    Raises:
+        ValueError: naming the file if ``subject`` or ``vendor`` is missing.
+    """
     table = pd.read_csv(path, dtype=str)
     missing = {"subject", "vendor"} - set(table.columns)
     if missing:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from medseg.evaluation.aggregate import in_averages
-from medseg.evaluation.reports import read_vendors
+from medseg.evaluation.reports import read_vendors, read_vendors_table
 from medseg.experiments import curves, figures, run_stats, trend
 from medseg.experiments.paired_test import paired_tests
 from medseg.experiments.report import IterResults, ReportInputs, render
@@ -309,14 +309,7 @@ def read_vendors_file(path: Path) -> pd.DataFrame:
     Raises:
         ValueError: naming the file if ``subject`` or ``vendor`` is missing.
     """
-    table = pd.read_csv(path, dtype=str)
-    missing = {"subject", "vendor"} - set(table.columns)
-    if missing:
-        raise ValueError(f"{path}: missing columns {sorted(missing)}; expected subject, vendor, vendor_name, centre")
-    for optional in ("vendor_name", "centre"):
-        if optional not in table.columns:
-            table[optional] = ""
-    return table[["subject", "vendor", "vendor_name", "centre"]].fillna("")
+    return read_vendors_table(path)
 
 
 def rebuild(request: ExperimentRequest, saved: SavedResults | None = None) -> Path:

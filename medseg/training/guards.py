@@ -84,18 +84,12 @@ class NonFiniteGuard:
 
     def check_gradients(self) -> None:
         """Raise or drop the gradients if any is NaN/Inf (see the module docstring)."""
-        named = [(name, p.grad) for name, m in self.modules.items() for p in m.parameters() if p.grad is not None]
-        if not named or bool(torch.isfinite(_max_abs([g for _, g in named])).all()):
+        grads = [p.grad for m in self.modules.values() for p in m.parameters() if p.grad is not None]
+        if not grads or bool(torch.isfinite(_max_abs(grads)).all()):
             self.consecutive = 0
             return
-        bad = sorted({name for name, g in named if not bool(torch.isfinite(g).all())})
-        self._handle(f"non-finite gradients in {', '.join(bad)}")
-        for module in self.modules.values():
-            for p in module.parameters():
-                p.grad = None
-        with torch.no_grad():
-            for buffer, saved in self._buffers:
-                buffer.copy_(saved)
+        self._handle(f"non-finite gradients in {', '.join(self._bad_gradient_modules())}")
+        self._drop_gradients()
 
     def decide(self, losses: torch.Tensor, names: Sequence[str] = (), check_gradients: bool = True
                ) -> tuple[list[float], bool]:
