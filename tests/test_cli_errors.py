@@ -35,6 +35,7 @@ TOOLS = {
     "benchmark_training_step.py": "scripts/benchmark_training_step.py",
     "compare_precision_accuracy.py": "scripts/compare_precision_accuracy.py",
     "check_cuda.py": "scripts/check_cuda.py",
+    "bf16_decision.py": "scripts/bf16_decision.py",
 }
 
 
@@ -98,7 +99,7 @@ def user_errors(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("visualize_hard_examples.py", ["--checkpoint", missing, "--subject", missing, "--out", str(tmp / "o"),
                                         "--dpi", "0"], "--dpi: expected an integer from 10 to 1200, got 0"),
         ("visualize_hard_examples.py", ["--checkpoint", missing, "--subject", missing, "--out", str(tmp / "o"),
-                                        "--prefix", "../../x"], "--prefix: expected a file name prefix without folders"),
+                                        "--prefix", os.path.join("..", "..", "x")], "--prefix: expected a file name prefix without folders"),
         ("visualize_hard_examples.py", ["--checkpoint", missing, "--subject", missing, "--out", str(tmp / "o"),
                                         "--prefix", str(tmp / "abs_")], "--prefix: expected a file name prefix"),
         ("visualize_hard_examples.py", ["--checkpoint", missing, "--subject", missing, "--out",
@@ -119,10 +120,12 @@ def user_errors(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("compare_precision_accuracy.py", ["--summarise-only", "--save_dir", missing, "--out", str(tmp / "c.json")],
          "metrics.csv: not found"),
         ("check_cuda.py", ["--sections", "warp-drive"], "--sections: unknown sections ['warp-drive']"),
+        ("bf16_decision.py", ["--fp32", missing + ".csv", "--bf16", missing + ".csv"],
+         f"--fp32: {missing}.csv not found"),
     ]
 
 
-N_CASES = 34
+N_CASES = 35
 
 
 def test_every_tool_is_covered(tmp_path: Path) -> None:

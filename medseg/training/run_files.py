@@ -203,7 +203,8 @@ def setup_logging(log_file: Path | DeferredFileHandler | None, level: int = logg
 
 
 def read_metrics_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a ``metrics.csv``, each with an integer ``epoch`` and numeric ``global_iteration``.
+    """The rows of a ``metrics.csv``, each with an integer ``epoch`` and a numeric or empty ``global_iteration``
+    (an empty cell is a value that row did not record, as in every other column).
 
     Raises:
         ValueError: naming the file and the line of a damaged row (or undecodable text).
@@ -215,6 +216,8 @@ def read_metrics_rows(path: Path) -> list[dict[str, str]]:
             for row in reader:
                 for key, kind in (("epoch", int), ("global_iteration", float)):
                     value = row.get(key)
+                    if key == "global_iteration" and value in (None, ""):
+                        continue
                     try:
                         kind(value)
                     except (TypeError, ValueError):
