@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 
-#: Target ranges of the ACDC-like domain (issue 9), checked in the markdown table.
+#: Target ranges of the ACDC-like domain (first-order statistics of real cine), checked in the markdown table.
 TARGETS: dict[str, tuple[float, float]] = {
     "lv_dice_median": (0.0, 0.85),
     "myo_dice_mean": (0.0, 0.60),
@@ -35,7 +35,7 @@ TARGETS: dict[str, tuple[float, float]] = {
     "heart_extent": (0.40, 0.55),
 }
 
-#: Acceptance ranges of the ACDC-like domain on its mid-ventricular ED slices (real short-axis cine, issue 28):
+#: Acceptance ranges of the ACDC-like domain on its mid-ventricular ED slices (measured on real short-axis cine; docs/PHANTOM.md):
 #: between-subject spread of brightness, grain and edge sharpness, and the first-order ranges above on ED alone.
 ED_TARGETS: dict[str, tuple[float, float]] = {
     "sd_median": (0.06, 0.10),
@@ -275,7 +275,7 @@ def write_report(data_dir: PathLike, out_dir: PathLike, n_montage: int = 6,
         f"Data: `{Path(data_dir).name}`; statistics of the mid-ventricular slice at ED and ES of every subject, on the "
         "preprocessed layout and the test path's 192 × 192 centre crop (definitions: "
         "`medseg/dataset_loader/synthetic_report.py`, `docs/PHANTOM.md`). ✓ / ✗: the ACDC-like domain's value "
-        "is inside / outside the target range of issue 9.",
+        "is inside / outside its first-order target range (docs/PHANTOM.md).",
         "",
         "## Threshold-rule baseline (Dice)",
         "",
@@ -291,7 +291,7 @@ def write_report(data_dir: PathLike, out_dir: PathLike, n_montage: int = 6,
         "noise: high-pass residual (σ = 1.5 px) in the darkest quarter; grad p99: 99th percentile of |Sobel| / 8. "
         "Probes (ED and ES samples): *round* is the threshold rule (Otsu + roundest bright blob), *central* the "
         "round (≥ 0.6) bright blob nearest the crop centre; LV found = share of samples with LV Dice > 0.5. "
-        "✓ / ✗: the ACDC-like domain against the real-cine ranges of issue 28.",
+        "✓ / ✗: the ACDC-like domain against the real-cine ranges (docs/PHANTOM.md).",
         "",
         markdown_table(summaries, ED_COLUMNS, ED_TARGETS),
         "",

@@ -30,10 +30,10 @@ LOSS_NAMES = (
     "loss/standard/total", "loss/standard/seg", "loss/standard/image", "loss/standard/shape", "loss/standard/gt_shape",
     "loss/hard/total", "loss/hard/seg", "loss/hard/image", "loss/hard/shape",
 )
-#: validation Mean IoU and accuracy (spec c.6), and the pooled validation Dice, mean over the foreground classes (the
+#: validation Mean IoU and accuracy (the published scalars), and the pooled validation Dice, mean over the foreground classes (the
 #: score the experiment's training curves and the console's progress show)
 VAL_NAMES = ("iou/val_iou", "acc/val_acc", "dice/val_dice")
-#: Every TensorBoard scalar, in logging order (those of spec c.6 and the validation Dice).
+#: Every TensorBoard scalar, in logging order (the published ones and the validation Dice).
 SCALAR_NAMES = LOSS_NAMES + VAL_NAMES
 #: Logged beside them in metrics.csv only (none at present).
 EXTRA_VAL_NAMES: tuple[str, ...] = ()
