@@ -210,11 +210,9 @@ def train_step(
     do_step, floats = True, None
     if before_update is not None:
         floats, do_step = before_update(vector)
-    if not do_step:
-        pass
-    elif scaler is None:
+    if do_step and scaler is None:
         model.optimize_all_params()
-    else:  # the documented multi-optimiser pattern: each step is skipped if its gradients overflowed
+    elif do_step:  # the documented multi-optimiser pattern: each step is skipped if its gradients overflowed
         for optimizer in model.optimizers.values():
             scaler.step(optimizer)
         scaler.update()
