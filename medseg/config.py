@@ -1,4 +1,4 @@
-"""Experiment configuration: the published JSON schema (spec i) read into frozen dataclasses, validated once.
+"""Experiment configuration: the published JSON schema read into frozen dataclasses, validated once.
 
 The JSON keeps the published key names (``"image code"``, ``latent_DA``, ``save_epoch_every_num_epochs``...) so that
 existing experiment files load unchanged; inside the code the fields are snake_case and :func:`from_dict` /
@@ -182,7 +182,7 @@ class SegmentationModelConfig:
         _check(self.num_classes >= 2, "segmentation_model.num_classes", "an int >= 2", self.num_classes)
 
 
-#: ``learning.lr_schedule``: ``constant`` (the published training, spec c) or ``cosine`` (half a cosine from ``lr``
+#: ``learning.lr_schedule``: ``constant`` (the published training) or ``cosine`` (half a cosine from ``lr``
 #: at the first iteration to 0 after the run's last, as a function of the global iteration, so resume is exact).
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -221,7 +221,7 @@ class LearningConfig:
 
 @dataclass(frozen=True)
 class MaskConfig:
-    """One entry of ``latent_DA`` (``"image code"`` or ``"shape code"``): how a latent code is masked (spec b)."""
+    """One entry of ``latent_DA`` (``"image code"`` or ``"shape code"``): how a latent code is masked."""
 
     loss_name: str = "mse"
     mask_type: str = "random"
@@ -526,7 +526,7 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Exper
 
 
 def config_name_from_path(path: str | os.PathLike) -> str:
-    """Experiment config name used in the run folder (spec c.1), e.g. ``'ACDC/cooperative_training'``.
+    """Experiment config name used in the run folder, e.g. ``'ACDC/cooperative_training'``.
 
     The published rule removes a leading ``./config/`` and the ``.json`` suffix. Here ``config/`` is removed with or
     without ``./`` and, for files outside a ``config`` folder (absolute paths, temporary test files), the part after

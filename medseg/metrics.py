@@ -1,4 +1,4 @@
-"""Segmentation metrics of the published test protocol (spec g.3), in physical units.
+"""Segmentation metrics of the published test protocol, in physical units.
 
 All functions take label maps or binary masks as numpy arrays in array axis order (a volume is ``(Z, H, W)``) and
 a ``spacing`` given **in the same axis order** (``(sz, sy, sx)`` in mm for a ``(Z, H, W)`` array; use
@@ -7,7 +7,8 @@ a ``spacing`` given **in the same axis order** (``(sz, sy, sx)`` in mm for a ``(
 Conventions (the same in every report):
 
 * **Dice** ``2|A∩B| / (|A| + |B|)``. When both masks are empty the Dice is **0.0**, as in the original environment
-  (medpy 0.4 + NumPy 1.x; spec j.30). Current medpy returns NaN in that case, which is why Dice is implemented here.
+  (medpy 0.4 + NumPy 1.x), kept for comparability. Current medpy returns NaN in that case, which is why Dice is
+  implemented here.
 * **Surfaces** are the mask voxels removed by one binary erosion with the ``connectivity`` structuring element
   (voxels on the array border count as surface), the definition used by MedPy.
 * **HD95 / ASSD / HD3D** are computed on the whole 3D stack with the voxel spacing. If either mask is empty the
@@ -63,7 +64,7 @@ def dice_per_class(pred: np.ndarray, gt: np.ndarray, classes: Sequence[int]) -> 
         classes: class values to score (e.g. ``(1, 2, 3)`` for LV, MYO, RV).
 
     Returns:
-        ``(len(classes),)`` float64 array; 0.0 for a class absent from both maps (spec j.30).
+        ``(len(classes),)`` float64 array; 0.0 for a class absent from both maps (as published).
     """
     _check_pair(pred, gt)
     pred = np.asarray(pred)
@@ -79,7 +80,7 @@ def dice_per_class(pred: np.ndarray, gt: np.ndarray, classes: Sequence[int]) -> 
 
 
 def dice(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Dice of two binary masks; 0.0 when both are empty (spec j.30)."""
+    """Dice of two binary masks; 0.0 when both are empty (as published)."""
     _check_pair(pred, gt)
     a = np.asarray(pred, dtype=bool)
     b = np.asarray(gt, dtype=bool)

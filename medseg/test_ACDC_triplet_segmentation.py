@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable (spec j.23)
+if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from medseg.config import crop_size_problem  # noqa: E402

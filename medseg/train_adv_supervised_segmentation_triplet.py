@@ -1,4 +1,4 @@
-"""Train the cooperative (latent DA) or standard model on ACDC: the published command line (spec i).
+"""Train the cooperative (latent DA) or standard model on ACDC: the published command line.
 
     python medseg/train_adv_supervised_segmentation_triplet.py --json_config_path ./config/ACDC/cooperative_training.json \\
         --cval 0 --data_setting 10 --log --seed 40

@@ -1,4 +1,4 @@
-"""Published ACDC train/validate/test splits for every data setting and cross-validation fold (spec f).
+"""Published ACDC train/validate/test splits for every data setting and cross-validation fold.
 
 ``get_ACDC_split_policy(identifier, cval)`` returns the subject lists used in the paper. The random few-shot
 subsets reproduce ``sklearn.model_selection.train_test_split(pool, train_size=n, random_state=cval)`` through its
@@ -6,7 +6,7 @@ closed form, so scikit-learn is not needed: ``perm = RandomState(cval).permutati
 are ``pool[perm[40 - n:]]`` in that order (ShuffleSplit takes the first ``40 - n`` permuted indices as the test part).
 
 Some published splits put a subject in both ``train`` and ``validate`` (e.g. ``"10"``/cval 1: 002 and 022). This is
-a property of the original split and is kept for comparability (spec j.31); :func:`train_validate_overlap` lists it
+a property of the original split and is kept for comparability with the paper; :func:`train_validate_overlap` lists it
 and :func:`get_ACDC_split_policy` logs a warning whenever such a split is requested.
 """
 

@@ -1,4 +1,4 @@
-"""Preprocess raw ACDC data (real or synthetic) into the medseg training layout (spec e.1, e.3, e.4).
+"""Preprocess raw ACDC data (real or synthetic) into the medseg training layout.
 
 Input: a folder of ``patientXXX/`` subject folders, or the real distribution with ``training/`` and ``testing/``
 folders of them. Each subject has ``Info.cfg`` (``ED:``/``ES:`` 1-based frame numbers) and

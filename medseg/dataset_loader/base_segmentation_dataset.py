@@ -1,4 +1,4 @@
-"""Slice-wise cardiac segmentation dataset shared by the ACDC, M&Ms and ACDC-C loaders (spec e.2, e.4, e.5).
+"""Slice-wise cardiac segmentation dataset shared by the ACDC, M&Ms and ACDC-C loaders.
 
 Every subject folder holds ``{frame}_img.nii.gz`` / ``{frame}_seg.nii.gz`` (templates configurable). The dataset has
 one sample per slice; ``dataset[i]`` is ``{'image': 1×H×W float32, 'label': H×W int64}`` plus, with
@@ -11,23 +11,26 @@ the number of DataLoader workers. ``set_epoch`` must be called in the parent bef
 (the default ``persistent_workers=False`` re-forks the workers with the new epoch). Without a seed each sample uses a
 fresh entropy-seeded generator.
 
-Slice cache (fix of spec j.17): with ``use_cache=True`` all volumes are read once, in the constructor, into one
+Slice cache: with ``use_cache=True`` all volumes are read once, in the constructor, into one
 contiguous array per volume. Fork-based DataLoader workers then share these buffers copy-on-write, so the cache is
 valid in every worker and every epoch. Because volumes rather than augmented samples are cached, the empty-slice
-substitution is re-drawn at every access (seeded as above) instead of being frozen at first access.
+substitution is re-drawn at every access (seeded as above) instead of being frozen at first access. (The published
+cache lived in each worker, was rebuilt every epoch and so was in effect no cache.)
 
-Published API (spec k): the dataset classes take the published arguments, order and defaults. Where a published call
+Published API: the dataset classes take the published arguments, order and defaults. Where a published call
 gets a different result:
 
 * a subject of the split without its files is an error naming the file (published: skipped, but kept in the
-  patient list, so the test path failed on it later); a volume without any labelled slice is an error (j.18);
+  patient list, so the test path failed on it later); a volume without any labelled slice is an error
+  (published: the substitution looped forever);
 * the empty-slice substitution draws from the sample's numpy generator, not Python's ``random`` (same distribution);
 * ``get_patient_data_for_testing`` returns a :class:`PatientVolume` (fields also readable by key,
   ``volume['image']``); ``crop_size=None`` keeps the volume's in-plane size (medseg's reading of the undefined case);
-* ``normalize`` / ``normalize3D`` use the spec e.3 volume normalisation (2nd/98th percentiles), the only one the
-  spec defines; ``new_spacing`` with a positive z spacing (through-plane resampling) is an error;
+* ``normalize`` / ``normalize3D`` use the preprocessing's volume normalisation (2nd/98th percentiles), the only
+  one the published code defines; ``new_spacing`` with a positive z spacing (through-plane resampling) is an error;
 * ``Cardiac_MM_Dataset`` takes its frame from the file templates (``ES`` for the published defaults) or ``frame=``;
-* :class:`~medseg.dataset_loader.concat.ConcatDataSet` maps patient indices with cumulative offsets (fix j.19).
+* :class:`~medseg.dataset_loader.concat.ConcatDataSet` maps patient indices with cumulative offsets
+  (published: ``index % patient_number``, wrong for datasets of different sizes).
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ class PatientVolume:
 
 
 def resample_in_plane(volume: Volume, spacing_xy: tuple[float, float], is_label: bool) -> Volume:
-    """Resample ``volume (Z, H, W)`` in-plane to ``spacing_xy`` mm, keeping z spacing and slice count (fix j.15).
+    """Resample ``volume (Z, H, W)`` in-plane to ``spacing_xy`` mm, keeping z spacing and slice count.
 
     New size = ``round(size · old_spacing / new_spacing)``; linear interpolation for images, nearest for labels.
     """
@@ -126,7 +129,7 @@ def target_label_dict(
 
 
 def label_lookup(idx2cls_dict: Mapping[int, str], formalized_label_dict: Mapping[int, str] | None) -> np.ndarray:
-    """256-entry remap table from stored label values to training labels, by class name (spec e.4).
+    """256-entry remap table from stored label values to training labels, by class name.
 
     ``idx2cls_dict`` names the stored values, ``formalized_label_dict`` the new ones; a stored class whose name has no
     new index becomes 0. ``formalized_label_dict=None`` is the identity for every value.
@@ -157,7 +160,7 @@ class BaseSegmentationDataset(Dataset):
         subject_ids: subjects, in order (their files must exist).
         frame: ``'ED'`` or ``'ES'``.
         transform: ``T(image (H, W, 1), label (H, W, 1), rng) -> (1×h×w, 1×h×w)``; the validate transform if None.
-        keep_orig_image_label_pair: add ``origin_image`` / ``origin_label`` (e.5).
+        keep_orig_image_label_pair: add ``origin_image`` / ``origin_label``.
         use_cache: read all volumes in the constructor (shared by DataLoader workers).
         myocardium_seg: relabel to ``{0: BG, 1: MYO}`` (training/validation samples only).
         right_ventricle_seg: relabel to ``{0: BG, 1: RV}``; wins over ``myocardium_seg``.
@@ -176,7 +179,7 @@ class BaseSegmentationDataset(Dataset):
         formalized_label_dict: (published) class names of the training labels: stored values are remapped by
             name (:meth:`formulate_labels`); None = identity. ``myocardium_seg``/``right_ventricle_seg`` override it.
         normalize: (published) per-volume intensity normalisation of training/validation samples: clip to the
-            2nd/98th percentiles and scale to [0, 1] (spec e.3; the same as the preprocessing, so a no-op up to
+            2nd/98th percentiles and scale to [0, 1] (the same as the preprocessing, so a no-op up to
             rounding on preprocessed data). The test path (:meth:`get_patient_data_for_testing`) is not affected.
 
     Raises:
@@ -386,7 +389,7 @@ class BaseSegmentationDataset(Dataset):
         """Raw slice ``index`` before any transform: ``(image (H, W, 1) float32, label (H, W, 1) uint8)``.
 
         Resampled (``new_spacing``) and normalised (``normalize``) as configured; labels as stored (not remapped).
-        An empty-label slice is replaced by a uniformly chosen labelled slice of the same volume (spec e.2), drawn
+        An empty-label slice is replaced by a uniformly chosen labelled slice of the same volume (published), drawn
         from ``rng`` (default: the sample's generator, see the module docstring).
         """
         vol, z = self._locate_slice(index)
@@ -398,7 +401,7 @@ class BaseSegmentationDataset(Dataset):
             image, label = self._load_arrays(pid)
             labelled = self._find_labelled(label, self.paths(pid)[1])
         stored_z = z
-        if not label[z].any():  # empty-label slice: a uniformly chosen labelled slice of the same volume (e.2)
+        if not label[z].any():  # empty-label slice: a uniformly chosen labelled slice of the same volume
             z = int(labelled[rng.integers(labelled.size)])
         self._last_id = f"{pid}_{self.frame}"
         if self.debug:
@@ -422,7 +425,7 @@ class BaseSegmentationDataset(Dataset):
     def preprocess_data_to_tensors(
         self, image: np.ndarray, label: np.ndarray, *, rng: np.random.Generator | None = None
     ) -> dict[str, torch.Tensor]:
-        """Remap labels, apply the transform and add the un-augmented pair (spec e.2 step 3, e.5).
+        """Remap labels, apply the transform and add the un-augmented pair.
 
         Args:
             image: ``(H, W, 1)`` or ``(H, W)`` float slice.
@@ -465,8 +468,8 @@ class BaseSegmentationDataset(Dataset):
             pid_index: index into ``patient_id_list``.
             crop_size: output in-plane size (int or ``(h, w)``); None keeps the volume's own size (the published
                 test protocol passes 192).
-            normalize_2D: per-slice min–max to [0, 1] (eps 1e-20). The published ED+ES test protocol uses False
-                (spec j.19): stored intensities are kept.
+            normalize_2D: per-slice min–max to [0, 1] (eps 1e-20). The published ED+ES test protocol uses False:
+                stored intensities are kept.
 
         Returns:
             A :class:`PatientVolume` (labels as stored, not remapped); its fields can also be read by key.

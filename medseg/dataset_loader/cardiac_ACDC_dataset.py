@@ -1,4 +1,4 @@
-"""ACDC slice dataset over the published splits (spec e.2, f), with the published constructor (spec k)."""
+"""ACDC slice dataset over the published splits, with the published constructor."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ DEFAULT_ACDC_ROOT = "data/synthetic/ACDC"
 class CardiacACDCDataset(BaseSegmentationDataset):
     """Preprocessed ACDC volumes of one split, one sample per slice.
 
-    The arguments, their order and defaults are the published ones (spec k); ``crop_size`` and ``seed`` are
+    The arguments, their order and defaults are the published ones; ``crop_size`` and ``seed`` are
     medseg's keyword-only additions. See :class:`BaseSegmentationDataset` for the shared ones.
 
     Args:
@@ -39,7 +39,7 @@ class CardiacACDCDataset(BaseSegmentationDataset):
         split: ``'train'``, ``'validate'``, ``'test'``, ``'unlabelled'`` or ``'test+unlabelled'``.
         cval: cross-validation fold 0 … 4.
         formalized_label_dict: class names of the training labels (remap by name); None = identity.
-        keep_orig_image_label_pair: add ``origin_image`` / ``origin_label`` (e.5).
+        keep_orig_image_label_pair: add ``origin_image`` / ``origin_label``.
         image_format_name, label_format_name: path templates with ``{p_id}`` and ``{frame}``.
         myocardium_seg: relabel to ``{0: BG, 1: MYO}``.
         right_ventricle_seg: relabel to ``{0: BG, 1: RV}``; wins over ``myocardium_seg``.

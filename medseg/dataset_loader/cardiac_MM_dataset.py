@@ -1,4 +1,4 @@
-"""M&Ms (and ACDC-C) slice dataset over every subject folder of a root (spec e.1, g.2)."""
+"""M&Ms (and ACDC-C) slice dataset over every subject folder of a root."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class Cardiac_MM_Dataset(BaseSegmentationDataset):  # noqa: N801 (published name
 
     Serves the preprocessed M&Ms folder and the ACDC-C artefact folders (``ACDC-C/<artefact>``, which have no
     ``vendors.csv``). Labels are used as stored (M&Ms already follows BG/LV/MYO/RV). The arguments, their order and
-    defaults are the published ones (spec k); ``frame``, ``right_ventricle_seg``, ``crop_size``, ``seed`` and
+    defaults are the published ones; ``frame``, ``right_ventricle_seg``, ``crop_size``, ``seed`` and
     ``vendors`` are medseg's keyword-only additions.
 
     Args:

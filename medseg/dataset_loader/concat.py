@@ -1,4 +1,4 @@
-"""Concatenation of slice datasets with correct slice and patient indexing (spec e.6, fix of j.19)."""
+"""Concatenation of slice datasets with correct slice and patient indexing (cumulative offsets)."""
 
 from __future__ import annotations
 

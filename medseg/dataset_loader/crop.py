@@ -58,7 +58,8 @@ def crop_or_pad(array: np.ndarray, target_hw: tuple[int, int] = (192, 192), fill
         fill: value for padded voxels (0 as in the published protocol).
 
     Returns:
-        ``(output (..., th, tw), info)``; always two values, whatever the input size (fix of spec j.16).
+        ``(output (..., th, tw), info)``; always two values, whatever the input size (the published one returned six
+        unless the input already had the crop size).
     """
     if array.ndim < 2:
         raise ValueError(f"crop_or_pad expects an array (..., H, W), got shape {array.shape}")

@@ -1,12 +1,12 @@
-"""Generate the ACDC-C robustness test set from preprocessed ACDC volumes (spec g.1).
+"""Generate the ACDC-C robustness test set from preprocessed ACDC volumes.
 
 For each artefact (``RandomBias``, ``RandomSpike``, ``RandomGhosting``, ``RandomMotion``), each of the 20 published
 test subjects, each copy ``j`` and BOTH frames (ED, ES):
 
 1. read the ``(Z, H, W)`` image; 2. centre crop / zero pad in-plane to 192×192 (:func:`crop_or_pad`, which handles
-inputs already 192 wide or smaller, fix of j.29); 3. per-slice min–max to [0, 1]; 4. treat the stack as one 3D
-TorchIO volume (slice axis first, unit spacing); 5. corrupt; 6. per-slice min–max again; 7. paste back onto a zero
-array of the original H×W (:func:`recover_image`); 8. write with the original geometry.
+inputs already 192 wide or smaller, where the published one failed); 3. per-slice min–max to [0, 1]; 4. treat the
+stack as one 3D TorchIO volume (slice axis first, unit spacing); 5. corrupt; 6. per-slice min–max again; 7. paste
+back onto a zero array of the original H×W (:func:`recover_image`); 8. write with the original geometry.
 
 Output: ``<output>/<artefact>/<pid>_<j>/{ED,ES}_{img,seg}.nii.gz``; labels are byte copies of the input labels (no
 symlinks). Every file is written atomically. The torch RNG is seeded per (artefact, subject, copy) from ``--seed``

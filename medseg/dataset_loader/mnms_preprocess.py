@@ -1,4 +1,4 @@
-"""Preprocess raw M&Ms data (real or synthetic) into the medseg layout (spec e.1, e.3, e.4).
+"""Preprocess raw M&Ms data (real or synthetic) into the medseg layout.
 
 Input: the M&Ms release folder with subject folders ``<code>/`` under ``Training/Labeled/``, ``Validation/`` and
 ``Testing/``, each holding ``<code>_sa.nii.gz`` (4D cine, ``(T, Z, H, W)`` in SimpleITK order) and

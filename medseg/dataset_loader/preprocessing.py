@@ -1,4 +1,4 @@
-"""Preprocessing shared by the ACDC and M&Ms converters (spec e.3): normalisation, in-plane resampling, label remapping,
+"""Preprocessing shared by the ACDC and M&Ms converters: normalisation, in-plane resampling, label remapping,
 and a per-subject runner that writes every subject all-or-nothing and reports every failure at the end.
 
 A subject that is (re)done first loses its earlier outputs, so a failure leaves nothing of it; output subject folders
@@ -45,7 +45,7 @@ SUBJECT_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
 
 
 def normalize_percentile(array: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.ndarray:
-    """Clip to the ``[low, high]`` percentiles of the whole array and scale to [0, 1] (spec e.3).
+    """Clip to the ``[low, high]`` percentiles of the whole array and scale to [0, 1].
 
     Args:
         array: intensities of one 3D volume, ``(Z, H, W)``.
@@ -66,7 +66,8 @@ def resample_in_plane(
     """Resample a 3D volume to a new in-plane pixel size, keeping the slices, z spacing, origin and direction.
 
     The new size is ``round(old_size * old_spacing / new_spacing)`` along x and y; images use linear and label maps
-    nearest-neighbour interpolation (the original's negative z spacing, spec j.15, is not reproduced).
+    nearest-neighbour interpolation. The output keeps the input z spacing (the published code passed a negative z
+    spacing, which SimpleITK rejects).
 
     Args:
         volume: ``(Z, H, W)`` volume.
@@ -75,7 +76,7 @@ def resample_in_plane(
         anti_alias: for images, when an axis is downsampled by a factor ``f > 1``, low-pass it first with a Gaussian
             of ``sigma = f - 1`` input pixels (1 px for the 2x coarser CPU grid), so that detail finer than the new
             grid (e.g. the stripes of a k-space spike) is blurred instead of aliased into coarse bands. Off by default:
-            the preprocessing (spec e.3) interpolates without it, as published.
+            the preprocessing interpolates without it, as published.
 
     Returns:
         The resampled volume ``(Z, H', W')`` (float32 for images, uint8 for labels).

@@ -1,4 +1,4 @@
-"""2D augmentation policies of the published training pipeline (spec e.7), written with numpy/scipy/torch only.
+"""2D augmentation policies of the published training pipeline, written with numpy/scipy/torch only.
 
 A transform is called as ``T(image, label, rng)`` with ``image`` H×W×1 float32, ``label`` H×W×1 uint8 and a
 ``numpy.random.Generator``; it returns ``(image 1×h×w float32 tensor, label 1×h×w int64 tensor)``. All randomness
@@ -62,7 +62,7 @@ LABEL_WARP_MARGIN = 4  # pixels around a class's bounding box where its cubic in
 
 @dataclass(frozen=True)
 class AugmentationPolicy:
-    """Probabilities and ranges of one augmentation policy (spec e.7).
+    """Probabilities and ranges of one augmentation policy.
 
     Attributes:
         flip_prob: probability of each of the two flips (left-right, up-down).
@@ -139,7 +139,7 @@ def pad_to_min_size(array: np.ndarray, target_hw: tuple[int, int], fill: str | f
     Args:
         array: ``(H, W[, ...])``.
         target_hw: minimum ``(H, W)``.
-        fill: ``'minimum'``: ``np.pad(mode='minimum')``, as the published PadNumpy (spec e.7): rows added above and
+        fill: ``'minimum'``: ``np.pad(mode='minimum')``, as the published PadNumpy: rows added above and
             below take the minimum of their column, columns added left and right the minimum of their row (of the
             row-padded array, so corners take their row's minimum); a number: that constant (0 for labels).
     """
@@ -355,7 +355,7 @@ class ValidateTransform:
 
 
 class TrainTransform:
-    """The random training pipeline of spec e.7 for one :class:`AugmentationPolicy`."""
+    """The random published training pipeline for one :class:`AugmentationPolicy`."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Testing trained checkpoints and segmenting new scans (issue 6).
+"""Testing trained checkpoints and segmenting new scans.
 
 * :mod:`~medseg.evaluation.runs`: ``--methods NAME=DIR`` parsing, run discovery, report folders;
 * :mod:`~medseg.evaluation.datasets`: the ACDC / ACDC-C / M&Ms test sets, patient-wise;

@@ -1,4 +1,4 @@
-"""The cross-domain robustness table: one row per method, one column per test set (spec g.3, paper Table 1).
+"""The cross-domain robustness table: one row per method, one column per test set (paper Table 1).
 
 For each run (one method, one cval) and test set, the per-class Dice is the mean over patients and the dataset value
 is the mean over LV/MYO/RV. ``avg_all`` averages the dataset values over every evaluated test set and ``avg_ood`` over

@@ -1,9 +1,10 @@
-"""The test sets of the cross-domain protocol (spec g.2), read patient-wise.
+"""The test sets of the cross-domain protocol, read patient-wise.
 
 ``<data_root>/ACDC`` (the 20 fixed ACDC test subjects), ``<data_root>/ACDC-C/<artefact>/`` (every subject folder,
 e.g. ``RandomBias``) and ``<data_root>/MM`` (every subject folder, with ``vendors.csv``). Each frame is one
 :class:`~medseg.dataset_loader.base_segmentation_dataset.BaseSegmentationDataset` (no resampling, no per-slice
-normalisation: spec e.2, j.19); frames are concatenated ED first, with cumulative patient offsets (fix of j.19).
+normalisation, as in the published ED+ES protocol); frames are concatenated ED first, with cumulative patient
+offsets.
 
 A folder that is missing or holds no subject with image and label files raises :class:`DatasetUnavailable`, which the
 runner turns into a warning in the reports instead of stopping the whole run.

@@ -1,4 +1,4 @@
-"""Loading a trained model for testing and predicting whole slice stacks in chunks (spec d, g.3)."""
+"""Loading a trained model for testing and predicting whole slice stacks in chunks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Patient-wise evaluation of one model on one test set and the per-method report files (spec g.3, fix j.20/j.21).
+"""Patient-wise evaluation of one model on one test set and the per-method report files.
 
 Files written to ``report_dir(checkpoint_dir, dataset)`` (``.../model/best/report/<dataset>/``), all atomically:
 
@@ -118,7 +118,7 @@ def evaluate_dataset(
         num_classes: classes the model predicts; a patient whose ground truth holds values outside
             ``[0, num_classes)`` is skipped with a warning (they would count as background for every scored class).
         on_patient: called after each patient (progress bars).
-        normalize_2D: min–max each slice to [0, 1] before predicting (spec j.19; off in the published protocol).
+        normalize_2D: min–max each slice to [0, 1] before predicting (off in the published protocol).
         crop_size: in-plane centre crop / zero pad of the test volumes (the published 192; smaller for models
             trained on a coarser grid, e.g. 96 at 2.734 mm covers the same field of view).
 
@@ -291,7 +291,7 @@ def write_dataset_report(
         "metric_columns": result.metric_columns,
         "nan_counts": result.nan_counts,
         "warnings": result.warnings,
-        "dice_convention": "Dice of two empty masks = 0.0 (spec j.30); undefined distances are NaN and skipped",
+        "dice_convention": "Dice of two empty masks = 0.0 (as published); undefined distances are NaN and skipped",
     }
     info_path = out_dir / f"{prefix}_info.json"
     atomic_write_text(info_path, json.dumps(payload, indent=2, default=str) + "\n")

@@ -219,7 +219,7 @@ def run_tests(
         progress: optional progress-bar factory (entry points only).
         reports_dir: root of the per-dataset reports (``<reports_dir>/<method>/<cval>/<dataset>/``); None = beside
             each checkpoint (:func:`~medseg.evaluation.runs.report_location`).
-        normalize_2D: min–max each test slice to [0, 1] (off as in the published ED+ES protocol, spec j.19).
+        normalize_2D: min–max each test slice to [0, 1] (off as in the published ED+ES protocol).
         crop_size: in-plane test crop (published 192).
         precision: compute precision of the networks (``'fp32'``, ``'bf16'``, ``'fp16'``).
 

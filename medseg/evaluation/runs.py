@@ -1,8 +1,8 @@
 """Which checkpoints to test: ``--methods NAME=DIR`` specifications and discovery of training runs.
 
 A training run lives at ``save_dir/train_{dataset}_{setting}_n_cls_{n}/{config name}/{cval}/model/best/checkpoints``
-(spec c.5). One *method* is one config name; its cross-validation folds are separate :class:`Run` objects that the
-aggregate table averages (mean ± std over cvals).
+(the published run layout). One *method* is one config name; its cross-validation folds are separate :class:`Run`
+objects that the aggregate table averages (mean ± std over cvals).
 """
 
 from __future__ import annotations
@@ -140,7 +140,8 @@ def discover_runs(runs_dir: PathLike, cvals: list[int] | None = None) -> list[Ru
 
 
 def report_dir(checkpoint_dir: PathLike, dataset: str) -> Path:
-    """``<checkpoint_dir with its 'checkpoints' component replaced by 'report/<dataset>'>`` (spec g.3, fix j.20).
+    """``<checkpoint_dir with its 'checkpoints' component replaced by 'report/<dataset>'>``: each method's own folder
+    (the published tester wrote every method's report into the last model's folder).
 
     A folder not named ``checkpoints`` gets ``report/<dataset>`` beside it.
     """

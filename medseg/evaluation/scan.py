@@ -1,4 +1,4 @@
-"""Segmenting a new scan: preprocessing (spec e.3), the network, and the way back to the input geometry.
+"""Segmenting a new scan: the training data's preprocessing, the network, and the way back to the input geometry.
 
 The preprocessing functions are those of :mod:`medseg.dataset_loader.preprocessing`.
 
@@ -36,7 +36,7 @@ CROP_SIZE = (192, 192)
 # model classes 0 BG, 1 LV, 2 MYO, 3 RV -> written values
 LABEL_CONVENTIONS: dict[str, np.ndarray] = {
     "medseg": np.array([0, 1, 2, 3], dtype=np.uint8),
-    "mnms": np.array([0, 1, 2, 3], dtype=np.uint8),  # M&Ms native labels are LV/MYO/RV already (spec e.4)
+    "mnms": np.array([0, 1, 2, 3], dtype=np.uint8),  # M&Ms native labels are LV/MYO/RV already
     "acdc_raw": np.array([0, 3, 2, 1], dtype=np.uint8),  # ACDC raw: 1 RV, 2 MYO, 3 LV
 }
 
@@ -137,7 +137,7 @@ def prepare_scan(volume: Volume, spacing_mm: float | None = None) -> PreparedSca
     check_image_volume(volume, RAW_SCAN)  # the one plausibility rule of a raw scan (unit errors, scl_slope, constant)
     for note in layout_warnings(volume):
         logger.warning(note)
-    normalized = volume.with_array(normalize_percentile(volume.array))  # the preprocessing steps of spec e.3
+    normalized = volume.with_array(normalize_percentile(volume.array))  # the converters' preprocessing
     spacing = TARGET_SPACING_XY if spacing_mm is None else (float(spacing_mm), float(spacing_mm))
     crop = CROP_SIZE if spacing_mm is None else field_of_view_crop(float(spacing_mm))
     # no-op within 1e-4 mm; a coarser model grid is reached as the experiment's data copy was (anti-aliased)

@@ -1,9 +1,9 @@
 """The dual-thinking model: FTN (image encoder + segmentation/image decoders) and STN (shape auto-encoder).
 
-``AdvancedTripletReconSegmentationModel`` offers every method of the published class (spec k) with the published
+``AdvancedTripletReconSegmentationModel`` offers every method of the published class with the published
 name, argument order, defaults and return structure, so scripts and notebooks written against the original call it
-unchanged; the values follow the bug fixes of spec j (e.g. :meth:`eval` really sets eval mode). The few places where
-a published call behaves differently are listed in :data:`PUBLISHED_API_DIFFERENCES`.
+unchanged; the values follow medseg's fixes of the published bugs (e.g. :meth:`eval` really sets eval mode). The few
+places where a published call behaves differently are listed in :data:`PUBLISHED_API_DIFFERENCES`.
 
 medseg's own API sits beside it, under its own names or as keyword-only options: :meth:`standard_losses` and
 :meth:`hard_example_losses` (``(total, dict)`` returns), :class:`~medseg.models.model_util.MaskSpec` configs,
@@ -58,18 +58,23 @@ logger = logging.getLogger(__name__)
 PREDICT_MODULES = ("image_encoder", "segmentation_decoder", "shape_encoder", "shape_decoder")
 STN_TEMPERATURE = 2.0
 
-#: Where a call written for the published class gets a different result, and why (spec j fixes, medseg choices).
+#: Where a call written for the published class gets a different result, and why (fixed published bugs, medseg choices).
 PUBLISHED_API_DIFFERENCES = {
-    "eval()": "really sets eval mode (j.3); fast_predict therefore runs under no_grad in eval mode, as intended",
-    "parameters()/named_parameters()": "yield tensors (j.1); names are '<module>.<parameter>'",
-    "hard_example_training(use_gpu=...)": "accepted and ignored: the model's device is used (j.6)",
-    "perturb_latent_code('dropout')": "the returned mask is the true channel keep-mask (j.27)",
+    "eval()": ("really sets eval mode (published: training stayed True); fast_predict therefore runs under no_grad in "
+              "eval mode, as intended"),
+    "parameters()/named_parameters()": "yield tensors (published: generators); names are '<module>.<parameter>'",
+    "hard_example_training(use_gpu=...)": ("accepted and ignored: the model's device is used "
+                                           "(published: .cuda(), crashed on CPU)"),
+    "perturb_latent_code('dropout')": ("the returned mask is the true channel keep-mask "
+                                       "(published: an equality test on the scaled code)"),
     "perturb_latent_code('random')": "the method is drawn with torch's RNG (or generator=), not Python's random",
-    "load_snapshots()": "a bad or mismatched file raises an error naming it instead of restarting at epoch 0 (j.12)",
-    "get_network()/init_model()": "a missing or mismatched checkpoint raises, no silent default init (j.14)",
-    "save_model(model_prefix=...)": "a prefix names the files '<prefix>_<module>.pth' (spec k names no file scheme)",
-    "slow_refinement()": "computes the STN pass once (every step gives the same output, j.4)",
-    "save_testing_images_results()": "columns Input / GT / Predict in the right order (j.11)",
+    "load_snapshots()": "a bad or mismatched file raises an error naming it instead of restarting at epoch 0",
+    "get_network()/init_model()": "a missing or mismatched checkpoint raises, no silent default (PyTorch) init",
+    "save_model(model_prefix=...)": ("a prefix names the files '<prefix>_<module>.pth' "
+                                     "(the published API names no file scheme)"),
+    "slow_refinement()": "computes the STN pass once (every step gives the same output)",
+    "save_testing_images_results()": ("columns Input / GT / Predict in the right order "
+                                      "(published: Input and GT swapped)"),
     "encode_shape()/recon_shape()": "a (B, H, W) integer label map with is_label_map=False is an error, not garbage",
 }
 
@@ -115,7 +120,8 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
         decoder_dropout: optional Dropout2d rate in the decoders (None as published).
         num_classes: segmentation classes including background.
         n_iter: default number of inference passes of :meth:`predict` (1 = FTN, 2 = FTN + STN).
-        checkpoint_dir: folder with ``<module>.pth`` files (or its parent) loaded strictly; None = fresh init (a.3).
+        checkpoint_dir: folder with ``<module>.pth`` files (or its parent) loaded strictly; None = fresh init
+            (published initialisation).
         use_gpu: use CUDA if available (falls back to CPU with one warning).
         debug: verbose logging of internal steps.
         device: (medseg, keyword) explicit device; overrides ``use_gpu``.
@@ -181,7 +187,7 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
 
         Args:
             checkpoint_dir: folder with one ``<module>.pth`` per module (or its parent holding ``checkpoints/``);
-                None = fresh initialisation (spec a.3).
+                None = fresh initialisation (published scheme).
 
         Returns:
             ``{module name: module}`` on the model device.
@@ -203,7 +209,7 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
             The same module, moved to the model device.
 
         Raises:
-            FileNotFoundError, ValueError: naming the file, for a missing, unsafe or mismatched checkpoint (j.14).
+            FileNotFoundError, ValueError: naming the file, for a missing, unsafe or mismatched checkpoint.
         """
         if resume_path is None:
             init_weights(model, "kaiming")
@@ -236,7 +242,7 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
         self.requires_grad_(True)
 
     def eval(self) -> None:
-        """Eval mode for all modules (BatchNorm uses running statistics); ``self.training`` becomes False (fix j.3)."""
+        """Eval mode for all modules (BatchNorm uses running statistics); ``self.training`` becomes False."""
         self.training = False
         for module in self.model.values():
             module.eval()
@@ -249,7 +255,7 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
         return list(self.model.values())
 
     def parameters(self) -> Iterator[nn.Parameter]:
-        """All parameters of the five modules, as tensors (fix j.1)."""
+        """All parameters of the five modules, as tensors."""
         return itertools.chain.from_iterable(module.parameters() for module in self.model.values())
 
     def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
@@ -259,7 +265,7 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
                 yield f"{name}.{pname}", param
 
     def zero_grad(self) -> None:
-        """Clear the ``.grad`` of every parameter of the five modules (fix j.2)."""
+        """Clear the ``.grad`` of every parameter of the five modules."""
         for module in self.model.values():
             module.zero_grad(set_to_none=True)
 
@@ -320,7 +326,7 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
     # forward building blocks
 
     def encode_image(self, input: Tensor, disable_track_bn_stats: bool = False) -> tuple[Tensor, Tensor]:
-        """``(B, 1, H, W) -> (z_i, z_s)``, each ``(B, 128, H/16, W/16)``, with the variant wiring of spec a.4."""
+        """``(B, 1, H, W) -> (z_i, z_s)``, each ``(B, 128, H/16, W/16)``, wired as the ``network_type`` variant says."""
         encoder = self.model["image_encoder"]
         with _maybe_disable(encoder, disable_track_bn_stats):
             z_i, z_s = encoder(self._input(input))
@@ -354,7 +360,8 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
     def fast_predict(self, input: Tensor, disable_track_bn_stats: bool = False) -> tuple[tuple[Tensor, Tensor], Tensor]:
         """FTN: ``(B, 1, H, W) -> ((z_i, z_s), logits (B, num_classes, H, W))``.
 
-        In eval mode (after :meth:`eval`) it runs under ``torch.no_grad()``, the published branch that j.3 made dead.
+        In eval mode (after :meth:`eval`) it runs under ``torch.no_grad()``, a branch the published ``eval()`` never
+        reached.
         """
         grad_mode = contextlib.nullcontext() if self.training else torch.no_grad()
         with grad_mode:
@@ -364,7 +371,7 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
     def construct_input(
         self, segmentation: Tensor, is_label_map: bool = False, temperature: float = STN_TEMPERATURE
     ) -> Tensor:
-        """STN input (spec a.5): one-hot of a label map ``(B, H, W)``, else ``softmax(logits / temperature)``.
+        """STN input: one-hot of a label map ``(B, H, W)``, else ``softmax(logits / temperature)``.
 
         Raises:
             ValueError: for a ``(B, H, W)`` integer map passed with ``is_label_map=False``.
@@ -431,7 +438,7 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
             decoder: the decoder module (or its name in ``model.model``).
             latent_code: ``(B, 128, h, w)``.
             eval: run it in eval mode under ``torch.no_grad()``; otherwise in its current mode and grad setting.
-            disable_track_bn_stats: no BN running-stat update and frozen BN affine params during the call (c.4).
+            disable_track_bn_stats: no BN running-stat update and frozen BN affine params during the call.
 
         Returns:
             The decoder output, e.g. logits ``(B, num_classes, 16h, 16w)`` or an image ``(B, 1, 16h, 16w)``.
@@ -455,7 +462,8 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
     # inference
 
     def predict(self, input: Tensor, softmax: bool = False, n_iter: int | None = None) -> Tensor:
-        """Eval-mode prediction: FTN logits followed by ``n_iter - 1`` sequential STN passes (spec d, fix j.4).
+        """Eval-mode prediction: FTN logits followed by ``n_iter - 1`` sequential STN passes (the published code
+        recomputed the same pass ``n_iter`` times per step).
 
         Switches the model to eval mode (and leaves it there, as published) and runs under inference mode on cached
         copies of the networks with BatchNorm folded into the preceding convolutions (rebuilt whenever a weight or
@@ -516,7 +524,7 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
     ) -> tuple[Tensor, list[Tensor]]:
         """Published semantics: ``n_steps`` times STN(pred_logit) on the *same* input; returns the last one.
 
-        All steps give the same output in a given mode, so one pass is computed (j.4). ``auto_stop`` is accepted and
+        All steps give the same output in a given mode, so one pass is computed. ``auto_stop`` is accepted and
         unused (as published).
 
         Returns:
@@ -565,7 +573,7 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
     def save_testing_images_results(
         self, save_dir: str | os.PathLike, epoch_iter: int | str, max_slices: int = 10, file_name: str = "Seg_plots.png"
     ) -> Path:
-        """Plot the last :meth:`evaluate` batch: columns Input | GT | Predict (right order, fix j.11).
+        """Plot the last :meth:`evaluate` batch: columns Input | GT | Predict (the published plot swapped Input and GT).
 
         Writes ``save_dir/<epoch_iter>/testing_segmentation_results/<file_name>`` (atomic) and returns its path.
 
@@ -602,7 +610,8 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
             save_dir: model folder of the run.
             epoch_iter: subfolder name (an epoch or ``'best'``).
             model_prefix: None (published default): ``<module>.pth``, the names :meth:`get_network` loads; a string
-                names the files ``<model_prefix>_<module>.pth`` (medseg's choice: spec k names no file scheme).
+                names the files ``<model_prefix>_<module>.pth`` (medseg's choice: the published API names no file
+                scheme).
             save_optimizers: also write each module's Adam state as ``[<model_prefix>_]<module>_optimizer.pth``.
         """
         directory = Path(save_dir) / str(epoch_iter) / "checkpoints"
@@ -657,7 +666,7 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
         """Restore a snapshot of :meth:`save_snapshots`; returns the epoch to start from (the saved epoch).
 
         Raises:
-            FileNotFoundError, ValueError: naming the file (fix j.12: no silent restart at epoch 0).
+            FileNotFoundError, ValueError: naming the file (no silent restart at epoch 0).
         """
         return int(self.restore_snapshot(file_path)["epoch"])
 

@@ -1,4 +1,4 @@
-"""Building blocks of the FCN_16 networks (spec a.1).
+"""Building blocks of the FCN_16 networks.
 
 Submodule names and registration order reproduce the published implementation, so ``state_dict`` keys match
 ``fcn16_state_dict.json`` and released checkpoints load unchanged:

@@ -1,11 +1,11 @@
-"""Strict, safe checkpoint I/O for the five modules and for training snapshots (spec c.5, fix j.12/j.14).
+"""Strict, safe checkpoint I/O for the five modules and for training snapshots.
 
 * module checkpoints: ``<dir>/<module>.pth`` holding a plain ``state_dict`` with the published key names, plus
   ``<dir>/manifest.json`` (format :data:`MANIFEST_FORMAT`) with each file's SHA-256 and size and the epoch;
 * snapshots: one ``<network_type>.pkl`` with module and optimiser states, the epoch and trainer extras.
 
 Every load uses ``torch.load(..., map_location=device, weights_only=True)`` (a checkpoint cannot execute code) and
-every save is atomic (:func:`medseg.utils.io.atomic_torch_save`). Integrity (issue 10):
+every save is atomic (:func:`medseg.utils.io.atomic_torch_save`). Integrity:
 
 * every torch file is read once; its zip members' CRC-32 are verified (``torch.load`` itself ignores them, so flipped
   bytes would load as wrong weights);

@@ -1,4 +1,4 @@
-"""Cooperative-training losses of the dual-thinking model (spec c.2 steps 4-5), as a mixin of the model class.
+"""Cooperative-training losses of the dual-thinking model (standard and hard-example), as a mixin of the model class.
 
 Each computation exists once, in medseg's form (:meth:`CooperativeTrainingMixin.standard_losses`,
 :meth:`~CooperativeTrainingMixin.hard_example_losses`: ``(total, dict)`` returns, keyword-only options); the
@@ -91,7 +91,7 @@ class CooperativeTrainingMixin:
         disable_track_bn_stats: bool = False,
         backward_now: bool = False,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """(medseg) The FTN + STN losses on one input (spec c.2 step 4; reused by hard-example training).
+        """(medseg) The FTN + STN losses on one input (the standard training step; reused by hard-example training).
 
         Args:
             clean_image_l: ``(B, 1, H, W)`` target of the image reconstruction.
@@ -171,7 +171,7 @@ class CooperativeTrainingMixin:
         *,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Mask a latent code (spec b); see :func:`medseg.models.model_util.perturb_latent_code`.
+        """Mask a latent code; see :func:`medseg.models.model_util.perturb_latent_code`.
 
         Args:
             latent_code: ``(B, C, h, w)``.
@@ -187,7 +187,7 @@ class CooperativeTrainingMixin:
 
         Returns:
             ``(masked_code (B, C, h, w), mask)``: mask ``(B, C, 1, 1)`` for channel masking and dropout (the true
-            keep-mask, j.27), ``(B, 1, h, w)`` for spatial masking.
+            keep-mask), ``(B, 1, h, w)`` for spatial masking.
         """
         result = perturb_code(
             latent_code, decoder_function, label_y, perturb_type=perturb_type, threshold=threshold, if_soft=if_soft,
@@ -211,7 +211,7 @@ class CooperativeTrainingMixin:
         z_i: Tensor | None = None,
         z_s: Tensor | None = None,
     ) -> tuple[Tensor | None, Tensor | None]:
-        """Corrupted image and segmentation decoded from masked latent codes (spec c.2 step 5a).
+        """Corrupted image and segmentation decoded from masked latent codes (hard-example generation).
 
         The segmentation and image decoders are frozen meanwhile; the gradient probes run them in their current mode
         with BN tracking on, the corrupted outputs (:meth:`decoder_inference`) in the current mode with tracking off
@@ -274,7 +274,7 @@ class CooperativeTrainingMixin:
         separate_training: bool = False,
         backward_now: bool = False,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """(medseg) Losses on the hard examples (spec c.2 step 5b).
+        """(medseg) Losses on the hard examples.
 
         Args:
             perturbed_image: corrupted image ``(B, 1, H, W)`` or None.
@@ -321,7 +321,7 @@ class CooperativeTrainingMixin:
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Published form of :meth:`hard_example_losses` (published argument order).
 
-        ``use_gpu`` is accepted and ignored: the model's device is used (fix j.6; the published default crashed on
+        ``use_gpu`` is accepted and ignored: the model's device is used (the published default crashed on
         CPU).
 
         Returns:

@@ -1,4 +1,4 @@
-"""The five networks of the dual-thinking model (spec a) and :func:`get_network`.
+"""The five networks of the dual-thinking model and :func:`get_network`.
 
 Class names follow the published code (``MyEncoder``, ``MyDecoder``, ``Dual_Branch_Encoder``) so that checkpoints,
 scripts and notebooks written against it keep working; the ``state_dict`` keys equal ``fcn16_state_dict.json``.
@@ -167,7 +167,7 @@ def get_network(
 ) -> dict[str, nn.Module]:
     """Build the five modules of a network type, in the published dict order (:data:`MODULE_NAMES`).
 
-    All three supported types share the same modules; they differ only in how the codes are wired (spec a.4).
+    All three supported types share the same modules; they differ only in how the codes are wired.
 
     Raises:
         NotImplementedError: for an unknown ``network_type``.

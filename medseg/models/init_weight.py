@@ -1,4 +1,4 @@
-"""Weight initialisation of the published model (spec a.3).
+"""Weight initialisation of the published model.
 
 Two steps, in this order: :func:`normal_init_direct_children` (run by each network constructor) and
 :func:`init_weights` with ``'kaiming'`` (run recursively when no checkpoint is loaded).

@@ -1,4 +1,4 @@
-"""Loss functions of the method (spec b.6, c.2).
+"""Loss functions of the method.
 
 Two cross-entropy variants exist in the published code and they differ on soft (4-D) targets:
 
@@ -27,7 +27,7 @@ def _check_pair(input: Tensor, target: Tensor) -> None:
 
 
 def masking_cross_entropy_2d(input: Tensor, target: Tensor) -> Tensor:
-    """Cross entropy used inside targeted masking (``model_util`` version, spec b.6).
+    """Cross entropy used inside targeted masking (the published ``model_util`` version).
 
     Args:
         input: logits ``(N, C, H, W)``.
@@ -47,7 +47,7 @@ def masking_cross_entropy_2d(input: Tensor, target: Tensor) -> Tensor:
 
 
 def cross_entropy_2d(input: Tensor, target: Tensor, is_gt: bool = False) -> Tensor:
-    """Cross entropy used by every training loss (``custom_loss`` version, spec b.6).
+    """Cross entropy used by every training loss (the published ``custom_loss`` version).
 
     Args:
         input: logits ``(N, C, H, W)``.

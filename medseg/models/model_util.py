@@ -1,4 +1,4 @@
-"""Latent-code masking (spec b) and BatchNorm helpers (spec c.4).
+"""Latent-code masking and BatchNorm helpers.
 
 Sampling is split from applying: :func:`targeted_mask_scores` computes the signed mean gradients,
 :func:`sample_threshold` and :func:`top_fraction_mask` draw and build the mask, and the public functions with the
@@ -80,7 +80,7 @@ def make_one_hot(y: Tensor, num_classes: int = 4) -> Tensor:
 def cross_entropy_2D(  # noqa: N802 (published name)
     input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool = True
 ) -> Tensor:
-    """The masking cross entropy (spec b.6, ``model_util`` version) with the published signature.
+    """The masking cross entropy (the published ``model_util`` version) with the published signature.
 
     Args:
         input: logits ``(N, C, H, W)``.
@@ -140,11 +140,12 @@ def sample_threshold(max_threshold: float, random_threshold: bool, generator: to
 
 @contextlib.contextmanager
 def _disable_tracking_bn_stats(model: nn.Module) -> Iterator[None]:
-    """Run the BatchNorm layers of module ``model`` without running-stat tracking, with frozen affine params (c.4).
+    """Run the BatchNorm layers of module ``model`` without running-stat tracking, with frozen affine params.
 
     On entry every BatchNorm gets ``track_running_stats=False`` and ``weight/bias.requires_grad=False``; on exit both
-    flags are restored **separately** to their own previous values (fix j.28). In train mode the layers then use batch
-    statistics, do not update ``running_mean/var``/``num_batches_tracked`` and their gamma/beta are constants.
+    flags are restored **separately** to their own previous values (the published code restored gamma/beta from the
+    tracking flag, unfreezing parameters frozen beforehand). In train mode the layers then use batch statistics,
+    do not update ``running_mean/var``/``num_batches_tracked`` and their gamma/beta are constants.
     """
     saved: list[tuple[_BatchNorm, bool, bool | None, bool | None]] = []
     for sub in model.modules():
@@ -199,7 +200,7 @@ def _probe_loss(output: Tensor, label: Tensor, loss_type: str, num_classes: int)
 def targeted_mask_scores(
     latent_code: Tensor, decoder_function: Decoder, label: Tensor, loss_type: str, num_classes: int
 ) -> tuple[Tensor, Tensor]:
-    """Gradient of the task loss w.r.t. a detached alias of the code (spec b.3 steps 1-4).
+    """Gradient of the task loss w.r.t. a detached alias of the code.
 
     The decoder runs in its current train/eval mode with BN tracking as it is (ON in training: the probe updates its
     running statistics). ``torch.autograd.grad`` is used, so no parameter ``.grad`` is written.
@@ -255,7 +256,7 @@ def mask_latent_code_channel_wise(
     *,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Mask the channels whose signed mean gradient is largest (spec b.3, channel-wise).
+    """Mask the channels whose signed mean gradient is largest (channel-wise).
 
     Args:
         latent_code: ``(N, C, h, w)``.
@@ -273,7 +274,7 @@ def mask_latent_code_channel_wise(
         ``(masked_code (N, C, h, w), mask (N, C, 1, 1))``.
     """
     code, grad = targeted_mask_scores(latent_code, decoder_function, label, loss_type, num_classes)
-    scores = grad.mean(dim=(2, 3))  # (N, C), signed mean (no abs, j.33 keep)
+    scores = grad.mean(dim=(2, 3))  # (N, C), signed mean (no abs, as published)
     p = sample_threshold(percentile, random, generator)
     drop = top_fraction_mask(scores, p)[:, :, None, None]  # (N, C, 1, 1)
     mask = _mask_values(drop, if_soft, generator)
@@ -293,7 +294,7 @@ def mask_latent_code_spatial_wise(
     *,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Mask the positions whose channel-mean signed gradient is largest (spec b.3, spatial-wise).
+    """Mask the positions whose channel-mean signed gradient is largest (spatial-wise).
 
     Arguments as :func:`mask_latent_code_channel_wise`; the fraction applies to the h*w positions.
 
@@ -312,8 +313,8 @@ def mask_latent_code_spatial_wise(
 def mask_latent_code_dropout(
     latent_code: Tensor, p: float = 0.5, if_detach: bool = True, *, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Channel dropout in training mode (spec b.2): zero each (sample, channel) map with probability p, scale the rest
-    by 1/(1-p) (kept, j.27).
+    """Channel dropout in training mode: zero each (sample, channel) map with probability p, scale the rest
+    by 1/(1-p) (as published).
 
     Returns:
         ``(masked_code (N, C, h, w), keep_mask (N, C, 1, 1))``: the true keep-mask (1 kept, 0 dropped).
@@ -352,7 +353,7 @@ def perturb_latent_code(
     *,
     generator: torch.Generator | None = None,
 ) -> LatentPerturbation:
-    """Perturb a latent code with one masking method (spec b.1-b.5).
+    """Perturb a latent code with one masking method.
 
     Args:
         latent_code: ``(N, C, h, w)``.

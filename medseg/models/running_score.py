@@ -1,4 +1,4 @@
-"""Running confusion-matrix score used for validation (spec c.5): pooled over all pixels of all slices."""
+"""Running confusion-matrix score used for validation: pooled over all pixels of all slices."""
 
 from __future__ import annotations
 

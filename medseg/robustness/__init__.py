@@ -1,4 +1,4 @@
-"""Image corruptions used to build the ACDC-C robustness test set (spec g.1)."""
+"""Image corruptions used to build the ACDC-C robustness test set."""
 
 from medseg.robustness.corruptions import ARTEFACTS, build_corruption, corrupt_slice_stack
 

@@ -1,4 +1,4 @@
-"""TorchIO MR artefacts of ACDC-C with every parameter pinned (spec g.1).
+"""TorchIO MR artefacts of ACDC-C with every parameter pinned.
 
 The original relied on TorchIO 0.x defaults. Here every argument is written out so that a TorchIO upgrade cannot
 silently change the test set:

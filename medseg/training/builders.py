@@ -1,4 +1,4 @@
-"""Factories from the frozen config to datasets, data loaders, samplers, masking specs and the model (spec c.1)."""
+"""Factories from the frozen config to datasets, data loaders, samplers, masking specs and the model."""
 
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ class EpochTaggedDataset(Dataset):
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed NumPy and ``random`` of a DataLoader worker from its torch seed (spec c.1), and keep the worker quiet about
+    """Seed NumPy and ``random`` of a DataLoader worker from its torch seed, and keep the worker quiet about
     stop requests.
 
     A forked worker inherits the training loop's SIGINT/SIGTERM handler, and Ctrl-C reaches every process of the

@@ -1,7 +1,7 @@
 """Run snapshots: everything needed to continue a training run exactly where it stopped.
 
 A snapshot is one ``torch.save``d dict (loadable with ``weights_only=True``) in the published snapshot format
-(``network_type``, ``epoch``, ``model_state`` and ``optimizer_state`` per module, spec c.5) extended with the
+(``network_type``, ``epoch``, ``model_state`` and ``optimizer_state`` per module) extended with the
 global iteration, the position inside an interrupted epoch, the best validation score, the running epoch sums,
 the seeds, the RNG states (Python, NumPy, torch CPU/CUDA and every named ``torch.Generator``) of every rank, and a
 fingerprint of the training-relevant configuration. ``epoch`` is the epoch at which training continues; with

@@ -1,11 +1,11 @@
-"""The training loop (spec c.1, c.2, c.5, c.6): epochs of ``train_step`` calls, validation, checkpoints, logging.
+"""The training loop: epochs of ``train_step`` calls, validation, checkpoints, logging.
 
 :func:`train` composes the helpers of this package: :mod:`~medseg.training.builders` (data, masking specs),
 :mod:`~medseg.training.checkpoint` (exact resume), :mod:`~medseg.training.distributed` (multi-process),
 :mod:`~medseg.training.run_files` (layout, TensorBoard, metrics.csv), :mod:`~medseg.training.validation` and
-:mod:`~medseg.training.plots`. Fixes applied: a global iteration counter that stops at ``max_iteration`` (j.5),
-correctly ordered figure columns (j.11), a resume that fails loudly and restores the best score (j.12), one device
-(j.6), no per-step ``gc``/``empty_cache`` (j.7).
+:mod:`~medseg.training.plots`. Unlike the published loop: a global iteration counter that stops at
+``max_iteration`` (the published check used the per-epoch counter and never stopped), correctly ordered figure
+columns, a resume that fails loudly and restores the best score, one device, no per-step ``gc``/``empty_cache``.
 """
 
 from __future__ import annotations
@@ -561,7 +561,7 @@ def cap_reached(global_iteration: int, max_iteration: int | None) -> bool:
 
 def announce_binding_cap(max_iteration: int | None, n_epochs: int, start_epoch: int, start_iteration: int,
                          iterations_per_epoch: int) -> int | None:
-    """Warn at the start of a run if ``max_iteration`` will end it before ``n_epochs`` (spec c.5, j.5).
+    """Warn at the start of a run if ``max_iteration`` will end it before ``n_epochs``.
 
     Returns:
         The epoch during which the cap stops the run, or None if it does not bind.

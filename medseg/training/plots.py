@@ -3,7 +3,7 @@
 The rows are the validation slices with the most labelled (foreground) pixels, collected over the whole validation
 pass by :class:`MostForeground`: they show the heart where it is largest, instead of whatever the last validation
 batch happened to hold (often apical or basal slices with little or no heart). The original passed its arguments in
-the wrong order, so its "Input" and "GT" columns were swapped (spec j.11); here every column is passed by keyword.
+the wrong order, so its "Input" and "GT" columns were swapped; here every column is passed by keyword.
 """
 
 from __future__ import annotations

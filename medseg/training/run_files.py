@@ -1,6 +1,6 @@
 """Run folder layout, console/file logging, TensorBoard scalars and the per-run ``metrics.csv``.
 
-Layout (spec c.1): ``save_dir/train_{dataset}_{data_setting}_n_cls_{n}/{config name}/{cval}/{log,model}/``.
+Layout (the published one): ``save_dir/train_{dataset}_{data_setting}_n_cls_{n}/{config name}/{cval}/{log,model}/``.
 ``log/`` holds the TensorBoard events (with ``--log``), ``train.log`` and ``metrics.csv``; the run folder holds
 ``config.json`` (the resolved config); ``model/`` holds the checkpoints.
 """

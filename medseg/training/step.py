@@ -1,4 +1,4 @@
-"""One training iteration of cooperative / standard training (spec c.2).
+"""One training iteration of cooperative / standard training.
 
 ``train_step`` performs, in order: train mode + zero_grad, noisy input ``clamp(x + 0.05 N(0,1), 0, 1)``, the four
 standard losses, optionally hard-example generation and the four hard losses, backward, ``after_backward()`` (e.g.
@@ -44,7 +44,8 @@ from medseg.utils.precision import autocast, precision_dtype
 
 logger = logging.getLogger(__name__)
 
-#: Keys of :attr:`StepOutput.losses`, in logging order (spec c.6 scalar names plus the grand total).
+#: Keys of :attr:`StepOutput.losses`, in logging order (the published TensorBoard scalar names plus
+#: the grand total).
 LOSS_KEYS = (
     "loss/standard/total",
     "loss/standard/seg",
@@ -130,7 +131,7 @@ def train_step(
     noise_generator: torch.Generator | None = None,
     before_update: Callable[[Tensor], tuple[list[float], bool]] | None = None,
 ) -> StepOutput:
-    """Run one full training iteration (spec c.2) and update all five modules.
+    """Run one full training iteration and update all five modules.
 
     Args:
         model: the model; its modules are put in train mode with ``requires_grad=True``.

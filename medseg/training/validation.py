@@ -1,4 +1,4 @@
-"""Validation after every epoch (spec c.5, protocol kept): ``predict(n_iter=2)`` (FTN + one STN refinement), argmax,
+"""Validation after every epoch (the published protocol): ``predict(n_iter=2)`` (FTN + one STN refinement), argmax,
 one confusion matrix pooled over all pixels of all validation slices, Mean IoU over all classes including background.
 Also reported (not used for model selection): the mean over the foreground classes of the pooled Dice,
 ``Dice_c = 2 IoU_c / (1 + IoU_c)`` from the same confusion matrix, and the image decoder's reconstruction quality

@@ -1,4 +1,4 @@
-"""Hard-example explorer (spec h): what latent masking generates, for each masking method and strength.
+"""Hard-example explorer: what latent masking generates, for each masking method and strength.
 
 * :mod:`.subjects`: read a subject (preprocessed folder or image file) at 192 × 192 and pick a slice.
 * :mod:`.hard_examples`: pure computations of the grids (corrupted reconstructions, corrupted segmentations with

@@ -4,7 +4,7 @@
 one, unless the caller explicitly asks for the demo model (about a minute of CPU training on the synthetic data,
 which is generated first if it is missing). A checkpoint that exists is loaded strictly by the model
 (:func:`medseg.evaluation.inference.load_model`), so one that does not match the architecture is refused with the
-model's error naming the file (spec j.14: the published notebook silently ran an unloaded encoder).
+model's error naming the file (the published notebook silently ran an unloaded encoder).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def ensure_synthetic_acdc(data_root: PathLike, seed: int = 0) -> Path:
 
 
 def demo_checkpoint_dir(save_dir: PathLike, config_path: PathLike, data_setting: str = DEMO_DATA_SETTING) -> Path:
-    """Where :func:`train_demo_model` leaves the best checkpoint (the published run layout, spec c.1)."""
+    """Where :func:`train_demo_model` leaves the best checkpoint (the published run layout)."""
     from medseg.config import config_name_from_path, load_config
     from medseg.training.run_files import build_run_paths
 

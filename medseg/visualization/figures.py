@@ -56,7 +56,8 @@ def _figure(rows: int, cols: int, title: str) -> tuple[Figure, np.ndarray]:
 def plot_reconstruction_grid(grid: CorruptionGrid, image: Tensor, index: int = 0, title: str = "") -> Figure:
     """Figure 1: rows = methods; column 0 the input, then the corrupted reconstructions per threshold.
 
-    Panel titles ``"{method}: {100 t}%"`` (spec h) with the mean absolute change from the unmasked reconstruction.
+    Panel titles ``"{method}: {100 t}%"`` (as in the published notebook) with the mean absolute change from the
+    unmasked reconstruction.
 
     Args:
         grid: an image-code :class:`CorruptionGrid`.

@@ -1,8 +1,8 @@
-"""The hard-example grids of the published notebook (spec h), as pure computations (no plotting).
+"""The hard-example grids of the published notebook, as pure computations (no plotting).
 
 For each masking method (``dropout``, ``channel``, ``spatial``) and fixed masked fraction (0, 0.1, ..., 0.5) a latent
 code is masked and decoded with the published call sequence ``fast_predict`` -> ``perturb_latent_code``
-(``random_threshold=False``, soft masks, spec b) -> ``decoder_inference(eval=False, disable_track_bn_stats=True)``
+(``random_threshold=False``, soft masks) -> ``decoder_inference(eval=False, disable_track_bn_stats=True)``
 with every module in eval mode (BatchNorm uses running statistics, no statistic is updated):
 
 * Figure 1: the image code z_i, probed with the MSE to the input through the image decoder -> corrupted images.
@@ -30,9 +30,9 @@ from medseg.models.model_util import PERTURB_TYPES
 
 METHODS: tuple[str, ...] = ("dropout", "channel", "spatial")
 THRESHOLDS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
-#: Temperature of the softmax that turns segmentation logits into the STN input (spec a.5).
+#: Temperature of the softmax that turns segmentation logits into the STN input.
 TEMPERATURE = 2.0
-#: Which decoder and probe loss go with each code (spec b.4).
+#: Which decoder and probe loss go with each code (as in training).
 CODE_TARGETS = {"image": ("image_decoder", "mse"), "shape": ("segmentation_decoder", "ce")}
 
 
@@ -112,7 +112,7 @@ def _check_image(image: Tensor) -> None:
 def _perturb_and_decode(
     model, decoder_name: str, code: Tensor, target: Tensor, method: str, threshold: float, loss_type: str
 ) -> tuple[Tensor, Tensor]:
-    """The published call sequence (spec h): ``perturb_latent_code`` with a fixed fraction and soft masks, then
+    """The published notebook's call sequence: ``perturb_latent_code`` with a fixed fraction and soft masks, then
     ``decoder_inference(eval=False, disable_track_bn_stats=True)`` on the eval-mode decoder; returns ``(output, mask)``.
     """
     decoder = model.model[decoder_name]
@@ -134,7 +134,7 @@ def corruption_grid(
     thresholds: Sequence[float] = THRESHOLDS,
     seed: int = 0,
 ) -> CorruptionGrid:
-    """Mask one latent code of ``image`` with every method and threshold and decode it (spec h cells 4-7).
+    """Mask one latent code of ``image`` with every method and threshold and decode it (published notebook, cells 4-7).
 
     The model is switched to eval mode (and left there). The codes come from ``fast_predict``.
 

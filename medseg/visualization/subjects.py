@@ -1,7 +1,7 @@
 """One subject for the hard-example figures: read, bring to the test protocol's 192 × 192, pick a slice.
 
 A subject is either a preprocessed subject folder (``<pid>/{ED,ES}_{img,seg}.nii.gz``, already normalised and at
-1.36719 mm) or a single image file (any 3D scan: normalised, resampled and cropped as ``medseg-predict`` does, spec e.3;
+1.36719 mm) or a single image file (any 3D scan: normalised, resampled and cropped as ``medseg-predict`` does;
 a label map next to it, ``X_seg.nii.gz`` for ``X.nii.gz`` or ``X_img.nii.gz``, is used when present).
 """
 
@@ -191,7 +191,7 @@ def default_slice(subject: Subject) -> int:
 
 
 def slice_batch(subject: Subject, indices: list[int] | tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The network input of some slices: per-slice min–max to [0, 1] (spec h cell 4, as in training).
+    """The network input of some slices: per-slice min–max to [0, 1] (as in training and the published notebook).
 
     Returns:
         ``(image (B, 1, H, W) float32, label (B, H, W) int64 or None)``.
