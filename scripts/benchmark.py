@@ -56,7 +56,7 @@ if not __package__:
 
 PUBLISHED = (20, 192)  # batch x size of config/ACDC/*.json
 SMALL = (20, 96)  # the published batch at a quarter of the pixels
-TARGETS = {  # issue 15, batch 20 x 192^2, in the fastest accuracy-neutral precision
+TARGETS = {  # the performance targets, batch 20 x 192^2, in the fastest accuracy-neutral precision
     "cooperative_s_per_iter": 2.0,
     "standard_s_per_iter": 1.0,
     "predict_n_iter_2_slices_per_s": 150.0,

@@ -1,4 +1,4 @@
-"""Throughput of the training data pipeline (issue 3).
+"""Throughput of the training data pipeline.
 
 Prints training-transform samples/s with 1 and 2 DataLoader workers, the DataLoader batch rate at batch 10 with the
 10 original pairs (``keep_orig_image_label_pair``), and the effect of the volume cache (construction time, memory,

@@ -1,7 +1,8 @@
 """Markdown rendering of ``scripts/benchmark.py`` results (``docs/PERFORMANCE.md``).
 
 Every number in the document comes from the results dict; the prose around the tables states what was measured,
-what was tried and why, and labels the numbers that were not measured by this run (the history from issue 15).
+what was tried and why, and labels the numbers that were not measured by this run (the earlier
+measurements against the published implementation).
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def _targets(results: dict[str, Any], targets: dict[str, float], published: tupl
     step = _step(results, published, judged) or {}
     load = step.get("cooperative", {}).get("load_1min")
     return (f"Judged in **{judged}** ({why}); load during the {judged} step measurement: {_f(load, 1)}.\n\n"
-            + _table(["target (issue 15)", *precisions, "target", f"met in {judged}"], rows))
+            + _table(["step target", *precisions, "target", f"met in {judged}"], rows))
 
 
 def _thread_note(results: dict[str, Any]) -> str:
@@ -519,7 +520,7 @@ a large square matmul, in either precision (compare the GFLOP/s columns with the
 
 HISTORY = """## History (not measured by this run)
 
-Numbers quoted from issue 15, measured side by side with the published implementation before this work, batch 20 ×
+Numbers recorded before this work, measured side by side with the published implementation, batch 20 ×
 192², fp32, on this 2-core CPU. The published implementation cannot be fetched on this machine, so it is not
 re-measured here:
 

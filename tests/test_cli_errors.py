@@ -1,5 +1,5 @@
 """Every command-line tool: a user error is exactly one line on stderr, ``<tool>: error: ...``, exit code 2 and no
-traceback; ``--verbose``/``--debug`` adds the traceback (issue 10)."""
+traceback; ``--verbose``/``--debug`` adds the traceback."""
 
 from __future__ import annotations
 

@@ -29,14 +29,14 @@ def test_published_configs_load_with_published_values() -> None:
     assert coop.data.frame == ("ES", "ED")
     assert coop.data.pad_size == (224, 224, 1) and coop.data.crop_size == (192, 192, 1)
     assert coop.learning.lr == 1e-4 and coop.learning.batch_size == 20 and coop.learning.n_epochs == 600
-    assert coop.learning.max_iteration is None  # no cap: 600 epochs in every data setting (spec c.5, j.5)
+    assert coop.learning.max_iteration is None  # no cap: 600 epochs in every data setting, as published
     assert coop.latent_da.mask_scope == ("image code", "shape code")
     assert coop.latent_da.image_code.loss_name == "mse" and coop.latent_da.shape_code.loss_name == "ce"
     assert coop.output.save_epoch_every_num_epochs == 100
     assert not Path(coop.data.root_dir).is_absolute()
     raw_coop = json.loads((ACDC / "cooperative_training.json").read_text())
     raw_std = json.loads((ACDC / "standard_training.json").read_text())
-    for raw in (raw_coop, raw_std):  # identical apart from latent_DA and name (spec i)
+    for raw in (raw_coop, raw_std):  # identical apart from latent_DA and name
         raw["learning"].pop("latent_DA")
         raw.pop("name")
     assert raw_coop == raw_std
@@ -166,7 +166,7 @@ def test_config_name(path: str, name: str) -> None:
     assert config_name_from_path(path) == name
 
 
-# ------------------------------------------------------------------------------ reliability (issue 10)
+# ------------------------------------------------------------------------------ reliability
 @pytest.mark.parametrize("text", ["Infinity", "-Infinity", "NaN"])
 def test_non_finite_numbers_are_refused(tmp_path: Path, text: str) -> None:
     path = tmp_path / "c.json"

@@ -1,7 +1,8 @@
-"""medseg driven only through the published API (spec k), as the published scripts and notebook call it.
+"""medseg driven only through the published API, as the published scripts and notebook call it.
 
-Every call below is written the way the published training script (spec c.2, c.5), test script (g.2, g.3) and
-notebook (h) use the original class: published names, positional and keyword arguments, published return structures.
+Every call below is written the way the published training script (iteration, validation, checkpoints), test
+script (test sets, prediction) and notebook (hard examples) use the original class: published names, positional
+and keyword arguments, published return structures.
 The only medseg call is ``train_step``, the reference the published training iteration is compared with.
 """
 
@@ -26,14 +27,14 @@ from tiny_data import write_tiny_acdc, write_tiny_mm
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-# The published latent_DA config sections (spec i)
+# The published latent_DA config sections
 IMAGE_CODE = {"loss_name": "mse", "mask_type": "random", "max_threshold": 0.5, "random_threshold": True,
               "if_soft": True}
 SHAPE_CODE = {**IMAGE_CODE, "loss_name": "ce"}
 
 MODULES = ("image_encoder", "segmentation_decoder", "shape_encoder", "shape_decoder", "image_decoder")
 
-# spec k: (method, leading parameters in order with their defaults; inspect.Parameter.empty = required)
+# The published API: (method, leading parameters in order with their defaults; inspect.Parameter.empty = required)
 _ = inspect.Parameter.empty
 PUBLISHED_METHODS = {
     "__init__": [("network_type", "FCN_16_standard"), ("image_ch", 1), ("learning_rate", 1e-4),
@@ -138,7 +139,7 @@ def _data(seed: int = 123, n: int = 2, size: int = 32):
 
 
 def _published_iteration(model, clean, label, latent_da=True, image_cfg=IMAGE_CODE, shape_cfg=SHAPE_CODE):
-    """One iteration of the published training script (spec c.2), through the published API only."""
+    """One iteration of the published training script, through the published API only."""
     model.train()
     model.reset_all_optimizers()
     perturbed = torch.clamp(clean + 0.05 * torch.randn_like(clean), 0, 1)
@@ -224,7 +225,7 @@ def test_published_iteration_equals_train_step_float32():
 
 
 def test_published_training_script_calls(tmp_path):
-    """Model construction, validation, saving and resuming as in the published training script (c.1, c.5)."""
+    """Model construction, validation, saving and resuming as in the published training script."""
     model = AdvancedTripletReconSegmentationModel("FCN_16_standard", 1, 1e-4, None, None, 4, 1, None, False, False)
     assert list(model.model) == list(MODULES) and list(model.optimizers) == list(MODULES)
     assert model.z_i is None and model.z_s is None and model.running_metric is not None
@@ -234,7 +235,7 @@ def test_published_training_script_calls(tmp_path):
 
     # validation: eval, reset the running metric, evaluate batches, read the pooled scores
     model.eval()
-    assert model.training is False and not any(m.training for m in model.get_modules())  # j.3 fixed
+    assert model.training is False and not any(m.training for m in model.get_modules())  # published: stayed True
     metric = model.set_running_metric()
     logits = model.evaluate(input=images, targets_npy=labels.numpy(), n_iter=2)
     assert logits.shape == (2, 4, 32, 32) and logits.is_floating_point()
@@ -262,7 +263,7 @@ def test_published_training_script_calls(tmp_path):
     for a, b in zip(model.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
 
-    # the test script loads the best checkpoints with n_iter=2 and predicts chunks (g.2, g.3)
+    # the test script loads the best checkpoints with n_iter=2 and predicts chunks
     tester = AdvancedTripletReconSegmentationModel(network_type="FCN_16_standard", num_classes=4, n_iter=2,
                                                    checkpoint_dir=str(tmp_path / "best" / "checkpoints"),
                                                    use_gpu=False)
@@ -344,7 +345,7 @@ def test_building_blocks_and_analysis_calls(tmp_path):
 
 
 def test_notebook_calls():
-    """Cells 4-7 of the notebook (spec h): codes, masked codes, decoded hard examples, in eval mode."""
+    """Cells 4-7 of the published notebook: codes, masked codes, decoded hard examples, in eval mode."""
     model = _published_model()
     images, labels = _data(n=3)
     model.eval()
@@ -473,7 +474,7 @@ def published_data(tmp_path_factory):
 
 
 def test_training_script_datasets(published_data):
-    """c.1: per frame a train set (keep-orig pairs from the config) and a validation set, concatenated ES then ED."""
+    """Training script: per frame a train set (keep-orig pairs from the config) and a validation set, ES then ED."""
     acdc, _ = published_data
     transforms = Transformations(data_aug_policy_name="ACDC_affine_elastic_intensity", pad_size=[224, 224, 1],
                                  crop_size=[192, 192, 1]).get_transformation()
@@ -519,7 +520,7 @@ def test_positional_published_construction(published_data):
 
 
 def test_test_script_datasets(published_data):
-    """g.2/g.3: one dataset per frame (ED then ES), concatenated; patient volumes cropped to 192, not normalised."""
+    """Test script: one dataset per frame (ED then ES), concatenated; patient volumes cropped to 192, not normalised."""
     acdc, mm = published_data
     validate = Transformations("no_aug", pad_size=(224, 224, 1), crop_size=(192, 192, 1)).get_transformation()
     frames = ["ED", "ES"]
@@ -539,7 +540,7 @@ def test_test_script_datasets(published_data):
     assert [i[-2:] for i in ids] == ["ED", "ED", "ES", "ES"]
     stored = mm_test.get_patient_data_for_testing(5, 192)
     assert mm_test.get_id() == "B00X_ES"
-    assert float(stored.image.max()) < 1.0  # j.19: stored intensities kept by default
+    assert float(stored.image.max()) < 1.0  # stored intensities kept by default (published test protocol)
     scaled = mm_test.get_patient_data_for_testing(5, 192, normalize_2D=True)
     assert torch.allclose(scaled.image.amax(dim=(1, 2, 3)), torch.ones(3))
     native = mm_test.get_patient_data_for_testing(5)  # crop_size None: the volume's own in-plane size
@@ -627,7 +628,7 @@ def test_predict_input_is_validated(images, error, message):
 
 
 def test_predict_n_iter_keeps_the_published_meaning():
-    """``n_iter <= 1`` is the FTN alone (spec d); only a value that is not an int is refused."""
+    """``n_iter <= 1`` is the FTN alone (as published); only a value that is not an int is refused."""
     model = _published_model()
     images, _ = _data()
     ftn = model.predict(images, n_iter=1)

@@ -1,4 +1,4 @@
-"""The hard-example grids (spec h): shapes, threshold 0 = unmasked, growing masks, entropy, difference maps, plots."""
+"""The notebook's hard-example grids: shapes, threshold 0 = unmasked, growing masks, entropy, difference maps, plots."""
 
 from __future__ import annotations
 

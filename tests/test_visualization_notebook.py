@@ -1,5 +1,5 @@
 """The hard-example notebook runs end to end (nbclient, tiny data, a demo model trained by the notebook itself), and
-refuses a checkpoint that does not match instead of running with an unloaded module (spec j.14)."""
+refuses a checkpoint that does not match instead of running with an unloaded module (as the published notebook did)."""
 
 from __future__ import annotations
 

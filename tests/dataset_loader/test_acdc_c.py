@@ -148,7 +148,7 @@ def test_cli_runs_as_file(acdc_c, tmp_path):
     assert "4 case folders" in result.stderr
 
 
-# ------------------------------------------------------------------------------ reliability (issue 10)
+# ------------------------------------------------------------------------------ reliability
 from corrupt_files import DAMAGE  # noqa: E402
 
 

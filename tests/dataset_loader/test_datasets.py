@@ -148,7 +148,7 @@ def test_patient_data_for_testing(acdc_root):
     assert pv.patient_id == f"{TRAIN_10_CV0[2]}_ES" and pv.pid == TRAIN_10_CV0[2] and pv.frame == "ES"
     assert pv.spacing == pytest.approx(SPACING) and pv.image_path.name == "ES_img.nii.gz"
     assert pv.crop_info.original_hw == (72, 80) and pv.reference.array.shape == (4, 72, 80)
-    # stored intensities kept (j.19 default) and the inverse mapping restores the input grid
+    # stored intensities kept (no per-slice normalisation by default) and the inverse mapping restores the input grid
     np.testing.assert_array_equal(recover_image(pv.image[:, 0].numpy(), pv.crop_info), pv.reference.array)
     label = read_volume(pv.label_path).array
     np.testing.assert_array_equal(recover_image(pv.label.numpy(), pv.crop_info), label)

@@ -354,7 +354,7 @@ def test_cli_runs_as_file_and_as_module(tmp_path):
     assert (tmp_path / "a/001/ES_seg.nii.gz").is_file() and (tmp_path / "b/001/ES_seg.nii.gz").is_file()
 
 
-# ------------------------------------------------------------------------------ reliability (issue 10)
+# ------------------------------------------------------------------------------ reliability
 from corrupt_files import DAMAGE  # noqa: E402
 
 

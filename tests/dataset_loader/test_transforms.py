@@ -1,4 +1,4 @@
-"""Augmentation policies of spec e.7: shapes, determinism, label integrity, geometry, validate offsets, bad input."""
+"""The published augmentation policies: shapes, determinism, label integrity, geometry, validate offsets, bad input."""
 
 import numpy as np
 import pytest
@@ -206,7 +206,7 @@ def test_published_default_sizes():
 
 
 def test_padding_is_numpy_minimum_per_row_and_column():
-    """PadNumpy semantics (spec e.7): np.pad(mode='minimum'), not one global minimum; labels padded with 0."""
+    """Published PadNumpy semantics: np.pad(mode='minimum'), not one global minimum; labels padded with 0."""
     rng = np.random.default_rng(0)
     image = (rng.random((5, 4, 1)) + np.arange(4)[None, :, None]).astype(np.float32)  # column minima differ
     padded = pad_to_min_size(image, (9, 7))

@@ -1,4 +1,4 @@
-"""``--normalize_2D`` (spec j.19): per-slice min–max of the test images, off by default as published."""
+"""``--normalize_2D``: per-slice min–max of the test images, off by default as published."""
 
 from __future__ import annotations
 

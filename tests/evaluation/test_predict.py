@@ -96,7 +96,7 @@ def test_folder_mode_writes_one_label_map_per_scan(tmp_path, fresh_checkpoint):
     assert read_volume(tmp_path / "segs" / "b_seg.nii.gz").array.shape == (1, 40, 56)
 
 
-# ------------------------------------------------------------------------------ reliability (issue 10)
+# ------------------------------------------------------------------------------ reliability
 def _one_error_line(capsys) -> str:
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("medseg-predict: error: ")]

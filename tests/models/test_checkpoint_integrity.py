@@ -1,4 +1,4 @@
-"""Checkpoint integrity (issue 10): manifest hashes, torn sets, zip CRC, non-finite weights, safe error messages."""
+"""Checkpoint integrity: manifest hashes, torn sets, zip CRC, non-finite weights, safe error messages."""
 
 from __future__ import annotations
 

@@ -158,7 +158,7 @@ def test_perturb_without_detach_keeps_graph():
 
 def test_disable_tracking_bn_stats_restores_flags_separately():
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.BatchNorm2d(4)).train()
-    net[2].weight.requires_grad_(False)  # frozen before: must stay frozen (fix j.28)
+    net[2].weight.requires_grad_(False)  # frozen before: must stay frozen (the published code unfroze it)
     net[2].track_running_stats = True
     with _disable_tracking_bn_stats(net):
         assert not net[1].track_running_stats and not net[1].weight.requires_grad and not net[1].bias.requires_grad

@@ -183,7 +183,7 @@ def test_single_process_collectives_are_no_ops() -> None:
     assert ctx.sum_dict({"a": 1.0}) == {"a": 1.0} and ctx.gather_objects(3) == [3] and ctx.broadcast_object(4) == 4
 
 
-# ------------------------------------------------------------------------------ reliability (issue 10)
+# ------------------------------------------------------------------------------ reliability
 def test_snapshot_with_a_malformed_rng_state_is_a_clear_error(tmp_path: Path) -> None:
     path = _snapshot(tmp_path)
     snapshot = torch.load(path, weights_only=True)

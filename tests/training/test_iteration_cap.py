@@ -1,4 +1,4 @@
-"""The iteration cap (spec c.5, j.5): the published configs train every epoch; a binding cap is announced at the start,
+"""The iteration cap: the published configs train every epoch; a binding cap is announced at the start,
 and a run it ends early says so in train.log and in the last metrics.csv row."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def test_cap_reached():
 
 def test_announce_binding_cap(caplog):
     with caplog.at_level(logging.WARNING, logger="medseg.training.loop"):
-        # 'standard': about 133 iterations per epoch, 600 epochs = 79,800 > 50,000 (spec c.5)
+        # 'standard': about 133 iterations per epoch, 600 epochs = 79,800 > 50,000
         assert announce_binding_cap(50_000, 600, 0, 0, 133) == 375
         assert "will stop this run in epoch 375 of learning.n_epochs = 600" in caplog.text
         caplog.clear()
@@ -35,7 +35,7 @@ def test_announce_binding_cap(caplog):
 @pytest.mark.parametrize("name", ["cooperative_training.json", "standard_training.json"])
 def test_published_configs_have_no_binding_cap(name):
     """600 epochs in every data setting: the published configs set no iteration cap (the published runs trained all
-    600 epochs because their cap never worked, j.5)."""
+    600 epochs because their cap never worked)."""
     config = load_config(REPO_ROOT / "config" / "ACDC" / name)
     assert config.learning.n_epochs == 600 and config.learning.max_iteration is None
     # even the largest setting (70 subjects x 2 frames x 20 slices, batch 10) trains every epoch

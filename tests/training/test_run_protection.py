@@ -1,4 +1,4 @@
-"""Runs are never lost or corrupted (issue 10): re-runs, the lock, rejected runs and diverged runs."""
+"""Runs are never lost or corrupted: re-runs, the lock, rejected runs and diverged runs."""
 
 from __future__ import annotations
 

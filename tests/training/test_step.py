@@ -72,7 +72,7 @@ def test_bn_tracking_increments_per_iteration(make_model, batch, specs, expected
 
 
 def test_hard_losses_gradient_flow(make_model, batch):
-    """c.3: hard losses give conv weights gradients but no BN affine gradients, except in the image decoder."""
+    """Hard losses give conv weights gradients but no BN affine gradients, except in the image decoder."""
     model = make_model()
     images, labels = batch
     model.train()
