@@ -2,7 +2,7 @@
 
 A transform is called as ``T(image, label, rng)`` with ``image`` H×W×1 float32, ``label`` H×W×1 uint8 and a
 ``numpy.random.Generator``; it returns ``(image 1×h×w float32 tensor, label 1×h×w int64 tensor)``. All randomness
-comes from ``rng``, so a seeded generator gives a reproducible sample (the original used global/unseeded RNGs).
+comes from ``rng``, so a seeded generator gives a reproducible sample.
 
 Training pipeline, in the order of the original (``ACDC_affine_elastic_intensity``):
 
@@ -18,29 +18,19 @@ Training pipeline, in the order of the original (``ACDC_affine_elastic_intensity
 7. centre crop to ``crop_size`` (192) at offset ceil((H − 192)/2);
 8. min–max of the image to [0, 1].
 
-Not in the original: ``ACDC_affine_elastic_intensity_compression`` adds a 9th step, a contrast compression that the
-final min–max cannot undo (p 0.5): ``x → (1 − c)·x + c·g``, c ~ U(0, 0.6), g ~ U(0.25, 0.75). It is an ablation of the
-robustness experiment (the published pipeline never shows a network a compressed contrast, which is what a k-space
-spike leaves after the min–max of ACDC-C; docs/PHANTOM.md), drawn only by that policy, so the random stream of the
-published policies is unchanged.
+``ACDC_affine_elastic_intensity_compression`` adds a 9th step (p 0.5), a contrast compression that the final
+min–max cannot undo: ``x → (1 − c)·x + c·g``, c ~ U(0, 0.6), g ~ U(0.25, 0.75). It is drawn only by that policy, so
+the random stream of the published policies is unchanged.
 
-Speed-ups that keep the semantics:
+Implementation (same semantics as the published transforms; docs/HISTORY.md says where and why the pixels differ):
 
-* Steps 4 and 5 are composed into ONE pull map ``A_affine · A_rot`` and resampled once. This equals the original two
-  resamplings except (a) one bilinear interpolation instead of two (the original blurs twice) and (b) the border
-  clamp of the intermediate image: where the rotation pulls from outside the affine output, the original replicates
-  the affine output's border, the composed map replicates the input's border instead. Both differences only touch
-  interpolation smoothness or border-replicated pixels, never the label class set.
-* Resampling is evaluated only on the pixels that survive the final centre crop (the crop is a pure index window).
-* The per-class label warp evaluates each class's cubic spline only where the source position lies within a
-  4-pixel margin of that class's bounding box; farther away the interpolant of a binary map stays far below 0.5.
-* Class 0 is skipped in the label warp: the result starts at 0, so its pass is a no-op. The spline prefilter of a
-  class runs only on the columns holding the class and the rows the interpolation reads (bit-identical).
-* The elastic Gaussian smoothing (σ ≈ 17–34 px) is a zero-padded FFT convolution instead of a direct one (equal up
-  to floating-point rounding, ~1e-16 relative; about 20× faster).
-* The unused coarse-grid elastic step of the original (p 0, it only consumed one random draw) is omitted, and the
-  ``no_aug`` train transform is the validate transform (the original calls an identity affine, which only re-samples
-  the last row/column through the [0, size − 2] clamp).
+* steps 4 and 5 are one composed pull map ``A_affine · A_rot``, resampled once, and only on the pixels that survive
+  the final centre crop (the crop is a pure index window);
+* the label warp skips class 0 (the result starts at 0) and evaluates each class's cubic spline only within
+  :data:`LABEL_WARP_MARGIN` pixels of that class's bounding box (farther away a binary map's interpolant stays far
+  below 0.5), prefiltering only the rows and columns the interpolation reads;
+* the elastic Gaussian smoothing (σ ≈ 17–34 px) is a zero-padded FFT convolution;
+* ``no_aug`` training uses the validate transform.
 """
 
 from __future__ import annotations
