@@ -345,7 +345,7 @@ class ValidateTransform:
 
 
 class TrainTransform:
-    """The random published training pipeline for one :class:`AugmentationPolicy`."""
+    """The published random training pipeline for one :class:`AugmentationPolicy`."""
 
     def __init__(
         self,
