@@ -163,7 +163,7 @@ class DataConfig:
             _check_template(getattr(self, name), f"data.{name}")
 
     def _check_policy(self) -> None:
-        from medseg.dataset_loader.transforms import POLICIES  # torch and scipy: imported only when a config is built
+        from medseg.data.transforms import POLICIES  # torch and scipy: imported only when a config is built
 
         _check(self.data_aug_policy in POLICIES, "data.data_aug_policy", f"one of {sorted(POLICIES)}",
                self.data_aug_policy)

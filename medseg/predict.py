@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(precision_error)
     if args.spacing_mm is not None and not 0 < args.spacing_mm < float("inf"):
         parser.error(f"--spacing_mm must be a positive spacing in mm, got {args.spacing_mm}")
-    from medseg.utils.io import ensure_writable_dir
+    from medseg.io.atomic import ensure_writable_dir
 
     try:  # before the model loads and any scan is segmented
         for folder in sorted({target.parent for _, target in jobs}):
@@ -162,11 +162,11 @@ def segment_all(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> int:
     Raises:
         OSError, ValueError: an unusable checkpoint, or the failure of the only scan (one error line, exit 2).
     """
-    from medseg.dataset_loader.nifti import read_volume, write_volume
+    from medseg.io.nifti import read_volume, write_volume
     from medseg.evaluation.inference import load_model, training_grid, unknown_grid_note
     from medseg.evaluation.scan import field_of_view_crop, segment_volume, select_frame
     from medseg.utils.device import resolve_device
-    from medseg.utils.io import remove_stale_temp_files
+    from medseg.io.atomic import remove_stale_temp_files
     from medseg.utils.memory import tune_allocator
     from medseg.utils.precision import configure_tf32
 

@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from medseg.config import crop_size_problem  # noqa: E402
-from medseg.dataset_loader.ACDC_few_shot_cv_settings import N_FOLDS  # noqa: E402
+from medseg.data.splits import N_FOLDS  # noqa: E402
 from medseg.metrics import SUPPORTED_METRICS  # noqa: E402
 from medseg.utils.cli import ArgumentParser, CommandFailed, run_cli  # noqa: E402
 from medseg.utils.cli import HelpFormatter  # noqa: E402

@@ -298,7 +298,7 @@ def training_data(root: Path) -> Iterator[Path]:
         return
     from benchmark_data import write_phantoms
 
-    from medseg.dataset_loader.ACDC_few_shot_cv_settings import get_ACDC_split_policy
+    from medseg.data.splits import get_ACDC_split_policy
 
     tmp = Path(tempfile.mkdtemp(prefix="medseg_bench_data_"))
     try:
@@ -387,7 +387,7 @@ def run_suite(args: argparse.Namespace) -> int:
         return 0
 
     from medseg.utils.device import resolve_device
-    from medseg.utils.io import atomic_write_text
+    from medseg.io.atomic import atomic_write_text
     from performance_report import render
 
     if args.render_only:

@@ -26,10 +26,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from medseg.dataset_loader.ACDC_few_shot_cv_settings import get_ACDC_split_policy  # noqa: E402
-from medseg.dataset_loader.cardiac_ACDC_dataset import CardiacACDCDataset  # noqa: E402
-from medseg.dataset_loader.nifti import write_volume  # noqa: E402
-from medseg.dataset_loader.transforms import Transformations  # noqa: E402
+from medseg.data.splits import get_ACDC_split_policy  # noqa: E402
+from medseg.data.acdc import CardiacACDCDataset  # noqa: E402
+from medseg.io.nifti import write_volume  # noqa: E402
+from medseg.data.transforms import Transformations  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 
 logger = logging.getLogger("benchmark_data")

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(args: argparse.Namespace) -> int:
     """Run the layer measurements and print (and write) the JSON; returns 0."""
-    from medseg.utils.io import atomic_write_text
+    from medseg.io.atomic import atomic_write_text
 
     keep_freed_memory()
     torch.set_num_threads(args.threads)

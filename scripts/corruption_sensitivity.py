@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from medseg.evaluation.inference import load_model
     from medseg.robustness.sensitivity import FAMILIES, PatientSubset, sweep, sweep_markdown, sweep_plot
     from medseg.utils.device import resolve_device
-    from medseg.utils.io import atomic_write_text, ensure_writable_dir
+    from medseg.io.atomic import atomic_write_text, ensure_writable_dir
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

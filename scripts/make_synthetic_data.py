@@ -16,18 +16,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from medseg.dataset_loader.preprocessing import IN_PLANE_SPACING_RANGE  # noqa: E402
-from medseg.dataset_loader.synthetic import SyntheticSettings, finish, plan_jobs, run_job  # noqa: E402
-from medseg.dataset_loader.synthetic_appearance import SITES  # noqa: E402
-from medseg.dataset_loader.synthetic_preview import render_preview  # noqa: E402
+from medseg.conversion.preprocessing import IN_PLANE_SPACING_RANGE  # noqa: E402
+from medseg.phantom.generator import SyntheticSettings, finish, plan_jobs, run_job  # noqa: E402
+from medseg.phantom.appearance import SITES  # noqa: E402
+from medseg.phantom.preview import render_preview  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
-from medseg.dataset_loader import provenance  # noqa: E402
-from medseg.utils.io import ensure_writable_dir  # noqa: E402
+from medseg.io import provenance  # noqa: E402
+from medseg.io.atomic import ensure_writable_dir  # noqa: E402
 from medseg.utils.paths import check_output_file, check_output_folder  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: the files whose code decides what the generator writes (their digest is the generator's version)
-GENERATOR_CODE = ("scripts/make_synthetic_data.py", "medseg/dataset_loader/synthetic*.py")
+GENERATOR_CODE = ("scripts/make_synthetic_data.py", "medseg/phantom/*.py")
 #: largest --seed (numpy and torch seeds are 32-bit here, as medseg-train's)
 MAX_SEED = 2**32 - 1
 

@@ -4,7 +4,7 @@
 
 (``bash scripts/prepare_synthetic.sh DIR`` runs this with its environment knobs.) Result: ``DIR/raw/{ACDC,MnMs}`` (raw
 formats), ``DIR/ACDC``, ``DIR/MM`` (+ ``vendors.csv``) and ``DIR/ACDC-C``, each with a ``provenance.json`` saying
-what it was made from (:mod:`medseg.dataset_loader.provenance`):
+what it was made from (:mod:`medseg.io.provenance`):
 
 * ``DIR/raw/provenance.json``: the generator settings (subject counts, data seed, spacing scale), a digest of the
   generator's source code and a digest of the raw files written. If the settings equal the requested ones and the
@@ -32,10 +32,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from medseg.dataset_loader import acdc_preprocess, generate_artefacted_data, mnms_preprocess  # noqa: E402
-from medseg.dataset_loader import provenance  # noqa: E402
-from medseg.dataset_loader.ACDC_few_shot_cv_settings import TEST_IDS  # noqa: E402
-from medseg.dataset_loader.preprocessing import broken_files  # noqa: E402
+from medseg.conversion import acdc as acdc_preprocess, acdc_c as generate_artefacted_data, mnms as mnms_preprocess  # noqa: E402
+from medseg.io import provenance  # noqa: E402
+from medseg.data.splits import TEST_IDS  # noqa: E402
+from medseg.conversion.preprocessing import broken_files  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 from medseg.utils.paths import check_output_file, check_output_folder  # noqa: E402
 
@@ -122,7 +122,7 @@ def prepare_raw(args: argparse.Namespace, derived: list[Path]) -> int:
                                         output=record["output"], verified=True)
             print(f"[prepare_synthetic] raw data up to date ({raw}/provenance.json): not regenerated")
             if args.preview:  # the montage of the data that is there
-                from medseg.dataset_loader.synthetic_preview import render_preview
+                from medseg.phantom.preview import render_preview
 
                 print(f"[prepare_synthetic] preview: {render_preview(args.out, args.preview)}")
             return 0

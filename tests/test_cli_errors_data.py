@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from tiny_data import write_subjects
 
-from medseg.dataset_loader import generate_artefacted_data as acdc_c
-from medseg.dataset_loader.nifti import read_volume
+from medseg.conversion import acdc_c
+from medseg.io.nifti import read_volume
 from medseg.training.run_files import RunPaths, clear_results
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def test_overwrite_refuses_to_delete_through_a_symlinked_model_folder(tmp_path):
 
 
 def test_acdc_preprocess_names_a_fifo_frame_as_not_a_regular_file(tmp_path, capsys):
-    from medseg.dataset_loader import acdc_preprocess
+    from medseg.conversion import acdc as acdc_preprocess
 
     patient = tmp_path / "raw" / "patient001"
     patient.mkdir(parents=True)

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medseg.dataset_loader.acdc_preprocess import preprocess_acdc
-from medseg.dataset_loader.mnms_preprocess import preprocess_mnms
-from medseg.dataset_loader.synthetic import SyntheticSettings, generate_dataset
-from medseg.dataset_loader.synthetic_report import dice, feret_diameter, find_domains, otsu_threshold, robust_cov
-from medseg.dataset_loader.synthetic_report import central_round_blob, highpass_noise, roundness, slice_statistics
-from medseg.dataset_loader.synthetic_report import threshold_rule
+from medseg.conversion.acdc import preprocess_acdc
+from medseg.conversion.mnms import preprocess_mnms
+from medseg.phantom.generator import SyntheticSettings, generate_dataset
+from medseg.phantom.report import dice, feret_diameter, find_domains, otsu_threshold, robust_cov
+from medseg.phantom.report import central_round_blob, highpass_noise, roundness, slice_statistics
+from medseg.phantom.report import threshold_rule
 
 TINY = SyntheticSettings(fov_mm=(260.0, 300.0), spacing_scale=2.5, n_slices=(6, 7), mnms_frames=(4, 5))
 

@@ -553,7 +553,7 @@ def test_base_class_methods_and_label_options(published_data, caplog):
     ds = CardiacACDCDataset(validate, root_dir=acdc, data_setting_name="10", frame="ED", debug=True,
                             keep_orig_image_label_pair=False)
     assert ds.set_id(5) == "061_ED" and ds.get_id() == "061_ED"  # slice 5 = second subject of the split
-    with caplog.at_level("INFO", logger="medseg.dataset_loader.base_segmentation_dataset"):
+    with caplog.at_level("INFO", logger="medseg.data.base_dataset"):
         image, label = ds.load_data(3)  # the unlabelled last slice: substituted, logged with debug=True
         info = ds.get_info()
     assert image.shape == (60, 72, 1) and image.dtype == np.float32 and label.shape == (60, 72, 1) and label.any()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tiny_data import SPACING, write_subjects
 
-from medseg.dataset_loader.nifti import write_volume
+from medseg.io.nifti import write_volume
 from medseg.visualization import default_slice, load_subject, slice_batch
 from medseg.visualization.subjects import Subject, label_file_for
 

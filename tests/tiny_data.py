@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.dataset_loader.nifti import write_volume
+from medseg.io.nifti import write_volume
 
 SPACING = (1.36719, 1.36719, 8.0)
 

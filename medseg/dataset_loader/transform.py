@@ -1,6 +1,6 @@
-"""Alias of :mod:`medseg.dataset_loader.transforms` under the original module name (``transform.py``)."""
+"""Alias of :mod:`medseg.data.transforms` under the original module name (``transform.py``)."""
 
-from medseg.dataset_loader.transforms import (  # noqa: F401
+from medseg.data.transforms import (  # noqa: F401
     POLICIES,
     AugmentationPolicy,
     TrainTransform,

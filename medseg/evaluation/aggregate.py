@@ -23,7 +23,7 @@ import pandas as pd
 
 from medseg.evaluation.reports import DatasetResult
 from medseg.evaluation.runs import Run
-from medseg.utils.io import atomic_open, atomic_output_path, atomic_write_text
+from medseg.io.atomic import atomic_open, atomic_output_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 

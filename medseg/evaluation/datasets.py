@@ -2,7 +2,7 @@
 
 ``<data_root>/ACDC`` (the 20 fixed ACDC test subjects), ``<data_root>/ACDC-C/<artefact>/`` (every subject folder,
 e.g. ``RandomBias``) and ``<data_root>/MM`` (every subject folder, with ``vendors.csv``). Each frame is one
-:class:`~medseg.dataset_loader.base_segmentation_dataset.BaseSegmentationDataset` (no resampling, no per-slice
+:class:`~medseg.data.base_dataset.BaseSegmentationDataset` (no resampling, no per-slice
 normalisation, as in the published ED+ES protocol); frames are concatenated ED first, with cumulative patient
 offsets.
 
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medseg.dataset_loader.ACDC_few_shot_cv_settings import get_ACDC_split_policy
-from medseg.dataset_loader.base_segmentation_dataset import BaseSegmentationDataset, PatientVolume
-from medseg.dataset_loader.nifti import read_volume_info
+from medseg.data.splits import get_ACDC_split_policy
+from medseg.data.base_dataset import BaseSegmentationDataset, PatientVolume
+from medseg.io.nifti import read_volume_info
 from medseg.evaluation.reports import read_vendors
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Bringing network-space predictions back onto the grid of the image they came from.
 
 The network sees a ``(Z, 192, 192)`` crop/pad of a volume that may itself have been resampled in-plane to
-1.36719 mm. A prediction is mapped back by the exact inverse crop/pad (:func:`medseg.dataset_loader.crop.recover_image`)
+1.36719 mm. A prediction is mapped back by the exact inverse crop/pad (:func:`medseg.data.crop.recover_image`)
 and, when the grid was resampled, by nearest-neighbour resampling in physical space onto the original grid, so the
 label map overlays the original image in any viewer.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from medseg.dataset_loader.crop import CropInfo, recover_image
-from medseg.dataset_loader.nifti import Volume, to_sitk
+from medseg.data.crop import CropInfo, recover_image
+from medseg.io.nifti import Volume, to_sitk
 
 SPACING_TOLERANCE = 1e-4
 

@@ -33,10 +33,10 @@ import pandas as pd
 import torch
 
 from medseg import metrics as seg_metrics
-from medseg.dataset_loader.nifti import write_volume
+from medseg.io.nifti import write_volume
 from medseg.evaluation.geometry import to_reference_grid
 from medseg.evaluation.inference import CLASS_NAMES, predict_stack
-from medseg.utils.io import atomic_open, atomic_write_text
+from medseg.io.atomic import atomic_open, atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from medseg.evaluation.inference import (
 )
 from medseg.evaluation.reports import evaluate_dataset, write_dataset_report
 from medseg.evaluation.runs import Run, report_location
-from medseg.utils.io import remove_stale_temp_files
+from medseg.io.atomic import remove_stale_temp_files
 from medseg.utils.paths import check_name
 
 logger = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def _grid_note(run: Run, crop_size: int | None) -> str | None:
 def _volume_spacings(source: Any) -> list[tuple[str, float]]:
     """(image file, in-plane spacing as the model will see it) of every readable volume of a test source, from the
     headers only; unreadable volumes are left out (the evaluation reports them)."""
-    from medseg.dataset_loader.nifti import read_volume_info
+    from medseg.io.nifti import read_volume_info
 
     spacings: list[tuple[str, float]] = []
     for part in getattr(source, "parts", [source]):

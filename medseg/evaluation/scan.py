@@ -1,6 +1,6 @@
 """Segmenting a new scan: the training data's preprocessing, the network, and the way back to the input geometry.
 
-The preprocessing functions are those of :mod:`medseg.dataset_loader.preprocessing`.
+The preprocessing functions are those of :mod:`medseg.conversion.preprocessing`.
 
 Steps for a 3D volume ``(Z, H, W)``: (1) clip to the [2nd, 98th] intensity percentiles of the volume and rescale to
 [0, 1]; (2) resample in-plane to 1.36719 mm (linear; z spacing and slice count unchanged; skipped within 1e-4 mm) or to the
@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from medseg.config import crop_size_problem
-from medseg.dataset_loader.crop import CropInfo, crop_or_pad
-from medseg.dataset_loader.nifti import Volume
-from medseg.dataset_loader.plausibility import RAW_SCAN, check_image_volume
-from medseg.dataset_loader.preprocessing import (
+from medseg.data.crop import CropInfo, crop_or_pad
+from medseg.io.nifti import Volume
+from medseg.io.plausibility import RAW_SCAN, check_image_volume
+from medseg.conversion.preprocessing import (
     TARGET_SPACING_XY,
     normalize_percentile,
     resample_in_plane,

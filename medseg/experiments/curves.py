@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg.training.run_files import read_metrics_rows
-from medseg.utils.io import atomic_output_path
+from medseg.io.atomic import atomic_output_path
 
 logger = logging.getLogger(__name__)
 

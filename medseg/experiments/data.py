@@ -12,7 +12,7 @@ resampler (linear for images, nearest neighbour for labels, z kept), written fil
 an interrupted copy resumes where it stopped and a broken file (a full disk) is rewritten on the next call.
 
 ACDC-C at the budget grid (copy version 3): the published corruption recipe
-(:func:`medseg.dataset_loader.generate_artefacted_data.corrupt_case`: same artefact parameters, same per-case seeds
+(:func:`medseg.conversion.acdc_c.corrupt_case`: same artefact parameters, same per-case seeds
 from the ACDC-C folder's ``provenance.json``, default 0, same frame order) is applied to the resampled clean ACDC
 images, with the published 192-pixel crop's field of view (96 × 96 at 2.73438 mm), so a spike's stripes, a ghost's
 spacing and a motion's displacement are drawn at the model's resolution (the motion's and ghosts' parameters are in
@@ -31,13 +31,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from medseg.dataset_loader import provenance
-from medseg.dataset_loader.ACDC_few_shot_cv_settings import get_ACDC_split_policy
-from medseg.dataset_loader.nifti import nifti_file_problem, read_volume, write_volume
-from medseg.dataset_loader.preprocessing import resample_in_plane
+from medseg.io import provenance
+from medseg.data.splits import get_ACDC_split_policy
+from medseg.io.nifti import nifti_file_problem, read_volume, write_volume
+from medseg.conversion.preprocessing import resample_in_plane
 from medseg.evaluation.aggregate import RESAMPLED_SUFFIX
 from medseg.evaluation.datasets import dataset_folder
-from medseg.utils.io import copy_file_verified, ensure_writable_dir
+from medseg.io.atomic import copy_file_verified, ensure_writable_dir
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def corrupt_at_grid(src_root: Path, dst_root: Path, files: Sequence[Path], spaci
     Raises:
         FileNotFoundError: the clean subject of a case is not in the copy (naming it).
     """
-    from medseg.dataset_loader.generate_artefacted_data import corrupt_case, grid_crop
+    from medseg.conversion.acdc_c import corrupt_case, grid_crop
     from medseg.experiments.budgets import NATIVE_SPACING_MM
 
     cases: dict[tuple[str, str], list[str]] = {}

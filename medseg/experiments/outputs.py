@@ -35,7 +35,7 @@ from medseg.experiments.tasks import (
     shell_command,
     training_argv,
 )
-from medseg.utils.io import atomic_open, atomic_output_path, atomic_write_text
+from medseg.io.atomic import atomic_open, atomic_output_path, atomic_write_text
 
 if TYPE_CHECKING:
     from medseg.experiments.budgets import Budget

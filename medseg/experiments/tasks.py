@@ -25,7 +25,7 @@ from medseg.evaluation.runner import run_tests
 from medseg.evaluation.runs import Run
 from medseg.experiments.budgets import Budget
 from medseg.training.run_files import build_run_paths, setup_logging
-from medseg.utils.io import atomic_open
+from medseg.io.atomic import atomic_open
 
 logger = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ from medseg.models.fusion import FoldedModules
 from medseg.models.init_weight import init_weights
 from medseg.models.model_util import _disable_tracking_bn_stats, make_one_hot
 from medseg.models.running_score import runningScore
-from medseg.utils.io import atomic_torch_save
+from medseg.io.atomic import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 

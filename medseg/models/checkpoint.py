@@ -5,7 +5,7 @@
 * snapshots: one ``<network_type>.pkl`` with module and optimiser states, the epoch and trainer extras.
 
 Every load uses ``torch.load(..., map_location=device, weights_only=True)`` (a checkpoint cannot execute code) and
-every save is atomic (:func:`medseg.utils.io.atomic_torch_save`). Integrity:
+every save is atomic (:func:`medseg.io.atomic.atomic_torch_save`). Integrity:
 
 * every torch file is read once; its zip members' CRC-32 are verified (``torch.load`` itself ignores them, so flipped
   bytes would load as wrong weights);
@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medseg.utils.io import atomic_open, atomic_torch_save, atomic_write_text
+from medseg.io.atomic import atomic_open, atomic_torch_save, atomic_write_text
 
 logger = logging.getLogger(__name__)
 

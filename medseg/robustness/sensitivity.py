@@ -192,7 +192,7 @@ def sweep_plot(table: pd.DataFrame, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from medseg.utils.io import atomic_output_path
+    from medseg.io.atomic import atomic_output_path
 
     families = list(dict.fromkeys(table["family"]))
     fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 3.4), squeeze=False)

@@ -14,9 +14,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from medseg.config import ExperimentConfig, MaskConfig
-from medseg.dataset_loader.cardiac_ACDC_dataset import CardiacACDCDataset
-from medseg.dataset_loader.concat import ConcatDataSet
-from medseg.dataset_loader.transforms import Transformations
+from medseg.data.acdc import CardiacACDCDataset
+from medseg.data.concat import ConcatDataSet
+from medseg.data.transforms import Transformations
 from medseg.models.model_util import MaskSpec
 from medseg.utils.cli import UnsupportedInput
 

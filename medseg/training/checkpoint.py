@@ -34,7 +34,7 @@ from torch import nn
 
 from medseg.config import ExperimentConfig
 from medseg.models.checkpoint import check_finite_state, safe_load
-from medseg.utils.io import atomic_torch_save
+from medseg.io.atomic import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from medseg.config import ExperimentConfig, config_name_from_path, load_config, method_name
-from medseg.dataset_loader.ACDC_few_shot_cv_settings import canonical_data_setting
+from medseg.data.splits import canonical_data_setting
 from medseg.training.builders import check_data_config
 from medseg.training.checkpoint import snapshot_best_dir, snapshot_path
 from medseg.training.distributed import DistContext, init_distributed, shutdown_distributed
@@ -40,7 +40,7 @@ from medseg.training.run_files import (
 from medseg.training.run_lock import RunLock
 from medseg.training.signals import TrainingInterrupted
 from medseg.utils.device import seed_everything
-from medseg.utils.io import atomic_write_text, remove_stale_temp_files
+from medseg.io.atomic import atomic_write_text, remove_stale_temp_files
 from medseg.utils.precision import check_precision
 
 logger = logging.getLogger("medseg.train")

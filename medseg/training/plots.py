@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from torch.nn import functional as F
 
-from medseg.utils.io import atomic_output_path
+from medseg.io.atomic import atomic_output_path
 
 PLOT_SIZE = 128
 PLOT_ROWS = 5

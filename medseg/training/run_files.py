@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from medseg.utils.io import atomic_write_text, ensure_writable_dir
+from medseg.io.atomic import atomic_write_text, ensure_writable_dir
 from medseg.utils.paths import check_inside, check_name
 
 logger = logging.getLogger(__name__)

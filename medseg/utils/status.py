@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from medseg.utils.io import atomic_write_text
+from medseg.io.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

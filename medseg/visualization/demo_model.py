@@ -44,8 +44,8 @@ def ensure_synthetic_acdc(data_root: PathLike, seed: int = 0) -> Path:
 
     The raw files go to ``<data_root>/../raw/ACDC`` as in ``scripts/prepare_synthetic.sh``.
     """
-    from medseg.dataset_loader.acdc_preprocess import preprocess_acdc
-    from medseg.dataset_loader.synthetic import ACDC_DIR, generate_dataset
+    from medseg.conversion.acdc import preprocess_acdc
+    from medseg.phantom.generator import ACDC_DIR, generate_dataset
 
     data_root = Path(data_root)
     if data_root.is_dir() and any(data_root.iterdir()):

@@ -15,7 +15,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from medseg.utils.io import atomic_output_path, ensure_writable_dir
+from medseg.io.atomic import atomic_output_path, ensure_writable_dir
 from medseg.visualization.hard_examples import (
     CorruptionGrid,
     ReconDiff,

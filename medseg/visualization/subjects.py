@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medseg.dataset_loader.crop import crop_or_pad
-from medseg.dataset_loader.nifti import read_volume
-from medseg.dataset_loader.plausibility import PREPROCESSED, check_image_volume
-from medseg.dataset_loader.preprocessing import TARGET_SPACING_XY, resample_in_plane
-from medseg.dataset_loader.transforms import minmax_normalize
+from medseg.data.crop import crop_or_pad
+from medseg.io.nifti import read_volume
+from medseg.io.plausibility import PREPROCESSED, check_image_volume
+from medseg.conversion.preprocessing import TARGET_SPACING_XY, resample_in_plane
+from medseg.data.transforms import minmax_normalize
 from medseg.evaluation.inference import checkpoint_spacing as recorded_spacing
 from medseg.evaluation.inference import unknown_grid_note
 from medseg.evaluation.scan import CROP_SIZE, field_of_view_crop, prepare_scan

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from medseg.dataset_loader.cardiac_MM_dataset import Cardiac_MM_Dataset
-from medseg.dataset_loader.crop import crop_or_pad
-from medseg.dataset_loader.generate_artefacted_data import case_seed, generate_acdc_c
-from medseg.dataset_loader.nifti import read_volume, write_volume
+from medseg.data.mnms import Cardiac_MM_Dataset
+from medseg.data.crop import crop_or_pad
+from medseg.conversion.acdc_c import case_seed, generate_acdc_c
+from medseg.io.nifti import read_volume, write_volume
 from medseg.robustness.corruptions import ARTEFACTS, build_corruption, corrupt_slice_stack, rescale_slices
 from tiny_data import acdc_ids, write_tiny_acdc
 
@@ -141,7 +141,7 @@ def test_cli_runs_as_file(acdc_c, tmp_path):
     source, _ = acdc_c
     out = tmp_path / "cli"
     generate_acdc_c(source, out, subjects=["008"], copies=1, seed=0)  # recorded in provenance.json: kept below
-    cmd = [sys.executable, "medseg/dataset_loader/generate_artefacted_data.py", "--input", str(source),
+    cmd = [sys.executable, "medseg/conversion/acdc_c.py", "--input", str(source),
            "--output", str(out), "--copies", "1", "--subjects", "008"]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -154,7 +154,7 @@ from corrupt_files import DAMAGE  # noqa: E402
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_damaged_input_is_an_error_naming_the_file(tmp_path, damage, capsys):
-    from medseg.dataset_loader.generate_artefacted_data import main
+    from medseg.conversion.acdc_c import main
 
     source = write_tiny_acdc(tmp_path / "ACDC", ["007"], shape=(3, 64, 80))
     DAMAGE[damage](source / "007" / "ES_img.nii.gz")
@@ -165,7 +165,7 @@ def test_damaged_input_is_an_error_naming_the_file(tmp_path, damage, capsys):
 
 
 def test_labels_outside_the_class_set_are_refused(tmp_path):
-    from medseg.dataset_loader.nifti import write_volume
+    from medseg.io.nifti import write_volume
 
     source = write_tiny_acdc(tmp_path / "ACDC", ["007"], shape=(3, 64, 80))
     label = read_volume(source / "007" / "ED_seg.nii.gz")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from corrupt_files import DAMAGE
-from medseg.dataset_loader.base_segmentation_dataset import BaseSegmentationDataset
-from medseg.dataset_loader.nifti import read_volume, write_volume
+from medseg.data.base_dataset import BaseSegmentationDataset
+from medseg.io.nifti import read_volume, write_volume
 from tiny_data import write_subjects
 
 

@@ -7,14 +7,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from medseg.dataset_loader.ACDC_few_shot_cv_settings import get_ACDC_split_policy
-from medseg.dataset_loader.base_segmentation_dataset import PatientVolume
-from medseg.dataset_loader.cardiac_ACDC_dataset import CardiacACDCDataset
-from medseg.dataset_loader.cardiac_MM_dataset import Cardiac_MM_Dataset
-from medseg.dataset_loader.concat import ConcatDataSet
-from medseg.dataset_loader.crop import crop_or_pad, recover_image
-from medseg.dataset_loader.nifti import read_volume, write_volume
-from medseg.dataset_loader.transforms import Transformations
+from medseg.data.splits import get_ACDC_split_policy
+from medseg.data.base_dataset import PatientVolume
+from medseg.data.acdc import CardiacACDCDataset
+from medseg.data.mnms import Cardiac_MM_Dataset
+from medseg.data.concat import ConcatDataSet
+from medseg.data.crop import crop_or_pad, recover_image
+from medseg.io.nifti import read_volume, write_volume
+from medseg.data.transforms import Transformations
 from tiny_data import SPACING, write_subjects, write_tiny_acdc, write_tiny_mm
 
 TRAIN_10_CV0 = get_ACDC_split_policy("10", 0)["train"]

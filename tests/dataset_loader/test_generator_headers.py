@@ -12,11 +12,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medseg.dataset_loader.nifti import check_header_geometry, read_volume, read_volume_info, write_volume
-from medseg.dataset_loader.nifti_format import parse_geometry
-from medseg.dataset_loader.synthetic import SyntheticSettings, write_acdc_subject
-from medseg.dataset_loader.synthetic_appearance import SITES
-from medseg.dataset_loader.synthetic_stack import _random_rotation, qform_safe_rotation
+from medseg.io.nifti import check_header_geometry, read_volume, read_volume_info, write_volume
+from medseg.io.nifti_format import parse_geometry
+from medseg.phantom.generator import SyntheticSettings, write_acdc_subject
+from medseg.phantom.appearance import SITES
+from medseg.phantom.stack import _random_rotation, qform_safe_rotation
 
 REPO = Path(__file__).resolve().parents[2]
 

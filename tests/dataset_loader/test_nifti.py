@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medseg.dataset_loader.nifti import (
+from medseg.io.nifti import (
     Volume,
     check_label_values,
     read_image_label_pair,
@@ -227,7 +227,7 @@ def test_zero_voxel_size_is_refused(tmp_path):
 
 
 def test_read_volume_info_reads_the_header_only(tmp_path):
-    from medseg.dataset_loader.nifti import read_volume_info
+    from medseg.io.nifti import read_volume_info
 
     path = _typical(tmp_path)
     info = read_volume_info(path)

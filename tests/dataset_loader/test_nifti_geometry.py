@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medseg.dataset_loader.nifti import read_volume, read_volume_info, write_volume
+from medseg.io.nifti import read_volume, read_volume_info, write_volume
 from medseg.evaluation.scan import select_frame
 
 SHAPE_XYZ = (12, 10, 4)

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medseg.dataset_loader import acdc_preprocess, mnms_preprocess, preprocessing
-from medseg.dataset_loader.acdc_preprocess import preprocess_acdc
-from medseg.dataset_loader.mnms_preprocess import preprocess_mnms
-from medseg.dataset_loader.nifti import Volume, read_volume, write_volume
-from medseg.dataset_loader.preprocessing import normalize_percentile, resample_in_plane
+from medseg.conversion import acdc as acdc_preprocess, mnms as mnms_preprocess, preprocessing
+from medseg.conversion.acdc import preprocess_acdc
+from medseg.conversion.mnms import preprocess_mnms
+from medseg.io.nifti import Volume, read_volume, write_volume
+from medseg.conversion.preprocessing import normalize_percentile, resample_in_plane
 
 ROTATION = (0.0, -1.0, 0.0, 0.6, 0.0, -0.8, 0.8, 0.0, 0.6)  # a proper rotation, as in scanner qforms
 ORIGIN = (-120.5, 88.25, 14.0)
@@ -343,11 +343,11 @@ def test_cli_runs_as_file_and_as_module(tmp_path):
     write_acdc_patient(tmp_path / "raw", 1)
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": ""}
-    as_file = subprocess.run([sys.executable, "medseg/dataset_loader/acdc_preprocess.py", "--input",
+    as_file = subprocess.run([sys.executable, "medseg/conversion/acdc.py", "--input",
                               str(tmp_path / "raw"), "--output", str(tmp_path / "a"), "--no-progress"],
                              cwd=repo, env=env, capture_output=True, text=True)
     assert as_file.returncode == 0, as_file.stderr
-    as_module = subprocess.run([sys.executable, "-m", "medseg.dataset_loader.acdc_preprocess", "--input",
+    as_module = subprocess.run([sys.executable, "-m", "medseg.conversion.acdc", "--input",
                                 str(tmp_path / "raw"), "--output", str(tmp_path / "b"), "--no-progress"],
                                cwd=repo, env=env, capture_output=True, text=True)
     assert as_module.returncode == 0, as_module.stderr

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medseg.dataset_loader import acdc_preprocess, mnms_preprocess, preprocessing
-from medseg.dataset_loader.acdc_preprocess import preprocess_acdc, read_info
-from medseg.dataset_loader.mnms_preprocess import preprocess_mnms
-from medseg.dataset_loader.nifti import Volume, read_volume
+from medseg.conversion import acdc as acdc_preprocess, mnms as mnms_preprocess, preprocessing
+from medseg.conversion.acdc import preprocess_acdc, read_info
+from medseg.conversion.mnms import preprocess_mnms
+from medseg.io.nifti import Volume, read_volume
 from test_preprocessing import CSV_NAME, raw_pair, write_acdc_patient, write_mnms
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,7 +171,7 @@ def _generator():
 
 
 def test_spacing_scale_bound_keeps_every_site_inside_the_preprocessing_range():
-    from medseg.dataset_loader.synthetic_appearance import SITES
+    from medseg.phantom.appearance import SITES
 
     low, high = _generator().spacing_scale_range()
     pixel_low, pixel_high = preprocessing.IN_PLANE_SPACING_RANGE

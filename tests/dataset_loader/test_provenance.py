@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from medseg.dataset_loader import acdc_preprocess, provenance
-from medseg.dataset_loader.nifti import read_volume
+from medseg.conversion import acdc as acdc_preprocess
+from medseg.io import provenance
+from medseg.io.nifti import read_volume
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medseg.dataset_loader.ACDC_few_shot_cv_settings import (
+from medseg.data.splits import (
     LABELLED_POOL,
     TEST_IDS,
     UNLABELLED_IDS,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medseg.dataset_loader.nifti import read_volume
-from medseg.dataset_loader.synthetic import (
+from medseg.io.nifti import read_volume
+from medseg.phantom.generator import (
     LV,
     MNMS_CSV_NAME,
     MYO,
@@ -22,11 +22,11 @@ from medseg.dataset_loader.synthetic import (
     generate_dataset,
     render_stack,
 )
-from medseg.dataset_loader.synthetic_appearance import SITES, sample_group, site_style
-from medseg.dataset_loader.synthetic_heart import GROUPS, heart_masks, heart_shape, lv_centre, sample_heart
-from medseg.dataset_loader.synthetic_heart import slice_polar
-from medseg.dataset_loader.synthetic_shapes import make_grid
-from medseg.dataset_loader.synthetic_texture import ANGLES
+from medseg.phantom.appearance import SITES, sample_group, site_style
+from medseg.phantom.heart import GROUPS, heart_masks, heart_shape, lv_centre, sample_heart
+from medseg.phantom.heart import slice_polar
+from medseg.phantom.shapes import make_grid
+from medseg.phantom.texture import ANGLES
 
 TINY = SyntheticSettings(fov_mm=(260.0, 300.0), spacing_scale=3.0, n_slices=(6, 7), mnms_frames=(4, 5))
 #: Coarse pixels but the sites' own slice spacing (base-to-apex coverage as in real stacks).
@@ -314,8 +314,8 @@ def test_liver_lies_below_the_heart_on_mid_slices():
     """Rendering the torso with liver as the only signal: on the mid-ventricular slice the liver is there, below
     the LV centre (image down = posterior-inferior in the canonical frame), and reaches within 12 mm of the heart's
     outer (fat) outline: the heart rests on the diaphragm."""
-    from medseg.dataset_loader.synthetic_anatomy import render_torso
-    from medseg.dataset_loader.synthetic_stack import sample_subject
+    from medseg.phantom.anatomy import render_torso
+    from medseg.phantom.stack import sample_subject
 
     only_liver = {key: 0.0 for key in ("air", "lung", "fat", "muscle", "myocardium", "blood", "rv_blood", "vessel",
                                        "spleen", "stomach", "bowel", "marrow", "cortex", "csf", "cord", "gland",
@@ -339,7 +339,7 @@ def test_liver_lies_below_the_heart_on_mid_slices():
 def test_ventricular_volumes_per_group_in_real_ranges():
     """LV and RV cavity volumes integrated over the long axis (1 mm pixels, 3 mm steps) at ED and ES: the median of
     four hearts per group at the ACDC-like population scale lies in the plausible adult range of the report."""
-    from medseg.dataset_loader.synthetic_report_output import VOLUME_RANGES
+    from medseg.phantom.report_output import VOLUME_RANGES
 
     for group in sorted(GROUPS):
         volumes = {key: [] for key in ("lv_ED", "lv_ES", "rv_ED", "rv_ES")}

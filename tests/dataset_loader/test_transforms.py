@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from medseg.dataset_loader.transforms import (
+from medseg.data.transforms import (
     POLICIES,
     AugmentationPolicy,
     TrainTransform,
@@ -192,7 +192,7 @@ def test_pad_smaller_than_crop_and_bad_shapes():
 
 
 def test_alias_module():
-    from medseg.dataset_loader import transform
+    from medseg.dataset_loader import transform  # the published alias module
 
     assert transform.Transformations is Transformations
 
@@ -238,7 +238,7 @@ def test_validate_transform_pads_with_row_and_column_minima():
 def test_fft_gaussian_equals_the_direct_zero_border_filter(sigma):
     from scipy import ndimage
 
-    from medseg.dataset_loader.transforms import gaussian_filter_zero_border
+    from medseg.data.transforms import gaussian_filter_zero_border
 
     field = np.random.default_rng(1).uniform(-1, 1, (220, 240))
     expected = ndimage.gaussian_filter(field, sigma, mode="constant", cval=0.0)

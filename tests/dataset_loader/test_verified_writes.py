@@ -15,11 +15,12 @@ import SimpleITK as sitk
 from corrupt_files import truncate
 from tiny_data import write_subjects
 
-from medseg.dataset_loader import acdc_preprocess, generate_artefacted_data, mnms_preprocess, provenance
-from medseg.dataset_loader.nifti import check_nifti_file, nifti_file_problem, read_volume, write_volume
-from medseg.dataset_loader.synthetic import SyntheticSettings, write_acdc_subject, write_mnms_subject
+from medseg.conversion import acdc as acdc_preprocess, acdc_c as generate_artefacted_data, mnms as mnms_preprocess
+from medseg.io import provenance
+from medseg.io.nifti import check_nifti_file, nifti_file_problem, read_volume, write_volume
+from medseg.phantom.generator import SyntheticSettings, write_acdc_subject, write_mnms_subject
 from medseg.experiments import data as exp_data
-from medseg.utils import io as medseg_io
+from medseg.io import atomic as medseg_io
 
 SPACING = (1.36719, 1.36719, 8.0)
 
@@ -196,7 +197,7 @@ def test_mnms_preprocess_rerun_repairs_a_broken_output(tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "MM"
     settings = SyntheticSettings(spacing_scale=2.0, acdc_frames=(4, 4), mnms_frames=(4, 4))
     row = write_mnms_subject(raw, "A", 0, "A1B2C3", 1, seed=0, settings=settings)
-    from medseg.dataset_loader.synthetic import write_mnms_metadata
+    from medseg.phantom.generator import write_mnms_metadata
 
     write_mnms_metadata(raw, [row])
     assert mnms_preprocess.main(["--input", str(raw), "--output", str(out), "--no-progress"]) == 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medseg.dataset_loader.crop import crop_or_pad
-from medseg.dataset_loader.nifti import Volume
+from medseg.data.crop import crop_or_pad
+from medseg.io.nifti import Volume
 from medseg.evaluation.geometry import to_reference_grid
 from medseg.evaluation.scan import prepare_scan
 

@@ -8,7 +8,7 @@ import shutil
 import torch
 from conftest import EchoModel
 
-from medseg.dataset_loader.base_segmentation_dataset import BaseSegmentationDataset
+from medseg.data.base_dataset import BaseSegmentationDataset
 from medseg.evaluation.reports import evaluate_dataset
 from medseg.test_ACDC_triplet_segmentation import build_parser, main
 from tiny_data import write_subjects, write_tiny_acdc

@@ -9,9 +9,9 @@ import struct
 import numpy as np
 import pytest
 
-from medseg.dataset_loader.base_segmentation_dataset import BaseSegmentationDataset
-from medseg.dataset_loader.nifti import Volume, read_volume, write_volume
-from medseg.dataset_loader.plausibility import (
+from medseg.data.base_dataset import BaseSegmentationDataset
+from medseg.io.nifti import Volume, read_volume, write_volume
+from medseg.io.plausibility import (
     PREPROCESSED,
     RAW_SCAN,
     ImplausibleVolume,
@@ -104,7 +104,7 @@ def _with_scl_slope(path, slope: float):
 
 
 def test_predict_and_preprocessing_refuse_an_absurd_scl_slope(tmp_path) -> None:
-    from medseg.dataset_loader.preprocessing import preprocess_pair
+    from medseg.conversion.preprocessing import preprocess_pair
     from medseg.evaluation.scan import prepare_scan
 
     path = tmp_path / "scan.nii.gz"
@@ -119,7 +119,7 @@ def test_predict_and_preprocessing_refuse_an_absurd_scl_slope(tmp_path) -> None:
 
 
 def test_figure_script_and_acdc_c_refuse_raw_intensities_in_a_preprocessed_folder(tmp_path) -> None:
-    from medseg.dataset_loader.generate_artefacted_data import generate_acdc_c
+    from medseg.conversion.acdc_c import generate_acdc_c
     from medseg.visualization.subjects import load_subject
 
     bad = _raw_intensities(tmp_path / "ACDC")

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medseg.dataset_loader.nifti import read_volume, write_volume
+from medseg.io.nifti import read_volume, write_volume
 from medseg.evaluation.scan import LABEL_CONVENTIONS, segment_volume, select_frame
 from medseg.predict import main
 

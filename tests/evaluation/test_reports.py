@@ -85,7 +85,7 @@ def test_summary_row_two_is_population_std(tmp_path):
 def test_label_classes_the_model_does_not_predict(tmp_path, echo_model):
     write_subjects(tmp_path / "ACDC-C" / "RandomBias", ["001_0"], shape=(3, 40, 48), frames=("ES",))
     seg = tmp_path / "ACDC-C" / "RandomBias" / "001_0" / "ES_seg.nii.gz"
-    from medseg.dataset_loader.nifti import read_volume, write_volume
+    from medseg.io.nifti import read_volume, write_volume
 
     label = read_volume(seg)
     array = label.array.copy()

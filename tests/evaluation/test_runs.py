@@ -103,8 +103,8 @@ def test_test_data_on_another_grid_than_the_model_is_a_warning(tmp_path):
     evaluation's own skips."""
     import json
 
-    from medseg.dataset_loader.base_segmentation_dataset import BaseSegmentationDataset
-    from medseg.dataset_loader.nifti import read_volume, write_volume
+    from medseg.data.base_dataset import BaseSegmentationDataset
+    from medseg.io.nifti import read_volume, write_volume
     from medseg.evaluation.datasets import FramesSource
     from medseg.evaluation.runner import _data_grid_note, _grid_note
     from medseg.evaluation.runs import Run

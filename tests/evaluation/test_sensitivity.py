@@ -13,7 +13,7 @@ import torch
 import torchio as tio
 from tiny_data import write_tiny_acdc
 
-from medseg.dataset_loader.base_segmentation_dataset import PatientVolume
+from medseg.data.base_dataset import PatientVolume
 from medseg.robustness.corruptions import corrupt_slice_stack, rescale_slices
 from medseg.robustness.sensitivity import FAMILIES, CorruptedSource, PatientSubset, sweep, sweep_markdown, volume_seed
 

@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from medseg.dataset_loader.base_segmentation_dataset import BaseSegmentationDataset
-from medseg.dataset_loader.nifti import read_volume, write_volume
+from medseg.data.base_dataset import BaseSegmentationDataset
+from medseg.io.nifti import read_volume, write_volume
 from medseg.evaluation.reports import evaluate_dataset
 from tiny_data import write_subjects
 

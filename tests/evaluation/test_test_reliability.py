@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from corrupt_files import flip_bytes, truncate
-from medseg.dataset_loader.nifti import write_volume
+from medseg.io.nifti import write_volume
 from medseg.test_ACDC_triplet_segmentation import main
 from tiny_data import write_subjects
 

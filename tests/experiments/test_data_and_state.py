@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tiny_data import write_subjects, write_tiny_acdc, write_tiny_mm
 
-from medseg.dataset_loader.nifti import read_volume
+from medseg.io.nifti import read_volume
 from medseg.experiments import data as exp_data
 from medseg.experiments.state import ExperimentMismatch, ExperimentState
 from medseg.training.validation import foreground_dice

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medseg.dataset_loader.generate_artefacted_data import corrupt_case, grid_crop
-from medseg.dataset_loader.nifti import Volume, read_volume
-from medseg.dataset_loader.preprocessing import resample_in_plane
+from medseg.conversion.acdc_c import corrupt_case, grid_crop
+from medseg.io.nifti import Volume, read_volume
+from medseg.conversion.preprocessing import resample_in_plane
 from medseg.experiments import data as exp_data
 
 NATIVE, COARSE = 1.36719, 2.73438

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from medseg.utils.io import atomic_open, atomic_output_path, atomic_torch_save, atomic_write_text, ensure_writable_dir
+from medseg.io.atomic import atomic_open, atomic_output_path, atomic_torch_save, atomic_write_text, ensure_writable_dir
 
 
 def test_atomic_output_path_renames_on_success(tmp_path):

@@ -1,6 +1,6 @@
 """Outputs of the phantom report: the markdown table, a JSON copy, intensity histograms and a montage per domain.
 
-Statistics come from :mod:`~medseg.dataset_loader.synthetic_report`; every figure shows images at one fixed grey
+Statistics come from :mod:`~medseg.phantom.report`; every figure shows images at one fixed grey
 scale ([0, 1] of the preprocessed layout), so domains can be compared by eye.
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.dataset_loader.synthetic_report import Sample, case_groups, find_domains, load_samples, summarise
-from medseg.dataset_loader.synthetic_preview import save_paletted
-from medseg.utils.io import atomic_write_text, ensure_writable_dir
+from medseg.phantom.report import Sample, case_groups, find_domains, load_samples, summarise
+from medseg.phantom.preview import save_paletted
+from medseg.io.atomic import atomic_write_text, ensure_writable_dir
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def write_report(data_dir: PathLike, out_dir: PathLike, n_montage: int = 6,
 
     Raises:
         FileNotFoundError: if the folder holds no preprocessed domain (see
-            :func:`~medseg.dataset_loader.synthetic_report.find_domains`).
+            :func:`~medseg.phantom.report.find_domains`).
     """
     domains = find_domains(data_dir)
     out_dir = Path(out_dir)
@@ -274,7 +274,7 @@ def write_report(data_dir: PathLike, out_dir: PathLike, n_montage: int = 6,
         "",
         f"Data: `{Path(data_dir).name}`; statistics of the mid-ventricular slice at ED and ES of every subject, on the "
         "preprocessed layout and the test path's 192 × 192 centre crop (definitions: "
-        "`medseg/dataset_loader/synthetic_report.py`, `docs/PHANTOM.md`). ✓ / ✗: the ACDC-like domain's value "
+        "`medseg/phantom/report.py`, `docs/PHANTOM.md`). ✓ / ✗: the ACDC-like domain's value "
         "is inside / outside its first-order target range (docs/PHANTOM.md).",
         "",
         "## Threshold-rule baseline (Dice)",

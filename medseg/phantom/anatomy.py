@@ -1,13 +1,13 @@
 """Torso of the synthetic short-axis phantom: chest wall, lungs, liver and diaphragm, stomach, spleen, spine, aorta,
-arms, drawn around a :class:`~medseg.dataset_loader.synthetic_heart.HeartModel`.
+arms, drawn around a :class:`~medseg.phantom.heart.HeartModel`.
 
-Canonical frame as in :mod:`~medseg.dataset_loader.synthetic_heart` (mm, origin at the LV centre, ``x`` image right =
+Canonical frame as in :mod:`~medseg.phantom.heart` (mm, origin at the LV centre, ``x`` image right =
 patient left, ``y`` down = posterior). A short-axis plane is double oblique to the body, so the torso section is a
 tilted ellipse that is wider than most fields of view; the anterior chest wall runs diagonally across the top, its
 inner surface against the RV free wall; lungs lie at the sides and behind the heart; below the diaphragm the liver
 (image left) rises against the inferior wall from mid-ventricular level on, the stomach and spleen appear at apical
 levels on the image right. Signals are signed (fat negative, see
-:func:`~medseg.dataset_loader.synthetic_heart.render_heart`).
+:func:`~medseg.phantom.heart.render_heart`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medseg.dataset_loader.synthetic_heart import HeartModel, heart_shape, lv_centre
-from medseg.dataset_loader.synthetic_shapes import EllipseSpec, Grid, ellipse_distance, occupancy, paint, paint_ellipse
-from medseg.dataset_loader.synthetic_texture import ANGLES, angle_index, harmonic_profile
+from medseg.phantom.heart import HeartModel, heart_shape, lv_centre
+from medseg.phantom.shapes import EllipseSpec, Grid, ellipse_distance, occupancy, paint, paint_ellipse
+from medseg.phantom.texture import ANGLES, angle_index, harmonic_profile
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ subnormal magnitudes in more than :data:`SUBNORMAL_SHARE` of its non-zero voxels
 another data type read as floats) and have voxel sizes
 of cardiac MR (in-plane :data:`IN_PLANE_SPACING_RANGE`, between slices :data:`SLICE_SPACING_RANGE`; a factor of ten
 off is a cm/mm unit error). The stored byte count against the header's dimensions and data type is checked by the
-NIfTI reader itself (``medseg.dataset_loader.nifti_format.check_voxel_bytes``), before any of this.
+NIfTI reader itself (``medseg.io.nifti_format.check_voxel_bytes``), before any of this.
 
 Each tool decides what a failure means, as before: the preprocessors refuse the subject, ``medseg-predict`` and the
 figure script refuse the file, training and validation stop naming the file, ``medseg-test`` skips the volume with a
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medseg.dataset_loader.nifti import Volume
+from medseg.io.nifti import Volume
 
 RAW_SCAN = "raw scan"
 PREPROCESSED = "preprocessed volume"

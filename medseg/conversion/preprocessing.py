@@ -19,16 +19,16 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from medseg.dataset_loader.nifti import Volume, check_label_values, check_same_grid, from_sitk, nifti_file_problem
-from medseg.dataset_loader.nifti import to_sitk, write_volume
-from medseg.dataset_loader.plausibility import (  # noqa: F401 (the ranges are re-exported)
+from medseg.io.nifti import Volume, check_label_values, check_same_grid, from_sitk, nifti_file_problem
+from medseg.io.nifti import to_sitk, write_volume
+from medseg.io.plausibility import (  # noqa: F401 (the ranges are re-exported)
     IN_PLANE_SPACING_RANGE,
     RAW_SCAN,
     SLICE_SPACING_RANGE,
     check_image_volume,
 )
 from medseg.utils.cli import describe
-from medseg.utils.io import TEMP_FILE_PATTERN, remove_stale_temp_files
+from medseg.io.atomic import TEMP_FILE_PATTERN, remove_stale_temp_files
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def preprocess_pair(
             no labelled voxel, or an unusable image. A frame without one of LV, MYO, RV is only logged as a warning.
     """
     check_same_grid(image, label)
-    check_image_volume(image, RAW_SCAN)  # the one plausibility rule of a raw scan (medseg.dataset_loader.plausibility)
+    check_image_volume(image, RAW_SCAN)  # the one plausibility rule of a raw scan (medseg.io.plausibility)
     label_map = label_map if label_map is not None else {k: k for k in MEDSEG_LABELS}
     relabelled = label.with_array(remap_labels(label, label_map))
     check_label_structures(relabelled, frame_name)
@@ -187,7 +187,7 @@ def outputs_complete(folder: PathLike, names: Iterable[str] = OUTPUT_NAMES, *, v
 
 def broken_files(paths: Iterable[PathLike]) -> dict[Path, str]:
     """The NIfTI files among ``paths`` that do not read back whole (path → why; see
-    :func:`~medseg.dataset_loader.nifti.check_nifti_file`)."""
+    :func:`~medseg.io.nifti.check_nifti_file`)."""
     broken = {}
     for path in map(Path, paths):
         problem = nifti_file_problem(path)

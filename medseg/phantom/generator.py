@@ -11,9 +11,9 @@ The real datasets need registration, so the project ships this generator. It wri
   frame indices, ...).
 
 Volumes have rotated direction cosines and random origins like scanner data. The heart comes from
-:mod:`~medseg.dataset_loader.synthetic_heart`, the torso from :mod:`~medseg.dataset_loader.synthetic_anatomy`, the
-site styles from :mod:`~medseg.dataset_loader.synthetic_appearance`, the bSSFP acquisition from
-:mod:`~medseg.dataset_loader.synthetic_mri`; :mod:`~medseg.dataset_loader.synthetic_stack` renders a stack
+:mod:`~medseg.phantom.heart`, the torso from :mod:`~medseg.phantom.anatomy`, the
+site styles from :mod:`~medseg.phantom.appearance`, the bSSFP acquisition from
+:mod:`~medseg.phantom.mri`; :mod:`~medseg.phantom.stack` renders a stack
 (``docs/PHANTOM.md`` describes the whole model).
 Everything is deterministic for a given seed: subject ``i`` of domain ``d`` draws from
 ``np.random.default_rng([seed, d, i])``, so the output does not depend on the number of worker processes.
@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.dataset_loader.nifti import write_volume
-from medseg.dataset_loader.synthetic_appearance import CENTRES, sample_group, site_style
-from medseg.dataset_loader.synthetic_heart import GROUPS, LV, MYO, RV
-from medseg.dataset_loader.synthetic_stack import Stack, SyntheticSettings, render_stack
-from medseg.utils.io import atomic_open, atomic_write_text
+from medseg.io.nifti import write_volume
+from medseg.phantom.appearance import CENTRES, sample_group, site_style
+from medseg.phantom.heart import GROUPS, LV, MYO, RV
+from medseg.phantom.stack import Stack, SyntheticSettings, render_stack
+from medseg.io.atomic import atomic_open, atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.dataset_loader.nifti import read_volume
-from medseg.utils.io import atomic_output_path
+from medseg.io.nifti import read_volume
+from medseg.io.atomic import atomic_output_path
 
 PathLike = str | os.PathLike
 

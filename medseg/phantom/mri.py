@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from medseg.dataset_loader.synthetic_appearance import SiteStyle
+from medseg.phantom.appearance import SiteStyle
 
 
 @dataclass(frozen=True)

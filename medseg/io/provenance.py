@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg import __version__
-from medseg.utils.io import atomic_write_text
+from medseg.io.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Site styles of the synthetic bSSFP cine data: tissue contrast, scanner and reconstruction, protocol, population.
 
 Each site is a :class:`SiteStyle` of ranges; a subject draws one :class:`Appearance` (its tissue signals) and one
-:class:`~medseg.dataset_loader.synthetic_mri.Acquisition` from them. The ACDC-like domain (Siemens 1.5 T / 3 T) is
+:class:`~medseg.phantom.mri.Acquisition` from them. The ACDC-like domain (Siemens 1.5 T / 3 T) is
 the training domain. The M&Ms-like vendors differ from it the way real sites do, not by one intensity curve:
 
 * ``A`` Siemens 1.5 T (centre 1): ACDC-like contrast, finer pixels, a little noisier, more HCM.

@@ -4,7 +4,7 @@ SimpleITK does not notice a truncated or bit-flipped ``.nii.gz``: it fills the m
 garbage. :func:`decode_nifti_bytes` therefore decompresses the whole file once with :mod:`zlib`, which verifies the
 gzip CRC-32 and length trailer, and :func:`parse_header` / :func:`check_voxel_bytes` compare the decoded size with what
 the header declares (``dim`` × ``bitpix`` after ``vox_offset``). The decoded bytes are then handed to the parser, so
-the file is read and decompressed only once (see :func:`medseg.dataset_loader.nifti.read_volume`).
+the file is read and decompressed only once (see :func:`medseg.io.nifti.read_volume`).
 """
 
 from __future__ import annotations

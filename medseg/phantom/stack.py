@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medseg.dataset_loader.synthetic_anatomy import Torso, render_torso, sample_torso
-from medseg.dataset_loader.synthetic_appearance import Appearance, SiteStyle, sample_appearance, site_style
-from medseg.dataset_loader.synthetic_heart import HeartModel, heart_labels, heart_masks, heart_reach, heart_shape
-from medseg.dataset_loader.synthetic_heart import lv_centre, render_heart, sample_heart, slice_polar
-from medseg.dataset_loader.synthetic_mri import Acquisition, acquire, build_scanner, sample_acquisition, store
-from medseg.dataset_loader.synthetic_shapes import Grid, make_grid
-from medseg.dataset_loader.synthetic_texture import texture_pair
+from medseg.phantom.anatomy import Torso, render_torso, sample_torso
+from medseg.phantom.appearance import Appearance, SiteStyle, sample_appearance, site_style
+from medseg.phantom.heart import HeartModel, heart_labels, heart_masks, heart_reach, heart_shape
+from medseg.phantom.heart import lv_centre, render_heart, sample_heart, slice_polar
+from medseg.phantom.mri import Acquisition, acquire, build_scanner, sample_acquisition, store
+from medseg.phantom.shapes import Grid, make_grid
+from medseg.phantom.texture import texture_pair
 
 #: Through-plane samples (offsets as fractions of the slice thickness) and their slice-profile weights.
 THROUGH_PLANE = ((-1.0 / 3.0, 0.3), (0.0, 0.4), (1.0 / 3.0, 0.3))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from medseg.dataset_loader.nifti_format import (
+from medseg.io.nifti_format import (
     GZIP_MAGIC,
     NIFTI_CODES,
     NiftiGeometry,
@@ -34,7 +34,7 @@ from medseg.dataset_loader.nifti_format import (
     parse_geometry,
     parse_header,
 )
-from medseg.utils.io import atomic_output_path, free_space_note
+from medseg.io.atomic import atomic_output_path, free_space_note
 from medseg.utils.paths import path_kind
 
 PathLike = str | os.PathLike
@@ -395,7 +395,7 @@ def check_header_geometry(geometry: NiftiGeometry, info: VolumeInfo) -> None:
     (both codes 0) has no world geometry to disagree with and is accepted: every tool falls back to ``pixdim``.
 
     Args:
-        geometry: the header's geometry fields (:func:`~medseg.dataset_loader.nifti_format.parse_geometry`).
+        geometry: the header's geometry fields (:func:`~medseg.io.nifti_format.parse_geometry`).
         info: what ITK read from the same header.
 
     Raises:

@@ -8,7 +8,7 @@ the RV to the left and a little anterior). Along the long axis, ``s`` is the dis
 toward the fixed apex (``descent`` mm at ES), so a fixed slice is more basal at ES than at ED, as in real cine.
 
 Every outline is star-shaped about the LV centre and stored as a radius per angle bin
-(:data:`~medseg.dataset_loader.synthetic_texture.ANGLES`); papillary muscles, the moderator band, the LVOT and the
+(:data:`~medseg.phantom.texture.ANGLES`); papillary muscles, the moderator band, the LVOT and the
 atria are explicit primitives. Labels follow ACDC practice in the medseg convention: 1 LV cavity *including*
 papillary muscles and trabeculae (the compact-myocardium boundary), 2 LV myocardium, 3 RV cavity (its trabeculae and
 the moderator band included, the outflow tract up to the pulmonary valve). The atria and great vessels are unlabelled;
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medseg.dataset_loader.synthetic_shapes import Grid, capsule_distance, ellipse_distance, occupancy, paint
-from medseg.dataset_loader.synthetic_texture import ANGLES, N_ANGLES, angle_index, bump_profile, harmonic_profile
-from medseg.dataset_loader.synthetic_texture import sector_profile, wrap_angle
+from medseg.phantom.shapes import Grid, capsule_distance, ellipse_distance, occupancy, paint
+from medseg.phantom.texture import ANGLES, N_ANGLES, angle_index, bump_profile, harmonic_profile
+from medseg.phantom.texture import sector_profile, wrap_angle
 
 LV, MYO, RV = 1, 2, 3
 
@@ -538,7 +538,7 @@ def render_heart(
         image: signed signal of the box (blood ~ 1), modified in place.
         shape: the cross-section.
         polar: the box's polar frame.
-        contrast: tissue signals (see :mod:`~medseg.dataset_loader.synthetic_appearance`).
+        contrast: tissue signals (see :mod:`~medseg.phantom.appearance`).
         flow: ``(h, w)`` multiplicative blood shading (about 1).
         myo_texture: ``(h, w)`` multiplicative myocardial texture (about 1).
         fringe_texture: ``(h, w)`` zero-mean, unit-variance field that makes the trabecular fringe spotty (None: a

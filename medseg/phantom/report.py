@@ -1,7 +1,7 @@
 """Phantom report: how real and how hard the (synthetic) data are, per domain, on the preprocessed layout.
 
 Every statistic is measured on the *mid-ventricular slice* of each subject, at ED and at ES (two samples per
-subject), after the test path's 192 × 192 centre crop / zero pad (:func:`~medseg.dataset_loader.crop.crop_or_pad`) of
+subject), after the test path's 192 × 192 centre crop / zero pad (:func:`~medseg.data.crop.crop_or_pad`) of
 the preprocessed image (percentile-normalised to [0, 1], 1.367 mm pixels). The mid-ventricular slice is the middle one
 of the slices whose ED label holds LV cavity (``lv_slices[len // 2]``); ES uses the same slice index.
 
@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from medseg.dataset_loader.crop import crop_or_pad
-from medseg.dataset_loader.nifti import read_volume
+from medseg.data.crop import crop_or_pad
+from medseg.io.nifti import read_volume
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Training data: splits, datasets (ACDC, M&Ms, concatenation), crop and transforms."""

@@ -1,0 +1,1 @@
+"""NIfTI read/write with geometry, integrity checks, atomic files, provenance records."""

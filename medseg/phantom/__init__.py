@@ -1,0 +1,1 @@
+"""The synthetic cardiac cine generator, its pipeline and its report."""
