@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
-from scipy import ndimage
 
-from medseg.io.nifti import Volume, check_label_values, check_same_grid, from_sitk, nifti_file_problem
-from medseg.io.nifti import to_sitk, write_volume
+from medseg.conversion.resample import TARGET_SPACING_XY, resample_in_plane  # noqa: F401 (re-exported)
+from medseg.conversion.resample import resample_to_grid
+from medseg.io.nifti import Volume, check_label_values, check_same_grid, nifti_file_problem, write_volume
 from medseg.io.plausibility import (  # noqa: F401 (the ranges are re-exported)
     IN_PLANE_SPACING_RANGE,
     RAW_SCAN,
@@ -34,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 
-TARGET_SPACING_XY = (1.36719, 1.36719)
 MEDSEG_LABELS = frozenset({0, 1, 2, 3})  # 0 BG, 1 LV, 2 MYO, 3 RV
 #: Raw ACDC (1 RV, 2 MYO, 3 LV) → medseg (1 LV, 2 MYO, 3 RV).
 ACDC_TO_MEDSEG = {0: 0, 1: 3, 2: 2, 3: 1}
@@ -57,56 +55,6 @@ def normalize_percentile(array: np.ndarray, low: float = 2.0, high: float = 98.0
     p_low, p_high = np.percentile(array, [low, high])
     clipped = np.clip(array, p_low, p_high)
     return ((clipped - p_low) / (p_high - p_low + 1e-10)).astype(np.float32)
-
-
-def resample_in_plane(
-    volume: Volume, spacing_xy: tuple[float, float] = TARGET_SPACING_XY, is_label: bool = False,
-    anti_alias: bool = False,
-) -> Volume:
-    """Resample a 3D volume to a new in-plane pixel size, keeping the slices, z spacing, origin and direction.
-
-    The new size is ``round(old_size * old_spacing / new_spacing)`` along x and y; images use linear and label maps
-    nearest-neighbour interpolation. The output keeps the input z spacing (the published code passed a negative z
-    spacing, which SimpleITK rejects).
-
-    Args:
-        volume: ``(Z, H, W)`` volume.
-        spacing_xy: target ``(x, y)`` spacing in mm.
-        is_label: nearest-neighbour interpolation and uint8 output.
-        anti_alias: for images, when an axis is downsampled by a factor ``f > 1``, low-pass it first with a Gaussian
-            of ``sigma = f - 1`` input pixels (1 px for the 2x coarser CPU grid), so that detail finer than the new
-            grid (e.g. the stripes of a k-space spike) is blurred instead of aliased into coarse bands. Off by default:
-            the preprocessing interpolates without it, as published.
-
-    Returns:
-        The resampled volume ``(Z, H', W')`` (float32 for images, uint8 for labels).
-    """
-    if volume.ndim != 3:
-        raise ValueError(f"{volume.name}: in-plane resampling expects a 3D (Z, H, W) volume, got {volume.array.shape}")
-    old_spacing = volume.spacing
-    new_spacing = (float(spacing_xy[0]), float(spacing_xy[1]), float(old_spacing[2]))
-    array = volume.array.astype(np.uint8 if is_label else np.float32, copy=False)
-    if all(abs(a - b) < 1e-4 for a, b in zip(old_spacing[:2], new_spacing[:2])):
-        return volume.with_array(array)
-    old_size = (array.shape[2], array.shape[1], array.shape[0])  # x, y, z
-    new_size = [max(1, int(round(old_size[i] * old_spacing[i] / new_spacing[i]))) for i in range(2)] + [old_size[2]]
-    if anti_alias and not is_label:
-        sigma = [max(0.0, new_spacing[i] / old_spacing[i] - 1.0) for i in range(2)]  # x, y in input pixels
-        if max(sigma) > 0:
-            array = ndimage.gaussian_filter(array, sigma=(0.0, sigma[1], sigma[0]), mode="nearest").astype(np.float32)
-    image = to_sitk(volume.with_array(array))
-    resampled = sitk.Resample(
-        image,
-        new_size,
-        sitk.Transform(),
-        sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear,
-        volume.origin,
-        new_spacing,
-        volume.direction,
-        0,
-        sitk.sitkUInt8 if is_label else sitk.sitkFloat32,
-    )
-    return from_sitk(resampled, path=volume.path)
 
 
 def remap_labels(label: Volume, mapping: Mapping[int, int]) -> np.ndarray:
@@ -147,7 +95,7 @@ def preprocess_pair(
     relabelled = label.with_array(remap_labels(label, label_map))
     check_label_structures(relabelled, frame_name)
     normalised = image.with_array(normalize_percentile(image.array))
-    return resample_in_plane(normalised, spacing_xy), resample_in_plane(relabelled, spacing_xy, is_label=True)
+    return resample_to_grid(normalised, spacing_xy), resample_to_grid(relabelled, spacing_xy, is_label=True)
 
 
 def check_label_structures(label: Volume, frame_name: str | None = None) -> None:

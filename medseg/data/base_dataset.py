@@ -43,12 +43,13 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 from torch.utils.data import Dataset
 
+from medseg.conversion.resample import SPACING_TOLERANCE_MM as SPACING_TOLERANCE  # noqa: F401 (re-exported)
+from medseg.conversion.resample import resample_in_plane, resample_to_grid, same_grid  # noqa: F401 (re-exported)
 from medseg.data.crop import CropInfo, crop_or_pad
-from medseg.io.nifti import Volume, from_sitk, read_image_label_pair, read_volume_info, to_sitk
+from medseg.io.nifti import Volume, read_image_label_pair, read_volume_info
 from medseg.io.plausibility import PREPROCESSED, RAW_SCAN, check_image_volume
 from medseg.conversion.preprocessing import normalize_percentile
 from medseg.data.transforms import Transform, ValidateTransform
@@ -56,7 +57,6 @@ from medseg.data.transforms import Transform, ValidateTransform
 logger = logging.getLogger(__name__)
 
 DEFAULT_SPACING: tuple[float, float, float] = (1.36719, 1.36719, -1.0)
-SPACING_TOLERANCE = 1e-4
 FRAMES = ("ED", "ES")
 CLASS_NAMES: Mapping[int, str] = MappingProxyType({0: "BG", 1: "LV", 2: "MYO", 3: "RV"})
 
@@ -97,24 +97,6 @@ class PatientVolume:
 
     def keys(self) -> list[str]:
         return [f.name for f in fields(self)]
-
-
-def resample_in_plane(volume: Volume, spacing_xy: tuple[float, float], is_label: bool) -> Volume:
-    """Resample ``volume (Z, H, W)`` in-plane to ``spacing_xy`` mm, keeping z spacing and slice count.
-
-    New size = ``round(size · old_spacing / new_spacing)``; linear interpolation for images, nearest for labels.
-    """
-    image = to_sitk(volume)
-    old_spacing = image.GetSpacing()
-    new_spacing = (float(spacing_xy[0]), float(spacing_xy[1]), float(old_spacing[2]))
-    old_size = image.GetSize()
-    new_size = [int(round(old_size[k] * old_spacing[k] / new_spacing[k])) for k in range(2)] + [old_size[2]]
-    interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
-    resampled = sitk.Resample(
-        image, new_size, sitk.Transform(), interpolator, image.GetOrigin(), new_spacing, image.GetDirection(), 0,
-        image.GetPixelID(),
-    )
-    return from_sitk(resampled, path=volume.path)
 
 
 def target_label_dict(
@@ -167,7 +149,9 @@ class BaseSegmentationDataset(Dataset):
         image_format_name: path template relative to ``root_dir`` with ``{p_id}`` and ``{frame}``.
         label_format_name: same for the label.
         new_spacing: ``(x, y[, z])`` in-plane target spacing or None for no resampling; volumes are resampled
-            only if their spacing differs by more than 1e-4 mm. z must be -1 (or absent): the slice spacing is kept.
+            only if their spacing differs by more than 1e-4 mm, by :func:`medseg.conversion.resample.resample_to_grid`
+            (images anti-aliased where downsampled onto any grid but the preprocessing grid, exactly as
+            ``medseg-predict`` prepares a scan for the model). z must be -1 (or absent): the slice spacing is kept.
         crop_size: ``(h, w)`` of ``origin_image`` / ``origin_label``.
         seed: base seed of the per-sample generators (None = fresh entropy).
         dataset_name: name used in messages and :meth:`get_info`.
@@ -309,11 +293,11 @@ class BaseSegmentationDataset(Dataset):
         if values.min() < 0 or values.max() > 255:
             raise ValueError(f"{label_path}: label values must lie in [0, 255], got [{values.min()}, {values.max()}]")
         label = label.with_array(values.astype(np.uint8))
-        if new_spacing is not None:
-            current = np.asarray(image.spacing[:2])
-            if np.any(np.abs(current - np.asarray(new_spacing[:2])) > SPACING_TOLERANCE):
-                image = resample_in_plane(image, new_spacing[:2], is_label=False)
-                label = resample_in_plane(label, new_spacing[:2], is_label=True)
+        if new_spacing is not None and not same_grid(image.spacing, new_spacing):
+            # the resampler's rule: anti-aliased when downsampled onto any grid but the preprocessing grid, as for
+            # medseg-predict and the robustness experiment's copy
+            image = resample_to_grid(image, new_spacing[:2], is_label=False)
+            label = resample_to_grid(label, new_spacing[:2], is_label=True)
         return image, label
 
     def _load_arrays(self, pid: str) -> tuple[np.ndarray, np.ndarray]:

@@ -22,11 +22,8 @@ from medseg.config import crop_size_problem
 from medseg.data.crop import CropInfo, crop_or_pad
 from medseg.io.nifti import Volume
 from medseg.io.plausibility import RAW_SCAN, check_image_volume
-from medseg.conversion.preprocessing import (
-    TARGET_SPACING_XY,
-    normalize_percentile,
-    resample_in_plane,
-)
+from medseg.conversion.preprocessing import normalize_percentile
+from medseg.conversion.resample import TARGET_SPACING_XY, resample_to_grid
 from medseg.evaluation.geometry import to_reference_grid
 from medseg.evaluation.inference import predict_stack
 
@@ -140,8 +137,9 @@ def prepare_scan(volume: Volume, spacing_mm: float | None = None) -> PreparedSca
     normalized = volume.with_array(normalize_percentile(volume.array))  # the converters' preprocessing
     spacing = TARGET_SPACING_XY if spacing_mm is None else (float(spacing_mm), float(spacing_mm))
     crop = CROP_SIZE if spacing_mm is None else field_of_view_crop(float(spacing_mm))
-    # no-op within 1e-4 mm; a coarser model grid is reached as the experiment's data copy was (anti-aliased)
-    grid = resample_in_plane(normalized, spacing, is_label=False, anti_alias=spacing_mm is not None)
+    # no-op within 1e-4 mm; the filter follows the grid as for the model's training data: the preprocessing grid as
+    # the converters reach it, any other grid anti-aliased as a data.new_spacing training and the experiment's copy
+    grid = resample_to_grid(normalized, spacing, is_label=False)
     image, info = crop_or_pad(grid.array.astype(np.float32), crop)  # (Z, 192, 192) at 1.36719 mm
     return PreparedScan(torch.from_numpy(np.ascontiguousarray(image))[:, None], info, tuple(grid.spacing), volume)
 

@@ -34,7 +34,7 @@ from typing import Any
 from medseg.io import provenance
 from medseg.data.splits import get_ACDC_split_policy
 from medseg.io.nifti import nifti_file_problem, read_volume, write_volume
-from medseg.conversion.preprocessing import resample_in_plane
+from medseg.conversion.resample import resample_to_grid
 from medseg.evaluation.aggregate import RESAMPLED_SUFFIX
 from medseg.evaluation.datasets import dataset_folder
 from medseg.io.atomic import copy_file_verified, ensure_writable_dir
@@ -173,7 +173,7 @@ def resample_copy(
             else:
                 is_label = rel.name.endswith("_seg.nii.gz")
                 volume = read_volume(src)
-                resampled = resample_in_plane(volume, (spacing_mm, spacing_mm), is_label=is_label, anti_alias=True)
+                resampled = resample_to_grid(volume, (spacing_mm, spacing_mm), is_label=is_label)
                 write_volume(dst, resampled.array, resampled)
             written += 1
         if progress is not None:

@@ -18,7 +18,7 @@ import torch
 from medseg.data.crop import crop_or_pad
 from medseg.io.nifti import read_volume
 from medseg.io.plausibility import PREPROCESSED, check_image_volume
-from medseg.conversion.preprocessing import TARGET_SPACING_XY, resample_in_plane
+from medseg.conversion.resample import TARGET_SPACING_XY, resample_to_grid
 from medseg.data.transforms import minmax_normalize
 from medseg.evaluation.inference import checkpoint_spacing as recorded_spacing
 from medseg.evaluation.inference import unknown_grid_note
@@ -79,7 +79,7 @@ def _subject_name(path: Path) -> str:
     return path.name
 
 
-def _load_folder(folder: Path, frame: str) -> Subject:
+def _load_folder(folder: Path, frame: str, spacing_mm: float | None) -> Subject:
     image_path, label_path = folder / f"{frame}_img.nii.gz", folder / f"{frame}_seg.nii.gz"
     if not image_path.is_file():
         raise FileNotFoundError(
@@ -88,20 +88,26 @@ def _load_folder(folder: Path, frame: str) -> Subject:
         )
     image_volume = read_volume(image_path, dtype=np.float32)
     check_image_volume(image_volume, PREPROCESSED)  # the rule training and medseg-test apply to the same files
-    image, _ = crop_or_pad(image_volume.array, CROP_SIZE)
+    crop = _crop_for(spacing_mm)
+    if spacing_mm is not None:  # the volume as a training run with data.new_spacing = spacing_mm sees it
+        image_volume = resample_to_grid(image_volume, (spacing_mm, spacing_mm))
+    image, _ = crop_or_pad(image_volume.array, crop)
     label = None
     if label_path.is_file():
-        label = crop_or_pad(read_volume(label_path).array.astype(np.int64), CROP_SIZE)[0]
+        label_volume = read_volume(label_path)
+        if spacing_mm is not None:
+            label_volume = resample_to_grid(label_volume, (spacing_mm, spacing_mm), is_label=True)
+        label = crop_or_pad(label_volume.array.astype(np.int64), crop)[0]
     else:
         logger.warning("%s not found: the subject has no label map", label_path)
     return Subject(folder.name, image, label, folder)
 
 
-def _load_file(path: Path) -> Subject:
+def _load_file(path: Path, spacing_mm: float | None) -> Subject:
     volume = read_volume(path, ndim=None, dtype=np.float32)
     if volume.ndim != 3:
         raise ValueError(f"{path}: expected a 3D image (Z, H, W), got shape {volume.array.shape}; extract one frame")
-    prepared = prepare_scan(volume)  # percentile normalisation, 1.36719 mm in-plane, 192 x 192
+    prepared = prepare_scan(volume, spacing_mm)  # as medseg-predict: percentile normalisation, the model's grid, crop
     label = None
     label_path = label_file_for(path)
     if label_path.is_file():
@@ -110,10 +116,18 @@ def _load_file(path: Path) -> Subject:
             raise ValueError(
                 f"label {label_path} has shape {label_volume.array.shape}, image {path} has {volume.array.shape}"
             )
-        resampled = resample_in_plane(label_volume, TARGET_SPACING_XY, is_label=True)
-        label = crop_or_pad(resampled.array.astype(np.int64), CROP_SIZE)[0]
+        grid = TARGET_SPACING_XY if spacing_mm is None else (spacing_mm, spacing_mm)
+        resampled = resample_to_grid(label_volume, grid, is_label=True)
+        label = crop_or_pad(resampled.array.astype(np.int64), _crop_for(spacing_mm))[0]
     image = prepared.image[:, 0].numpy()
     return Subject(_subject_name(path), image, label, path)
+
+
+def _crop_for(spacing_mm: float | None) -> tuple[int, int]:
+    """The test protocol's 192 x 192 field of view at ``spacing_mm`` (None: the preprocessing grid)."""
+    if spacing_mm is None or abs(spacing_mm - TARGET_SPACING_XY[0]) < 1e-4:
+        return CROP_SIZE
+    return field_of_view_crop(float(spacing_mm))
 
 
 def load_subject(path: PathLike, frame: str = "ED", spacing_mm: float | None = None) -> Subject:
@@ -123,8 +137,10 @@ def load_subject(path: PathLike, frame: str = "ED", spacing_mm: float | None = N
         path: preprocessed subject folder or 3D image file.
         frame: ``"ED"`` or ``"ES"`` (folders only).
         spacing_mm: in-plane grid of the model that will see the subject (its training ``data.new_spacing``, see
-            :func:`checkpoint_spacing`); when it is not the test protocol's 1.36719 mm, the 192 × 192 field of view
-            is resampled to it (bilinear image, nearest labels), e.g. 96 × 96 at 2.73438 mm.
+            :func:`checkpoint_spacing`); the volume is resampled to it by the in-plane resampler
+            (:func:`medseg.conversion.resample.resample_to_grid`, as the model's training data was) and cropped to
+            the 192 × 192 field of view of 1.36719 mm pixels, e.g. 96 × 96 at 2.73438 mm. None: a folder is taken
+            as it is, a file is brought to 1.36719 mm.
 
     Raises:
         FileNotFoundError: naming the path, if it does not exist or the folder lacks the frame's image.
@@ -133,10 +149,13 @@ def load_subject(path: PathLike, frame: str = "ED", spacing_mm: float | None = N
     path = Path(path)
     if frame not in FRAMES:
         raise ValueError(f"frame must be one of {FRAMES}, got {frame!r}")
+    if spacing_mm is not None and not (isinstance(spacing_mm, (int, float)) and 0.1 <= spacing_mm <= 20.0):
+        raise ValueError(f"spacing_mm must be an in-plane spacing in mm (0.1-20), got {spacing_mm!r}")
+    spacing_mm = None if spacing_mm is None else float(spacing_mm)
     if path.is_dir():
-        subject = _load_folder(path, frame)
+        subject = _load_folder(path, frame, spacing_mm)
     elif path.is_file():
-        subject = _load_file(path)
+        subject = _load_file(path, spacing_mm)
     else:
         raise FileNotFoundError(f"subject {path} does not exist; expected a preprocessed subject folder or a 3D image")
     if subject.label is not None:
@@ -144,26 +163,8 @@ def load_subject(path: PathLike, frame: str = "ED", spacing_mm: float | None = N
         if not values <= {0, 1, 2, 3}:
             raise ValueError(f"label map of {path} holds values {sorted(values)}; expected 0 BG, 1 LV, 2 MYO, 3 RV")
     if spacing_mm is not None:
-        subject = resample_subject(subject, spacing_mm)
+        logger.info("%s on the model's %.5g mm grid: %d x %d", subject.name, spacing_mm, *subject.image.shape[1:])
     return subject
-
-
-def resample_subject(subject: Subject, spacing_mm: float) -> Subject:
-    """The subject's 192 × 192 field of view at ``spacing_mm`` in-plane (size rounded to a multiple of 16)."""
-    if not (isinstance(spacing_mm, (int, float)) and 0.1 <= spacing_mm <= 20.0):
-        raise ValueError(f"spacing_mm must be an in-plane spacing in mm (0.1-20), got {spacing_mm!r}")
-    native = float(TARGET_SPACING_XY[0])
-    if abs(spacing_mm - native) < 1e-4:
-        return subject
-    size = field_of_view_crop(float(spacing_mm))[0]
-    image = torch.nn.functional.interpolate(torch.from_numpy(subject.image)[:, None], size=(size, size),
-                                            mode="bilinear", align_corners=False, antialias=True)[:, 0].numpy()
-    label = None
-    if subject.label is not None:
-        label = torch.nn.functional.interpolate(torch.from_numpy(subject.label.astype(np.float32))[:, None],
-                                                size=(size, size), mode="nearest")[:, 0].numpy().astype(np.int64)
-    logger.info("%s resampled to %.5g mm in-plane: %d x %d", subject.name, spacing_mm, size, size)
-    return Subject(subject.name, image.astype(np.float32), label, subject.source)
 
 
 def default_slice(subject: Subject) -> int:
