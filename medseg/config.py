@@ -47,12 +47,12 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+from medseg.method.mask_options import IMAGE_CODE_OPTIONS, MASK_SCOPES, SHAPE_CODE_OPTIONS, MaskOptionError, MaskOptions
+
 T = TypeVar("T")
 
 FRAMES = ("ED", "ES")
-MASK_LOSSES = ("mse", "ce", "corr")
-MASK_TYPES = ("random", "dropout", "spatial", "channel")
-CODE_NAMES = ("image code", "shape code")
+CODE_NAMES = MASK_SCOPES
 NETWORK_TYPES = ("FCN_16_standard", "FCN_16_standard_w_o_filter", "FCN_16_standard_share_code")
 NON_FINITE_POLICIES = ("stop", "skip")
 TEMPLATE_FIELDS = frozenset({"p_id", "frame"})
@@ -220,29 +220,12 @@ class LearningConfig:
 
 
 @dataclass(frozen=True)
-class MaskConfig:
-    """One entry of ``latent_DA`` (``"image code"`` or ``"shape code"``): how a latent code is masked."""
-
-    loss_name: str = "mse"
-    mask_type: str = "random"
-    max_threshold: float = 0.5
-    random_threshold: bool = True
-    if_soft: bool = True
-
-    def __post_init__(self) -> None:
-        _check(self.loss_name in MASK_LOSSES, "latent_DA.<code>.loss_name", f"one of {MASK_LOSSES}", self.loss_name)
-        _check(self.mask_type in MASK_TYPES, "latent_DA.<code>.mask_type", f"one of {MASK_TYPES}", self.mask_type)
-        _check(0.0 <= self.max_threshold <= 1.0, "latent_DA.<code>.max_threshold", "a number in [0, 1]",
-               self.max_threshold)
-
-
-@dataclass(frozen=True)
 class LatentDAConfig:
     """``latent_DA`` section: which codes are masked and how."""
 
     mask_scope: tuple[str, ...] = CODE_NAMES
-    image_code: MaskConfig = field(default_factory=MaskConfig, metadata=_key("image code"))
-    shape_code: MaskConfig = field(default_factory=lambda: MaskConfig(loss_name="ce"), metadata=_key("shape code"))
+    image_code: MaskOptions = field(default=IMAGE_CODE_OPTIONS, metadata=_key("image code"))
+    shape_code: MaskOptions = field(default=SHAPE_CODE_OPTIONS, metadata=_key("shape code"))
 
     def __post_init__(self) -> None:
         _check(all(s in CODE_NAMES for s in self.mask_scope) and len(set(self.mask_scope)) == len(self.mask_scope),
@@ -352,10 +335,8 @@ def _parse_section(cls: type[T], raw: Any, prefix: str) -> T:
         kwargs[f.name] = _convert(value, hints[f.name], f"{prefix}.{json_key}" if prefix else json_key)
     try:
         return cls(**kwargs)
-    except ValueError as err:
-        if "<code>" in str(err) and prefix:  # name the masking section the error came from
-            raise ValueError(str(err).replace("latent_DA.<code>", prefix)) from None
-        raise
+    except MaskOptionError as err:  # name the masking section the error came from
+        raise ValueError(f"config key '{prefix}.{err.key}': expected {err.expectation}, got {err.value!r}") from None
 
 
 def from_dict(raw: Mapping[str, Any]) -> ExperimentConfig:

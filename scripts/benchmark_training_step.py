@@ -37,7 +37,7 @@ from torch.utils.flop_counter import flop_registry  # noqa: E402
 
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel  # noqa: E402
 from medseg.models.blocks import set_compute_precision  # noqa: E402
-from medseg.models.model_util import MaskSpec  # noqa: E402
+from medseg.method.mask_options import MaskOptions  # noqa: E402
 from medseg.training.step import train_step  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
 from medseg.utils.device import resolve_device  # noqa: E402
@@ -130,7 +130,7 @@ def measure_setting(batch: int, size: int, precision: str, modes: set[str], iter
     guard = NonFiniteGuard(model.model, "stop")
     images = torch.rand(batch, 1, size, size, generator=generator).to(device)
     labels = torch.randint(0, 4, (batch, size, size), generator=generator).to(device)
-    specs = {"image_code_spec": MaskSpec(loss_name="mse"), "shape_code_spec": MaskSpec(loss_name="ce")}
+    specs = {"image_code_spec": MaskOptions(loss_name="mse"), "shape_code_spec": MaskOptions(loss_name="ce")}
     result: dict[str, Any] = {}
     for name, latent_da in (("standard", False), ("cooperative", True)):
         if name not in modes:
@@ -150,7 +150,7 @@ def measure_setting(batch: int, size: int, precision: str, modes: set[str], iter
         flops = [count_flops(lambda spec=s: train_step(
             model, images[:1], labels[:1], latent_da, generator=generator, precision=compute_precision(precision),
             scaler=scaler,
-            image_code_spec=MaskSpec("mse", spec), shape_code_spec=MaskSpec("ce", spec))) * batch for s in kinds]
+            image_code_spec=MaskOptions("mse", spec), shape_code_spec=MaskOptions("ce", spec))) * batch for s in kinds]
         entry["gflop"] = (2 * flops[0] + flops[1]) / 3 / 1e9 if latent_da else flops[0] / 1e9
         entry["gflops"] = entry["gflop"] / entry["s"]
         result[name] = entry

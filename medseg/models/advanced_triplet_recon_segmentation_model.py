@@ -6,12 +6,12 @@ unchanged; the values follow medseg's fixes of the published bugs (e.g. :meth:`e
 places where a published call behaves differently are listed in :data:`PUBLISHED_API_DIFFERENCES`.
 
 medseg's own API sits beside it, under its own names or as keyword-only options: :meth:`standard_losses` and
-:meth:`hard_example_losses` (``(total, dict)`` returns), :class:`~medseg.models.model_util.MaskSpec` configs,
+:meth:`hard_example_losses` (``(total, dict)`` returns), :class:`~medseg.method.mask_options.MaskOptions`,
 ``generator=`` for reproducible draws, ``backward_now=`` for lower peak memory, :meth:`restore_snapshot` (a dict),
 :meth:`load_model`. Each published method is a thin adapter over the same code, so both APIs compute the same numbers.
 
 The class only composes parts: networks (:mod:`medseg.models.encoder_decoder`), losses (:mod:`medseg.models.losses`),
-latent masking (:mod:`medseg.models.model_util`), the cooperative-training losses
+latent masking (:mod:`medseg.method.masking`), the cooperative-training losses
 (:mod:`medseg.models.cooperative`) and checkpoint I/O (:mod:`medseg.models.checkpoint`).
 
 ``model.model`` is a plain ``dict[str, nn.Module]`` on ``model.device`` and ``model.optimizers`` a dict of one Adam per
@@ -48,7 +48,8 @@ from medseg.models.encoder_decoder import NETWORK_TYPES
 from medseg.models.encoder_decoder import get_network as build_network
 from medseg.models.fusion import FoldedModules
 from medseg.models.init_weight import init_weights
-from medseg.models.model_util import _disable_tracking_bn_stats, make_one_hot
+from medseg.method.losses import make_one_hot
+from medseg.method.networks import disable_tracking_bn_stats
 from medseg.models.running_score import runningScore
 from medseg.io.atomic import atomic_torch_save
 
@@ -80,7 +81,7 @@ PUBLISHED_API_DIFFERENCES = {
 
 
 def _maybe_disable(module: nn.Module, disable: bool) -> contextlib.AbstractContextManager[None]:
-    return _disable_tracking_bn_stats(module) if disable else contextlib.nullcontext()
+    return disable_tracking_bn_stats(module) if disable else contextlib.nullcontext()
 
 
 def _check_int(value: Any, name: str, minimum: int) -> int:

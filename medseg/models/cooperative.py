@@ -11,16 +11,22 @@ and adapt onto them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from medseg.models.losses import basic_loss_fn
-from medseg.models.model_util import MaskSpec
-from medseg.models.model_util import perturb_latent_code as perturb_code
+from medseg.method.losses import basic_loss_fn
+from medseg.method.mask_options import (
+    IMAGE_CODE_OPTIONS,
+    MASK_SCOPES,
+    SHAPE_CODE_OPTIONS,
+    MaskOptions,
+    mask_scope_flags,
+)
+from medseg.method.masking import perturb_latent_code as perturb_code
 from medseg.utils.precision import backward_outside_autocast
 
 if TYPE_CHECKING:
@@ -28,42 +34,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MASK_SCOPES = ("image code", "shape code")
-
-#: Published defaults of ``hard_example_generation(corrupted_image_DA_config=..., corrupted_seg_DA_config=...)``.
-IMAGE_CODE_DA_CONFIG: Mapping[str, Any] = MappingProxyType(
-    {"loss_name": "mse", "mask_type": "random", "max_threshold": 0.5, "random_threshold": True, "if_soft": True}
-)
-SHAPE_CODE_DA_CONFIG: Mapping[str, Any] = MappingProxyType({**IMAGE_CODE_DA_CONFIG, "loss_name": "ce"})
-
-
-def mask_scope_flags(mask_scope: Collection[str]) -> tuple[bool, bool]:
-    """``mask_scope`` (subset of ``('image code', 'shape code')``) -> ``(gen_corrupted_image, gen_corrupted_seg)``.
-
-    Raises:
-        ValueError: for an entry outside :data:`MASK_SCOPES`.
-    """
-    unknown = set(mask_scope) - set(MASK_SCOPES)
-    if unknown:
-        raise ValueError(f"mask_scope entries must be in {MASK_SCOPES}, got {sorted(unknown)}")
-    return "image code" in mask_scope, "shape code" in mask_scope
-
-
-def as_mask_spec(config: MaskSpec | Mapping[str, Any] | None, defaults: Mapping[str, Any], name: str) -> MaskSpec:
-    """A :class:`MaskSpec` from a published DA-config dict (missing keys from ``defaults``) or a MaskSpec.
-
-    Raises:
-        ValueError: naming ``name`` and the key, for a key that is not a masking option.
-    """
-    if isinstance(config, MaskSpec):
-        return config
-    merged = dict(defaults)
-    if config is not None:
-        unknown = sorted(set(config) - set(defaults))
-        if unknown:
-            raise ValueError(f"{name}: unknown keys {unknown}; expected a subset of {sorted(defaults)}")
-        merged.update(config)
-    return MaskSpec(**merged)
+#: Published defaults of ``hard_example_generation(corrupted_image_DA_config=..., corrupted_seg_DA_config=...)``: the
+#: default masking options as read-only dicts.
+IMAGE_CODE_DA_CONFIG: Mapping[str, Any] = MappingProxyType(IMAGE_CODE_OPTIONS.as_dict())
+SHAPE_CODE_DA_CONFIG: Mapping[str, Any] = MappingProxyType(SHAPE_CODE_OPTIONS.as_dict())
 
 
 def _backward_if(loss: Tensor, backward: bool) -> Tensor:
@@ -171,7 +145,7 @@ class CooperativeTrainingMixin:
         *,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Mask a latent code; see :func:`medseg.models.model_util.perturb_latent_code`.
+        """Mask a latent code; see :func:`medseg.method.masking.perturb_latent_code`.
 
         Args:
             latent_code: ``(B, C, h, w)``.
@@ -204,8 +178,8 @@ class CooperativeTrainingMixin:
         label_l: Tensor,
         gen_corrupted_seg: bool = True,
         gen_corrupted_image: bool = True,
-        corrupted_image_DA_config: MaskSpec | Mapping[str, Any] = IMAGE_CODE_DA_CONFIG,  # noqa: N803 (published)
-        corrupted_seg_DA_config: MaskSpec | Mapping[str, Any] = SHAPE_CODE_DA_CONFIG,  # noqa: N803 (published)
+        corrupted_image_DA_config: MaskOptions | Mapping[str, Any] = IMAGE_CODE_DA_CONFIG,  # noqa: N803 (published)
+        corrupted_seg_DA_config: MaskOptions | Mapping[str, Any] = SHAPE_CODE_DA_CONFIG,  # noqa: N803 (published)
         *,
         generator: torch.Generator | None = None,
         z_i: Tensor | None = None,
@@ -223,7 +197,7 @@ class CooperativeTrainingMixin:
             gen_corrupted_seg: mask z_s and decode a corrupted segmentation.
             gen_corrupted_image: mask z_i and decode a corrupted image.
             corrupted_image_DA_config: masking of z_i: a dict with (a subset of) the keys ``loss_name, mask_type,
-                max_threshold, random_threshold, if_soft`` (the config's ``latent_DA["image code"]``) or a MaskSpec.
+                max_threshold, random_threshold, if_soft`` (the config's ``latent_DA["image code"]``) or a MaskOptions.
             corrupted_seg_DA_config: the same for z_s (``latent_DA["shape code"]``).
             generator: (medseg) optional RNG for every draw.
             z_i, z_s: (medseg) codes to perturb; default the ones stored by :meth:`standard_training`.
@@ -236,10 +210,10 @@ class CooperativeTrainingMixin:
         """
         jobs = []
         if gen_corrupted_image:
-            spec = as_mask_spec(corrupted_image_DA_config, IMAGE_CODE_DA_CONFIG, "corrupted_image_DA_config")
+            spec = MaskOptions.from_mapping(corrupted_image_DA_config, IMAGE_CODE_OPTIONS, "corrupted_image_DA_config")
             jobs.append(("image_decoder", self.z_i if z_i is None else z_i, self._input(clean_image_l), spec))
         if gen_corrupted_seg:
-            spec = as_mask_spec(corrupted_seg_DA_config, SHAPE_CODE_DA_CONFIG, "corrupted_seg_DA_config")
+            spec = MaskOptions.from_mapping(corrupted_seg_DA_config, SHAPE_CODE_OPTIONS, "corrupted_seg_DA_config")
             label = label_l.to(self.device, non_blocking=True).long()
             jobs.append(("segmentation_decoder", self.z_s if z_s is None else z_s, label, spec))
         frozen = [self.model["segmentation_decoder"], self.model["image_decoder"]]
@@ -342,6 +316,5 @@ __all__ = [
     "MASK_SCOPES",
     "SHAPE_CODE_DA_CONFIG",
     "CooperativeTrainingMixin",
-    "as_mask_spec",
     "mask_scope_flags",
 ]

@@ -13,11 +13,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from medseg.config import ExperimentConfig, MaskConfig
+from medseg.config import ExperimentConfig
 from medseg.data.acdc import CardiacACDCDataset
 from medseg.data.concat import ConcatDataSet
 from medseg.data.transforms import Transformations
-from medseg.models.model_util import MaskSpec
 from medseg.utils.cli import UnsupportedInput
 
 logger = logging.getLogger(__name__)
@@ -190,12 +189,6 @@ def build_data(config: ExperimentConfig, data_setting: str, cval: int, seed: int
     logger.info("training slices: %d (%d per process, loader batch %d), validation slices: %d", len(train_set),
                 len(sampler), train_loader.batch_size, len(val_set))
     return DataBundle(train_set, val_set, train_loader, val_loader, sampler, generator)
-
-
-def mask_spec(section: MaskConfig) -> MaskSpec:
-    """The model's masking spec for one latent code."""
-    return MaskSpec(loss_name=section.loss_name, mask_type=section.mask_type, max_threshold=section.max_threshold,
-                    random_threshold=section.random_threshold, if_soft=section.if_soft)
 
 
 def assemble_batch(batch: dict[str, torch.Tensor], keep_orig: bool,

@@ -26,7 +26,7 @@ from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTrip
 from medseg.models.checkpoint import MANIFEST_NAME, read_manifest, save_modules
 from medseg.models.blocks import set_compute_precision
 from medseg.training import checkpoint as ckpt
-from medseg.training.builders import DataBundle, assemble_batch, build_data, mask_spec
+from medseg.training.builders import DataBundle, assemble_batch, build_data
 from medseg.training.distributed import DistContext, convert_sync_batchnorm
 from medseg.training.guards import NonFiniteGuard, TrainingDiverged
 from medseg.training.plots import save_segmentation_plot
@@ -224,7 +224,6 @@ class _Run:
             return guard.decide(losses, LOSS_KEYS[:-1], check_gradients=self.scaler is None)
 
         poll_every = STOP_POLL_EVERY if self.dist.enabled and self.device.type == "cuda" else 1
-        image_spec, shape_spec = mask_spec(cfg.latent_da.image_code), mask_spec(cfg.latent_da.shape_code)
         completed = True
         batches = iter(data.train_loader)
         while True:
@@ -251,8 +250,8 @@ class _Run:
                                   scheduled_lr(cfg.learning.lr, cfg.learning.lr_schedule, state.global_iteration,
                                                self.planned_iterations))
             out = train_step(self.model, images, labels, latent_da=cfg.learning.latent_da,
-                             mask_scope=list(cfg.latent_da.mask_scope), image_code_spec=image_spec,
-                             shape_code_spec=shape_spec, separate_training=cfg.learning.separate_training,
+                             mask_scope=list(cfg.latent_da.mask_scope), image_code_spec=cfg.latent_da.image_code,
+                             shape_code_spec=cfg.latent_da.shape_code, separate_training=cfg.learning.separate_training,
                              generator=self.step_generator, after_backward=after_backward,
                              precision=self.compute, scaler=self.scaler, noise_generator=self.noise_generator,
                              before_update=before_update)

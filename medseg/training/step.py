@@ -31,15 +31,16 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from medseg.models.advanced_triplet_recon_segmentation_model import (
-    IMAGE_CODE_DA_CONFIG,
+from medseg.method.mask_options import (
+    IMAGE_CODE_OPTIONS,
     MASK_SCOPES,
-    SHAPE_CODE_DA_CONFIG,
-    AdvancedTripletReconSegmentationModel,
+    SHAPE_CODE_OPTIONS,
+    MaskOptions,
     mask_scope_flags,
 )
+from medseg.method.masking import host_to_device
+from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
 from medseg.models.blocks import AutocastForward, set_compute_precision
-from medseg.models.model_util import MaskSpec, host_to_device
 from medseg.utils.precision import autocast, precision_dtype
 
 logger = logging.getLogger(__name__)
@@ -121,8 +122,8 @@ def train_step(
     labels: Tensor,
     latent_da: bool,
     mask_scope: Sequence[str] = MASK_SCOPES,
-    image_code_spec: MaskSpec | None = None,
-    shape_code_spec: MaskSpec | None = None,
+    image_code_spec: MaskOptions | None = None,
+    shape_code_spec: MaskOptions | None = None,
     separate_training: bool = False,
     generator: torch.Generator | None = None,
     after_backward: Callable[[], None] | None = None,
@@ -139,8 +140,8 @@ def train_step(
         labels: ``(B, H, W)`` integer labels.
         latent_da: cooperative training (hard examples from masked latent codes) or standard training.
         mask_scope: codes to mask, subset of ``('image code', 'shape code')``.
-        image_code_spec: masking of z_i (default ``MaskSpec('mse')``).
-        shape_code_spec: masking of z_s (default ``MaskSpec('ce')``).
+        image_code_spec: masking of z_i (default :data:`~medseg.method.mask_options.IMAGE_CODE_OPTIONS`).
+        shape_code_spec: masking of z_s (default :data:`~medseg.method.mask_options.SHAPE_CODE_OPTIONS`).
         separate_training: detach FTN predictions before the STN.
         generator: optional RNG for the input noise and every masking draw.
         after_backward: called once after all gradients are computed and before the optimiser steps.
@@ -189,8 +190,8 @@ def train_step(
             gen_image, gen_seg = mask_scope_flags(mask_scope)
             with _decoders_in_fp32(model, precision in PROBE_FP32_PRECISIONS):
                 corrupted_image, corrupted_seg = model.hard_example_generation(
-                    images, labels, gen_seg, gen_image, image_code_spec or IMAGE_CODE_DA_CONFIG,
-                    shape_code_spec or SHAPE_CODE_DA_CONFIG, generator=generator,
+                    images, labels, gen_seg, gen_image, image_code_spec or IMAGE_CODE_OPTIONS,
+                    shape_code_spec or SHAPE_CODE_OPTIONS, generator=generator,
                 )  # fmt: skip
             hard_total, hard = model.hard_example_losses(
                 corrupted_image, images, corrupted_seg, labels, separate_training=separate_training,

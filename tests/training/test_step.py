@@ -215,10 +215,10 @@ def test_bf16_step_trains_with_fp32_state_and_losses_close_to_fp32(make_model):
 @needs_bf16
 def test_bf16_masking_probes_run_in_fp32(make_model, batch, monkeypatch):
     """The gradient probes see fp32 decoders (bf16 gradients would change which entries are masked)."""
-    import medseg.models.model_util as model_util
+    import medseg.method.masking as masking
 
     seen = []
-    original = model_util.targeted_mask_scores
+    original = masking.targeted_mask_scores
 
     def spy(code, decoder, *args):
         seen.append((code.dtype, {sub.compute_precision for sub in decoder.modules() if isinstance(sub,
@@ -227,7 +227,7 @@ def test_bf16_masking_probes_run_in_fp32(make_model, batch, monkeypatch):
         seen.append(grad.dtype)
         return code, grad
 
-    monkeypatch.setattr(model_util, "targeted_mask_scores", spy)
+    monkeypatch.setattr(masking, "targeted_mask_scores", spy)
     train_step(make_model(), *batch, latent_da=True, precision="bf16", **TARGETED)
     assert seen == [(torch.float32, {"fp32"}), torch.float32] * 2
 
