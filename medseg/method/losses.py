@@ -1,4 +1,4 @@
-"""Loss functions of the method (spec b.6, c.2) and one-hot targets.
+"""Loss functions of the method and one-hot targets.
 
 Two cross-entropy variants exist in the published code and they differ on soft (4-D) targets:
 
@@ -38,7 +38,7 @@ def _check_pair(input: Tensor, target: Tensor) -> None:
 
 
 def masking_cross_entropy_2d(input: Tensor, target: Tensor) -> Tensor:
-    """Cross entropy used inside targeted masking (``model_util`` version, spec b.6).
+    """Cross entropy used inside targeted masking (the published ``model_util`` version).
 
     Args:
         input: logits ``(N, C, H, W)``.
@@ -60,7 +60,7 @@ def masking_cross_entropy_2d(input: Tensor, target: Tensor) -> Tensor:
 def cross_entropy_2D(  # noqa: N802 (published name)
     input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool = True
 ) -> Tensor:
-    """The masking cross entropy (spec b.6, ``model_util`` version) with the published signature.
+    """The masking cross entropy (the published ``model_util`` version) with the published signature.
 
     Args:
         input: logits ``(N, C, H, W)``.
@@ -95,7 +95,7 @@ def cross_entropy_2D(  # noqa: N802 (published name)
 
 
 def cross_entropy_2d(input: Tensor, target: Tensor, is_gt: bool = False) -> Tensor:
-    """Cross entropy used by every training loss (``custom_loss`` version, spec b.6).
+    """Cross entropy used by every training loss (the published ``custom_loss`` version).
 
     Args:
         input: logits ``(N, C, H, W)``.

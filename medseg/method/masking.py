@@ -1,4 +1,4 @@
-"""Latent-code masking (spec b): the paper's hard-example generator.
+"""Latent-code masking: the hard-example generator of cooperative training.
 
 A latent code is masked either by channel dropout or by targeted masking, which drops the channels or positions whose
 signed mean gradient of a task loss is largest. Sampling is split from applying: :func:`targeted_mask_scores`
@@ -86,7 +86,7 @@ def _probe_loss(output: Tensor, label: Tensor, loss_type: str, num_classes: int)
 def targeted_mask_scores(
     latent_code: Tensor, decoder_function: Decoder, label: Tensor, loss_type: str, num_classes: int
 ) -> tuple[Tensor, Tensor]:
-    """Gradient of the task loss w.r.t. a detached alias of the code (spec b.3 steps 1-4).
+    """Gradient of the task loss w.r.t. a detached alias of the code.
 
     The decoder runs in its current train/eval mode with BN tracking as it is (ON in training: the probe updates its
     running statistics). ``torch.autograd.grad`` is used, so no parameter ``.grad`` is written.
@@ -142,7 +142,7 @@ def mask_latent_code_channel_wise(
     *,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Mask the channels whose signed mean gradient is largest (spec b.3, channel-wise).
+    """Mask the channels whose signed mean gradient is largest (channel-wise).
 
     Args:
         latent_code: ``(N, C, h, w)``.
@@ -160,7 +160,7 @@ def mask_latent_code_channel_wise(
         ``(masked_code (N, C, h, w), mask (N, C, 1, 1))``.
     """
     code, grad = targeted_mask_scores(latent_code, decoder_function, label, loss_type, num_classes)
-    scores = grad.mean(dim=(2, 3))  # (N, C), signed mean (no abs, j.33 keep)
+    scores = grad.mean(dim=(2, 3))  # (N, C), signed mean (no abs, as published)
     p = sample_threshold(percentile, random, generator)
     drop = top_fraction_mask(scores, p)[:, :, None, None]  # (N, C, 1, 1)
     mask = _mask_values(drop, if_soft, generator)
@@ -180,7 +180,7 @@ def mask_latent_code_spatial_wise(
     *,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Mask the positions whose channel-mean signed gradient is largest (spec b.3, spatial-wise).
+    """Mask the positions whose channel-mean signed gradient is largest (spatial-wise).
 
     Arguments as :func:`mask_latent_code_channel_wise`; the fraction applies to the h*w positions.
 
@@ -199,8 +199,8 @@ def mask_latent_code_spatial_wise(
 def mask_latent_code_dropout(
     latent_code: Tensor, p: float = 0.5, if_detach: bool = True, *, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Channel dropout in training mode (spec b.2): zero each (sample, channel) map with probability p, scale the rest
-    by 1/(1-p) (kept, j.27).
+    """Channel dropout in training mode: zero each (sample, channel) map with probability p, scale the rest
+    by 1/(1-p) (as published).
 
     Returns:
         ``(masked_code (N, C, h, w), keep_mask (N, C, 1, 1))``: the true keep-mask (1 kept, 0 dropped).
@@ -239,7 +239,7 @@ def perturb_latent_code(
     *,
     generator: torch.Generator | None = None,
 ) -> LatentPerturbation:
-    """Perturb a latent code with one masking method (spec b.1-b.5).
+    """Perturb a latent code with one masking method.
 
     Args:
         latent_code: ``(N, C, h, w)``.

@@ -1,4 +1,4 @@
-"""The five networks of the method as one module, and the BatchNorm switch of the cooperative passes (spec c.4)."""
+"""The five networks of the method as one module, and the BatchNorm switch of the cooperative passes."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 @contextlib.contextmanager
 def disable_tracking_bn_stats(model: nn.Module) -> Iterator[None]:
-    """Run the BatchNorm layers of module ``model`` without running-stat tracking, with frozen affine params (c.4).
+    """Run the BatchNorm layers of module ``model`` without running-stat tracking, with frozen affine params.
 
     On entry every BatchNorm gets ``track_running_stats=False`` and ``weight/bias.requires_grad=False``; on exit both
-    flags are restored **separately** to their own previous values (fix j.28). In train mode the layers then use batch
-    statistics, do not update ``running_mean/var``/``num_batches_tracked`` and their gamma/beta are constants.
+    flags are restored **separately** to their own previous values (the published code restored gamma/beta from the
+    tracking flag, unfreezing parameters frozen beforehand). In train mode the layers then use batch statistics,
+    do not update ``running_mean/var``/``num_batches_tracked`` and their gamma/beta are constants.
     """
     saved: list[tuple[_BatchNorm, bool, bool | None, bool | None]] = []
     for sub in model.modules():
