@@ -40,7 +40,8 @@ from medseg.data.crop import crop_or_pad, recover_image
 from medseg.io.nifti import check_label_values, read_image_label_pair, write_volume
 from medseg.io.plausibility import PREPROCESSED, check_image_volume
 from medseg.conversion.preprocessing import MEDSEG_LABELS, broken_files
-from medseg.robustness.corruptions import ARTEFACTS, build_corruption, corrupt_slice_stack, rescale_slices
+from medseg.data.intensity import rescale_slices
+from medseg.robustness.corruptions import ARTEFACTS, build_corruption, corrupt_slice_stack
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
 from medseg.io.atomic import copy_file_verified, ensure_writable_dir, remove_stale_temp_files
 from medseg.utils.paths import check_name, check_output_folder, path_kind

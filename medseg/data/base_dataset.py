@@ -49,6 +49,7 @@ from torch.utils.data import Dataset
 from medseg.conversion.resample import SPACING_TOLERANCE_MM as SPACING_TOLERANCE  # noqa: F401 (re-exported)
 from medseg.conversion.resample import resample_in_plane, resample_to_grid, same_grid  # noqa: F401 (re-exported)
 from medseg.data.crop import CropInfo, crop_or_pad
+from medseg.data.intensity import rescale_slices
 from medseg.io.nifti import Volume, read_image_label_pair, read_volume_info
 from medseg.io.plausibility import PREPROCESSED, RAW_SCAN, check_image_volume
 from medseg.conversion.preprocessing import normalize_percentile
@@ -478,9 +479,7 @@ class BaseSegmentationDataset(Dataset):
         image, info = crop_or_pad(image_vol.array.astype(np.float32), target)  # (N, h, w)
         label, _ = crop_or_pad(label_vol.array, target)
         if normalize_2D:
-            lo = image.min(axis=(1, 2), keepdims=True)
-            hi = image.max(axis=(1, 2), keepdims=True)
-            image = ((image - lo) / (hi - lo + 1e-20)).astype(np.float32)
+            image = rescale_slices(image)
         self._last_id = f"{pid}_{self.frame}"
         return PatientVolume(
             image=torch.from_numpy(np.ascontiguousarray(image))[:, None],  # (N, 1, h, w)

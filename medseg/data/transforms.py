@@ -44,9 +44,10 @@ import scipy.fft
 import torch
 from scipy import ndimage
 
+from medseg.data.intensity import NORMALIZE_EPS, minmax_normalize  # noqa: F401 (re-exported)
+
 Transform = Callable[[np.ndarray, np.ndarray, "np.random.Generator | None"], tuple[torch.Tensor, torch.Tensor]]
 
-NORMALIZE_EPS = 1e-8
 LABEL_WARP_MARGIN = 4  # pixels around a class's bounding box where its cubic interpolant can reach 0.5
 
 
@@ -150,13 +151,6 @@ def centre_crop_window(size: int, target: int) -> int:
     if size < target:
         raise ValueError(f"cannot centre-crop an axis of size {size} to {target}")
     return (size - target + 1) // 2
-
-
-def minmax_normalize(image: np.ndarray) -> np.ndarray:
-    """Min–max to [0, 1] as ``a·x + (1 − a·max)`` with ``a = 1 / ((max − min) + 1e-8)`` (percentiles 0/100)."""
-    lo, hi = float(image.min()), float(image.max())
-    a = 1.0 / ((hi - lo) + NORMALIZE_EPS)
-    return (image * a + (1.0 - a * hi)).astype(np.float32)
 
 
 def rotation_matrix(degrees: float) -> np.ndarray:

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 import torchio as tio
 
-RESCALE_EPS = 1e-20
+from medseg.data.intensity import RESCALE_EPS, rescale_slices  # noqa: F401 (re-exported)
+
 
 
 def _motion() -> tio.Transform:
@@ -57,13 +58,6 @@ def build_corruption(name: str) -> tio.Transform:
     if name not in ARTEFACTS:
         raise ValueError(f"unknown artefact {name!r}; valid names: {list(ARTEFACTS)}")
     return ARTEFACTS[name]()
-
-
-def rescale_slices(stack: np.ndarray) -> np.ndarray:
-    """Per-slice min–max of ``stack (Z, H, W)`` to [0, 1]: ``(x − min) / (max − min + 1e-20)``."""
-    lo = stack.min(axis=(1, 2), keepdims=True)
-    hi = stack.max(axis=(1, 2), keepdims=True)
-    return ((stack - lo) / (hi - lo + RESCALE_EPS)).astype(np.float32)
 
 
 def corrupt_slice_stack(stack: np.ndarray, transform: tio.Transform) -> np.ndarray:

@@ -27,8 +27,9 @@ import pandas as pd
 import torch
 import torchio as tio
 
+from medseg.data.intensity import rescale_slices
 from medseg.evaluation.reports import evaluate_dataset
-from medseg.robustness.corruptions import corrupt_slice_stack, rescale_slices
+from medseg.robustness.corruptions import corrupt_slice_stack
 
 ScalarFn = Callable[[np.ndarray, float, int], np.ndarray]
 

@@ -19,7 +19,7 @@ from medseg.data.crop import crop_or_pad
 from medseg.io.nifti import read_volume
 from medseg.io.plausibility import PREPROCESSED, check_image_volume
 from medseg.conversion.resample import TARGET_SPACING_XY, resample_to_grid
-from medseg.data.transforms import minmax_normalize
+from medseg.data.intensity import minmax_normalize
 from medseg.evaluation.inference import checkpoint_spacing as recorded_spacing
 from medseg.evaluation.inference import unknown_grid_note
 from medseg.evaluation.scan import CROP_SIZE, field_of_view_crop, prepare_scan
