@@ -51,6 +51,7 @@ from medseg.models.init_weight import init_weights
 from medseg.method.losses import make_one_hot
 from medseg.method.networks import disable_tracking_bn_stats
 from medseg.models.running_score import runningScore
+from medseg.training import snapshot as snapshots
 from medseg.io.atomic import atomic_torch_save
 
 logger = logging.getLogger(__name__)
@@ -638,20 +639,21 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
         """Write a resumable snapshot (atomic) and return its path.
 
         Default location ``save_dir/<model_prefix>/checkpoints/<network_type>.pkl``; ``path`` (medseg) overrides it.
-        Layout::
-
-            {'network_type': str, 'epoch': int,
-             'model_state': {module: state_dict}, 'optimizer_state': {module: optimizer.state_dict()},
-             'extra': extra or {}}
+        The file is medseg's one snapshot format (:mod:`medseg.training.snapshot`) with the epoch as its only
+        counter: the published keys ``{'network_type', 'epoch', 'model_state': {module: state_dict},
+        'optimizer_state': {module: optimizer.state_dict()}}`` plus ``format`` and ``extra``, so the published code,
+        ``load_snapshots`` and ``medseg-train --resume_pkl_path`` all read it.
 
         ``extra`` (medseg) must hold only weights-only-loadable values (tensors, numbers, strings, containers).
         """
         default = Path(save_dir) / model_prefix / "checkpoints" / f"{self.network_type}.pkl"
         target = Path(path) if path is not None else default
-        return ckpt.save_snapshot(target, self.network_type, epoch, self.model, self.optimizers, extra)
+        return snapshots.save_snapshot(target, network_type=self.network_type, modules=self.model,
+                                       optimizers=self.optimizers, state=int(epoch), extra=extra)
 
     def restore_snapshot(self, file_path: str | os.PathLike) -> dict[str, Any]:
-        """(medseg) Strictly restore module and optimiser states from a snapshot.
+        """(medseg) Strictly restore module and optimiser states from a snapshot: one of :meth:`save_snapshots`, of
+        ``medseg-train`` or of the published code.
 
         Returns:
             ``{'epoch': int, 'extra': dict, 'network_type': str}``.
@@ -659,9 +661,13 @@ class AdvancedTripletReconSegmentationModel(CooperativeTrainingMixin):
         Raises:
             FileNotFoundError, ValueError: naming the file, for a missing, unsafe or mismatched snapshot.
         """
-        info = ckpt.load_snapshot(file_path, self.network_type, self.model, self.optimizers, self.device)
+        snapshot = snapshots.load_snapshot(file_path)  # to the CPU; load_state_dict moves each state to its module
+        if snapshot["network_type"] != self.network_type:
+            raise ValueError(f"snapshot {file_path} was saved for network_type {snapshot['network_type']!r}, the "
+                             f"model is {self.network_type!r}")
+        state = snapshots.restore_training_state(snapshot, self.model, self.optimizers, file_path)
         self._folded.clear()
-        return info
+        return {"epoch": state.epoch, "extra": dict(snapshot.get("extra") or {}), "network_type": self.network_type}
 
     def load_snapshots(self, file_path: str | os.PathLike) -> int:
         """Restore a snapshot of :meth:`save_snapshots`; returns the epoch to start from (the saved epoch).

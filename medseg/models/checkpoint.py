@@ -1,8 +1,10 @@
-"""Strict, safe checkpoint I/O for the five modules and for training snapshots.
+"""Strict, safe checkpoint I/O for the five modules (the published checkpoint format) and the safe reader of every
+torch file medseg loads.
 
 * module checkpoints: ``<dir>/<module>.pth`` holding a plain ``state_dict`` with the published key names, plus
   ``<dir>/manifest.json`` (format :data:`MANIFEST_FORMAT`) with each file's SHA-256 and size and the epoch;
-* snapshots: one ``<network_type>.pkl`` with module and optimiser states, the epoch and trainer extras.
+* run snapshots (one ``<network_type>.pkl`` with module and optimiser states and the run's counters) are written and
+  read by :mod:`medseg.training.snapshot`, with :func:`safe_load` and :func:`check_finite_state` from here.
 
 Every load uses ``torch.load(..., map_location=device, weights_only=True)`` (a checkpoint cannot execute code) and
 every save is atomic (:func:`medseg.io.atomic.atomic_torch_save`). Integrity:
@@ -36,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medseg.io.atomic import atomic_open, atomic_torch_save, atomic_write_text
+from medseg.io.atomic import atomic_open, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -313,67 +315,3 @@ def save_modules(modules: Mapping[str, nn.Module], directory: PathLike,
                 "written": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "files": files}
     atomic_write_text(directory / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
     return directory
-
-
-SNAPSHOT_KEYS = ("network_type", "epoch", "model_state", "optimizer_state")
-
-
-def save_snapshot(
-    path: PathLike,
-    network_type: str,
-    epoch: int,
-    modules: Mapping[str, nn.Module],
-    optimizers: Mapping[str, torch.optim.Optimizer],
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Atomically write ``{'network_type', 'epoch', 'model_state', 'optimizer_state', 'extra'}`` to ``path``."""
-    model_state = {name: plain_state_dict(module) for name, module in modules.items()}
-    for name, state in model_state.items():
-        check_finite_state(state, f"refusing to write snapshot {path} [{name}]")
-    snapshot = {
-        "network_type": network_type,
-        "epoch": int(epoch),
-        "model_state": model_state,
-        "optimizer_state": {name: optimizer.state_dict() for name, optimizer in optimizers.items()},
-        "extra": dict(extra) if extra else {},
-    }
-    atomic_torch_save(snapshot, path)
-    return Path(path)
-
-
-def load_snapshot(
-    path: PathLike,
-    network_type: str,
-    modules: Mapping[str, nn.Module],
-    optimizers: Mapping[str, torch.optim.Optimizer],
-    device: torch.device,
-) -> dict[str, Any]:
-    """Strictly restore modules and optimisers from a snapshot written by :func:`save_snapshot`.
-
-    The file is read to the CPU whatever ``device`` is (the modules' device): ``load_state_dict`` copies the weights
-    into the parameters and moves the optimiser moments to them, while Adam's ``step`` counters stay CPU tensors (on
-    a GPU they would otherwise be read back to the host twice per parameter at every step).
-
-    Returns:
-        ``{'epoch': int, 'extra': dict, 'network_type': str}``.
-
-    Raises:
-        FileNotFoundError, ValueError: naming the file, for a missing, unsafe or mismatched snapshot.
-    """
-    snapshot = safe_load(path, "cpu")
-    if not isinstance(snapshot, dict) or any(key not in snapshot for key in SNAPSHOT_KEYS):
-        raise ValueError(f"snapshot {path} must be a dict with keys {list(SNAPSHOT_KEYS)}")
-    if snapshot["network_type"] != network_type:
-        raise ValueError(
-            f"snapshot {path} was saved for network_type {snapshot['network_type']!r}, model is {network_type!r}"
-        )
-    for name, module in modules.items():
-        if name not in snapshot["model_state"] or name not in snapshot["optimizer_state"]:
-            raise ValueError(f"snapshot {path} has no state for module {name!r}")
-        load_state_strict(module, snapshot["model_state"][name], f"snapshot {path} [{name}]")
-    for name, optimizer in optimizers.items():
-        try:
-            optimizer.load_state_dict(snapshot["optimizer_state"][name])
-        except (ValueError, KeyError, RuntimeError) as err:
-            raise ValueError(f"snapshot {path}: optimizer state of {name!r} does not match: {err}") from err
-    return {"epoch": int(snapshot["epoch"]), "extra": snapshot.get("extra", {}), "network_type": network_type}

@@ -23,7 +23,7 @@ from typing import Any
 from medseg.config import ExperimentConfig, config_name_from_path, load_config, method_name
 from medseg.data.splits import canonical_data_setting
 from medseg.training.builders import check_data_config
-from medseg.training.checkpoint import snapshot_best_dir, snapshot_path
+from medseg.training.snapshot import snapshot_best_dir, snapshot_path
 from medseg.training.distributed import DistContext, init_distributed, shutdown_distributed
 from medseg.training.loop import PRECISION_KEY, Progress, TrainOptions, TrainResult, train
 from medseg.training.run_files import (

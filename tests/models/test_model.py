@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
+from medseg.training.snapshot import SNAPSHOT_FORMAT
 from medseg.training.step import train_step
 from numerics import fp32_tolerance
 
@@ -164,7 +165,9 @@ def test_snapshot_round_trip_with_optimizer_state(make_model, batch, tmp_path):
     path = model.save_snapshots(tmp_path, epoch=7, extra={"best_score": 0.5, "rng": torch.get_rng_state()})
     assert path == tmp_path / "interrupted" / "checkpoints" / "FCN_16_standard.pkl"
     raw = torch.load(path, weights_only=True)
-    assert set(raw) == {"network_type", "epoch", "model_state", "optimizer_state", "extra"}
+    # the one snapshot format, with the epoch as its only counter: the published keys + format + extra
+    assert set(raw) == {"format", "network_type", "epoch", "model_state", "optimizer_state", "extra"}
+    assert raw["format"] == SNAPSHOT_FORMAT
     fresh = make_model(seed=5, learning_rate=1e-3)
     info = fresh.restore_snapshot(path)
     assert info["epoch"] == 7 and info["extra"]["best_score"] == 0.5

@@ -19,7 +19,6 @@ from torch import nn
 from training_helpers import REPO_ROOT, cli_args, run_dir, tiny_acdc, train_single_threaded  # noqa: F401
 
 from medseg.config import ExperimentConfig, from_dict
-from medseg.models import checkpoint as model_ckpt
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
 from medseg.training import checkpoint as ckpt
 from medseg.training import distributed as distributed
@@ -84,12 +83,18 @@ def test_published_snapshot_api_loads_to_the_cpu_too(tmp_path: Path) -> None:
     optimizer = torch.optim.Adam(module.parameters())
     module(torch.ones(1, 2)).sum().backward()
     optimizer.step()
-    path = model_ckpt.save_snapshot(tmp_path / "p.pkl", "FCN_16_standard", 3, {"m": module}, {"m": optimizer})
-    target = nn.Linear(2, 2).to("meta")
-    target_opt = torch.optim.Adam(target.parameters())
-    info = model_ckpt.load_snapshot(path, "FCN_16_standard", {"m": target}, {"m": target_opt}, torch.device("meta"))
-    assert info["epoch"] == 3
-    assert all(s["step"].device.type == "cpu" for s in target_opt.state.values())
+    published = tmp_path / "published.pkl"  # what the published save_snapshots wrote: the four keys only
+    torch.save({"network_type": "FCN_16_standard", "epoch": 3, "model_state": {"m": module.state_dict()},
+                "optimizer_state": {"m": optimizer.state_dict()}}, published)
+    api = ckpt.save_snapshot(tmp_path / "p.pkl", network_type="FCN_16_standard", modules={"m": module},
+                             optimizers={"m": optimizer}, state=3)  # medseg's save_snapshots: the epoch only
+    for path in (published, api):
+        target = nn.Linear(2, 2).to("meta")
+        target_opt = torch.optim.Adam(target.parameters())
+        state = ckpt.restore_training_state(ckpt.load_snapshot(path, torch.device("meta")), {"m": target},
+                                            {"m": target_opt}, path)
+        assert (state.epoch, state.batches_done, state.global_iteration) == (3, 0, 0)
+        assert all(s["step"].device.type == "cpu" for s in target_opt.state.values())
 
 
 # ------------------------------------------------------------------------------------ B2: generators of a device
