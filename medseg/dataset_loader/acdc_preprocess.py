@@ -36,4 +36,4 @@ __all__ = [
 ]
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -40,4 +40,4 @@ __all__ = [
 ]
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

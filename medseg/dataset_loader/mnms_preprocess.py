@@ -48,4 +48,4 @@ __all__ = [
 ]
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
