@@ -10,6 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
+from medseg.models.blocks import set_compute_precision
+from medseg.models.checkpoint import MANIFEST_NAME, load_modules, read_manifest
+from medseg.models.encoder_decoder import get_network
+
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
@@ -45,9 +50,6 @@ def load_model(
         FileNotFoundError: if the folder does not exist or lacks a module file (named by the model).
         RuntimeError / ValueError: from the strict load when a file belongs to another architecture (naming it).
     """
-    from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
-    from medseg.models.blocks import set_compute_precision
-
     checkpoint_dir = Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
         raise FileNotFoundError(f"checkpoint folder {checkpoint_dir} does not exist; expected a folder of <module>.pth")
@@ -78,9 +80,6 @@ def check_checkpoint(
         FileNotFoundError: the folder or a module file is missing (naming it).
         ValueError: a file is not a weights-only checkpoint or belongs to another architecture (naming it).
     """
-    from medseg.models.checkpoint import load_modules
-    from medseg.models.encoder_decoder import get_network
-
     checkpoint_dir = Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
         raise FileNotFoundError(f"checkpoint folder {checkpoint_dir} does not exist; expected a folder of <module>.pth")
@@ -134,8 +133,6 @@ def training_grid(checkpoint_dir: PathLike) -> tuple[float | None, Path | None]:
     Raises:
         ValueError: a record exists but does not hold a positive finite spacing (naming the file).
     """
-    from medseg.models.checkpoint import MANIFEST_NAME, read_manifest
-
     directory = Path(checkpoint_dir)
     manifest = read_manifest(directory) if (directory / MANIFEST_NAME).is_file() else None
     if manifest is not None and "spacing_mm" in manifest:

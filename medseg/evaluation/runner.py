@@ -24,7 +24,11 @@ from medseg.evaluation.inference import (
 )
 from medseg.evaluation.reports import evaluate_dataset, write_dataset_report
 from medseg.evaluation.runs import Run, report_location
+from medseg.evaluation.scan import field_of_view_crop
+from medseg.experiments.state import hash_files
 from medseg.io.atomic import remove_stale_temp_files
+from medseg.io.nifti import read_volume_info
+from medseg.models.checkpoint import MANIFEST_NAME, read_manifest
 from medseg.utils.paths import check_name
 
 logger = logging.getLogger(__name__)
@@ -121,9 +125,6 @@ def checkpoint_identity(checkpoint_dir: PathLike) -> dict[str, Any]:
     a report kept beside checkpoints that training later replaced is then recognisably about other weights."""
     import datetime
 
-    from medseg.experiments.state import hash_files
-    from medseg.models.checkpoint import MANIFEST_NAME, read_manifest
-
     folder = Path(checkpoint_dir)
     manifest = read_manifest(folder) if (folder / MANIFEST_NAME).is_file() else None
     return {
@@ -137,8 +138,6 @@ def checkpoint_identity(checkpoint_dir: PathLike) -> dict[str, Any]:
 def _grid_note(run: Run, crop_size: int | None) -> str | None:
     """A warning when a model trained on another in-plane grid is tested with the 1.36719 mm protocol's crop, or
     when the checkpoint has no record of its grid."""
-    from medseg.evaluation.scan import field_of_view_crop
-
     spacing = checkpoint_spacing(run.checkpoint_dir)
     if spacing is None:
         return f"{run.label}: " + unknown_grid_note(
@@ -155,8 +154,6 @@ def _grid_note(run: Run, crop_size: int | None) -> str | None:
 def _volume_spacings(source: Any) -> list[tuple[str, float]]:
     """(image file, in-plane spacing as the model will see it) of every readable volume of a test source, from the
     headers only; unreadable volumes are left out (the evaluation reports them)."""
-    from medseg.io.nifti import read_volume_info
-
     spacings: list[tuple[str, float]] = []
     for part in getattr(source, "parts", [source]):
         resampled_to = getattr(part, "new_spacing", None)

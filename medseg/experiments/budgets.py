@@ -47,6 +47,11 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from medseg.config import LR_SCHEDULES
+from medseg.evaluation.aggregate import RESAMPLED_SUFFIX
+from medseg.utils.device import resolve_device
+from medseg.utils.precision import precision_problem
+
 PathLike = str | os.PathLike
 BUDGET_NAMES = ("smoke", "first_run", "cpu", "paper")
 #: budget names that no longer exist -> what to use instead (refused with this message)
@@ -99,7 +104,6 @@ class Budget:
         :mod:`medseg.experiments.data`)."""
         if not self.resamples:
             return tuple(self.datasets)
-        from medseg.evaluation.aggregate import RESAMPLED_SUFFIX
 
         out: list[str] = []
         for name in self.datasets:
@@ -150,9 +154,6 @@ class Budget:
 def native_bf16(device: str = "auto") -> bool:
     """Whether ``device`` (``auto``: CUDA if available, else the CPU) computes bf16 natively: a CUDA device with bf16
     support, or a CPU with AVX512-BF16 or AMX (elsewhere bf16 is emulated and slower than fp32)."""
-    from medseg.utils.device import resolve_device
-    from medseg.utils.precision import precision_problem
-
     return precision_problem("bf16", resolve_device(device)) is None
 
 
@@ -195,8 +196,6 @@ def _validate(path: Path, raw: dict[str, Any]) -> Budget:
             _fail(path, key, "a positive finite number", value)
         values[key] = float(value)
     if "lr_schedule" in raw:
-        from medseg.config import LR_SCHEDULES
-
         if raw["lr_schedule"] not in LR_SCHEDULES:
             _fail(path, "lr_schedule", f"one of {list(LR_SCHEDULES)}", raw["lr_schedule"])
     if "precision" in raw and raw["precision"] not in PRECISION_CHOICES:

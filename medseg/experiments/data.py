@@ -31,13 +31,15 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from medseg.io import provenance
-from medseg.data.splits import get_ACDC_split_policy
-from medseg.io.nifti import nifti_file_problem, read_volume, write_volume
+from medseg.conversion.acdc_c import corrupt_case, grid_crop
 from medseg.conversion.resample import resample_to_grid
+from medseg.data.splits import get_ACDC_split_policy
 from medseg.evaluation.aggregate import RESAMPLED_SUFFIX
 from medseg.evaluation.datasets import dataset_folder
+from medseg.experiments.budgets import NATIVE_SPACING_MM
+from medseg.io import provenance
 from medseg.io.atomic import copy_file_verified, ensure_writable_dir
+from medseg.io.nifti import nifti_file_problem, read_volume, write_volume
 
 logger = logging.getLogger(__name__)
 
@@ -222,9 +224,6 @@ def corrupt_at_grid(src_root: Path, dst_root: Path, files: Sequence[Path], spaci
     Raises:
         FileNotFoundError: the clean subject of a case is not in the copy (naming it).
     """
-    from medseg.conversion.acdc_c import corrupt_case, grid_crop
-    from medseg.experiments.budgets import NATIVE_SPACING_MM
-
     cases: dict[tuple[str, str], list[str]] = {}
     for rel in files:
         if rel.parts[0] == "ACDC-C" and len(rel.parts) == 4 and rel.name.endswith("_img.nii.gz"):

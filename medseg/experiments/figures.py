@@ -7,11 +7,11 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-
 import pandas as pd
 
 from medseg.evaluation.aggregate import RESAMPLED_SUFFIX
 from medseg.io.atomic import atomic_output_path
+from medseg.io.nifti import read_volume
 
 PathLike = str | os.PathLike
 
@@ -39,8 +39,6 @@ def acdc_c_columns_figure(copy_root: PathLike, path: PathLike, case: str | None 
     """One row per artefact: the clean image, the corruption drawn at the grid and the native-grid corruption
     resampled to it (mid slice of one case, the first case of RandomSpike unless ``case`` is given). None if the copy
     has no pair of sets."""
-    from medseg.io.nifti import read_volume
-
     root = Path(copy_root) / "ACDC-C"
     shown = [a for a in artefacts if (root / a).is_dir() and (root / f"{a}{RESAMPLED_SUFFIX}").is_dir()]
     if not shown:

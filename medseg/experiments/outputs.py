@@ -16,8 +16,9 @@ from medseg.evaluation.aggregate import in_averages
 from medseg.evaluation.reports import read_vendors, read_vendors_table
 from medseg.experiments import curves, figures, run_stats, trend
 from medseg.experiments.paired_test import paired_tests
+from medseg.experiments.plan import ExperimentRequest, Plan, make_plan, test_dir
 from medseg.experiments.report import IterResults, ReportInputs, render
-from medseg.experiments.state import ExperimentState, now
+from medseg.experiments.state import ExperimentState, code_version, now
 from medseg.experiments.tables import (
     finished_runs,
     per_run_relative,
@@ -39,7 +40,6 @@ from medseg.io.atomic import atomic_open, atomic_output_path, atomic_write_text
 
 if TYPE_CHECKING:
     from medseg.experiments.budgets import Budget
-    from medseg.experiments.runner import ExperimentRequest, Plan
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,6 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
 def collect_volumes(request: ExperimentRequest, plan: Plan, state: ExperimentState) -> tuple[pd.DataFrame, list[str]]:
     """Per-volume Dice of every finished test (columns ``method, cval, seed, n_iter`` + the test's columns), and the
     tests' warnings."""
-    from medseg.experiments.runner import test_dir
-
     frames, notes = [], []
     for spec in plan.specs:
         for n_iter in request.budget.n_iter:
@@ -153,8 +151,6 @@ def _seconds(plan: Plan, state: ExperimentState, n_iters: tuple[int, ...]) -> di
 
 def _test_command(request: ExperimentRequest, plan: Plan, spec: RunSpec,
                   datasets: list[str] | None = None) -> str:
-    from medseg.experiments.runner import test_dir
-
     budget = request.budget
     ckpt = checkpoint_dir(run_dir(spec, budget, plan.save_dir, plan.data_root / "ACDC"))
     argv = ["--methods", f"{spec.method}={ckpt}", "--data_root", str(plan.data_root),
@@ -219,8 +215,6 @@ def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState
     invocations = manifest.get("invocations", [])
     tested: list[str] | None = None
     if saved is not None:  # the call that rebuilt the report; the tests named the sets the saved volumes hold
-        from medseg.experiments.state import code_version
-
         invocations = [{"argv": request.argv, "time": now(), "commit": code_version(request.repo_root)}]
         present = set(saved.volumes["dataset"]) if len(saved.volumes) else set()
         tested = [d for d in budget.test_datasets if d in present] or None
@@ -315,8 +309,6 @@ def read_vendors_file(path: Path) -> pd.DataFrame:
 def rebuild(request: ExperimentRequest, saved: SavedResults | None = None) -> Path:
     """The report of ``request.out_dir`` rebuilt without training or testing: from its finished tests, or from
     ``saved`` results (then the data folder need not exist). Returns the report path."""
-    from medseg.experiments.runner import Plan, make_plan
-
     budget = request.budget
     state = ExperimentState(request.out_dir)
     if saved is None:

@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from medseg.evaluation.aggregate import in_averages
+from medseg.experiments.run_stats import tie_counts
 from medseg.experiments.tables import vendor_volumes, with_mean_dice
 
 IN_DOMAIN = "ACDC"
@@ -43,8 +44,6 @@ def wilcoxon_row(column: str, base: np.ndarray, ours: np.ndarray) -> dict[str, o
     """Two-sided Wilcoxon signed-rank test of ``ours − base`` (zero differences dropped, as scipy's default); the
     ties are counted: ``n_zero`` volumes with a zero difference (left out of the test) and ``n_tied`` non-zero
     differences sharing their absolute value with another (averaged ranks)."""
-    from medseg.experiments.run_stats import tie_counts
-
     diff = ours - base
     row: dict[str, object] = {
         "column": column, "n_volumes": int(diff.size),

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
+from medseg.training.run_files import setup_logging
+
 logger = logging.getLogger(__name__)
 
 Task = tuple[str, Any, "int | None"]  # (kind, spec, n_iter), as in medseg.experiments.runner
@@ -157,8 +159,6 @@ def child_main(run_task: Callable[[Task], bool], task: Task, threads: int, level
     """Body of a child: own process group, ``threads`` torch threads, run the task, send its outcome."""
     os.setpgrp()  # a terminal's Ctrl-C reaches the parent only; it forwards one SIGTERM
     import torch
-
-    from medseg.training.run_files import setup_logging
 
     torch.set_num_threads(threads)
     setup_logging(None, level)

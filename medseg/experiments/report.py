@@ -10,8 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from medseg.evaluation.aggregate import format_table, main_columns
+from medseg.evaluation.aggregate import RESAMPLED_SUFFIX, format_table, main_columns
 from medseg.experiments.budgets import Budget
+from medseg.experiments.run_stats import verdict
 
 IN_DOMAIN_TOLERANCE = 0.01  # "in-domain accuracy holds": within 1 Dice point
 
@@ -113,8 +114,6 @@ def _value(table: pd.DataFrame, method: str, column: str) -> tuple[float, float]
 
 def headline(inputs: ReportInputs, baseline: str, method: str) -> list[str]:
     """The paper's claim checked on the n_iter = 2 (else the largest) results, by the paired test over runs."""
-    from medseg.experiments.run_stats import verdict
-
     if not inputs.per_iter:
         return ["No test has finished yet."]
     n_iter = 2 if 2 in inputs.per_iter else max(inputs.per_iter)
@@ -240,8 +239,6 @@ def run_level_markdown(res: IterResults, baseline: str, method: str) -> list[str
 
 def _has_resampled_columns(inputs: ReportInputs) -> bool:
     """Whether the results hold a ``*_resampled`` ACDC-C column (a copy that draws ACDC-C at the grid)."""
-    from medseg.evaluation.aggregate import RESAMPLED_SUFFIX
-
     return any(str(c).endswith(RESAMPLED_SUFFIX) for res in inputs.per_iter.values() for c in res.table.columns)
 
 

@@ -24,21 +24,22 @@ other method configs is refused.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from medseg.experiments import data as exp_data
-from medseg.experiments.budgets import Budget
+from medseg.experiments import parallel
+from medseg.experiments.outputs import write_outputs
+from medseg.experiments.plan import ExperimentRequest, Plan, config_hash, make_plan, test_dir
 from medseg.experiments.progress import ExperimentProgress
 from medseg.experiments.state import ExperimentState, code_version, hash_files, now
-from medseg.experiments.tasks import RunOptions, RunSpec, checkpoint_dir, run_dir, run_test, run_training
+from medseg.experiments.tasks import RunSpec, checkpoint_dir, run_dir, run_test, run_training
+from medseg.experiments.trend import run_trend_tests
 from medseg.training.run_files import CONSOLE_LEVEL_ENV
 from medseg.training.run_lock import RunLock
 from medseg.utils.status import STATUS_NAME, EvaluationStatus
@@ -49,42 +50,7 @@ LOCK_NAME = "experiment.lock"
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
-ProgressFactory = Callable[..., Any]  # (description, total, initial=0) -> bar with update() and close()
 Task = tuple[str, RunSpec, "int | None"]  # (kind "train" | "test", spec, n_iter of a test)
-
-
-@dataclass
-class ExperimentRequest:
-    """Everything one call of the experiment needs.
-
-    Attributes:
-        budget: the budget (same for both methods).
-        data_root: preprocessed layout with ``ACDC/``, ``ACDC-C/``, ``MM/``.
-        out_dir: experiment folder.
-        config_dir: folder of the method configs (``config/``).
-        repo_root: the code's repository (for the commit).
-        options: device, loader workers, test chunk size, progress bars.
-        max_tasks: stop after this many tasks actually ran (None = all); the next call continues.
-        results_md: also write the report here (figures copied to ``<stem>_figures/``, tables to ``<stem>_data/``).
-        argv: the command line, recorded in ``experiment.json``.
-        progress: progress-bar factory (entry points only).
-        jobs: tasks run at once, each in its own process (1: in this process, in order; see
-            :mod:`medseg.experiments.parallel`).
-        threads: torch threads of each task process when ``jobs`` > 1 (None: the cores shared out).
-    """
-
-    budget: Budget
-    data_root: Path
-    out_dir: Path
-    config_dir: Path
-    repo_root: Path
-    options: RunOptions = field(default_factory=RunOptions)
-    max_tasks: int | None = None
-    results_md: Path | None = None
-    argv: list[str] = field(default_factory=list)
-    progress: ProgressFactory | None = None
-    jobs: int = 1
-    threads: int | None = None
 
 
 @dataclass
@@ -95,50 +61,6 @@ class ExperimentResult:
     ran: list[str]
     skipped: list[str]
     report: Path | None
-
-
-@dataclass
-class Plan:
-    """The resolved experiment: run specs, folders, the data that is read."""
-
-    specs: list[RunSpec]
-    data_root: Path
-    save_dir: Path
-    notes: list[str]
-    acdc_ids: list[str]
-    files: list[Path]
-
-    def pairs(self) -> list[tuple[int, int]]:
-        return list(dict.fromkeys((s.cval, s.seed) for s in self.specs))
-
-
-def _config_hash(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"method config {path} not found (budget key 'methods' is relative to config/)")
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def make_plan(request: ExperimentRequest) -> Plan:
-    """Check the data and list the run specs (validates everything before any work starts)."""
-    budget = request.budget
-    acdc_ids = exp_data.acdc_subjects(budget.data_setting, [c for c, _ in budget.runs])
-    cvals = [c for c, _ in budget.runs]
-    notes = exp_data.check_layout(request.data_root, budget.datasets, acdc_ids)
-    notes += exp_data.split_notes(budget.data_setting, cvals)
-    files = exp_data.source_files(request.data_root, budget.datasets, acdc_ids)
-    specs = [RunSpec(method, request.config_dir / config, cval, seed)
-             for cval, seed in budget.runs for method, config in budget.methods.items()]
-    data_root = request.data_root
-    if budget.resamples:
-        data_root = request.out_dir / f"data_{budget.spacing_mm:g}mm"
-    return Plan(specs, data_root, request.out_dir / "runs", notes, acdc_ids, files)
-
-
-def test_dir(out_dir: Path, spec: RunSpec, n_iter: int) -> Path:
-    return out_dir / "tests" / spec.method / f"cval{spec.cval}_seed{spec.seed}" / f"iter_{n_iter}"
 
 
 def _prepare_data(request: ExperimentRequest, plan: Plan, state: ExperimentState, fingerprint: str) -> None:
@@ -188,15 +110,13 @@ def run_experiment(request: ExperimentRequest) -> ExperimentResult:
 
 
 def _run_locked(request: ExperimentRequest, plan: Plan) -> ExperimentResult:
-    from medseg.experiments.outputs import write_outputs
-
     budget, out_dir = request.budget, request.out_dir
     state = ExperimentState(out_dir)
     fingerprint = exp_data.fingerprint(request.data_root, plan.files)
     commit = code_version(request.repo_root)
     settings = {k: v for k, v in budget.to_dict().items() if k != "description"}  # wording may change
     identity = {"budget": settings, "data_fingerprint": fingerprint, "data_files": len(plan.files),
-                "method_configs": _config_hash(sorted({s.config_path for s in plan.specs}))}
+                "method_configs": config_hash(sorted({s.config_path for s in plan.specs}))}
     state.open(identity, {"time": now(), "argv": request.argv, "commit": commit,
                           "data_root": str(request.data_root), "device": request.options.device,
                           "n_workers": request.options.n_workers, "jobs": request.jobs})
@@ -220,8 +140,6 @@ def _run_locked(request: ExperimentRequest, plan: Plan) -> ExperimentResult:
         raise
     left = [t for t in tasks if state.marker(_task_id(*t)) is None]
     if not left and budget.keep_best_every_num_epochs:
-        from medseg.experiments.trend import run_trend_tests
-
         ran += run_trend_tests(request, plan, state)  # the training-length trend, after every run is finished
     report = write_outputs(request, plan, state, complete=not left)
     if left:
@@ -262,8 +180,6 @@ def _run_task(request: ExperimentRequest, plan: Plan, commit: str, task: Task,
 
 def _run_parallel(request: ExperimentRequest, plan: Plan, state: ExperimentState, tasks: list[Task],
                   commit: str) -> tuple[list[str], list[str]]:
-    from medseg.experiments import parallel
-
     quiet = replace(request, progress=None, options=replace(request.options, progress=False))
     threads = request.threads or parallel.default_threads(request.jobs)
     logger.info("running up to %d tasks at once, %d torch thread(s) each", request.jobs, threads)

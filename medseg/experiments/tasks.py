@@ -24,8 +24,9 @@ from medseg.config import config_name_from_path, load_config
 from medseg.evaluation.runner import run_tests
 from medseg.evaluation.runs import Run
 from medseg.experiments.budgets import Budget
-from medseg.training.run_files import build_run_paths, setup_logging
 from medseg.io.atomic import atomic_open
+from medseg.training.run_files import build_run_paths, setup_logging
+from medseg.utils.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +154,6 @@ def run_test(spec: RunSpec, n_iter: int, run_folder: Path, data_root: PathLike, 
     Returns:
         ``(volumes, notes)``: one row per test volume (columns :data:`VOLUME_COLUMNS`) and the test warnings.
     """
-    from medseg.utils.device import resolve_device
-
     run = Run(spec.method, checkpoints or checkpoint_dir(run_folder), spec.cval)
     outcome = run_tests([run], data_root, list(budget.test_datasets), out_dir, frames=list(budget.frames),
                         n_iter=n_iter,

@@ -22,8 +22,8 @@ from medseg.experiments.state import ExperimentState, hash_files, now
 from medseg.experiments.tasks import RunSpec, run_dir, run_test
 
 if TYPE_CHECKING:
+    from medseg.experiments.plan import ExperimentRequest, Plan
     from medseg.experiments.report import ReportInputs
-    from medseg.experiments.runner import ExperimentRequest, Plan
 
 logger = logging.getLogger(__name__)
 

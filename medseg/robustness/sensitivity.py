@@ -29,6 +29,7 @@ import torchio as tio
 
 from medseg.data.intensity import rescale_slices
 from medseg.evaluation.reports import evaluate_dataset
+from medseg.io.atomic import atomic_output_path
 from medseg.robustness.corruptions import corrupt_slice_stack
 
 ScalarFn = Callable[[np.ndarray, float, int], np.ndarray]
@@ -192,8 +193,6 @@ def sweep_plot(table: pd.DataFrame, path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from medseg.io.atomic import atomic_output_path
 
     families = list(dict.fromkeys(table["family"]))
     fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 3.4), squeeze=False)

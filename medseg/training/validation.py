@@ -23,8 +23,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from medseg.models.running_score import runningScore
-from medseg.training.run_files import RECON_NAMES  # noqa: F401 (the names of ValidationResult.reconstruction)
 from medseg.training.plots import MostForeground
+from medseg.training.run_files import RECON_NAMES  # noqa: F401 (the names of ValidationResult.reconstruction)
+from medseg.visualization.hard_examples import METHODS, corruption_grid, mean_abs_change
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +121,6 @@ class _ReconStats:
         return {"recon/val_mse": mse, "recon/val_psnr": psnr, "recon/hard_change": self._hard_change(model)}
 
     def _hard_change(self, model: object) -> float:
-        from medseg.visualization.hard_examples import METHODS, corruption_grid, mean_abs_change
-
         if self.first is None or not hasattr(model, "perturb_latent_code"):
             return math.nan
         grid = corruption_grid(model, self.first, "image", methods=METHODS, thresholds=(HARD_THRESHOLD,), seed=0)

@@ -30,6 +30,8 @@ from collections.abc import Iterator
 
 import torch
 
+from medseg.utils.device import resolve_device
+
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -118,8 +120,6 @@ def option_error(precision: str, device_name: str, key: str = "--precision") -> 
 
     An unusable device name is not reported here: resolving the device later gives that error.
     """
-    from medseg.utils.device import resolve_device
-
     try:
         device = resolve_device(device_name)
     except (RuntimeError, ValueError):

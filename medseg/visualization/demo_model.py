@@ -14,6 +14,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from medseg.config import config_name_from_path, load_config
+from medseg.conversion.acdc import preprocess_acdc
+from medseg.phantom.generator import ACDC_DIR, generate_dataset
+from medseg.training.run_files import build_run_paths
+
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
@@ -44,9 +49,6 @@ def ensure_synthetic_acdc(data_root: PathLike, seed: int = 0) -> Path:
 
     The raw files go to ``<data_root>/../raw/ACDC`` as in ``scripts/prepare_synthetic.sh``.
     """
-    from medseg.conversion.acdc import preprocess_acdc
-    from medseg.phantom.generator import ACDC_DIR, generate_dataset
-
     data_root = Path(data_root)
     if data_root.is_dir() and any(data_root.iterdir()):
         return data_root
@@ -60,9 +62,6 @@ def ensure_synthetic_acdc(data_root: PathLike, seed: int = 0) -> Path:
 
 def demo_checkpoint_dir(save_dir: PathLike, config_path: PathLike, data_setting: str = DEMO_DATA_SETTING) -> Path:
     """Where :func:`train_demo_model` leaves the best checkpoint (the published run layout)."""
-    from medseg.config import config_name_from_path, load_config
-    from medseg.training.run_files import build_run_paths
-
     config = load_config(config_path, [])
     paths = build_run_paths(save_dir, config.data.dataset_name, data_setting, config.segmentation_model.num_classes,
                             config_name_from_path(config_path), cval=0)  # fmt: skip
