@@ -56,7 +56,7 @@ CODE_NAMES = MASK_SCOPES
 NETWORK_TYPES = ("FCN_16_standard", "FCN_16_standard_w_o_filter", "FCN_16_standard_share_code")
 NON_FINITE_POLICIES = ("stop", "skip")
 TEMPLATE_FIELDS = frozenset({"p_id", "frame"})
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # learning.precision (medseg extension; see medseg.utils.precision)
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # learning.precision (medseg extension; see medseg.nn.precision)
 #: plausible in-plane spacings of ``data.new_spacing`` in mm (the range medseg-test accepts for a model's grid): a
 #: tiny spacing resamples a slice to millions of pixels, a huge one to less than one
 SPACING_RANGE_MM = (0.1, 20.0)

@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
-from medseg.utils.precision import option_error  # noqa: E402
+from medseg.nn.precision import option_error  # noqa: E402
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 LABEL_SUFFIXES = ("_seg.nii.gz", "_seg.nii")
@@ -168,7 +168,7 @@ def segment_all(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> int:
     from medseg.utils.device import resolve_device
     from medseg.io.atomic import remove_stale_temp_files
     from medseg.utils.memory import tune_allocator
-    from medseg.utils.precision import configure_tf32
+    from medseg.nn.precision import configure_tf32
 
     device = resolve_device(args.device)
     tune_allocator(device)  # on the CPU: reuse freed activations instead of page-faulting fresh memory per chunk

@@ -22,12 +22,12 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 
 from medseg.config import crop_size_problem  # noqa: E402
 from medseg.data.splits import N_FOLDS  # noqa: E402
-from medseg.metrics import SUPPORTED_METRICS  # noqa: E402
+from medseg.evaluation.metrics import SUPPORTED_METRICS  # noqa: E402
 from medseg.utils.cli import ArgumentParser, CommandFailed, run_cli  # noqa: E402
 from medseg.utils.cli import HelpFormatter  # noqa: E402
 from medseg.utils.device import resolve_device  # noqa: E402
 from medseg.utils.memory import tune_allocator  # noqa: E402
-from medseg.utils.precision import configure_tf32, option_error  # noqa: E402
+from medseg.nn.precision import configure_tf32, option_error  # noqa: E402
 
 CVALS = range(N_FOLDS)  # the folds medseg-train accepts
 DEFAULT_DATASETS = ["ACDC", "RandomBias", "RandomSpike", "RandomGhosting", "RandomMotion", "MM"]

@@ -75,7 +75,7 @@ def worker_env(spec: dict[str, Any]) -> dict[str, Any]:
     best single-thread CPU time times the threads; the peak is the larger of the two."""
     import torch
 
-    from medseg.utils.precision import configure_tf32, cpu_supports_bf16
+    from medseg.nn.precision import configure_tf32, cpu_supports_bf16
 
     device = torch.device(spec["device"])
     result: dict[str, Any] = {
@@ -285,7 +285,7 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
 def available_precisions(device: str) -> list[str]:
     import torch
 
-    from medseg.utils.precision import precision_problem
+    from medseg.nn.precision import precision_problem
 
     return [p for p in ("fp32", "tf32", "bf16", "fp16") if precision_problem(p, torch.device(device)) is None]
 

@@ -36,7 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils.flop_counter import flop_registry  # noqa: E402
 
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel  # noqa: E402
-from medseg.models.blocks import set_compute_precision  # noqa: E402
+from medseg.nn.blocks import set_compute_precision  # noqa: E402
 from medseg.method.mask_options import MaskOptions  # noqa: E402
 from medseg.training.step import train_step  # noqa: E402
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
@@ -44,7 +44,7 @@ from medseg.utils.device import resolve_device  # noqa: E402
 from medseg.training.guards import NonFiniteGuard  # noqa: E402
 from medseg.training.step import LOSS_KEYS  # noqa: E402
 from medseg.utils.memory import tune_allocator  # noqa: E402
-from medseg.utils.precision import (  # noqa: E402
+from medseg.nn.precision import (  # noqa: E402
     PRECISIONS,
     check_precision,
     compute_precision,

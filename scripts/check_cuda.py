@@ -87,7 +87,7 @@ def need_cuda(n: int = 1) -> None:
 # ------------------------------------------------------------------------------------------------ model helpers
 def build_model(device: torch.device, precision: str | None = "fp32", seed: int = 0):
     from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
-    from medseg.models.blocks import set_compute_precision
+    from medseg.nn.blocks import set_compute_precision
 
     torch.manual_seed(seed)
     lower_on_cuda = device.type == "cuda" and precision not in (None, "fp32")
@@ -132,7 +132,7 @@ def count_syncs(fn: Callable[[], object]) -> int:
 # ------------------------------------------------------------------------------------------------------ sections
 def section_step(precision: str, device: torch.device, size: int, n: int) -> str:
     from medseg.training.guards import NonFiniteGuard
-    from medseg.utils.precision import configure_tf32, make_grad_scaler, precision_problem
+    from medseg.nn.precision import configure_tf32, make_grad_scaler, precision_problem
 
     if precision != "fp32":
         need_cuda()
@@ -202,7 +202,7 @@ def section_host_reads() -> str:
 
 def section_cpu_vs_cuda(size: int, n: int) -> str:
     from medseg.training.guards import NonFiniteGuard
-    from medseg.utils.precision import configure_tf32
+    from medseg.nn.precision import configure_tf32
 
     need_cuda()
     configure_tf32(False)
@@ -241,7 +241,7 @@ def section_cpu_vs_cuda(size: int, n: int) -> str:
 
 
 def section_predict_folded(device: torch.device, size: int, n: int) -> str:
-    from medseg.utils.precision import configure_tf32
+    from medseg.nn.precision import configure_tf32
 
     configure_tf32(False)
     model = build_model(device, "fp32", seed=5)

@@ -113,7 +113,7 @@ def _shown(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
-    from medseg.utils.precision import PRECISIONS
+    from medseg.nn.precision import PRECISIONS
 
     parser = ArgumentParser(prog="compare_precision_accuracy.py", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config", default="cooperative_training", help="file name in config/quickstart/")

@@ -465,7 +465,7 @@ def render(results: dict[str, Any], targets: dict[str, float], published: tuple[
 WHAT_WAS_TRIED = """## What was tried
 
 **Mixed precision (`learning.precision`, `--precision` on medseg-train/-test/-predict).** The networks enter
-`torch.autocast` themselves and return fp32 (`medseg.models.blocks.AutocastForward`), so every loss, softmax, sigmoid
+`torch.autocast` themselves and return fp32 (`medseg.nn.blocks.AutocastForward`), so every loss, softmax, sigmoid
 and mask is computed in fp32; parameters, Adam states and BatchNorm running statistics stay fp32 (BatchNorm reads
 bf16 activations and accumulates its batch statistics in fp32). One autocast region spans the iteration, so each
 weight is cast once per iteration. The hard-example generation (the gradient probes of the targeted masking and the

@@ -17,7 +17,7 @@ import benchmark_kernels  # noqa: E402
 import performance_report  # noqa: E402
 from benchmark_training_step import measure_setting  # noqa: E402
 
-from medseg.utils.precision import cpu_supports_bf16  # noqa: E402
+from medseg.nn.precision import cpu_supports_bf16  # noqa: E402
 
 pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.slow]
 PRECISIONS = ["fp32", "bf16"] if cpu_supports_bf16() else ["fp32"]

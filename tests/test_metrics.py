@@ -1,4 +1,4 @@
-"""Parity of medseg.metrics with the reference libraries (MedPy, MONAI: dev-only dependencies)."""
+"""Parity of medseg.evaluation.metrics with the reference libraries (MedPy, MONAI: dev-only dependencies)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from medpy.metric import binary as medpy_binary
 from monai.metrics import compute_dice, compute_hausdorff_distance
 from scipy import ndimage
 
-from medseg import metrics
+from medseg.evaluation import metrics
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 

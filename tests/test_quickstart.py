@@ -86,7 +86,7 @@ def test_first_run_budget_matches_its_configs(tmp_path):
 def test_first_run_precision_follows_the_cpu(monkeypatch):
     """bf16 only where the CPU computes it natively; fp32 elsewhere (and then no override at all)."""
     from medseg.experiments import budgets
-    from medseg.utils import precision
+    from medseg.nn import precision
 
     first = budgets.load_budget("first_run", REPO / "config")
     for native, expected in ((True, "bf16"), (False, "fp32")):

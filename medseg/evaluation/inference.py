@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
-from medseg.models.blocks import set_compute_precision
+from medseg.nn.blocks import set_compute_precision
 from medseg.models.checkpoint import MANIFEST_NAME, load_modules, read_manifest
-from medseg.models.encoder_decoder import get_network
+from medseg.nn.encoder_decoder import get_network
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def load_model(
         num_classes: output classes including background.
         network_type: architecture name.
         precision: ``'fp32'``, ``'bf16'`` or ``'fp16'`` compute precision of the networks (see
-            :mod:`medseg.utils.precision`; validate it for the device with ``check_precision`` first).
+            :mod:`medseg.nn.precision`; validate it for the device with ``check_precision`` first).
 
     Returns:
         An ``AdvancedTripletReconSegmentationModel`` in eval mode.

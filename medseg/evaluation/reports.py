@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medseg import metrics as seg_metrics
+from medseg.evaluation import metrics as seg_metrics
 from medseg.io.nifti import write_volume
 from medseg.evaluation.geometry import to_reference_grid
 from medseg.evaluation.inference import CLASS_NAMES, predict_stack
@@ -110,7 +110,7 @@ def evaluate_dataset(
         model: loaded model (``predict(x, softmax=False, n_iter)``).
         source: test dataset (``patient_number`` and ``get_patient_data_for_testing``).
         dataset: name used in messages and reports.
-        metric_names: metrics of :mod:`medseg.metrics` (``Dice``, ``HD``, ``HD95``, ``ASSD``).
+        metric_names: metrics of :mod:`medseg.evaluation.metrics` (``Dice``, ``HD``, ``HD95``, ``ASSD``).
         n_iter: 1 = FTN, 2 = FTN + STN.
         batch_slices: slices per forward pass.
         device: model device.

@@ -50,7 +50,7 @@ from typing import Any
 from medseg.config import LR_SCHEDULES
 from medseg.evaluation.aggregate import RESAMPLED_SUFFIX
 from medseg.utils.device import resolve_device
-from medseg.utils.precision import precision_problem
+from medseg.nn.precision import precision_problem
 
 PathLike = str | os.PathLike
 BUDGET_NAMES = ("smoke", "first_run", "cpu", "paper")

@@ -10,7 +10,7 @@ medseg's own API sits beside it, under its own names or as keyword-only options:
 ``generator=`` for reproducible draws, ``backward_now=`` for lower peak memory, :meth:`restore_snapshot` (a dict),
 :meth:`load_model`. Each published method is a thin adapter over the same code, so both APIs compute the same numbers.
 
-The class only composes parts: networks (:mod:`medseg.models.encoder_decoder`), losses (:mod:`medseg.models.losses`),
+The class only composes parts: networks (:mod:`medseg.nn.encoder_decoder`), losses (:mod:`medseg.models.losses`),
 latent masking (:mod:`medseg.method.masking`), the cooperative-training losses
 (:mod:`medseg.models.cooperative`) and checkpoint I/O (:mod:`medseg.models.checkpoint`).
 
@@ -44,13 +44,13 @@ from medseg.models.cooperative import (
     CooperativeTrainingMixin,
     mask_scope_flags,
 )
-from medseg.models.encoder_decoder import NETWORK_TYPES
-from medseg.models.encoder_decoder import get_network as build_network
-from medseg.models.fusion import FoldedModules
-from medseg.models.init_weight import init_weights
+from medseg.nn.encoder_decoder import NETWORK_TYPES
+from medseg.nn.encoder_decoder import get_network as build_network
+from medseg.nn.fusion import FoldedModules
+from medseg.nn.init_weight import init_weights
 from medseg.method.losses import make_one_hot
 from medseg.method.networks import disable_tracking_bn_stats
-from medseg.models.running_score import runningScore
+from medseg.evaluation.running_score import runningScore
 from medseg.training import snapshot as snapshots
 from medseg.io.atomic import atomic_torch_save
 

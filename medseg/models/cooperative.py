@@ -27,7 +27,7 @@ from medseg.method.mask_options import (
     mask_scope_flags,
 )
 from medseg.method.masking import perturb_latent_code as perturb_code
-from medseg.utils.precision import backward_outside_autocast
+from medseg.nn.precision import backward_outside_autocast
 
 if TYPE_CHECKING:
     from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel

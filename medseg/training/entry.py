@@ -41,7 +41,7 @@ from medseg.training.run_lock import RunLock
 from medseg.training.signals import TrainingInterrupted
 from medseg.utils.device import seed_everything
 from medseg.io.atomic import atomic_write_text, remove_stale_temp_files
-from medseg.utils.precision import check_precision
+from medseg.nn.precision import check_precision
 
 logger = logging.getLogger("medseg.train")
 

@@ -24,7 +24,7 @@ import torch
 from medseg.config import ExperimentConfig, method_name
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
 from medseg.models.checkpoint import MANIFEST_NAME, read_manifest, save_modules
-from medseg.models.blocks import set_compute_precision
+from medseg.nn.blocks import set_compute_precision
 from medseg.training import snapshot as snapshots
 from medseg.training.builders import DataBundle, assemble_batch, build_data
 from medseg.training.distributed import DistContext, convert_sync_batchnorm
@@ -34,7 +34,7 @@ from medseg.training.run_files import LOSS_NAMES, MetricsLog, RunPaths, ScalarLo
 from medseg.training.signals import StopRequest, TrainingInterrupted
 from medseg.training.step import LOSS_KEYS, train_step
 from medseg.training.validation import ValidationResult, validate
-from medseg.utils.precision import check_precision, compute_precision, configure_tf32, make_grad_scaler
+from medseg.nn.precision import check_precision, compute_precision, configure_tf32, make_grad_scaler
 from medseg.utils.status import STATUS_NAME, TrainingStatus
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ floating-point summation order): the hard-example pass reads only detached value
 no parameter changes before the optimiser steps. Each graph is freed before the next is built, which lowers peak
 memory.
 
-Mixed precision (``precision='bf16'|'fp16'``, see :mod:`medseg.utils.precision`): the networks compute in the lower
+Mixed precision (``precision='bf16'|'fp16'``, see :mod:`medseg.nn.precision`): the networks compute in the lower
 type and return fp32, so losses, softmax and the masking scores are fp32; parameters, Adam states and BatchNorm
 running statistics stay fp32. One autocast region spans the iteration (not the optimiser step), so each weight is
 cast once. The hard-example generation (the gradient probes of the targeted masking and the decoding of the masked
@@ -40,8 +40,8 @@ from medseg.method.mask_options import (
 )
 from medseg.method.masking import host_to_device
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
-from medseg.models.blocks import AutocastForward, set_compute_precision
-from medseg.utils.precision import autocast, precision_dtype
+from medseg.nn.blocks import AutocastForward, set_compute_precision
+from medseg.nn.precision import autocast, precision_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def train_step(
         after_backward: called once after all gradients are computed and before the optimiser steps.
         precision: ``'fp32'``, ``'bf16'`` or ``'fp16'``: sets the networks' compute precision (it stays set, so
             a later ``predict`` uses it too); None leaves the networks as they are.
-        scaler: gradient scaler, required with ``'fp16'`` (see :func:`medseg.utils.precision.make_grad_scaler`).
+        scaler: gradient scaler, required with ``'fp16'`` (see :func:`medseg.nn.precision.make_grad_scaler`).
         noise_generator: RNG of the input noise only (e.g. a CUDA generator, so that the image-sized draw is made
             on the device); None: ``generator``. The masking draws always come from ``generator``: a CPU generator
             there means that reading a threshold or a method never waits for the GPU.

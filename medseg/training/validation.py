@@ -8,7 +8,7 @@ Also reported (not used for model selection): the mean over the foreground class
   validation slices (eval mode);
 * ``recon/val_psnr``: ``10 log10(range^2 / mse)`` with ``range`` = max − min of the validation images (dB);
 * ``recon/hard_change``: how far masking the image code moves the decoded image, mean ``|masked − clean|`` of the
-  hard-example grid (:func:`medseg.visualization.hard_examples.corruption_grid`, the figures' computation) on the
+  hard-example grid (:func:`medseg.method.hard_examples.corruption_grid`, the figures' computation) on the
   first :data:`HARD_SLICES` validation slices at masked fraction :data:`HARD_THRESHOLD`, averaged over the dropout,
   channel and spatial masks (fixed seed, the caller's RNG untouched).
 """
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader
 
-from medseg.models.running_score import runningScore
+from medseg.evaluation.running_score import runningScore
 from medseg.training.plots import MostForeground
 from medseg.training.run_files import RECON_NAMES  # noqa: F401 (the names of ValidationResult.reconstruction)
-from medseg.visualization.hard_examples import METHODS, corruption_grid, mean_abs_change
+from medseg.method.hard_examples import METHODS, corruption_grid, mean_abs_change
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from medseg.visualization.figures import (
     plot_segmentation_grid,
     save_figure,
 )
-from medseg.visualization.hard_examples import (
+from medseg.method.hard_examples import (
     METHODS,
     THRESHOLDS,
     CorruptionGrid,

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from medseg.io.atomic import atomic_output_path, ensure_writable_dir
-from medseg.visualization.hard_examples import (
+from medseg.method.hard_examples import (
     CorruptionGrid,
     ReconDiff,
     entropy_maps,

@@ -9,7 +9,7 @@ import torch
 from matplotlib.figure import Figure
 
 from medseg.visualization.figures import plot_recon_diff, plot_reconstruction_grid, plot_segmentation_grid
-from medseg.visualization.hard_examples import METHODS, THRESHOLDS, corruption_grid, recon_diff
+from medseg.method.hard_examples import METHODS, THRESHOLDS, corruption_grid, recon_diff
 from medseg.visualization.subjects import Subject, slice_batch
 
 logger = logging.getLogger(__name__)

@@ -157,7 +157,7 @@ def test_non_finite_weights_are_refused(tmp_path, fresh_checkpoint, capsys):
 
 
 def test_precision_option(tmp_path, fresh_checkpoint, capsys, monkeypatch):
-    from medseg.utils import precision
+    from medseg.nn import precision
 
     scan = write_scan(tmp_path / "scan.nii.gz")
     args = ["--checkpoint", str(fresh_checkpoint), "--input", str(scan), "--n_iter", "2"]

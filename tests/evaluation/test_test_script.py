@@ -16,7 +16,7 @@ import torch
 from medseg.data.crop import crop_or_pad
 from medseg.io.nifti import read_volume
 from medseg.test_ACDC_triplet_segmentation import main
-from medseg.utils.precision import cpu_supports_bf16
+from medseg.nn.precision import cpu_supports_bf16
 from tiny_data import write_subjects, write_tiny_acdc, write_tiny_mm
 
 REPO = Path(__file__).resolve().parents[2]

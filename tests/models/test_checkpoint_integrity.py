@@ -11,7 +11,7 @@ import torch
 
 from corrupt_files import flip_bytes
 from medseg.models import checkpoint as ckpt
-from medseg.models.encoder_decoder import get_network
+from medseg.nn.encoder_decoder import get_network
 
 
 def modules() -> dict[str, torch.nn.Module]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from medseg.models.encoder_decoder import MODULE_NAMES, NETWORK_TYPES, Dual_Branch_Encoder, MyDecoder, get_network
+from medseg.nn.encoder_decoder import MODULE_NAMES, NETWORK_TYPES, Dual_Branch_Encoder, MyDecoder, get_network
 
 # parameter names, shapes and dtypes of the five published networks, as their checkpoint files store them
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "fcn16_state_dict.json"

@@ -2,11 +2,11 @@ import pytest
 import torch
 from torch import nn
 
-from medseg.models.blocks import grad_in_forward_format, set_compute_precision
-from medseg.models.encoder_decoder import Dual_Branch_Encoder, MyDecoder
-from medseg.models.fusion import FoldedModules, fold_batchnorm
+from medseg.nn.blocks import grad_in_forward_format, set_compute_precision
+from medseg.nn.encoder_decoder import Dual_Branch_Encoder, MyDecoder
+from medseg.nn.fusion import FoldedModules, fold_batchnorm
 from medseg.training.step import train_step
-from medseg.utils.precision import cpu_supports_bf16
+from medseg.nn.precision import cpu_supports_bf16
 from numerics import fp32_tolerance
 
 PATH = ("image_encoder", "segmentation_decoder", "shape_encoder", "shape_decoder")  # FTN + one STN pass

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from medseg.models.running_score import runningScore
+from medseg.evaluation.running_score import runningScore
 
 
 def test_scores_of_known_confusion_matrix():

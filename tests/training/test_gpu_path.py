@@ -28,7 +28,7 @@ from medseg.training.guards import NonFiniteGuard, TrainingDiverged
 from medseg.training.loop import resumed_epoch_sums
 from medseg.training.step import LOSS_KEYS, train_step
 from medseg.utils import memory
-from medseg.utils.precision import check_precision, configure_tf32
+from medseg.nn.precision import check_precision, configure_tf32
 
 COOP = str(REPO_ROOT / "config" / "ACDC" / "cooperative_training.json")
 SNAPSHOT = Path("model") / "last" / "checkpoints" / "FCN_16_standard.pkl"

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from medseg.models.blocks import AutocastForward
+from medseg.nn.blocks import AutocastForward
 from medseg.models.model_util import MaskSpec
 from medseg.training.step import LOSS_KEYS, StepOutput, train_step
-from medseg.utils.precision import cpu_supports_bf16
+from medseg.nn.precision import cpu_supports_bf16
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medseg.utils import precision as prec
+from medseg.nn import precision as prec
 
 
 def test_unknown_precision_names_the_key() -> None:

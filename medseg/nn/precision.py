@@ -3,7 +3,7 @@
 Lower precision is *mixed* precision: parameters, optimiser states, BatchNorm running statistics, losses and the
 latent-masking gradient scores stay in fp32; convolutions (and the element-wise layers between them) run in the
 lower type under :func:`torch.autocast`. The networks enter autocast themselves (see
-:func:`medseg.models.blocks.set_compute_precision`) and return fp32 outputs, so every loss, softmax and mask is
+:func:`medseg.nn.blocks.set_compute_precision`) and return fp32 outputs, so every loss, softmax and mask is
 computed in fp32.
 
 * ``bf16``: CUDA, or a CPU with native bf16 instructions (AVX512-BF16 or AMX); bf16 has the fp32 exponent range, so

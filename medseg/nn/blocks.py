@@ -124,7 +124,7 @@ class ResidualUpBlock(_ResidualUnit):
 
 class AutocastForward:
     """Mixin of the networks that choose their own compute precision (mixed precision, see
-    :mod:`medseg.utils.precision`).
+    :mod:`medseg.nn.precision`).
 
     ``compute_precision`` is ``None`` (default: the forward follows the caller's autocast state, outputs in the
     computed dtype), ``'fp32'`` (autocast off inside the network) or ``'bf16'``/``'fp16'`` (the forward runs under

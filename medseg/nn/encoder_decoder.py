@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from medseg.models.blocks import (
+from medseg.nn.blocks import (
     LEAKY_SLOPE,
     AutocastForward,
     ResidualDownBlock,
@@ -18,7 +18,7 @@ from medseg.models.blocks import (
     conv_bn_block,
     grad_in_forward_format,
 )
-from medseg.models.init_weight import normal_init_direct_children
+from medseg.nn.init_weight import normal_init_direct_children
 
 NETWORK_TYPES = ("FCN_16_standard", "FCN_16_standard_w_o_filter", "FCN_16_standard_share_code")
 #: Module keys, in the insertion order of the published model dict (also the optimiser and save order).

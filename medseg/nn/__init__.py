@@ -1,0 +1,1 @@
+"""Network building blocks, the five networks, weight initialisation, numeric precision."""
