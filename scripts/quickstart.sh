@@ -48,7 +48,7 @@ if [ "${code}" -ne 0 ]; then
 fi
 
 end=$(date +%s)
-RUNS="${SAVE_DIR}/runs/train_ACDC_10_n_cls_4/quickstart"
+RUNS="${SAVE_DIR}/runs/train_ACDC_standard_n_cls_4/quickstart"
 cat <<MSG
 
 Done in $(( (end - start) / 60 )) min $(( (end - start) % 60 )) s.
