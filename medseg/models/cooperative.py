@@ -1,11 +1,13 @@
-"""Cooperative-training losses of the dual-thinking model (standard and hard-example), as a mixin of the model class.
+"""The published cooperative-training methods of the model class, as a mixin: adapters over the functions of
+:mod:`medseg.method.cooperative`.
 
-Each computation exists once, in medseg's form (:meth:`CooperativeTrainingMixin.standard_losses`,
-:meth:`~CooperativeTrainingMixin.hard_example_losses`: ``(total, dict)`` returns, keyword-only options); the
-published methods (:meth:`~CooperativeTrainingMixin.standard_training`,
+medseg's forms (:meth:`CooperativeTrainingMixin.standard_losses`,
+:meth:`~CooperativeTrainingMixin.hard_example_losses`: ``(total, dict)`` returns, keyword-only options) call the
+functions on ``self.networks``; the published methods (:meth:`~CooperativeTrainingMixin.standard_training`,
 :meth:`~CooperativeTrainingMixin.hard_example_training`, :meth:`~CooperativeTrainingMixin.hard_example_generation`,
 :meth:`~CooperativeTrainingMixin.perturb_latent_code`) keep the published argument order, defaults and tuple returns
-and adapt onto them.
+and adapt onto those. The published class keeps the latent codes of ``standard_training`` (``z_i``, ``z_s``) for a
+later ``hard_example_generation``; the functions keep nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from medseg.method.losses import basic_loss_fn
+from medseg.method import cooperative
 from medseg.method.mask_options import (
     IMAGE_CODE_OPTIONS,
     MASK_SCOPES,
@@ -27,7 +29,6 @@ from medseg.method.mask_options import (
     mask_scope_flags,
 )
 from medseg.method.masking import perturb_latent_code as perturb_code
-from medseg.nn.precision import backward_outside_autocast
 
 if TYPE_CHECKING:
     from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
@@ -38,15 +39,6 @@ logger = logging.getLogger(__name__)
 #: default masking options as read-only dicts.
 IMAGE_CODE_DA_CONFIG: Mapping[str, Any] = MappingProxyType(IMAGE_CODE_OPTIONS.as_dict())
 SHAPE_CODE_DA_CONFIG: Mapping[str, Any] = MappingProxyType(SHAPE_CODE_OPTIONS.as_dict())
-
-
-def _backward_if(loss: Tensor, backward: bool) -> Tensor:
-    """Backpropagate ``loss`` now (if it has a graph) and return it detached; else return it unchanged."""
-    if not backward:
-        return loss
-    if loss.requires_grad:
-        backward_outside_autocast(loss)
-    return loss.detach()
 
 
 class CooperativeTrainingMixin:
@@ -84,25 +76,13 @@ class CooperativeTrainingMixin:
             ``(total, {'seg', 'image', 'shape', 'gt_shape'})`` scalar tensors; ``image`` includes the 0.5 factor;
             ``shape`` is prediction->STN; ``gt_shape`` is 0 without ``compute_gt_recon``.
         """
-        label_l = label_l.to(self.device, non_blocking=True).long()
-        clean_image_l = self._input(clean_image_l)
-        if compute_gt_recon:  # GT first, then prediction: the order of the STN running-stat updates
-            gt_shape_loss = basic_loss_fn(self.recon_shape(label_l, True, disable_track_bn_stats), label_l)
-            gt_shape_loss = _backward_if(gt_shape_loss, backward_now)
-        else:
-            gt_shape_loss = torch.zeros((), device=self.device)
-        (z_i, z_s), init_predict = self.fast_predict(perturbed_image, disable_track_bn_stats)
+        result = cooperative.standard_losses(
+            self.networks, clean_image_l, label_l, perturbed_image, separate_training=separate_training,
+            compute_gt_recon=compute_gt_recon, freeze_bn=disable_track_bn_stats, backward_now=backward_now,
+        )  # fmt: skip
         if update_latent:
-            self.z_i, self.z_s = z_i, z_s
-        seg_loss = basic_loss_fn(init_predict, label_l, "cross entropy")
-        image_loss = 0.5 * basic_loss_fn(self.decode_image(z_i), clean_image_l, "mse")
-        stn_input = init_predict.detach() if separate_training else init_predict
-        shape_loss = basic_loss_fn(self.recon_shape(stn_input, False, disable_track_bn_stats), label_l)
-        if backward_now:
-            _backward_if(seg_loss + image_loss + shape_loss, True)
-            seg_loss, image_loss, shape_loss = seg_loss.detach(), image_loss.detach(), shape_loss.detach()
-        total = seg_loss + image_loss + shape_loss + gt_shape_loss
-        return total, {"seg": seg_loss, "image": image_loss, "shape": shape_loss, "gt_shape": gt_shape_loss}
+            self.z_i, self.z_s = result.codes
+        return result.total, result.parts
 
     def standard_training(
         self: AdvancedTripletReconSegmentationModel,
@@ -188,7 +168,7 @@ class CooperativeTrainingMixin:
         """Corrupted image and segmentation decoded from masked latent codes (hard-example generation).
 
         The segmentation and image decoders are frozen meanwhile; the gradient probes run them in their current mode
-        with BN tracking on, the corrupted outputs (:meth:`decoder_inference`) in the current mode with tracking off
+        with BN tracking on, the corrupted outputs in the current mode with tracking off
         and without a graph. Outputs are constants.
 
         Args:
@@ -208,35 +188,13 @@ class CooperativeTrainingMixin:
         Raises:
             ValueError: for an unknown DA-config key, or when no code is stored or given.
         """
-        jobs = []
-        if gen_corrupted_image:
-            spec = MaskOptions.from_mapping(corrupted_image_DA_config, IMAGE_CODE_OPTIONS, "corrupted_image_DA_config")
-            jobs.append(("image_decoder", self.z_i if z_i is None else z_i, self._input(clean_image_l), spec))
-        if gen_corrupted_seg:
-            spec = MaskOptions.from_mapping(corrupted_seg_DA_config, SHAPE_CODE_OPTIONS, "corrupted_seg_DA_config")
-            label = label_l.to(self.device, non_blocking=True).long()
-            jobs.append(("segmentation_decoder", self.z_s if z_s is None else z_s, label, spec))
-        frozen = [self.model["segmentation_decoder"], self.model["image_decoder"]]
-        saved = [[p.requires_grad for p in m.parameters()] for m in frozen]
-        for module in frozen:
-            module.requires_grad_(False)
-        outputs: dict[str, Tensor] = {}
-        try:
-            for name, code, target, spec in jobs:
-                if code is None:
-                    raise ValueError(f"no latent code for {name}: run standard_training first or pass z_i/z_s")
-                decoder = self.model[name]
-                masked, _ = self.perturb_latent_code(
-                    code, decoder, target, spec.mask_type, spec.max_threshold, spec.if_soft,
-                    spec.random_threshold, spec.loss_name, True, generator=generator,
-                )  # fmt: skip
-                with torch.no_grad():
-                    outputs[name] = self.decoder_inference(decoder, masked, eval=False, disable_track_bn_stats=True)
-        finally:
-            for module, flags in zip(frozen, saved):
-                for param, flag in zip(module.parameters(), flags):
-                    param.requires_grad_(flag)
-        return outputs.get("image_decoder"), outputs.get("segmentation_decoder")
+        image_options = None if not gen_corrupted_image else MaskOptions.from_mapping(
+            corrupted_image_DA_config, IMAGE_CODE_OPTIONS, "corrupted_image_DA_config")
+        shape_options = None if not gen_corrupted_seg else MaskOptions.from_mapping(
+            corrupted_seg_DA_config, SHAPE_CODE_OPTIONS, "corrupted_seg_DA_config")
+        codes = (self.z_i if z_i is None else z_i, self.z_s if z_s is None else z_s)
+        return cooperative.hard_example_generation(self.networks, clean_image_l, label_l, codes, image_options,
+                                                   shape_options, generator=generator)
 
     def hard_example_losses(
         self: AdvancedTripletReconSegmentationModel,
@@ -263,24 +221,10 @@ class CooperativeTrainingMixin:
             ``(total, {'seg', 'image', 'shape', 'pred_shape', 'corrupt_shape'})``: ``shape`` = ``pred_shape``
             (prediction on the corrupted image -> STN) + ``corrupt_shape`` (corrupted segmentation -> STN).
         """
-        label_l = label_l.to(self.device, non_blocking=True).long()
-        zero = torch.zeros((), device=self.device)
-        seg_loss, image_loss, pred_shape_loss, corrupt_shape_loss = zero, zero, zero, zero
-        if perturbed_seg is not None:  # no running stats are tracked in these calls, so the order is free
-            refined = self.recon_shape(perturbed_seg.detach(), is_label_map=False, disable_track_bn_stats=True)
-            corrupt_shape_loss = _backward_if(basic_loss_fn(refined, label_l, "cross entropy"), backward_now)
-        if perturbed_image is not None:
-            _, parts = self.standard_losses(
-                clean_image_l, label_l, perturbed_image.detach(), separate_training=separate_training,
-                compute_gt_recon=False, update_latent=False, disable_track_bn_stats=True, backward_now=backward_now,
-            )  # fmt: skip
-            seg_loss, image_loss, pred_shape_loss = parts["seg"], parts["image"], parts["shape"]
-        shape_loss = pred_shape_loss + corrupt_shape_loss
-        total = seg_loss + image_loss + shape_loss
-        return total, {
-            "seg": seg_loss, "image": image_loss, "shape": shape_loss,
-            "pred_shape": pred_shape_loss, "corrupt_shape": corrupt_shape_loss,
-        }  # fmt: skip
+        return cooperative.hard_example_losses(
+            self.networks, perturbed_image, clean_image_l, perturbed_seg, label_l,
+            separate_training=separate_training, backward_now=backward_now,
+        )  # fmt: skip
 
     def hard_example_training(
         self: AdvancedTripletReconSegmentationModel,

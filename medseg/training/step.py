@@ -1,6 +1,8 @@
 """One training iteration of cooperative / standard training.
 
-``train_step`` performs, in order: train mode + zero_grad, noisy input ``clamp(x + 0.05 N(0,1), 0, 1)``, the four
+``train_step`` works on the five networks (:class:`~medseg.method.networks.DualNetworks`) and one Adam per network,
+calling the cooperative-training functions of :mod:`medseg.method.cooperative`. It performs, in order: train mode +
+zero_grad, noisy input ``clamp(x + 0.05 N(0,1), 0, 1)``, the four
 standard losses, optionally hard-example generation and the four hard losses, backward, ``after_backward()`` (e.g.
 gradient all-reduce), and ``step()`` on all five Adam optimisers.
 
@@ -25,12 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from medseg.method.cooperative import hard_example_generation, hard_example_losses, standard_losses
 from medseg.method.mask_options import (
     IMAGE_CODE_OPTIONS,
     MASK_SCOPES,
@@ -39,7 +43,7 @@ from medseg.method.mask_options import (
     mask_scope_flags,
 )
 from medseg.method.masking import host_to_device
-from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
+from medseg.method.networks import DualNetworks
 from medseg.nn.blocks import AutocastForward, set_compute_precision
 from medseg.nn.precision import autocast, precision_dtype
 
@@ -82,6 +86,14 @@ class StepOutput:
     corrupted_seg: Tensor | None = None
 
 
+class Trainable(Protocol):
+    """What :func:`train_step` trains: the five networks and one optimiser per network (e.g. the published model
+    class :class:`~medseg.models.advanced_triplet_recon_segmentation_model.AdvancedTripletReconSegmentationModel`)."""
+
+    networks: DualNetworks
+    optimizers: Mapping[str, torch.optim.Optimizer]
+
+
 def _check_batch(images: Tensor, labels: Tensor) -> None:
     if images.ndim != 4:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
@@ -101,12 +113,12 @@ def _gaussian_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
 
 
 @contextlib.contextmanager
-def _decoders_in_fp32(model: AdvancedTripletReconSegmentationModel, active: bool) -> Iterator[None]:
+def _decoders_in_fp32(networks: DualNetworks, active: bool) -> Iterator[None]:
     """Run the segmentation and image decoders in fp32 meanwhile (if ``active``), then restore their precision."""
     if not active:
         yield
         return
-    decoders = [model.model["segmentation_decoder"], model.model["image_decoder"]]
+    decoders = [networks["segmentation_decoder"], networks["image_decoder"]]
     saved = [(sub, sub.compute_precision) for d in decoders for sub in d.modules() if isinstance(sub, AutocastForward)]
     set_compute_precision(decoders, "fp32")
     try:
@@ -117,7 +129,7 @@ def _decoders_in_fp32(model: AdvancedTripletReconSegmentationModel, active: bool
 
 
 def train_step(
-    model: AdvancedTripletReconSegmentationModel,
+    model: Trainable,
     images: Tensor,
     labels: Tensor,
     latent_da: bool,
@@ -135,8 +147,9 @@ def train_step(
     """Run one full training iteration and update all five modules.
 
     Args:
-        model: the model; its modules are put in train mode with ``requires_grad=True``.
-        images: ``(B, 1, H, W)`` clean images in [0, 1] (moved to ``model.device``).
+        model: the networks and their optimisers (:class:`Trainable`); the networks are put in train mode with
+            ``requires_grad=True``.
+        images: ``(B, 1, H, W)`` clean images in [0, 1] (moved to the networks' device).
         labels: ``(B, H, W)`` integer labels.
         latent_da: cooperative training (hard examples from masked latent codes) or standard training.
         mask_scope: codes to mask, subset of ``('image code', 'shape code')``.
@@ -163,48 +176,49 @@ def train_step(
         ValueError: bad batch shapes, unknown ``precision``, or ``'fp16'`` without a ``scaler``.
     """
     _check_batch(images, labels)
+    networks, optimizers = model.networks, model.optimizers
     if precision is not None:
         precision_dtype(precision)  # validates the name
-        set_compute_precision(model.model.values(), precision)
+        set_compute_precision(networks.values(), precision)
     if precision == "fp16" and scaler is None:
         raise ValueError("precision 'fp16' needs a GradScaler (scaler=...); gradients would underflow without it")
     backward_now = scaler is None  # a scaler needs the whole loss at once
-    images = model._input(images)
-    labels = labels.to(model.device, non_blocking=True).long()
+    mask_image, mask_shape = mask_scope_flags(mask_scope) if latent_da else (False, False)
+    device = networks.device
+    images = networks.as_input(images)
+    labels = labels.to(device, non_blocking=True).long()
 
-    model.train()
-    model.reset_all_optimizers()
+    networks.train().requires_grad_(True)
+    for optimizer in optimizers.values():
+        optimizer.zero_grad(set_to_none=True)
 
-    with autocast(precision or "fp32", model.device):
+    with autocast(precision or "fp32", device):
         noise = _gaussian_like(images, noise_generator if noise_generator is not None else generator)
         noisy = torch.clamp(images + NOISE_STD * noise, 0.0, 1.0)
-        standard_total, standard = model.standard_losses(
-            images, labels, noisy, separate_training=separate_training, backward_now=backward_now
-        )
-        values = [standard_total.detach(), standard["seg"], standard["image"], standard["shape"],
-                  standard["gt_shape"]]
+        standard = standard_losses(networks, images, labels, noisy, separate_training=separate_training,
+                                   backward_now=backward_now)
+        parts = standard.parts
+        values = [standard.total.detach(), parts["seg"], parts["image"], parts["shape"], parts["gt_shape"]]
 
         corrupted_image = corrupted_seg = None
-        total = standard_total
+        total = standard.total
         if latent_da:
-            gen_image, gen_seg = mask_scope_flags(mask_scope)
-            with _decoders_in_fp32(model, precision in PROBE_FP32_PRECISIONS):
-                corrupted_image, corrupted_seg = model.hard_example_generation(
-                    images, labels, gen_seg, gen_image, image_code_spec or IMAGE_CODE_OPTIONS,
-                    shape_code_spec or SHAPE_CODE_OPTIONS, generator=generator,
+            with _decoders_in_fp32(networks, precision in PROBE_FP32_PRECISIONS):
+                corrupted_image, corrupted_seg = hard_example_generation(
+                    networks, images, labels, standard.codes,
+                    (image_code_spec or IMAGE_CODE_OPTIONS) if mask_image else None,
+                    (shape_code_spec or SHAPE_CODE_OPTIONS) if mask_shape else None, generator=generator,
                 )  # fmt: skip
-            hard_total, hard = model.hard_example_losses(
-                corrupted_image, images, corrupted_seg, labels, separate_training=separate_training,
-                backward_now=backward_now,
-            )
+            hard_total, hard = hard_example_losses(networks, corrupted_image, images, corrupted_seg, labels,
+                                                   separate_training=separate_training, backward_now=backward_now)
             values += [hard_total.detach(), hard["seg"], hard["image"], hard["shape"]]
             total = total + hard_total
         else:
-            zero = torch.zeros((), device=model.device)
+            zero = torch.zeros((), device=device)
             values += [zero, zero, zero, zero]
+    del standard  # the latent codes (their graph is already freed)
     if scaler is not None:  # backward outside the autocast region (it runs in the forward ops' types anyway)
         scaler.scale(total).backward()
-    model.z_i = model.z_s = None  # release the stored codes (their graph is already freed)
 
     if after_backward is not None:
         after_backward()
@@ -213,9 +227,10 @@ def train_step(
     if before_update is not None:
         floats, do_step = before_update(vector)
     if do_step and scaler is None:
-        model.optimize_all_params()
+        for optimizer in optimizers.values():
+            optimizer.step()
     elif do_step:  # the documented multi-optimiser pattern: each step is skipped if its gradients overflowed
-        for optimizer in model.optimizers.values():
+        for optimizer in optimizers.values():
             scaler.step(optimizer)
         scaler.update()
 
