@@ -14,7 +14,7 @@ from medseg.method.cooperative import hard_example_generation, hard_example_loss
 from medseg.method.mask_options import IMAGE_CODE_OPTIONS, SHAPE_CODE_OPTIONS, MaskOptions
 from medseg.method.networks import DualNetworks
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
-from medseg.models.encoder_decoder import MODULE_NAMES
+from medseg.nn.encoder_decoder import MODULE_NAMES
 from medseg.training.step import LOSS_KEYS, train_step
 
 
