@@ -158,15 +158,12 @@ class AdvancedTripletReconSegmentationModel(NetworkBlocksMixin, CooperativeTrain
         self.use_gpu = self.device.type == "cuda"
         self.channels_last = (self.device.type == "cpu") if channels_last is None else channels_last
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        self.z_i: Tensor | None = None
-        self.z_s: Tensor | None = None
+        self.z_i = self.z_s = None  # latent codes of the last standard_training, for hard_example_generation
         self.networks: DualNetworks = self.get_network(checkpoint_dir)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.set_optimizers()
         self.running_metric = self.set_running_metric()
-        self.cur_eval_images: np.ndarray | None = None
-        self.cur_eval_predicts: np.ndarray | None = None
-        self.cur_eval_gts: np.ndarray | None = None
+        self.cur_eval_images = self.cur_eval_predicts = self.cur_eval_gts = None  # the last evaluate() batch
 
     @property
     def model(self) -> DualNetworks:
