@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from medseg.phantom.generator import SyntheticSettings, generate_dataset
 from medseg.phantom.report import dice, feret_diameter, find_domains, otsu_threshold, robust_cov
 from medseg.phantom.report import central_round_blob, highpass_noise, roundness, slice_statistics
 from medseg.phantom.report import threshold_rule
+from medseg.phantom.report_output import plot_histograms
 
 TINY = SyntheticSettings(fov_mm=(260.0, 300.0), spacing_scale=2.5, n_slices=(6, 7), mnms_frames=(4, 5))
 
@@ -129,3 +131,16 @@ def test_report_cli_on_a_tiny_prepared_set(tmp_path):
     for name in ("histograms.png", "montage_ACDC.png", "montage_MM-B.png", "montage_ACDC-C_RandomBias.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert _load_script("phantom_report").main([str(tmp_path / "missing"), "--out", str(out), "--no-progress"]) == 2
+
+
+def _png_width(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[16:20], "big")  # IHDR width
+
+
+def test_histogram_figure_leaves_out_a_panel_without_data(tmp_path):
+    rng = np.random.default_rng(0)
+    crop = [SimpleNamespace(image=rng.random((8, 8)))]
+    both = plot_histograms({"ACDC": crop, "ACDC-C/RandomBias": crop}, tmp_path / "both.png")
+    clean = plot_histograms({"ACDC": crop, "MM-A": crop}, tmp_path / "clean.png")
+    corrupted = plot_histograms({"ACDC-C/RandomBias": crop}, tmp_path / "corrupted.png")
+    assert _png_width(clean) < 0.6 * _png_width(both) and _png_width(corrupted) == _png_width(clean)

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from medseg.phantom.heart import HeartModel, heart_shape, lv_centre
 from medseg.phantom.shapes import EllipseSpec, Grid, ellipse_distance, occupancy, paint, paint_ellipse
@@ -250,7 +251,7 @@ def render_torso(
     w_wall = math.hypot(w, 0.35 * thickness)
     paint(img, occupancy(d_body, w_wall), contrast["muscle"] * 1.4)
     paint(img, occupancy(d_body + 2.0, w_wall), -contrast["fat"] * (1.0 + 0.3 * tex0 - 0.4 * septa))
-    paint(img, occupancy(d_body + fat_t, w_wall), contrast["muscle"] * (1.0 + 0.25 * tex1))
+    paint(img, occupancy(d_body + fat_t, w_wall), contrast["muscle"] * (1.0 + 0.25 * tex1 + 0.15 * tex0))
     cavity = occupancy(d_body + fat_t + muscle_t, w_wall)
     paint(img, cavity, contrast["lung"] * (1.0 + 0.35 * tex0))
     lung = cavity.copy()
@@ -292,7 +293,7 @@ def render_torso(
     paint(img, below * (1.0 - liver_side), contrast["bowel"] * (1.0 + 0.12 * tex0) * (1.0 - fat_islands)
           - contrast["fat"] * 0.9 * fat_islands)
     liver = below * liver_side
-    paint(img, liver, contrast["liver"] * (1.0 + 0.22 * tex0 + 0.1 * tex1))
+    paint(img, liver, contrast["liver"] * (1.0 + 0.3 * tex0 + 0.12 * tex1))
     lung *= 1.0 - abdomen
     for depth, lateral, radius, phase in t.liver_vessels:
         px = cx + nx * (offset + depth) - ny * lateral
@@ -353,3 +354,23 @@ def render_torso(
         paint_ellipse(img, sub, humerus, contrast["cortex"], grow=2.5)
         paint_ellipse(img, sub, humerus, -contrast["fat"] * 0.7)
     return img
+
+
+def torso_mobility(torso: Torso, heart: HeartModel, grid: Grid, z: float, thickness: float) -> np.ndarray:
+    """Where the surroundings of the slice at ``z`` may follow the heart through the cycle, ``(H, W)`` float32 in
+    [0, 1]: 1 inside the thoracic cavity (mediastinum, lung, diaphragm, liver), 0 in the rigid or distant parts (the
+    body wall, ribs, sternum, spine with its muscles, the descending aorta, each with a 6 mm margin), smoothed over
+    about 3 mm so that the tissue in between is stretched rather than torn."""
+    t = torso
+    ox, oy = t.drift[0] * (z - 0.4 * heart.length), t.drift[1] * (z - 0.4 * heart.length)
+    x, y = grid.x - np.float32(ox), grid.y - np.float32(oy)
+    dx_b, dy_b = x - np.float32(t.centre[0]), y - np.float32(t.centre[1])
+    k = angle_index(dx_b, dy_b)
+    d_body = np.hypot(dx_b, dy_b) - t.radius[k]
+    w_wall = math.hypot(grid.spacing, 0.35 * thickness)
+    margin = np.float32(6.0)
+    mobile = occupancy(d_body + t.fat[k] + t.muscle[k] + margin, w_wall)
+    for e, wall in [(rib, 1.5) for rib in t.ribs] + [(t.sternum, 1.2), (t.vertebra, 2.0), (t.canal, 0.0),
+                                                    (t.aorta, 1.8)] + [(p, 0.0) for p in t.paraspinal]:
+        mobile *= 1.0 - occupancy(ellipse_distance(x, y, e) - np.float32(wall) - margin, grid.spacing)
+    return ndimage.gaussian_filter(mobile, 3.0 / grid.spacing, mode="nearest").astype(np.float32)

@@ -194,7 +194,17 @@ def acquire(signal: np.ndarray, scanner: Scanner, rng: np.random.Generator) -> n
         noise_image *= scanner.gfactor
     noise_image.real += image
     return np.abs(noise_image).astype(np.float32, copy=False)
-def store(magnitude: np.ndarray, gamma: float, scale: float) -> np.ndarray:
-    """Stored scanner intensities: ``scale * magnitude ** gamma`` as non-negative int16."""
+
+
+def store(magnitude: np.ndarray, gamma: float, scale: float, limit: float | None = None) -> np.ndarray:
+    """Stored scanner intensities: ``scale * magnitude ** gamma`` as non-negative int16, saturating at ``limit``
+    (a reconstruction scaling that overflows the stored range flattens the brightest fat and blood)."""
     curved = np.power(np.maximum(magnitude, 0.0), np.float32(gamma)) * np.float32(scale)
-    return np.clip(np.rint(curved), 0, np.iinfo(np.int16).max).astype(np.int16)
+    top = np.iinfo(np.int16).max if limit is None else min(float(limit), np.iinfo(np.int16).max)
+    return np.clip(np.rint(curved), 0, top).astype(np.int16)
+
+
+def saturation_limit(magnitude: np.ndarray, gamma: float, scale: float, fraction: float) -> float:
+    """Stored value at ``fraction`` of the 99th percentile of ``scale * magnitude ** gamma`` (at least 1)."""
+    curved = np.power(np.maximum(magnitude, 0.0), np.float32(gamma)) * np.float32(scale)
+    return max(1.0, round(fraction * float(np.percentile(curved, 99.0))))

@@ -177,31 +177,32 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_histograms(samples: Mapping[str, Sequence[Sample]], path: PathLike) -> Path:
-    """Intensity histograms of the mid-ventricular crops, one line per domain (ACDC-C sets in one panel)."""
+    """Intensity histograms of the mid-ventricular crops, one line per domain: one panel for the ACDC-like domain and
+    the M&Ms-like vendors, one for the ACDC-C sets; a panel without data is left out."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), squeeze=False)
+    titles = ("ACDC-like and M&Ms-like vendors", "ACDC-C artefact sets")
+    panels: list[list[str]] = [[], []]
+    for domain in samples:
+        panels[1 if domain.startswith("ACDC-C") else 0].append(domain)
+    shown = [(title, domains) for title, domains in zip(titles, panels) if domains]
+    fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(5.5 * max(len(shown), 1) + 0.5, 3.8), squeeze=False)
     bins = np.linspace(0.0, 1.0, 51)
-    used = [False, False]
-    for domain, items in samples.items():
-        values = np.concatenate([s.image.ravel() for s in items])
-        hist, _ = np.histogram(values, bins=bins, density=True)
-        panel = 1 if domain.startswith("ACDC-C") else 0
-        used[panel] = True
-        ax = axes[0, panel]
-        ax.plot(0.5 * (bins[1:] + bins[:-1]), hist, label=domain, linewidth=1.2 if domain == "ACDC" else 0.9)
-    for ax, title, filled in zip(axes[0], ("ACDC-like and M&Ms-like vendors", "ACDC-C artefact sets"), used):
+    for ax, (title, domains) in zip(axes[0], shown):
+        for domain in domains:
+            values = np.concatenate([s.image.ravel() for s in samples[domain]])
+            hist, _ = np.histogram(values, bins=bins, density=True)
+            ax.plot(0.5 * (bins[1:] + bins[:-1]), hist, label=domain, linewidth=1.2 if domain == "ACDC" else 0.9)
         ax.set_yscale("log")
         ax.set_xlabel("preprocessed intensity (192 × 192 crop, mid-ventricular slices)")
         ax.set_ylabel("density")
         ax.set_title(title, fontsize=9)
         ax.axvline(0.1, color="0.6", linewidth=0.6, linestyle=":")
         ax.axvline(0.5, color="0.6", linewidth=0.6, linestyle=":")
-        if filled:
-            ax.legend(fontsize=7)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, Path(path))
 

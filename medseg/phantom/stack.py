@@ -1,7 +1,8 @@
 """Render one subject's short-axis cine stack: anatomy → clean signed signal (with through-plane partial volume) →
 bSSFP acquisition → stored intensities, plus the label maps.
 
-The torso is rendered once per slice; the heart, which moves, once per slice, frame and through-plane sample, inside
+The torso is rendered once per slice and follows the heart's outline through the cycle near it
+(:func:`follow_heart`); the heart, which moves, is rendered once per slice, frame and through-plane sample, inside
 its bounding box only. Each image slice averages the heart over 3 positions across the slice thickness (profile
 weights 0.3 / 0.4 / 0.3); labels are those of the slice centre, as annotators draw them.
 """
@@ -10,20 +11,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import ndimage
 
-from medseg.phantom.anatomy import Torso, render_torso, sample_torso
+from medseg.phantom.anatomy import Torso, render_torso, sample_torso, torso_mobility
 from medseg.phantom.appearance import Appearance, SiteStyle, sample_appearance, site_style
 from medseg.phantom.heart import HeartModel, heart_labels, heart_masks, heart_reach, heart_shape
 from medseg.phantom.heart import lv_centre, render_heart, sample_heart, slice_polar
-from medseg.phantom.mri import Acquisition, acquire, build_scanner, sample_acquisition, store
+from medseg.phantom.mri import Acquisition, acquire, build_scanner, sample_acquisition, saturation_limit, store
 from medseg.phantom.shapes import Grid, make_grid
 from medseg.phantom.texture import texture_pair
 
 #: Through-plane samples (offsets as fractions of the slice thickness) and their slice-profile weights.
 THROUGH_PLANE = ((-1.0 / 3.0, 0.3), (0.0, 0.4), (1.0 / 3.0, 0.3))
+#: How the tissue around the heart follows its outline through the cycle: rigidly within ``FOLLOW_LAYER`` mm of it
+#: (pericardium, paracardiac fat, the diaphragm the heart rests on and the liver surface below), then less and less
+#: over a transition of at least ``FOLLOW_MM`` mm; beyond it nothing moves (spine, chest wall, distant lung).
+FOLLOW_LAYER = 5.0
+FOLLOW_MM = 9.0
 
 
 @dataclass(frozen=True)
@@ -122,11 +129,14 @@ def sample_subject(domain: str, group: str, rng: np.random.Generator, settings: 
     wrap = 0
     if torso.arms and rng.random() < style.p_wrap:
         wrap = round(shape_hw[acq.pe_axis] * rng.uniform(0.15, 0.35))
+    fov_centre = (float(rng.normal(-15.0, 10.0)), float(rng.normal(-10.0, 10.0)))
+    scene_angle = float(rng.uniform(-0.35, 0.35))
+    if style.p_saturated > 0 and rng.random() < style.p_saturated:
+        appearance = replace(appearance, saturation=float(rng.uniform(*style.saturation)))
     return Subject(
         style=style, heart=heart, torso=torso, appearance=appearance, acquisition=acq, spacing=spacing,
         shape_hw=shape_hw, positions=positions, slice_spacing=slice_spacing, thickness=thickness,
-        fov_centre=(float(rng.normal(-15.0, 10.0)), float(rng.normal(-10.0, 10.0))),
-        scene_angle=float(rng.uniform(-0.35, 0.35)), wrap=wrap,
+        fov_centre=fov_centre, scene_angle=scene_angle, wrap=wrap,
     )
 
 
@@ -196,6 +206,7 @@ def render_subject(subject: Subject, contractions: Sequence[float], rng: np.rand
         box_grid = grid.crop(box)
         texture = texture_pair(rng, shape_ext, sub.spacing, weights=(1.0, 0.6, 0.45, 0.5))
         background = render_torso(sub.torso, heart, grid, float(z), contrast, texture, sub.thickness)
+        mobile = torso_mobility(sub.torso, heart, grid, float(z), sub.thickness) if len(contractions) > 1 else None
         flow_fields = texture_pair(rng, box_grid.shape, sub.spacing, scales_mm=(4.0, 8.0, 16.0),
                                    weights=(0.5, 0.5, 0.4))
         myo_texture = 1.0 + 0.08 * texture[1][box]
@@ -203,7 +214,8 @@ def render_subject(subject: Subject, contractions: Sequence[float], rng: np.rand
         polar = slice_polar(box_grid, lv_centre(heart, float(z)))
         flow_phase = float(rng.uniform(0.0, 2 * math.pi))
         for t, c in enumerate(contractions):
-            base_box = background[box]
+            surroundings = follow_heart(background, grid, heart, float(z), float(c), mobile)
+            base_box = surroundings[box]
             heart_signal = np.zeros(base_box.shape, dtype=np.float32)
             for offset, weight in THROUGH_PLANE:
                 zz = float(z) + offset * sub.thickness
@@ -217,17 +229,72 @@ def render_subject(subject: Subject, contractions: Sequence[float], rng: np.rand
                 heart_signal += np.float32(weight) * part
                 if offset == 0.0:
                     labels_ext[t, k][box] = heart_labels(heart_masks(shape, polar))
-            signal[t, k] = background
+            signal[t, k] = surroundings
             signal[t, k][box] = heart_signal
     images = np.empty((n_t, n_z, *sub.shape_hw), dtype=np.int16)
+    app = sub.appearance
+    limit = None
     for t in range(n_t):
-        folded = _fold(signal[t], sub.wrap, pe)
-        images[t] = store(acquire(folded, scanner, rng), sub.appearance.gamma, sub.appearance.scale)
+        magnitude = acquire(_fold(signal[t], sub.wrap, pe), scanner, rng)
+        if t == 0 and app.saturation is not None:  # the scaling is set once for the stack
+            limit = saturation_limit(magnitude, app.gamma, app.scale, app.saturation)
+        images[t] = store(magnitude, app.gamma, app.scale, limit)
     labels = _crop_wrap(labels_ext, sub.wrap, pe)
     direction = _random_rotation(rng)
     origin = rng.uniform(-200.0, 200.0, 3)
     return Stack(images, labels, (sub.spacing, sub.spacing, sub.slice_spacing), tuple(origin.tolist()),
                  tuple(direction.ravel().tolist()))
+
+
+def follow_heart(background: np.ndarray, grid: Grid, heart: HeartModel, z: float, contraction: float,
+                 mobile: np.ndarray | None = None) -> np.ndarray:
+    """The surroundings of the slice at ``z`` at a contraction state: tissue abutting the heart follows its outer
+    outline (epicardial fat) from ED, less and less with distance.
+
+    The pericardium, the diaphragm with the liver surface below it and the paracardiac fat stay against the heart as
+    it contracts, while the spine, the chest wall and the distant lung do not move. Per direction, with
+    ``delta = R_ED - R_c`` (ED minus current outer radius), a pixel at distance ``d`` outside the current outline
+    shows the tissue that lay ``delta * g(d)`` mm farther out at ED: ``g = 1`` within ``FOLLOW_LAYER`` mm (so that
+    layer moves rigidly with the outline), then a smoothstep down to 0 over ``w = max(FOLLOW_MM, 3 |delta|)`` mm,
+    wide enough for the map to stay one-to-one and to stretch the tissue at most twofold. Directions where either
+    outline is absent (a slice above the base or below the apex) do not move, and ``delta`` is smoothed over ±7
+    degrees; ``mobile`` (:func:`~medseg.phantom.anatomy.torso_mobility`) holds the rigid body wall,
+    ribs, sternum and spine still. Returns ``background`` itself at ED.
+    """
+    if contraction == 0.0:
+        return background
+    r_ed = heart_shape(heart, z, 0.0).r_fat
+    r_now = heart_shape(heart, z, float(contraction)).r_fat
+    present = (r_ed > 0) & (r_now > 0)
+    delta = np.where(present, r_ed - r_now, 0.0).astype(np.float32)
+    # Smoothed over ±7 degrees: steps of the outline (RV insertions) would otherwise shear the tissue radially.
+    delta = ndimage.uniform_filter1d(delta, 15, mode="wrap")
+    if not np.any(delta):
+        return background
+    width = np.maximum(np.float32(FOLLOW_MM), np.float32(3.0) * np.abs(delta))
+    centre = lv_centre(heart, z)
+    reach = float(np.max(np.where(present, r_now, 0.0) + FOLLOW_LAYER + width)) + 2.0 * grid.spacing
+    box = grid.window(*centre, reach)
+    if box is None:
+        return background
+    polar = slice_polar(grid.crop(box), centre)
+    k = polar.index
+    t = np.clip((polar.rho - np.where(present, r_now, 0.0).astype(np.float32)[k] - np.float32(FOLLOW_LAYER))
+                / width[k], 0.0, 1.0)
+    shift = delta[k] * (1.0 - t * t * (3.0 - 2.0 * t))
+    if mobile is not None:
+        shift = shift * mobile[box]
+    stretch = 1.0 + shift / np.maximum(polar.rho, np.float32(1e-3))  # rho_source / rho
+    r0, c0 = box[0].start or 0, box[1].start or 0
+    h, w = polar.rho.shape
+    rows = np.arange(r0, r0 + h, dtype=np.float32)[:, None]
+    cols = np.arange(c0, c0 + w, dtype=np.float32)[None, :]
+    pr, pc = grid.pixel_of(*centre)
+    src_r = np.float32(pr) + (rows - np.float32(pr)) * stretch
+    src_c = np.float32(pc) + (cols - np.float32(pc)) * stretch
+    out = background.copy()
+    out[box] = ndimage.map_coordinates(background, [src_r, src_c], order=1, mode="nearest")
+    return out
 
 
 def _crop_wrap(labels: np.ndarray, wrap: int, axis: int) -> np.ndarray:

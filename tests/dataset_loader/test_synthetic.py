@@ -357,3 +357,44 @@ def test_ventricular_volumes_per_group_in_real_ranges():
         for key, values in volumes.items():
             lo, hi = VOLUME_RANGES[group][key]
             assert lo <= float(np.median(values)) <= hi, (group, key, values)
+
+
+def test_surroundings_follow_the_heart_from_ed_to_es_but_the_spine_stays():
+    """The liver (or bowel), below the diaphragm the heart rests on, stays against the heart as it contracts: along the
+    diaphragm's normal from the LV centre its surface moves inward with the heart's outer outline from ED to ES
+    (by the outline's change) and stays outside it, while the bones (spine, sternum, ribs) do not move; at ED
+    nothing is warped."""
+    from medseg.phantom.anatomy import render_torso, torso_mobility
+    from medseg.phantom.stack import follow_heart, sample_subject
+    from medseg.phantom.texture import angle_index
+
+    def only(*tissues: str) -> dict[str, float]:
+        signals = {key: 0.0 for key in ("air", "lung", "fat", "muscle", "myocardium", "blood", "rv_blood", "vessel",
+                                        "liver", "spleen", "stomach", "bowel", "marrow", "cortex", "csf", "cord",
+                                        "gland", "pericardium")}
+        signals.update({tissue: 1.0 for tissue in tissues})
+        return signals
+
+    for i in range(3):
+        sub = sample_subject("ACDC", "NOR", np.random.default_rng([12, i]), SyntheticSettings())
+        heart, z = sub.heart, 0.5 * sub.heart.length
+        cx, cy = lv_centre(heart, z)
+        grid = make_grid((260, 260), 1.0, (cx, cy + 40.0), 0.0)
+        texture = np.zeros((2, 260, 260), dtype=np.float32)
+        liver = render_torso(sub.torso, heart, grid, z, only("liver", "bowel"), texture, sub.thickness)
+        spine = render_torso(sub.torso, heart, grid, z, only("marrow"), texture, sub.thickness)
+        mobile = torso_mobility(sub.torso, heart, grid, z, sub.thickness)
+        assert follow_heart(liver, grid, heart, z, 0.0, mobile) is liver
+        rho = np.hypot(grid.x - cx, grid.y - cy)
+        normal = sub.torso.diaphragm[0]
+        k = int(angle_index(np.float32(math.cos(normal)), np.float32(math.sin(normal))))
+        ray = np.abs((slice_polar(grid, (cx, cy)).index - k + 180) % 360 - 180) <= 3  # a 7-degree wedge
+        surface, outline = {}, {}
+        for frame, c in (("ED", 0.0), ("ES", 1.0)):
+            surface[frame] = float(rho[ray & (follow_heart(liver, grid, heart, z, c, mobile) > 0.5)].min())
+            outline[frame] = float(heart_shape(heart, z, c).r_fat[k])
+        assert surface["ES"] > outline["ES"], i
+        expected = outline["ED"] - outline["ES"]
+        assert expected > 1.0 and abs(surface["ED"] - surface["ES"] - expected) < 1.5, (i, surface, outline)
+        moved = [ndimage.center_of_mass(follow_heart(spine, grid, heart, z, c, mobile) > 0.5) for c in (0.0, 1.0)]
+        assert np.hypot(*np.subtract(*moved)) < 0.05, i  # pixels of 1 mm: sternum, ribs and spine stay
