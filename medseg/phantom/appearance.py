@@ -15,9 +15,9 @@ the training domain. The M&Ms-like vendors differ from it the way real sites do,
 
 Every subject also draws a water-tissue gain (``SiteStyle.tissue_gain``: muscle, liver, ... × g, myocardium × √g;
 blood and fat unchanged), so sites differ in blood–myocardium contrast (GE and Philips 3 T high, Canon and Philips
-1.5 T low) and subjects of one site differ in brightness and contrast as real ones do. In about half of the
+1.5 T low) and subjects of one site differ in brightness and contrast as real ones do. In 55 % of the
 ACDC-like scans the reconstruction scaling is set so high that the stored intensities saturate
-(``SiteStyle.p_saturated``): the brightest fat and blood are flattened at a level of 45–90 % of the stack's 99th
+(``SiteStyle.p_saturated``): the brightest fat and blood are flattened at a level of 50–90 % of the stack's 99th
 percentile, so after the percentile normalisation the rest of the image is brighter than in an unsaturated scan of the
 same subject — the export-scaling difference that, with the coil shading and the fat and tissue signals, makes whole
 crops differ in brightness between real subjects.
@@ -102,11 +102,11 @@ _EVEN = {"NOR": 1.0, "DCM": 1.0, "HCM": 1.0, "MINF": 1.0, "RV": 1.0}
 SITES: dict[tuple[str, int], SiteStyle] = {
     ("ACDC", 0): SiteStyle(
         "ACDC (Siemens 1.5/3 T)", p_3t=0.4, spacing=(1.37, 1.68), fov=(300.0, 400.0), p_rectangular=0.6,
-        p_pe_rows=0.7, phase_res=(0.88, 1.0), read_res=(0.94, 1.0), window=(0.35, 0.6), sharpen=(0.05, 0.2),
+        p_pe_rows=0.7, phase_res=(0.88, 1.0), read_res=(0.94, 1.0), window=(0.4, 0.65), sharpen=(0.05, 0.2),
         slice_spacing=(9.0, 10.0), thickness=(6.0, 8.0), noise=(0.038, 0.058), acceleration=(1, 2),
         g_strength=(0.1, 0.3), bias=(0.05, 0.7), banding=(0.25, 0.5), p_wrap=0.25, p_ghost=0.12,
         contrast=_contrast(), gamma=(0.85, 1.2), scale=(250.0, 900.0), pathology=_EVEN,
-        heart_scale=(1.0, 1.08), body_scale=(0.95, 1.08), p_saturated=0.55, saturation=(0.45, 0.9)),
+        heart_scale=(1.0, 1.08), body_scale=(0.95, 1.08), p_saturated=0.55, saturation=(0.5, 0.9)),
     ("A", 1): SiteStyle(
         "Siemens 1.5 T (centre 1)", p_3t=0.0, spacing=(1.2, 1.45), fov=(290.0, 370.0), p_rectangular=0.5,
         p_pe_rows=0.8, phase_res=(0.65, 0.8), read_res=(0.85, 1.0), window=(0.35, 0.55), sharpen=(0.0, 0.15),
