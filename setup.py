@@ -29,9 +29,9 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "medseg-train=medseg.train_adv_supervised_segmentation_triplet:main",
-            "medseg-test=medseg.test_ACDC_triplet_segmentation:main",
-            "medseg-predict=medseg.predict:main",
+            "medseg-train=medseg.cli.train:main",
+            "medseg-test=medseg.cli.test:main",
+            "medseg-predict=medseg.cli.predict:main",
         ]
     },
 )

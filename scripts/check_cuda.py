@@ -23,8 +23,8 @@ Sections (CUDA-only ones are SKIP without a GPU; the others then run on the CPU 
 * ``test-gpu-vs-cpu``: ``medseg-test`` on CUDA and on the CPU, per-volume Dice within 0.02;
 * ``ddp-nccl``: ``torchrun`` with 2 NCCL processes, with and without ``learning.sync_batchnorm`` (needs 2 GPUs).
 
-Exit code 0 when nothing failed, 1 otherwise. The runs use tiny synthetic volumes (``tests/tiny_data.py``): this checks
-that the path works, not how fast it is (``scripts/benchmark.py``) or how well it segments.
+Exit code 0 when nothing failed, 1 otherwise. The runs use tiny synthetic volumes (``medseg/phantom/tiny.py``): this checks
+that the path works, not how fast it is (``benchmarks/benchmark.py``) or how well it segments.
 """
 
 from __future__ import annotations
@@ -45,13 +45,10 @@ from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
-if not __package__:
-    sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))  # tiny_data
 
-import torch  # noqa: E402
+import torch
 
-from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
 
 TRAIN = REPO / "medseg" / "train_adv_supervised_segmentation_triplet.py"
 TEST = REPO / "medseg" / "test_ACDC_triplet_segmentation.py"
@@ -131,8 +128,8 @@ def count_syncs(fn: Callable[[], object]) -> int:
 
 # ------------------------------------------------------------------------------------------------------ sections
 def section_step(precision: str, device: torch.device, size: int, n: int) -> str:
-    from medseg.training.guards import NonFiniteGuard
     from medseg.nn.precision import configure_tf32, make_grad_scaler, precision_problem
+    from medseg.training.guards import NonFiniteGuard
 
     if precision != "fp32":
         need_cuda()
@@ -201,8 +198,8 @@ def section_host_reads() -> str:
 
 
 def section_cpu_vs_cuda(size: int, n: int) -> str:
-    from medseg.training.guards import NonFiniteGuard
     from medseg.nn.precision import configure_tf32
+    from medseg.training.guards import NonFiniteGuard
 
     need_cuda()
     configure_tf32(False)
@@ -445,7 +442,7 @@ def run_checks(args: argparse.Namespace) -> int:
     n = args.batch or (20 if device.type == "cuda" else 2)
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="check_cuda_"))
     root.mkdir(parents=True, exist_ok=True)
-    from tiny_data import write_tiny_acdc
+    from medseg.phantom.tiny import write_tiny_acdc
 
     data = root / "data" / "ACDC"
     if not data.is_dir():

@@ -19,8 +19,6 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
 
 FAMILY_NAMES = ("spike", "compression", "noise")  # medseg.robustness.sensitivity.FAMILIES (kept import-free here)
@@ -75,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
 
     from medseg.evaluation.datasets import DatasetUnavailable, build_test_set
     from medseg.evaluation.inference import load_model
+    from medseg.io.atomic import atomic_write_text, ensure_writable_dir
     from medseg.robustness.sensitivity import FAMILIES, PatientSubset, sweep, sweep_markdown, sweep_plot
     from medseg.utils.device import resolve_device
-    from medseg.io.atomic import atomic_write_text, ensure_writable_dir
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

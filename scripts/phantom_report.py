@@ -10,12 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from medseg.phantom.report_output import write_report  # noqa: E402
-from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
+from medseg.phantom.report_output import write_report
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

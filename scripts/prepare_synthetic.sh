@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generate the synthetic data set and preprocess it into the training layout (scripts/prepare_synthetic.py).
+# Generate the synthetic data set and preprocess it into the training layout (medseg/phantom/pipeline.py).
 #
 #   bash scripts/prepare_synthetic.sh [DIR]            (default DIR=data/synthetic)
 #
@@ -26,6 +26,6 @@ flags=()
 [ "${OVERWRITE:-0}" = "1" ] && flags+=(--overwrite)
 [ -n "${PREVIEW:-}" ] && flags+=(--preview "$PREVIEW")
 
-exec "$PYTHON" scripts/prepare_synthetic.py --out "$DIR" --n-acdc "${N_ACDC:-100}" \
+exec "$PYTHON" medseg/phantom/pipeline.py --out "$DIR" --n-acdc "${N_ACDC:-100}" \
     --n-mnms-per-vendor "${N_MNMS:-20}" --data-seed "${DATA_SEED:-0}" --workers "${WORKERS:-2}" \
     --acdc-c-copies "${ACDC_C_COPIES:-3}" --spacing-scale "${SPACING_SCALE:-1}" ${flags[@]+"${flags[@]}"}

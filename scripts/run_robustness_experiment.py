@@ -26,12 +26,10 @@ import threading
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
-from medseg.experiments.budgets import BUDGET_NAMES, load_budget  # noqa: E402
-from medseg.experiments.tasks import RunOptions  # noqa: E402
-from medseg.utils.cli import ArgumentParser, CommandFailed, HelpFormatter, run_cli  # noqa: E402
+from medseg.experiments.budgets import BUDGET_NAMES, load_budget
+from medseg.experiments.tasks import RunOptions
+from medseg.utils.cli import ArgumentParser, CommandFailed, HelpFormatter, run_cli
 
 logger = logging.getLogger("medseg.experiment")
 
@@ -190,7 +188,6 @@ def main(argv: list[str] | None = None) -> int:
             progress=None if args.no_progress else _progress_factory(), jobs=args.jobs, threads=args.threads)
         if args.report_only:
             from medseg.experiments.outputs import read_saved, rebuild
-
             from medseg.experiments.state import code_version
 
             saved = read_saved(args.volumes, budget, args.vendors, args.plateau, args.note,

@@ -18,10 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
 
 logger = logging.getLogger("medseg.visualize")
 

@@ -17,32 +17,32 @@ from medseg.utils.cli import CommandFailed, UnsupportedInput, run_cli
 REPO = Path(__file__).resolve().parents[1]
 
 TOOLS = {
-    "medseg-train": "medseg/train_adv_supervised_segmentation_triplet.py",
-    "medseg-test": "medseg/test_ACDC_triplet_segmentation.py",
-    "medseg-predict": "medseg/predict.py",
+    "medseg-train": "medseg/cli/train.py",
+    "medseg-test": "medseg/cli/test.py",
+    "medseg-predict": "medseg/cli/predict.py",
     "acdc_preprocess.py": "medseg/conversion/acdc.py",
     "mnms_preprocess.py": "medseg/conversion/mnms.py",
     "generate_artefacted_data.py": "medseg/conversion/acdc_c.py",
-    "make_synthetic_data.py": "scripts/make_synthetic_data.py",
-    "prepare_synthetic.py": "scripts/prepare_synthetic.py",
+    "make_synthetic_data.py": "medseg/phantom/make.py",
+    "prepare_synthetic.py": "medseg/phantom/pipeline.py",
     "visualize_hard_examples.py": "scripts/visualize_hard_examples.py",
     "corruption_sensitivity.py": "scripts/corruption_sensitivity.py",
     "phantom_report.py": "scripts/phantom_report.py",
     "run_robustness_experiment.py": "scripts/run_robustness_experiment.py",
-    "benchmark.py": "scripts/benchmark.py",
-    "benchmark_data.py": "scripts/benchmark_data.py",
-    "benchmark_kernels.py": "scripts/benchmark_kernels.py",
-    "benchmark_training_step.py": "scripts/benchmark_training_step.py",
-    "compare_precision_accuracy.py": "scripts/compare_precision_accuracy.py",
+    "benchmark.py": "benchmarks/benchmark.py",
+    "benchmark_data.py": "benchmarks/benchmark_data.py",
+    "benchmark_kernels.py": "benchmarks/benchmark_kernels.py",
+    "benchmark_training_step.py": "benchmarks/benchmark_training_step.py",
+    "compare_precision_accuracy.py": "benchmarks/compare_precision_accuracy.py",
     "check_cuda.py": "scripts/check_cuda.py",
-    "bf16_decision.py": "scripts/bf16_decision.py",
+    "bf16_decision.py": "benchmarks/bf16_decision.py",
 }
 
 
 def entry_point(tool: str):
     """The ``main(argv)`` of a tool, imported from its file (scripts/ is not a package)."""
-    if str(REPO / "scripts") not in sys.path:  # benchmark.py imports its sibling performance_report
-        sys.path.insert(0, str(REPO / "scripts"))
+    if str(REPO / "benchmarks") not in sys.path:  # benchmark.py imports its sibling performance_report
+        sys.path.insert(0, str(REPO / "benchmarks"))
     spec = importlib.util.spec_from_file_location(f"cli_{tool.replace('-', '_').replace('.', '_')}", REPO / TOOLS[tool])
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up

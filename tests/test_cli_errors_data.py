@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from tiny_data import write_subjects
+from medseg.phantom.tiny import write_subjects
 
 from medseg.conversion import acdc_c
 from medseg.io.nifti import read_volume

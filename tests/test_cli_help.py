@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: every file that builds an argument parser is a tool (found, so a new tool is covered without editing this test)
 TOOLS = sorted(
     path.relative_to(REPO).as_posix()
-    for folder in ("medseg", "scripts")
+    for folder in ("medseg", "scripts", "benchmarks")
     for path in (REPO / folder).rglob("*.py")
     if "ArgumentParser(" in path.read_text(encoding="utf-8")
 )
@@ -54,8 +54,8 @@ def _capture_parser(relative: str, monkeypatch: pytest.MonkeyPatch) -> argparse.
 
 
 def test_tools_are_found():
-    assert {"medseg/train_adv_supervised_segmentation_triplet.py", "medseg/test_ACDC_triplet_segmentation.py",
-            "medseg/predict.py", "scripts/make_synthetic_data.py"} <= set(TOOLS)
+    assert {"medseg/cli/train.py", "medseg/cli/test.py",
+            "medseg/cli/predict.py", "medseg/phantom/make.py"} <= set(TOOLS)
 
 
 @pytest.mark.parametrize("tool", TOOLS)

@@ -23,7 +23,7 @@ from medseg.dataset_loader.transform import Transformations
 from medseg.models import model_util
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
 from medseg.training.step import LOSS_KEYS, train_step
-from tiny_data import write_tiny_acdc, write_tiny_mm
+from medseg.phantom.tiny import write_tiny_acdc, write_tiny_mm
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -34,7 +34,7 @@ def _value(call: list[str], flag: str) -> str:
 def test_training_seed_and_data_seed_are_separate(tmp_path):
     calls = _run_quickstart(tmp_path, SEED="41", DATA_SEED="7", ACDC_C_COPIES="2")
     prepare, experiment = calls
-    assert prepare[0] == "scripts/prepare_synthetic.py"
+    assert prepare[0] == "medseg/phantom/pipeline.py"
     assert _value(prepare, "--data-seed") == "7" and _value(prepare, "--acdc-c-copies") == "2"
     # both methods train and test through the robustness experiment's first_run budget, run (cval 0, seed SEED)
     assert experiment[0] == "scripts/run_robustness_experiment.py"

@@ -13,7 +13,7 @@ import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell
-from tiny_data import write_tiny_acdc
+from medseg.phantom.tiny import write_tiny_acdc
 
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel as Model
 from medseg.visualization import METHODS, QUICKSTART_CHECKPOINT, ensure_checkpoint

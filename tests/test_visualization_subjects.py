@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_data import SPACING, write_subjects
+from medseg.phantom.tiny import SPACING, write_subjects
 
 from medseg.io.nifti import write_volume
 from medseg.visualization import default_slice, load_subject, slice_batch

@@ -1,6 +1,6 @@
 """The two kinds of work of the experiment, each through the project's real entry points.
 
-* Training one (method, cval, seed): the training command line (:func:`medseg.train_adv_supervised_segmentation_triplet.
+* Training one (method, cval, seed): the training command line (:func:`medseg.cli.train.
   main`, i.e. ``medseg-train``) with ``--resume auto``, the budget as ``--set`` overrides and the run layout of
   ``medseg-train`` under ``<out>/runs``; a killed training continues from its last snapshot.
 * Testing one trained model with one ``n_iter``: :func:`medseg.evaluation.runner.run_tests` (the body of
@@ -25,6 +25,7 @@ from medseg.evaluation.runner import run_tests
 from medseg.evaluation.runs import Run
 from medseg.experiments.budgets import Budget
 from medseg.io.atomic import atomic_open
+from medseg.training.api import TrainArguments, train
 from medseg.training.run_files import build_run_paths, setup_logging
 from medseg.utils.device import resolve_device
 
@@ -101,6 +102,15 @@ def training_argv(spec: RunSpec, budget: Budget, save_dir: PathLike, acdc_root: 
     return argv
 
 
+def training_arguments(spec: RunSpec, budget: Budget, save_dir: PathLike, acdc_root: PathLike,
+                       options: RunOptions) -> TrainArguments:
+    """The options of one run's training: what :func:`training_argv` gives ``medseg-train``."""
+    return TrainArguments(json_config_path=str(spec.config_path), cval=spec.cval, data_setting=budget.data_setting,
+                          seed=spec.seed, save_dir=str(save_dir), resume="auto", log=True,
+                          n_workers=options.n_workers, device=options.device, no_progress=not options.progress,
+                          overrides=tuple(budget.training_overrides(acdc_root)))
+
+
 def shell_command(script: str, argv: list[str]) -> str:
     """``python <script> <argv>`` quoted for a POSIX shell."""
     return " ".join(["python", script, *(shlex.quote(a) for a in argv)])
@@ -121,17 +131,15 @@ def run_dir(spec: RunSpec, budget: Budget, save_dir: PathLike, acdc_root: PathLi
 
 def run_training(spec: RunSpec, budget: Budget, save_dir: PathLike, acdc_root: PathLike,
                  options: RunOptions) -> None:
-    """Train (or continue training) one run through the training command line, in this process.
+    """Train (or continue training) one run in this process, as its ``medseg-train`` command line would.
 
     Raises:
         TrainingStopped: the command exited non-zero (interrupted by a signal: rerun to continue).
     """
-    from medseg.train_adv_supervised_segmentation_triplet import main as train_main
-
-    argv = training_argv(spec, budget, save_dir, acdc_root, options)
+    arguments = training_arguments(spec, budget, save_dir, acdc_root, options)
     level = logging.getLogger().level
     try:
-        code = train_main(argv, continue_hint=CONTINUE_HINT)
+        code = train(arguments, continue_hint=CONTINUE_HINT)
     finally:
         setup_logging(None, level)  # the training logs into its run folder; stop doing so for the next task
     if code != 0:

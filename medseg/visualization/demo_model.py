@@ -17,6 +17,7 @@ from pathlib import Path
 from medseg.config import config_name_from_path, load_config
 from medseg.conversion.acdc import preprocess_acdc
 from medseg.phantom.generator import ACDC_DIR, generate_dataset
+from medseg.training.api import TrainArguments, train
 from medseg.training.run_files import build_run_paths
 
 logger = logging.getLogger(__name__)
@@ -91,19 +92,15 @@ def train_demo_model(
     Raises:
         RuntimeError: if training exits with an error (its log names the reason).
     """
-    from medseg.train_adv_supervised_segmentation_triplet import main as train_main
-
     checkpoint = demo_checkpoint_dir(save_dir, config_path)
     if checkpoint.is_dir() and not retrain:
         logger.info("reusing the demo model %s", checkpoint)
         return checkpoint
     data_root = ensure_synthetic_acdc(data_root)
-    argv = ["--json_config_path", str(config_path), "--cval", "0", "--data_setting", DEMO_DATA_SETTING,
-            "--seed", str(DEMO_SEED), "--save_dir", str(save_dir), "--n_workers", "0", "--no_progress",
-            "--device", device, "--set", f"data.root_dir={data_root}"]  # fmt: skip
-    for override in overrides:
-        argv += ["--set", override]
-    code = train_main(argv)
+    arguments = TrainArguments(json_config_path=str(config_path), cval=0, data_setting=DEMO_DATA_SETTING,
+                               seed=DEMO_SEED, save_dir=str(save_dir), n_workers=0, no_progress=True, device=device,
+                               overrides=(f"data.root_dir={data_root}", *overrides))
+    code = train(arguments)
     if code != 0 or not checkpoint.is_dir():
         raise RuntimeError(f"demo training of {config_path} failed (exit code {code}); see {Path(save_dir)}")
     return checkpoint

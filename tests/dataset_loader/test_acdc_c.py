@@ -13,7 +13,7 @@ from medseg.data.crop import crop_or_pad
 from medseg.conversion.acdc_c import case_seed, generate_acdc_c
 from medseg.io.nifti import read_volume, write_volume
 from medseg.robustness.corruptions import ARTEFACTS, build_corruption, corrupt_slice_stack, rescale_slices
-from tiny_data import acdc_ids, write_tiny_acdc
+from medseg.phantom.tiny import acdc_ids, write_tiny_acdc
 
 REPO = Path(__file__).resolve().parents[2]
 SUBJECTS = acdc_ids(7, 8)

@@ -8,7 +8,7 @@ import pytest
 from corrupt_files import DAMAGE
 from medseg.data.base_dataset import BaseSegmentationDataset
 from medseg.io.nifti import read_volume, write_volume
-from tiny_data import write_subjects
+from medseg.phantom.tiny import write_subjects
 
 
 @pytest.mark.parametrize("use_cache", [True, False])

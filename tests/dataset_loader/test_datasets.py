@@ -15,7 +15,7 @@ from medseg.data.concat import ConcatDataSet
 from medseg.data.crop import crop_or_pad, recover_image
 from medseg.io.nifti import read_volume, write_volume
 from medseg.data.transforms import Transformations
-from tiny_data import SPACING, write_subjects, write_tiny_acdc, write_tiny_mm
+from medseg.phantom.tiny import SPACING, write_subjects, write_tiny_acdc, write_tiny_mm
 
 TRAIN_10_CV0 = get_ACDC_split_policy("10", 0)["train"]
 TRANSFORMS = Transformations("ACDC_affine_elastic_intensity", (224, 224, 1), (192, 192, 1)).get_transformation()

@@ -19,7 +19,7 @@ from medseg.data.transforms import (
     sample_nearest_clamped,
     warp_label_per_class,
 )
-from tiny_data import phantom
+from medseg.phantom.tiny import phantom
 
 ACDC_SIZES = dict(pad_size=(224, 224, 1), crop_size=(192, 192, 1))  # the sizes of the ACDC configs
 

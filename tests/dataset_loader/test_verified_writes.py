@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from corrupt_files import truncate
-from tiny_data import write_subjects
+from medseg.phantom.tiny import write_subjects
 
 from medseg.conversion import acdc as acdc_preprocess, acdc_c as generate_artefacted_data, mnms as mnms_preprocess
 from medseg.io import provenance

@@ -10,8 +10,8 @@ from conftest import EchoModel
 
 from medseg.data.base_dataset import BaseSegmentationDataset
 from medseg.evaluation.reports import evaluate_dataset
-from medseg.test_ACDC_triplet_segmentation import build_parser, main
-from tiny_data import write_subjects, write_tiny_acdc
+from medseg.cli.test import build_parser, main
+from medseg.phantom.tiny import write_subjects, write_tiny_acdc
 
 
 class InputSpy(EchoModel):

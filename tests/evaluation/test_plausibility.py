@@ -18,7 +18,7 @@ from medseg.io.plausibility import (
     check_image_volume,
     plausibility_problem,
 )
-from tiny_data import SPACING, write_subjects
+from medseg.phantom.tiny import SPACING, write_subjects
 
 SHAPE = (3, 40, 48)
 

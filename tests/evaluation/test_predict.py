@@ -8,7 +8,7 @@ import pytest
 
 from medseg.io.nifti import read_volume, write_volume
 from medseg.evaluation.scan import LABEL_CONVENTIONS, segment_volume, select_frame
-from medseg.predict import main
+from medseg.cli.predict import main
 
 ROTATED = tuple(np.array([[0.8, -0.6, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]]).ravel().tolist())
 

@@ -14,7 +14,7 @@ from medseg.evaluation.aggregate import RunResults, aggregate_table, format_tabl
 from medseg.evaluation.datasets import DatasetUnavailable, build_test_set
 from medseg.evaluation.reports import DatasetResult, evaluate_dataset, write_dataset_report
 from medseg.evaluation.runs import Run
-from tiny_data import write_subjects, write_tiny_mm
+from medseg.phantom.tiny import write_subjects, write_tiny_mm
 
 CLASS_COLUMNS = ["LV_Dice", "MYO_Dice", "RV_Dice"]
 

@@ -108,7 +108,7 @@ def test_test_data_on_another_grid_than_the_model_is_a_warning(tmp_path):
     from medseg.evaluation.datasets import FramesSource
     from medseg.evaluation.runner import _data_grid_note, _grid_note
     from medseg.evaluation.runs import Run
-    from tiny_data import write_subjects
+    from medseg.phantom.tiny import write_subjects
 
     checkpoints = tmp_path / "run" / "model" / "best" / "checkpoints"
     checkpoints.mkdir(parents=True)

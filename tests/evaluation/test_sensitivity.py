@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import torchio as tio
-from tiny_data import write_tiny_acdc
+from medseg.phantom.tiny import write_tiny_acdc
 
 from medseg.data.base_dataset import PatientVolume
 from medseg.robustness.corruptions import corrupt_slice_stack, rescale_slices

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from medseg.evaluation.datasets import build_test_set
-from tiny_data import write_subjects
+from medseg.phantom.tiny import write_subjects
 
 SHAPE = (3, 40, 48)
 BAD_NAME = b"caf\xe9"  # Latin-1 bytes: not UTF-8
@@ -33,7 +33,7 @@ def test_a_non_utf8_subject_folder_is_skipped_with_a_line_naming_it(tmp_path: Pa
 @pytest.mark.slow
 def test_medseg_test_finishes_with_a_non_utf8_subject_folder(tmp_path: Path, fresh_checkpoint: Path,
                                                              capsys: pytest.CaptureFixture) -> None:
-    from medseg.test_ACDC_triplet_segmentation import main
+    from medseg.cli.test import main
 
     _mm_with_a_non_utf8_subject(tmp_path / "data" / "MM")
     code = main(["--methods", f"m={fresh_checkpoint}", "--data_root", str(tmp_path / "data"), "--datasets", "MM",

@@ -12,7 +12,7 @@ import pytest
 from medseg.data.base_dataset import BaseSegmentationDataset
 from medseg.io.nifti import read_volume, write_volume
 from medseg.evaluation.reports import evaluate_dataset
-from tiny_data import write_subjects
+from medseg.phantom.tiny import write_subjects
 
 SHAPE = (3, 40, 48)
 ROTATED = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
@@ -76,7 +76,7 @@ def test_a_label_grid_within_the_tolerance_is_accepted(tmp_path, echo_model):
 
 @pytest.mark.slow
 def test_medseg_test_counts_and_lists_the_skips(tmp_path, fresh_checkpoint, capsys):
-    from medseg.test_ACDC_triplet_segmentation import main
+    from medseg.cli.test import main
 
     damaged_root(tmp_path / "data" / "MM")
     checkpoint = tmp_path / "run" / "0" / "model" / "best" / "checkpoints"

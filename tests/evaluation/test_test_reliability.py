@@ -10,8 +10,8 @@ import pytest
 
 from corrupt_files import flip_bytes, truncate
 from medseg.io.nifti import write_volume
-from medseg.test_ACDC_triplet_segmentation import main
-from tiny_data import write_subjects
+from medseg.cli.test import main
+from medseg.phantom.tiny import write_subjects
 
 SHAPE = (3, 40, 48)
 

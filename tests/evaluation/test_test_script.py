@@ -15,9 +15,9 @@ import torch
 
 from medseg.data.crop import crop_or_pad
 from medseg.io.nifti import read_volume
-from medseg.test_ACDC_triplet_segmentation import main
+from medseg.cli.test import main
 from medseg.nn.precision import cpu_supports_bf16
-from tiny_data import write_subjects, write_tiny_acdc, write_tiny_mm
+from medseg.phantom.tiny import write_subjects, write_tiny_acdc, write_tiny_mm
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPE = (3, 40, 48)
@@ -131,7 +131,7 @@ def test_checkpoint_of_another_architecture_names_the_file(tmp_path, fresh_check
 def test_script_runs_as_a_file_and_as_a_module():
     for command in (
         [sys.executable, "medseg/test_ACDC_triplet_segmentation.py", "--help"],
-        [sys.executable, "-m", "medseg.test_ACDC_triplet_segmentation", "--help"],
+        [sys.executable, "-m", "medseg.cli.test", "--help"],
     ):
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr

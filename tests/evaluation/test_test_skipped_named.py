@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 from corrupt_files import truncate
-from tiny_data import write_subjects
+from medseg.phantom.tiny import write_subjects
 
-from medseg.test_ACDC_triplet_segmentation import main
+from medseg.cli.test import main
 
 SHAPE = (3, 40, 48)
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from tiny_data import write_subjects, write_tiny_acdc, write_tiny_mm
+from medseg.phantom.tiny import write_subjects, write_tiny_acdc, write_tiny_mm
 
 from medseg.io.nifti import read_volume
 from medseg.experiments import data as exp_data

@@ -59,7 +59,7 @@ def test_spike_stripes_survive_at_the_test_grid(seed: int) -> None:
 
 
 def test_copy_writes_both_acdc_c_sets(tmp_path: Path) -> None:
-    from tiny_data import write_subjects, write_tiny_acdc
+    from medseg.phantom.tiny import write_subjects, write_tiny_acdc
 
     src, dst = tmp_path / "src", tmp_path / "dst"
     write_tiny_acdc(src / "ACDC", pids=["007"], shape=(2, 64, 64))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tiny_data import write_subjects, write_tiny_acdc, write_tiny_mm
+from medseg.phantom.tiny import write_subjects, write_tiny_acdc, write_tiny_mm
 
 REPO = Path(__file__).resolve().parents[2]
 ARTEFACTS = ("RandomBias", "RandomSpike", "RandomGhosting", "RandomMotion")

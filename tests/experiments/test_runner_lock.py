@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_data import write_tiny_acdc
+from medseg.phantom.tiny import write_tiny_acdc
 
 from medseg.experiments.runner import LOCK_NAME
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_data import write_subjects, write_tiny_acdc, write_tiny_mm
+from medseg.phantom.tiny import write_subjects, write_tiny_acdc, write_tiny_mm
 
 from medseg.experiments.figures import trend_figure, trend_means
 from medseg.experiments.trend import milestones

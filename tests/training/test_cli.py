@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from medseg.train_adv_supervised_segmentation_triplet import build_parser, main
+from medseg.cli.train import build_parser, main
 
 from training_helpers import REPO_ROOT, in_repo_root  # noqa: F401
 
@@ -59,7 +59,7 @@ def test_bad_config_key_is_an_error(in_repo_root, capsys) -> None:
 
 @pytest.mark.parametrize("launcher", [
     [sys.executable, "medseg/train_adv_supervised_segmentation_triplet.py"],
-    [sys.executable, "-m", "medseg.train_adv_supervised_segmentation_triplet"],
+    [sys.executable, "-m", "medseg.cli.train"],
 ])
 def test_starts_as_file_and_as_module(launcher: list[str]) -> None:
     result = subprocess.run([*launcher, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)

@@ -11,7 +11,7 @@ import pytest
 from training_helpers import COOPERATIVE, REPO_ROOT, STANDARD, cli_args, in_repo_root, run_dir, tiny_acdc  # noqa: F401
 
 from medseg.config import load_config
-from medseg.train_adv_supervised_segmentation_triplet import main
+from medseg.cli.train import main
 from medseg.training.loop import STOPPED_BY_CAP, announce_binding_cap, cap_reached
 
 

@@ -15,7 +15,7 @@ from training_helpers import COOPERATIVE, cli_args, run_dir, tiny_acdc, train_er
 from medseg.config import LearningConfig
 from medseg.training import loop
 from medseg.training.loop import planned_iterations, scheduled_lr, set_learning_rate
-from medseg.train_adv_supervised_segmentation_triplet import main
+from medseg.cli.train import main
 
 SNAPSHOT = Path("model") / "last" / "checkpoints" / "FCN_16_standard.pkl"
 

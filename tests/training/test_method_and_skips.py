@@ -34,7 +34,7 @@ def test_every_step_skipped_stops_as_diverged(tiny_acdc: Path, tmp_path: Path, c
 
 
 def test_the_run_names_its_method(tiny_acdc: Path, tmp_path: Path) -> None:
-    from medseg.train_adv_supervised_segmentation_triplet import main
+    from medseg.cli.train import main
 
     assert main(cli_args(STD, tiny_acdc, tmp_path, epochs=1)) == 0
     run = run_dir(tmp_path, NAME)

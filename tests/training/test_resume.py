@@ -22,7 +22,7 @@ from training_helpers import (  # noqa: F401
     train_single_threaded,
 )
 
-from medseg.train_adv_supervised_segmentation_triplet import main
+from medseg.cli.train import main
 
 pytestmark = pytest.mark.slow
 COOP = str(REPO_ROOT / "config" / "ACDC" / "cooperative_training.json")

@@ -20,7 +20,7 @@ from training_helpers import (  # noqa: F401
     train_single_threaded,
 )
 
-from medseg.train_adv_supervised_segmentation_triplet import main
+from medseg.cli.train import main
 from medseg.training.run_lock import LOCK_NAME
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from training_helpers import STANDARD, cli_args, in_repo_root, run_dir, tiny_acd
 
 from medseg.experiments.progress import ExperimentProgress
 from medseg.experiments.tasks import RunSpec
-from medseg.train_adv_supervised_segmentation_triplet import main
+from medseg.cli.train import main
 from medseg.utils.status import STATUS_NAME, read_status
 
 pytestmark = pytest.mark.slow

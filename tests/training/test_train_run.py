@@ -22,7 +22,7 @@ from training_helpers import (  # noqa: F401
 )
 
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
-from medseg.train_adv_supervised_segmentation_triplet import main
+from medseg.cli.train import main
 from medseg.training.run_files import LOSS_NAMES, RECON_NAMES, SCALAR_NAMES
 from medseg.nn.precision import cpu_supports_bf16
 

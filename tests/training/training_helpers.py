@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from tiny_data import write_tiny_acdc
+from medseg.phantom.tiny import write_tiny_acdc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: the device of the loop tests (``MEDSEG_TEST_DEVICE=cuda`` runs them on a GPU; default: the CPU)
@@ -62,7 +62,7 @@ def run_dir(save_dir: Path, config_name: str = "ACDC/cooperative_training", sett
 
 def train_error(capsys: pytest.CaptureFixture, argv: list[str], code: int = 2) -> str:
     """Run ``medseg-train`` in-process, expect exit ``code`` with exactly one error line (no traceback); return it."""
-    from medseg.train_adv_supervised_segmentation_triplet import main
+    from medseg.cli.train import main
 
     capsys.readouterr()
     returned = main(argv)
@@ -77,7 +77,7 @@ def train_single_threaded(argv: list[str]) -> int:
     where the function-scoped ``single_thread`` fixture is not active yet)."""
     import torch
 
-    from medseg.train_adv_supervised_segmentation_triplet import main
+    from medseg.cli.train import main
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

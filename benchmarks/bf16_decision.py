@@ -3,23 +3,20 @@
 by the robustness experiment (its ``volumes.csv``). bf16 becomes the default where the hardware computes it natively
 only if ACDC and avg_ood (n_iter 2) are within 0.01 Dice of fp32 for both methods::
 
-    python scripts/bf16_decision.py --fp32 results/cpu_run0_fp32/volumes.csv --bf16 results/cpu_bf16/volumes.csv
+    python benchmarks/bf16_decision.py --fp32 results/cpu_run0_fp32/volumes.csv --bf16 results/cpu_bf16/volumes.csv
 
 Prints the differences and the decision; exit code 0 (neutral) or 1 (not neutral), 2 on bad input.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
-from medseg.experiments.budgets import DEFAULT_DATASETS  # noqa: E402
-from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
+from medseg.experiments.budgets import DEFAULT_DATASETS
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@
 What is measured, for every precision the device supports (CPU: fp32 and, with AVX512-BF16/AMX, bf16; CUDA: fp32,
 tf32, bf16, fp16):
 
-* the training step (``scripts/benchmark_training_step.py``): median seconds per iteration of standard and
+* the training step (``benchmarks/benchmark_training_step.py``): median seconds per iteration of standard and
   cooperative training at the published setting (batch 20 x 192^2) and a small one (batch 20 x 96^2),
   FLOPs per iteration (``torch.utils.flop_counter`` formulas) and achieved GFLOP/s against a matmul peak measured on
   the same machine in the same dtype;
@@ -17,8 +17,8 @@ tf32, bf16, fp16):
   per worker), and on CUDA whether it feeds the step and the projected wall time of ``--budget paper`` (the GPU
   section of the report; run ``scripts/check_cuda.py`` first, and ``--loop-settings 20x192`` for the published loop);
 * peak RSS of each measurement (each runs in its own process);
-* a layer micro-benchmark (``scripts/benchmark_kernels.py``);
-* optionally the accuracy comparison of ``scripts/compare_precision_accuracy.py`` (``--accuracy FILE``).
+* a layer micro-benchmark (``benchmarks/benchmark_kernels.py``);
+* optionally the accuracy comparison of ``benchmarks/compare_precision_accuracy.py`` (``--accuracy FILE``).
 
 Every number carries the 1-minute load average at its measurement: on a shared machine wall times grow with the
 other processes' load. Times are medians of repeated measurements.
@@ -26,9 +26,9 @@ other processes' load. Times are medians of repeated measurements.
 Duration on a quiet 2-core CPU: about 12 minutes (``--quick``: about 5 minutes, fewer repetitions, cooperative loop
 only, layer benchmark at 96^2). Re-run it on a quiet machine to refresh the published numbers::
 
-    python scripts/compare_precision_accuracy.py --crop 96 --epochs 6 --datasets ACDC   # optional, ~12 min
-    python scripts/benchmark.py --accuracy results/precision_accuracy.json
-    python scripts/benchmark.py --quick --md /tmp/PERFORMANCE.md --json /tmp/performance.json
+    python benchmarks/compare_precision_accuracy.py --crop 96 --epochs 6 --datasets ACDC   # optional, ~12 min
+    python benchmarks/benchmark.py --accuracy results/precision_accuracy.json
+    python benchmarks/benchmark.py --quick --md /tmp/PERFORMANCE.md --json /tmp/performance.json
 """
 
 from __future__ import annotations
@@ -50,9 +50,6 @@ from typing import Any
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
-if not __package__:
-    sys.path.insert(0, str(REPO))
-    sys.path.insert(0, str(SCRIPTS))
 
 PUBLISHED = (20, 192)  # batch x size of config/ACDC/*.json
 SMALL = (20, 96)  # the published batch at a quarter of the pixels
@@ -130,8 +127,8 @@ def _cpu_name() -> str:
 def worker_step(spec: dict[str, Any]) -> dict[str, Any]:
     """Training step and predict of one setting and precision."""
     import torch
-
     from benchmark_training_step import measure_setting
+
     from medseg.utils.memory import tune_allocator
 
     device = torch.device(spec["device"])
@@ -170,9 +167,9 @@ def worker_loop(spec: dict[str, Any]) -> dict[str, Any]:
     first checkpoints) is excluded.
     """
     import torch
-
     from benchmark_training_step import measure_setting, peak_rss_gib
-    from medseg.train_adv_supervised_segmentation_triplet import build_parser
+
+    from medseg.cli.train import build_parser
     from medseg.training import entry
 
     timeline = _Timeline()
@@ -242,9 +239,9 @@ def worker_loader(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker_kernels(spec: dict[str, Any]) -> dict[str, Any]:
+    import benchmark_kernels
     import torch
 
-    import benchmark_kernels
     from medseg.utils.memory import keep_freed_memory
 
     keep_freed_memory()
@@ -355,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="preprocessed ACDC folder for the loop and loader (default: data/synthetic/ACDC; "
                              "temporary phantoms if missing)")
     parser.add_argument("--accuracy", type=Path, default=None,
-                        help="JSON of scripts/compare_precision_accuracy.py to include (default: none, the "
+                        help="JSON of benchmarks/compare_precision_accuracy.py to include (default: none, the "
                              "accuracy section says how to produce it)")
     parser.add_argument("--loop-settings", type=_settings, default=[SMALL],
                         help="comma-separated BATCHxSIZE list of the loop-vs-step measurement (default: 20x96)")
@@ -386,9 +383,10 @@ def run_suite(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(WORKERS[spec["kind"]](spec)) + "\n")
         return 0
 
-    from medseg.utils.device import resolve_device
-    from medseg.io.atomic import atomic_write_text
     from performance_report import render
+
+    from medseg.io.atomic import atomic_write_text
+    from medseg.utils.device import resolve_device
 
     if args.render_only:
         if not args.json.is_file():

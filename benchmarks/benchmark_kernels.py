@@ -9,8 +9,8 @@ disturbed than wall seconds by other processes on a shared machine; the 1-minute
 bf16 is run the way training runs it: fp32 parameters under ``torch.autocast`` (the weight cast is part of the time).
 
 Examples:
-    python scripts/benchmark_kernels.py --batch 8 --size 128 --threads 1
-    python scripts/benchmark_kernels.py --batch 20 --size 192 --repeats 5 --out results/kernels.json
+    python benchmarks/benchmark_kernels.py --batch 8 --size 128 --threads 1
+    python benchmarks/benchmark_kernels.py --batch 20 --size 192 --repeats 5 --out results/kernels.json
 """
 
 from __future__ import annotations
@@ -24,15 +24,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-if not __package__:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
 
-import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
-
-from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
-from medseg.utils.memory import keep_freed_memory  # noqa: E402
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
+from medseg.utils.memory import keep_freed_memory
 
 
 def layer_cases(size: int) -> list[tuple[str, Callable[[], nn.Module], tuple[int, int, int]]]:

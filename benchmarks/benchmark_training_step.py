@@ -9,9 +9,9 @@ Random data. CPU seconds (all threads) are reported beside wall seconds because 
 depend on the other processes; the 1-minute load average is recorded with every measurement.
 
 Examples:
-    python scripts/benchmark_training_step.py --iters 3
-    python scripts/benchmark_training_step.py --settings 20x192 --precision fp32,bf16
-    python scripts/benchmark_training_step.py --settings 4x128 --no-mallopt --no-channels-last
+    python benchmarks/benchmark_training_step.py --iters 3
+    python benchmarks/benchmark_training_step.py --settings 20x192 --precision fp32,bf16
+    python benchmarks/benchmark_training_step.py --settings 4x128 --no-mallopt --no-channels-last
 """
 
 from __future__ import annotations
@@ -25,32 +25,27 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-if not __package__:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
-import torch  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-from torch.utils.flop_counter import flop_registry  # noqa: E402
-
-from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel  # noqa: E402
-from medseg.nn.blocks import set_compute_precision  # noqa: E402
-from medseg.method.mask_options import MaskOptions  # noqa: E402
-from medseg.training.step import train_step  # noqa: E402
-from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
-from medseg.utils.device import resolve_device  # noqa: E402
-from medseg.training.guards import NonFiniteGuard  # noqa: E402
-from medseg.training.step import LOSS_KEYS  # noqa: E402
-from medseg.utils.memory import tune_allocator  # noqa: E402
-from medseg.nn.precision import (  # noqa: E402
+from medseg.method.mask_options import MaskOptions
+from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
+from medseg.nn.blocks import set_compute_precision
+from medseg.nn.precision import (
     PRECISIONS,
     check_precision,
     compute_precision,
     configure_tf32,
     make_grad_scaler,
 )
+from medseg.training.guards import NonFiniteGuard
+from medseg.training.step import LOSS_KEYS, train_step
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
+from medseg.utils.device import resolve_device
+from medseg.utils.memory import tune_allocator
 
 MODES = ("standard", "cooperative", "predict")
 

@@ -8,8 +8,8 @@ of ``--datasets``. Writes one JSON with the best and last validation Mean IoU (`
 test Dice and the mean Dice over the tested sets, the budget that actually ran (read from the run's
 ``config.json``), and whether bf16 is within ``--criterion`` Dice points of fp32.
 
-    python scripts/compare_precision_accuracy.py                       # the quickstart budget, ~2 x its training
-    python scripts/compare_precision_accuracy.py --crop 96 --epochs 6 --batch 20 --datasets ACDC   # ~12 min
+    python benchmarks/compare_precision_accuracy.py                       # the quickstart budget, ~2 x its training
+    python benchmarks/compare_precision_accuracy.py --crop 96 --epochs 6 --batch 20 --datasets ACDC   # ~12 min
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if not __package__:
-    sys.path.insert(0, str(REPO))
 
 
 def _run(command: list[str], threads: int | None) -> float:
@@ -112,8 +110,8 @@ def _shown(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
     from medseg.nn.precision import PRECISIONS
+    from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
 
     parser = ArgumentParser(prog="compare_precision_accuracy.py", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--config", default="cooperative_training", help="file name in config/quickstart/")

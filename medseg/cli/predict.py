@@ -18,16 +18,13 @@ import logging
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
-from medseg.nn.precision import option_error  # noqa: E402
+from medseg.nn.precision import option_error
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 LABEL_SUFFIXES = ("_seg.nii.gz", "_seg.nii")
 
-logger = logging.getLogger("medseg.predict")
+logger = logging.getLogger("medseg.cli.predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,13 +159,13 @@ def segment_all(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> int:
     Raises:
         OSError, ValueError: an unusable checkpoint, or the failure of the only scan (one error line, exit 2).
     """
-    from medseg.io.nifti import read_volume, write_volume
     from medseg.evaluation.inference import load_model, training_grid, unknown_grid_note
     from medseg.evaluation.scan import field_of_view_crop, segment_volume, select_frame
-    from medseg.utils.device import resolve_device
     from medseg.io.atomic import remove_stale_temp_files
-    from medseg.utils.memory import tune_allocator
+    from medseg.io.nifti import read_volume, write_volume
     from medseg.nn.precision import configure_tf32
+    from medseg.utils.device import resolve_device
+    from medseg.utils.memory import tune_allocator
 
     device = resolve_device(args.device)
     tune_allocator(device)  # on the CPU: reuse freed activations instead of page-faulting fresh memory per chunk

@@ -4,7 +4,7 @@ Prints training-transform samples/s with 1 and 2 DataLoader workers, the DataLoa
 10 original pairs (``keep_orig_image_label_pair``), and the effect of the volume cache (construction time, memory,
 samples/s with and without it).
 
-    python scripts/benchmark_data.py [--root data/synthetic/ACDC] [--seconds 6]
+    python benchmarks/benchmark_data.py [--root data/synthetic/ACDC] [--seconds 6]
 
 Without ``--root`` (or if it does not exist) a temporary set of 10 phantom subjects of 10×220×240 voxels (a typical
 preprocessed ACDC size) is written for the split ``10``/cval 0 and removed afterwards.
@@ -19,18 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
-if not __package__:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from medseg.data.splits import get_ACDC_split_policy  # noqa: E402
-from medseg.data.acdc import CardiacACDCDataset  # noqa: E402
-from medseg.io.nifti import write_volume  # noqa: E402
-from medseg.data.transforms import Transformations  # noqa: E402
-from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
+from medseg.data.acdc import CardiacACDCDataset
+from medseg.data.splits import get_ACDC_split_policy
+from medseg.data.transforms import Transformations
+from medseg.io.nifti import write_volume
+from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
 
 logger = logging.getLogger("benchmark_data")
 
