@@ -12,7 +12,7 @@ import torch
 
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
 from medseg.nn.blocks import set_compute_precision
-from medseg.models.checkpoint import MANIFEST_NAME, load_modules, read_manifest
+from medseg.io.checkpoint import MANIFEST_NAME, load_modules, read_manifest
 from medseg.nn.encoder_decoder import get_network
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from medseg.evaluation.scan import field_of_view_crop
 from medseg.experiments.state import hash_files
 from medseg.io.atomic import remove_stale_temp_files
 from medseg.io.nifti import read_volume_info
-from medseg.models.checkpoint import MANIFEST_NAME, read_manifest
+from medseg.io.checkpoint import MANIFEST_NAME, read_manifest
 from medseg.utils.paths import check_name
 
 logger = logging.getLogger(__name__)

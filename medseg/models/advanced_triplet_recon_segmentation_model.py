@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from medseg.evaluation.running_score import runningScore
 from medseg.method.networks import PREDICT_MODULES, STN_TEMPERATURE, DualNetworks
-from medseg.models import checkpoint as ckpt
+from medseg.io import checkpoint as ckpt
 from medseg.models.cooperative import (
     IMAGE_CODE_DA_CONFIG,
     MASK_SCOPES,

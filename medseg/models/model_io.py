@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from medseg.io.atomic import atomic_torch_save
-from medseg.models import checkpoint as ckpt
+from medseg.io import checkpoint as ckpt
 from medseg.training import snapshot as snapshots
 
 

@@ -23,7 +23,7 @@ import torch
 
 from medseg.config import ExperimentConfig, method_name
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel
-from medseg.models.checkpoint import MANIFEST_NAME, read_manifest, save_modules
+from medseg.io.checkpoint import MANIFEST_NAME, read_manifest, save_modules
 from medseg.nn.blocks import set_compute_precision
 from medseg.training import snapshot as snapshots
 from medseg.training.builders import DataBundle, assemble_batch, build_data

@@ -17,7 +17,7 @@ and the fingerprint are left out, and a reader takes their defaults). One reader
 :func:`restore_training_state`, serves both and also reads the snapshots the published code wrote (the four published
 keys only): a missing counter is 0 (the best score -10000), missing RNG states restart the streams, and a missing
 fingerprint is not checked. The per-module checkpoint folders (``best/``, ``<epoch>/`` with ``<module>.pth``) are
-another thing, the published checkpoint format: :mod:`medseg.models.checkpoint`.
+another thing, the published checkpoint format: :mod:`medseg.io.checkpoint`.
 
 Snapshots are device-independent: :func:`load_snapshot` always reads to the CPU (RNG states must be CPU tensors, and
 Adam's ``step`` counters must stay CPU tensors: on a GPU every optimiser step would otherwise read them back to the
@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from medseg.config import ExperimentConfig
-from medseg.models.checkpoint import check_finite_state, plain_state_dict, safe_load
+from medseg.io.checkpoint import check_finite_state, plain_state_dict, safe_load
 from medseg.io.atomic import atomic_torch_save
 
 logger = logging.getLogger(__name__)

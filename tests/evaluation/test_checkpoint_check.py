@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medseg.models.checkpoint import MANIFEST_NAME, CheckpointIntegrityError
+from medseg.io.checkpoint import MANIFEST_NAME, CheckpointIntegrityError
 
 
 def _with_manifest_files(fresh_checkpoint: Path, tmp_path: Path, files) -> Path:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from corrupt_files import flip_bytes
-from medseg.models import checkpoint as ckpt
+from medseg.io import checkpoint as ckpt
 from medseg.nn.encoder_decoder import get_network
 
 
@@ -86,7 +86,7 @@ def test_published_checkpoint_without_manifest_loads_with_a_note(tmp_path, caplo
     for name, module in source.items():  # what the original code wrote: torch.save(state_dict) per module
         torch.save(module.state_dict(), tmp_path / f"{name}.pth")
     target = {name: module for name, module in get_network("FCN_16_standard", 1, 4).items()}
-    with caplog.at_level(logging.INFO, logger="medseg.models.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="medseg.io.checkpoint"):
         ckpt.load_modules(target, tmp_path, torch.device("cpu"))
     assert "has no manifest.json" in caplog.text
     assert torch.equal(target["image_encoder"].state_dict()[next(iter(source["image_encoder"].state_dict()))],

@@ -85,7 +85,7 @@ def test_the_published_api_reads_every_snapshot(one_epoch_snapshot: Path, tmp_pa
 
 def test_one_function_per_snapshot_name() -> None:
     """No two functions of the package share a snapshot function's name; the former paths are re-exports."""
-    from medseg.models import checkpoint as module_checkpoints
+    from medseg.io import checkpoint as module_checkpoints
     from medseg.training import checkpoint as former
 
     defined: dict[str, list[str]] = {}
