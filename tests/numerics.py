@@ -17,7 +17,7 @@ machine's observed difference fails on another. Instead we bound it:
 * ``sum(|terms|)`` is unknown at the output; we use the reference's largest magnitude as the scale. That is the one
   approximation here: it is exact for the last layer's positive terms and on the safe side of the probabilistic
   estimate ``sqrt(n) u`` (Higham and Mary, 2019) that the observed differences follow (0.6 to 2.4 times
-  ``sqrt(n) u`` for the FTN + STN paths in ``tests/models/test_model.py``, on AVX2 and on AVX-512 kernels).
+  ``sqrt(n) u`` for the FTN + STN paths in ``tests/compat/test_model.py``, on AVX2 and on AVX-512 kernels).
 
 For those paths (``n`` about 14 000 to 37 000) the tolerance is 80 to 190 times the observed rounding differences and
 still about 700 times below the difference one STN pass more or less makes (the tests assert a margin, so the tolerance

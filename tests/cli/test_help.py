@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: every file that builds an argument parser is a tool (found, so a new tool is covered without editing this test)
 TOOLS = sorted(
     path.relative_to(REPO).as_posix()

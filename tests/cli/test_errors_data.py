@@ -15,7 +15,7 @@ from medseg.conversion import acdc_c
 from medseg.io.nifti import read_volume
 from medseg.training.run_files import RunPaths, clear_results
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _script(name: str):

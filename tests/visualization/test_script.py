@@ -11,7 +11,7 @@ from medseg.phantom.tiny import write_subjects
 
 from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTripletReconSegmentationModel as Model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "visualize_hard_examples.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "visualize_hard_examples.py"
 
 
 def load_script():

@@ -14,7 +14,7 @@ import pytest
 
 from medseg.utils.cli import CommandFailed, UnsupportedInput, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 TOOLS = {
     "medseg-train": "medseg/cli/train.py",

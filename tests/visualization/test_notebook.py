@@ -19,7 +19,7 @@ from medseg.models.advanced_triplet_recon_segmentation_model import AdvancedTrip
 from medseg.visualization import METHODS, QUICKSTART_CHECKPOINT, ensure_checkpoint
 from medseg.visualization.demo_model import DEMO_OVERRIDES, demo_checkpoint_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO_ROOT / "visualization" / "vis_hard_example.ipynb"
 TINY_DEMO = ["learning.n_epochs=1", 'data.frame="ES"', "data.pad_size=[48,48,1]", "data.crop_size=[32,32,1]",
              "learning.batch_size=4"]  # fmt: skip
