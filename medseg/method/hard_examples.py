@@ -26,14 +26,16 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from medseg.models.model_util import PERTURB_TYPES
+from medseg.method.mask_options import IMAGE_CODE_OPTIONS, PERTURB_TYPES, SHAPE_CODE_OPTIONS
+from medseg.method.networks import STN_TEMPERATURE
 
 METHODS: tuple[str, ...] = ("dropout", "channel", "spatial")
 THRESHOLDS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 #: Temperature of the softmax that turns segmentation logits into the STN input.
-TEMPERATURE = 2.0
-#: Which decoder and probe loss go with each code (as in training).
-CODE_TARGETS = {"image": ("image_decoder", "mse"), "shape": ("segmentation_decoder", "ce")}
+TEMPERATURE = STN_TEMPERATURE
+#: Which decoder and probe loss go with each code (as in training: the default masking options' probe losses).
+CODE_TARGETS = {"image": ("image_decoder", IMAGE_CODE_OPTIONS.loss_name),
+                "shape": ("segmentation_decoder", SHAPE_CODE_OPTIONS.loss_name)}
 
 
 @dataclass(frozen=True)
