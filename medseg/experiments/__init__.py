@@ -6,7 +6,8 @@ run_experiment`:
 * :mod:`~medseg.experiments.budgets`: the budgets (``config/experiment/*.json``);
 * :mod:`~medseg.experiments.data`: layout check, data fingerprint, resampled copy for coarser budgets;
 * :mod:`~medseg.experiments.state`: identity, completion markers and the task log of an experiment folder;
-* :mod:`~medseg.experiments.tasks`: one training (the ``medseg-train`` command line) and one test (``run_tests``);
+* :mod:`~medseg.experiments.tasks`: one training (:func:`medseg.training.api.train`, the ``medseg-train`` options)
+  and one test (``run_tests``);
 * :mod:`~medseg.experiments.tables`, :mod:`~medseg.experiments.paired_test`, :mod:`~medseg.experiments.curves`:
   robustness and per-vendor tables, Wilcoxon tests over volumes, training curves;
 * :mod:`~medseg.experiments.report`, :mod:`~medseg.experiments.outputs`: ``RESULTS.md`` and the files beside it.
