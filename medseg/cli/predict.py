@@ -17,14 +17,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
+from medseg.evaluation.predict import plan_jobs, refuse_in_place, segment_scans
+from medseg.io.atomic import ensure_writable_dir
 from medseg.nn.precision import option_error
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
-
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-LABEL_SUFFIXES = ("_seg.nii.gz", "_seg.nii")
-
-logger = logging.getLogger("medseg.cli.predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,69 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def is_nifti(path: Path) -> bool:
-    """A NIfTI scan to segment: not hidden (``.name`` files include the temporary files of interrupted writes)."""
-    return path.is_file() and path.name.endswith(NIFTI_SUFFIXES) and not path.name.startswith(".")
-
-
-def output_name(path: Path) -> str:
-    """``scan.nii.gz`` → ``scan_seg.nii.gz``."""
-    for suffix in NIFTI_SUFFIXES:
-        if path.name.endswith(suffix):
-            return path.name[: -len(suffix)] + "_seg.nii.gz"
-    return path.name + "_seg.nii.gz"
-
-
-def plan_jobs(input_path: Path, output_path: Path) -> list[tuple[Path, Path]]:
-    """Pairs (input file, output file).
-
-    Raises:
-        FileNotFoundError / ValueError: naming the path when the input does not exist or is not usable.
-    """
-    if input_path.is_dir():
-        if output_path.exists() and not output_path.is_dir():
-            raise ValueError(f"--input {input_path} is a folder, so --output must be a folder; {output_path} is a file")
-        if not output_path.exists() and output_path.name.endswith(NIFTI_SUFFIXES):
-            raise ValueError(f"--input {input_path} is a folder, so --output must be a folder; {output_path} is named "
-                             "like a NIfTI file")
-        scans = sorted(p for p in input_path.iterdir() if is_nifti(p) and not p.name.endswith(LABEL_SUFFIXES))
-        if not scans:
-            raise FileNotFoundError(f"no *.nii / *.nii.gz scan in {input_path} (files ending in _seg are skipped)")
-        jobs = [(scan, output_path / output_name(scan)) for scan in scans]
-        by_target: dict[Path, list[Path]] = {}
-        for scan, target in jobs:
-            by_target.setdefault(target, []).append(scan)
-        clashes = {target: sources for target, sources in by_target.items() if len(sources) > 1}
-        if clashes:
-            target, sources = next(iter(clashes.items()))
-            raise ValueError(f"--input {input_path}: expected one output per scan, got {len(sources)} scans for "
-                             f"{target}: {', '.join(str(s) for s in sources)} (rename one of them)")
-        return jobs
-    if not input_path.exists():
-        raise FileNotFoundError(f"--input {input_path} does not exist")
-    if output_path.is_dir():
-        return [(input_path, output_path / output_name(input_path))]
-    if not output_path.name.endswith(NIFTI_SUFFIXES):
-        raise ValueError(f"--output {output_path} must end in .nii.gz or .nii (or be an existing folder)")
-    return [(input_path, output_path)]
-
-
-def refuse_in_place(jobs: list[tuple[Path, Path]]) -> None:
-    """No output may be one of the inputs (paths resolved, symlinks followed): it would replace a scan by labels.
-
-    Raises:
-        ValueError: naming the output and the input it would overwrite.
-    """
-    inputs = {source.resolve(): source for source, _ in jobs}
-    for source, target in jobs:
-        clash = inputs.get(target.resolve())
-        if clash is None and target.exists():
-            clash = next((s for s in inputs.values() if s.exists() and target.samefile(s)), None)
-        if clash is not None:
-            raise ValueError(f"--output {target}: expected a new file, got the input scan {clash} itself (also via "
-                             "symlinks or hard links); writing the label map there would destroy the scan")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``medseg-predict``; returns the exit code (0 ok, 1 some scans failed, 2 usage error)."""
     parser = build_parser()
@@ -142,78 +77,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(precision_error)
     if args.spacing_mm is not None and not 0 < args.spacing_mm < float("inf"):
         parser.error(f"--spacing_mm must be a positive spacing in mm, got {args.spacing_mm}")
-    from medseg.io.atomic import ensure_writable_dir
-
     try:  # before the model loads and any scan is segmented
         for folder in sorted({target.parent for _, target in jobs}):
             ensure_writable_dir(folder)
     except PermissionError as err:
         parser.error(f"--output {args.output}: {err}")
 
-    return run_cli(parser.prog, lambda: segment_all(args, jobs), args.verbose)
+    progress = None if args.no_progress else _progress_bar
+    return run_cli(parser.prog, lambda: segment_scans(args, jobs, progress), args.verbose)
 
 
-def segment_all(args: argparse.Namespace, jobs: list[tuple[Path, Path]]) -> int:
-    """Load the model once and segment every job; returns 0, or 1 if some scans of a folder failed.
+def _progress_bar(total: int) -> Any:
+    from tqdm import tqdm
 
-    Raises:
-        OSError, ValueError: an unusable checkpoint, or the failure of the only scan (one error line, exit 2).
-    """
-    from medseg.evaluation.inference import load_model, training_grid, unknown_grid_note
-    from medseg.evaluation.scan import field_of_view_crop, segment_volume, select_frame
-    from medseg.io.atomic import remove_stale_temp_files
-    from medseg.io.nifti import read_volume, write_volume
-    from medseg.nn.precision import configure_tf32
-    from medseg.utils.device import resolve_device
-    from medseg.utils.memory import tune_allocator
-
-    device = resolve_device(args.device)
-    tune_allocator(device)  # on the CPU: reuse freed activations instead of page-faulting fresh memory per chunk
-    configure_tf32(False)  # fp32 on a GPU is fp32 (cuDNN would use TF32 by default)
-    try:
-        model = load_model(args.checkpoint, device, n_iter=args.n_iter, precision=args.precision)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        raise ValueError(f"cannot load --checkpoint {args.checkpoint}: {err}") from err
-    spacing, record = training_grid(args.checkpoint)  # the grid the model was trained on, if recorded
-    if args.spacing_mm is not None:
-        if spacing is not None and abs(spacing - args.spacing_mm) > 1e-4:
-            logger.warning("--spacing_mm %g overrides the %g mm recorded in %s", args.spacing_mm, spacing, record)
-        spacing = args.spacing_mm
-    elif spacing is None:
-        logger.warning(unknown_grid_note(args.checkpoint, "--spacing_mm"))
-    if spacing is not None:
-        logger.info("the model was trained on a %.5g mm grid: scans are resampled to it (%d x %d crop)", spacing,
-                    *field_of_view_crop(spacing))
-    for folder in {target.parent for _, target in jobs}:
-        remove_stale_temp_files(folder)
-    bar = None
-    if len(jobs) > 1 and not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), desc="segmenting", unit="scan")
-    failures = 0
-    for source, target in jobs:
-        try:
-            volume = select_frame(read_volume(source, ndim=None, dtype="float32"), args.frame)
-            labels = segment_volume(
-                model, volume, args.n_iter, args.batch_slices, device, label_convention=args.label_convention,
-                spacing_mm=spacing,
-            )
-            write_volume(target, labels, volume)
-            logger.info("%s -> %s", source, target)
-        except (OSError, ValueError) as err:
-            if len(jobs) == 1:
-                raise
-            failures += 1
-            logger.error("skipped %s: %s", source, err)
-        if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.close()
-    if failures:
-        logger.error("%d of %d scans failed", failures, len(jobs))
-        return 1
-    return 0
+    return tqdm(total=total, desc="segmenting", unit="scan")
 
 
 if __name__ == "__main__":
