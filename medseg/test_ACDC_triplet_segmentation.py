@@ -9,7 +9,7 @@ from pathlib import Path
 if __name__ == "__main__" and not __package__:  # run as a file: import medseg from the checkout
     _here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
-    sys.path.insert(0, str(_here.parents[1]))
+    sys.path.insert(0, str(_here.parent))
 
 from medseg.cli.test import CVALS, DEFAULT_DATASETS, build_parser, main  # noqa: E402, F401
 
