@@ -332,6 +332,10 @@ def _parse_section(cls: type[T], raw: Any, prefix: str) -> T:
     kwargs = {}
     for json_key, value in raw.items():
         f = by_key[json_key]
+        if is_dataclass(f.default) and isinstance(value, Mapping):
+            # a partial section is completed from the field's own default, not from its type's: a "shape code"
+            # section without loss_name probes with cross entropy (the shape code's default), as published
+            value = {**_to_dict(f.default), **value}
         kwargs[f.name] = _convert(value, hints[f.name], f"{prefix}.{json_key}" if prefix else json_key)
     try:
         return cls(**kwargs)

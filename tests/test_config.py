@@ -69,6 +69,16 @@ def test_missing_keys_take_published_defaults() -> None:
     assert from_dict({"learning": {"latent_DA": False}}).learning.batch_size == 20
 
 
+def test_partial_masking_section_keeps_that_code_s_defaults() -> None:
+    """A "shape code" section without loss_name probes with cross entropy (the shape code's default), an "image
+    code" section without it with MSE; the keys given still win."""
+    partial = from_dict({"latent_DA": {"image code": {"mask_type": "channel"}, "shape code": {"mask_type": "spatial"}}})
+    assert partial.latent_da.shape_code.loss_name == "ce" and partial.latent_da.shape_code.mask_type == "spatial"
+    assert partial.latent_da.image_code.loss_name == "mse" and partial.latent_da.image_code.mask_type == "channel"
+    given = from_dict({"latent_DA": {"shape code": {"loss_name": "mse", "max_threshold": 0.3}}})
+    assert given.latent_da.shape_code.loss_name == "mse" and given.latent_da.shape_code.max_threshold == 0.3
+
+
 @pytest.mark.parametrize(
     ("raw", "key"),
     [
