@@ -188,7 +188,7 @@ def test_bf16_decision_script(tmp_path) -> None:
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("bf16_decision", repo / "scripts" / "bf16_decision.py")
+    spec = importlib.util.spec_from_file_location("bf16_decision", repo / "benchmarks" / "bf16_decision.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     fp32 = volumes({0: 0.02, 1: 0.04, 2: 0.06})
