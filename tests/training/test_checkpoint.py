@@ -122,11 +122,13 @@ def test_sigterm_arriving_with_a_worker_exit_raises_nothing(monkeypatch) -> None
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     children = []
     torch_like = lambda signum, frame: children.append(signum)  # noqa: E731 (a handler like torch's)
-    previous_child = signal.signal(signal.SIGCHLD, torch_like)
     both = {signal.SIGTERM, signal.SIGCHLD}
+    # blocked before torch_like is installed: a real child of this process (a worker of an earlier test) ending now
+    # waits as pending too and merges with the SIGCHLD sent below, instead of reaching torch_like early
+    signal.pthread_sigmask(signal.SIG_BLOCK, both)
+    previous_child = signal.signal(signal.SIGCHLD, torch_like)
     try:
         with StopRequest() as stop:
-            signal.pthread_sigmask(signal.SIG_BLOCK, both)
             os.kill(os.getpid(), signal.SIGCHLD)
             os.kill(os.getpid(), signal.SIGTERM)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, both)  # both trip at once; handlers run on the next check
