@@ -21,7 +21,7 @@ def test_shipped_budgets_load_and_resolve_to_valid_training_configs(name: str) -
     # the paper's three runs; the first run (README command (a)) is the first of them
     assert budget.runs == (DEFAULT_RUNS[:1] if name == "first_run" else DEFAULT_RUNS)
     # the comparison budgets train on the paper's 10 subjects; the first run on the 70 of 'standard', which
-    # segments after about 1,000 iterations where 10 subjects do not
+    # segments after about 800 iterations where 10 subjects do not
     assert budget.data_setting == ("standard" if name == "first_run" else "10") and budget.n_iter == (1, 2)
     assert list(budget.methods) == ["standard", "cooperative"]
     for method, path in budget.methods.items():
