@@ -8,8 +8,9 @@ place below the log lines::
       train cooperative  epoch 4/15  iteration 12/51  val Dice 0.561 (epoch 3)  ETA 11:50
       test standard n_iter 2  RandomGhosting (4/6) 7/20
 
-Elsewhere (a log file, a pipe) it prints plain lines instead: when a task starts or ends and when a training finishes
-an epoch. The overall ETA places the waiting tasks on the free slots after the running ones, with the durations of
+Elsewhere (a log file, a pipe) it prints plain lines instead: when a task starts or ends, when a training finishes
+an epoch, and for a training in the middle of a long epoch every ``plain_every_s`` seconds (two minutes by default), so
+that a log shows a one-epoch training moving. The overall ETA places the waiting tasks on the free slots after the running ones, with the durations of
 finished tasks of the same kind (a test waits for its training); while a duration is still unknown (no such task has
 finished yet) it is a lower bound, shown as "at least".
 """
@@ -44,6 +45,8 @@ class _Running:
     started_wall: float  # time.time(), to ignore a status file left by an earlier sitting
     started: float  # time.monotonic()
     last_epoch_line: int = -1
+    last_plain: float = 0.0  # time.monotonic() of this task's last plain line (its start before the first)
+    last_plain_iteration: int = -1
 
 
 class ExperimentProgress:
@@ -59,17 +62,19 @@ class ExperimentProgress:
         dependency: task -> the task it waits for (a test: its training), or None.
         stream: where to draw (default ``sys.stderr``).
         live: redraw in place (default: whether ``stream`` is a terminal); False prints plain lines.
+        plain_every_s: with plain lines, a running training's line again after this many seconds if it moved.
     """
 
     def __init__(self, tasks: Sequence[Task], jobs: int, *, label: Callable[[Task], str],
                  status_path: Callable[[Task], Path], finished_seconds: Callable[[Task], float | None],
                  dependency: Callable[[Task], Task | None], stream: TextIO | None = None,
-                 live: bool | None = None) -> None:
+                 live: bool | None = None, plain_every_s: float = 120.0) -> None:
         self.tasks, self.jobs = list(tasks), jobs
         self.label, self.status_path = label, status_path
         self.finished_seconds, self.dependency = finished_seconds, dependency
         self.stream = stream if stream is not None else sys.stderr
         self.live = live if live is not None else bool(getattr(self.stream, "isatty", lambda: False)())
+        self.plain_every_s = plain_every_s
         self.running: dict[int, _Running] = {}
         self.done: dict[int, float | None] = {}  # task -> seconds it took, None while not finished (see refresh)
         self.started = time.monotonic()
@@ -77,7 +82,8 @@ class ExperimentProgress:
 
     # -- monitor interface -------------------------------------------------------------------------------------------
     def task_started(self, task: Task) -> None:
-        self.running[id(task)] = _Running(task, time.time(), time.monotonic())
+        now = time.monotonic()
+        self.running[id(task)] = _Running(task, time.time(), now, last_plain=now)
         if not self.live:
             self._print(f"started {self.label(task)}; {self.summary()}")
 
@@ -94,10 +100,15 @@ class ExperimentProgress:
             return
         for entry in self.running.values():
             status = self._status(entry)
-            if status is None or status.get("kind") != "train" or status.get("val_epoch") is None:
+            if status is None or status.get("kind") != "train":
                 continue
-            if status["val_epoch"] > entry.last_epoch_line:
-                entry.last_epoch_line = status["val_epoch"]
+            now, iteration = time.monotonic(), int(status.get("global_iteration", -1))
+            new_epoch = status.get("val_epoch") is not None and status["val_epoch"] > entry.last_epoch_line
+            moved = now - entry.last_plain >= self.plain_every_s and iteration > entry.last_plain_iteration
+            if new_epoch or moved:
+                if new_epoch:
+                    entry.last_epoch_line = status["val_epoch"]
+                entry.last_plain, entry.last_plain_iteration = now, iteration
                 self._print(f"{self.task_line(entry.task, status, entry)}; {self.summary()}")
 
     def close(self) -> None:

@@ -113,3 +113,33 @@ def test_live_block_is_redrawn_in_place_and_log_lines_go_above_it(tmp_path: Path
 
 def test_format_duration() -> None:
     assert (format_duration(None), format_duration(59.6), format_duration(3725)) == ("?", "1:00", "1:02:05")
+
+
+def test_plain_lines_show_a_long_epoch_moving(tmp_path: Path) -> None:
+    """Without a terminal a training prints a line when an epoch ends and, inside a long epoch, again after
+    ``plain_every_s`` if it moved; never one line per tick."""
+    board, tasks, out = _board(tmp_path, {}, live=False)
+    board.plain_every_s = 60.0
+    train = tasks[1]  # the cooperative training
+    board.task_started(train)
+    status = TrainingStatus(tmp_path / "train_cooperative_None" / STATUS_NAME, n_epochs=1, batches=805,
+                            planned_iterations=805, start_iteration=0)
+    status.iteration(0, 200, 200, force=True)
+    entry = board.running[id(train)]
+    board.tick()
+    assert len(out.getvalue().splitlines()) == 1  # only "started": not a minute yet
+    entry.last_plain -= 61.0  # a minute later
+    board.tick()
+    board.tick()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "train cooperative  epoch 1/1  iteration 200/805" in lines[1]
+    entry.last_plain -= 61.0  # another minute, but the training has not moved: nothing new to say
+    board.tick()
+    assert len(out.getvalue().splitlines()) == 2
+    status.iteration(0, 400, 400, force=True)
+    board.tick()
+    assert "iteration 400/805" in out.getvalue().splitlines()[-1]
+    status.validated(0, 0.61)
+    board.tick()  # the end of the epoch is always shown
+    assert "val Dice 0.610 (epoch 1)" in out.getvalue().splitlines()[-1]
+    assert len(out.getvalue().splitlines()) == 4
