@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--budget", default="cpu",
                         help=f"one of {', '.join(BUDGET_NAMES)} (config/experiment/<name>.json: seconds for CI, the "
-                             "first run of README command (a) in about 25 minutes, the comparison in about 4 hours on "
+                             "first run of README command (a) in about 26 minutes, the comparison in about 4 hours on "
                              "a 2-core CPU, the published setting for a GPU), another name in config/experiment/ "
                              "(cpu_run0: run 0 of cpu alone; calib: a one-run calibration of cpu) or the path of a "
                              "budget file")

@@ -57,7 +57,7 @@ BUDGET_NAMES = ("smoke", "first_run", "cpu", "paper")
 #: budget names that no longer exist -> what to use instead (refused with this message)
 RENAMED_BUDGETS = {
     "quickstart": "the budget 'quickstart' was renamed: 'cpu_run0' is the 75-epoch run 0 of the cpu budget it was "
-                  "(about 2.5 CPU-hours); 'first_run' is what README command (a) runs now (about 25 minutes)",
+                  "(about 2.5 CPU-hours); 'first_run' is what README command (a) runs now (about 26 minutes)",
 }
 PRECISION_CHOICES = ("fp32", "bf16", "fp16", "bf16_where_native")
 DEFAULT_RUNS = ((0, 40), (1, 20), (2, 10))
