@@ -2,11 +2,12 @@
 # Quickstart (README command (a)): the whole experiment once, small, on the CPU, in about 26 minutes on 2 cores:
 #   1. generate synthetic cardiac cine MR in the raw ACDC / M&Ms formats and preprocess it (+ ACDC-C corruptions),
 #   2. train standard and cooperative training with the same budget, data and seed (the first_run budget of the
-#      robustness experiment, config/experiment/first_run.json: 2 epochs of 70 subjects on 80 x 80 crops of a 2.73 mm grid),
+#      robustness experiment, config/experiment/first_run.json: 2 epochs of 70 subjects on 80 x 80 crops of a
+#      2.73 mm grid),
 #   3. test both on ACDC, ACDC-C and M&Ms (n_iter 1 and 2) and write the robustness table with its statistics.
 # It shows that everything runs and how far both models get in about 800 iterations (on the synthetic cine v3:
-# in-domain test Dice about 0.6 for standard and 0.45 for cooperative training, which has more to learn); it does not compare the methods (that is
-# --budget cpu, hours; see the closing message).
+# in-domain test Dice about 0.6 for standard and 0.45 for cooperative training, which has more to learn); it does
+# not compare the methods (that is --budget cpu, hours; see the closing message).
 # Usage: bash scripts/quickstart.sh [DATA_DIR] [SAVE_DIR]   (defaults: data/synthetic, saved/quickstart)
 # Knobs (environment): SEED (training seed, default 40), DATA_SEED (seed of the synthetic data and of the ACDC-C
 # corruptions, default 0), N_WORKERS (DataLoader worker processes, default 2), ACDC_C_COPIES (corrupted copies per
@@ -60,7 +61,8 @@ scans with MR artefacts (ACDC-C); MM = other scanner vendors. avg_ood = mean ove
 What this run shows: every step runs here, and how far both models got in about 800 iterations (ACDC column; on the
 synthetic cine v3 this length was measured at an in-domain test Dice of about 0.6 for standard training and 0.45 for
 cooperative training, which has more to learn: models that segment well need the longer budgets below). What it does
-not show: which method is more robust. It is one run of 2 epochs, about 800 iterations where the paper trains 15,600; its differences between the methods are not evidence either way. Next:
+not show: which method is more robust. It is one run of 2 epochs, about 800 iterations where the paper trains
+15,600; its differences between the methods are not evidence either way. Next:
   python scripts/run_robustness_experiment.py --budget cpu --jobs 3 --threads 1     the comparison: three runs of 75
         epochs in the published regime, with statistics (hours on 2 cores; the published results: docs/RESULTS.md)
   python scripts/run_robustness_experiment.py --budget cpu_run0 --jobs 2            its run 0 alone (2-3 hours)

@@ -10,9 +10,9 @@ place below the log lines::
 
 Elsewhere (a log file, a pipe) it prints plain lines instead: when a task starts or ends, when a training finishes
 an epoch, and for a training in the middle of a long epoch every ``plain_every_s`` seconds (two minutes by default), so
-that a log shows a one-epoch training moving. The overall ETA places the waiting tasks on the free slots after the running ones, with the durations of
-finished tasks of the same kind (a test waits for its training); while a duration is still unknown (no such task has
-finished yet) it is a lower bound, shown as "at least".
+that a log shows a one-epoch training moving. The overall ETA places the waiting tasks on the free slots after the
+running ones, with the durations of finished tasks of the same kind (a test waits for its training); while a duration
+is still unknown (no such task has finished yet) it is a lower bound, shown as "at least".
 """
 
 from __future__ import annotations
