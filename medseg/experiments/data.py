@@ -158,7 +158,8 @@ def resample_copy(
     and written again. Every write is verified before it is renamed into place.
 
     Returns:
-        The number of files written (0: the copy was complete).
+        The number of files resampled plus the number of ACDC-C cases drawn at the grid (0: the copy was
+        complete).
     """
     src_root, dst_root = Path(data_root), Path(out_root)
     ensure_writable_dir(dst_root)
@@ -184,14 +185,13 @@ def resample_copy(
         logger.warning("resampled copy %s: rewrote %d broken file(s): %s", dst_root, len(broken),
                        "; ".join(broken[:5]) + (" ..." if len(broken) > 5 else ""))
     cases = corrupt_at_grid(src_root, dst_root, files, spacing_mm)
-    written += cases
     for top in sorted({rel.parts[0] for rel in files}):
-        if not written and (dst_root / top / provenance.PROVENANCE_FILE).is_file():
+        if not written + cases and (dst_root / top / provenance.PROVENANCE_FILE).is_file():
             continue  # nothing changed: the record stays as it is (as its modification time)
         record_copy(src_root, dst_root, top, [rel for rel in files if rel.parts[0] == top], spacing_mm)
-    logger.info("resampled copy at %.5f mm: %d of %d files written under %s (%d ACDC-C cases drawn at the grid)",
+    logger.info("resampled copy at %.5f mm: %d of %d files resampled under %s, %d ACDC-C cases drawn at the grid",
                 spacing_mm, written, len(files), dst_root, cases)
-    return written
+    return written + cases
 
 
 def _copy_problem(src: Path, dst: Path) -> str | None:
