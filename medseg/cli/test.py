@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="min-max each test slice to [0, 1] before predicting (off by default, as in the published ED+ES test "
         "protocol, which keeps the stored intensities)",
     )
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="exit with status 1 (after writing every report) when a volume was skipped or a test set is missing "
+        "from the table, instead of 0 with the warnings listed; for pipelines that must not go on with a partial "
+        "table",
+    )
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
     parser.add_argument("--verbose", "--debug", action="store_true", help="debug logging and error tracebacks")
     return parser
@@ -161,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  - {note}")
         print(f"\n{outcome.evaluated} volumes evaluated, {outcome.skipped} skipped")
         print(f"\nAggregate: {outcome.paths['csv']}, {outcome.paths['md']}")
+        if args.strict and (outcome.skipped or outcome.missing):
+            absent = f"test sets missing from the table: {' '.join(outcome.missing)}; " if outcome.missing else ""
+            raise CommandFailed(f"--strict: {outcome.skipped} volume(s) skipped; {absent}see "
+                                f"{outcome.paths['warnings']} (the reports were written)")
         return 0
 
     return run_cli(parser.prog, body, args.verbose)

@@ -55,6 +55,7 @@ class TestOutcome:
     Attributes:
         evaluated: volumes (patient/frame pairs) scored, summed over runs and test sets.
         skipped: volumes that could not be evaluated (unreadable or invalid files; see ``notes``).
+        missing: requested test sets that are absent from the table (folder unavailable, or no patient evaluated).
     """
 
     table: pd.DataFrame
@@ -64,6 +65,7 @@ class TestOutcome:
     report_dirs: list[Path] = field(default_factory=list)
     evaluated: int = 0
     skipped: int = 0
+    missing: list[str] = field(default_factory=list)
 
 
 def open_test_sets(
@@ -318,4 +320,5 @@ def run_tests(
                      "sets are smaller than the data on disk; repair or regenerate those files (the warnings above "
                      "say what is wrong with each)")
     table, paths = write_aggregate(entries, datasets, output_dir, n_iter, notes, data_root=data_root)
-    return TestOutcome(table, entries, paths, notes, report_dirs, evaluated, skipped)
+    missing = [name for name in datasets if any(name not in entry.results for entry in entries) or not entries]
+    return TestOutcome(table, entries, paths, notes, report_dirs, evaluated, skipped, missing)
