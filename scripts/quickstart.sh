@@ -61,9 +61,9 @@ scans with MR artefacts (ACDC-C); MM = other scanner vendors. avg_ood = mean ove
 What this run shows: every step runs here, and how far both models got in about 800 iterations (ACDC column; on the
 synthetic cine v3 this length was measured at an in-domain test Dice of about 0.6 for standard training and 0.45 for
 cooperative training, which has more to learn and at this length depends strongly on the seed: models that segment
-well need the longer budgets below). What it does
-not show: which method is more robust. It is one run of 2 epochs, about 800 iterations where the paper trains
-15,600; its differences between the methods are not evidence either way. Next:
+well need the longer budgets below). What it does not show: which method is more robust. It is one run of 2 epochs,
+about 800 iterations where the paper trains 15,600; its differences between the methods are not evidence either way.
+Next:
   python scripts/run_robustness_experiment.py --budget cpu --jobs 3 --threads 1     the comparison: three runs of 75
         epochs in the published regime, with statistics (hours on 2 cores; the published results: docs/RESULTS.md)
   python scripts/run_robustness_experiment.py --budget cpu_run0 --jobs 2            its run 0 alone (2-3 hours)

@@ -320,5 +320,5 @@ def run_tests(
                      "sets are smaller than the data on disk; repair or regenerate those files (the warnings above "
                      "say what is wrong with each)")
     table, paths = write_aggregate(entries, datasets, output_dir, n_iter, notes, data_root=data_root)
-    missing = [name for name in datasets if any(name not in entry.results for entry in entries) or not entries]
+    missing = [name for name in datasets if not entries or any(name not in entry.results for entry in entries)]
     return TestOutcome(table, entries, paths, notes, report_dirs, evaluated, skipped, missing)
