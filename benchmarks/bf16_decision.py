@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fp32", type=Path, required=True, help="volumes.csv of the fp32 run")
     parser.add_argument("--bf16", type=Path, required=True, help="volumes.csv of the bf16 run")
     parser.add_argument("--cval", type=int, default=0, help="the run compared (both files must hold it)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the run's seed, needed when a file holds several seeds of the cval (default: the one)")
     parser.add_argument("--n_iter", type=int, default=2, help="test setting compared")
     parser.add_argument("--tolerance", type=float, default=0.01, help="largest |bf16 - fp32| Dice that is neutral")
     args = parser.parse_args(argv)
@@ -40,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise FileNotFoundError(f"--{name}: {path} not found")
             volumes = pd.read_csv(path, dtype={"patient_id": str, "pid": str, "dataset": str})
             datasets = [d for d in DEFAULT_DATASETS if d in set(volumes["dataset"])]
-            tables[name] = values_of_run(volumes, datasets, args.cval, args.n_iter)
+            try:
+                tables[name] = values_of_run(volumes, datasets, args.cval, args.n_iter, args.seed)
+            except (KeyError, ValueError) as err:
+                raise ValueError(f"--{name} {path}: {err}") from None
         decision = bf16_decision(tables["fp32"], tables["bf16"], args.tolerance)
         print("\n".join(decision.lines()))
         return 0 if decision.neutral else 1

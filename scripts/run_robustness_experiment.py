@@ -79,9 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report_only", action="store_true",
                         help="rebuild the tables and RESULTS.md of --out without training or testing: from its "
                              "finished tests, or from --volumes")
-    parser.add_argument("--volumes", type=Path, default=None,
-                        help="with --report_only: a saved volumes.csv of the same budget (e.g. "
-                             "docs/RESULTS_data/volumes.csv); the data folder is then not needed (default: the tests of --out)")
+    parser.add_argument("--volumes", type=Path, nargs="+", default=None,
+                        help="with --report_only: saved volumes.csv of the same budget (e.g. "
+                             "docs/RESULTS_data/volumes.csv); several files are pooled into one report, e.g. a budget's "
+                             "runs and more runs of other seeds (name them all with --runs); the data folder is then "
+                             "not needed (default: the tests of --out)")
+    parser.add_argument("--trend", type=Path, nargs="+", default=None,
+                        help="with --volumes: saved trend/trend.csv files of the same runs, pooled into the "
+                             "training-length trend (default: no trend)")
     parser.add_argument("--vendors", type=Path, default=None,
                         help="with --volumes: the M&Ms vendor table (a saved MM_vendors.csv or MM/vendors.csv) (default: no "
                              "per-vendor tables)")
@@ -128,16 +133,22 @@ class _Interrupted:
             signal.signal(signal.SIGINT, self)
 
 
-def _parse_runs(parser: argparse.ArgumentParser, values: list[str]) -> tuple[tuple[int, int], ...]:
-    """``["0:40", "1:20"]`` → ``((0, 40), (1, 20))``; cvals must be distinct."""
+def _parse_runs(parser: argparse.ArgumentParser, values: list[str], pooled: bool = False
+                ) -> tuple[tuple[int, int], ...]:
+    """``["0:40", "1:20"]`` → ``((0, 40), (1, 20))``; cvals must be distinct, since one experiment folder keeps a
+    run per cval, except for a report pooled from saved files (``pooled``), where only the (cval, seed) pairs must
+    be."""
     runs = []
     for value in values:
         cval, sep, seed = value.partition(":")
         if not sep or not cval.strip().isdigit() or not seed.strip().lstrip("-").isdigit():
             parser.error(f"--runs: expected CVAL:SEED with integers (e.g. 0:40), got {value!r}")
         runs.append((int(cval), int(seed)))
-    if len({cval for cval, _ in runs}) != len(runs):
-        parser.error(f"--runs: each cval at most once, got {' '.join(values)}")
+    if len(set(runs)) != len(runs):
+        parser.error(f"--runs: each (cval, seed) at most once, got {' '.join(values)}")
+    if not pooled and len({cval for cval, _ in runs}) != len(runs):
+        parser.error(f"--runs: each cval at most once (one experiment folder keeps one run per cval; pool folders "
+                     f"with --report_only --volumes), got {' '.join(values)}")
     return tuple(runs)
 
 
@@ -156,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max_tasks must be >= 0, got {args.max_tasks}")
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
-    if not args.report_only and (args.volumes or args.vendors or args.plateau or args.note):
-        parser.error("--volumes, --vendors, --plateau and --note need --report_only")
-    if args.volumes is None and (args.vendors or args.plateau or args.note):
-        parser.error("--vendors, --plateau and --note need --volumes")
+    if not args.report_only and (args.volumes or args.vendors or args.plateau or args.note or args.trend):
+        parser.error("--volumes, --trend, --vendors, --plateau and --note need --report_only")
+    if args.volumes is None and (args.vendors or args.plateau or args.note or args.trend):
+        parser.error("--trend, --vendors, --plateau and --note need --volumes")
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
@@ -178,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                         "this device computes bf16 natively" if budget.precision == "bf16" else
                         "this device has no native bf16 (on a CPU: AVX512-BF16 or AMX), so fp32")
         if args.runs is not None:
-            budget = dataclasses.replace(budget, runs=_parse_runs(parser, args.runs))
+            budget = dataclasses.replace(budget, runs=_parse_runs(parser, args.runs, pooled=args.volumes is not None))
         request = ExperimentRequest(
             budget=budget, data_root=args.data_root, out_dir=args.out or Path("results") / budget.name,
             config_dir=config_dir, repo_root=REPO_ROOT,
@@ -191,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             from medseg.experiments.state import code_version
 
             saved = read_saved(args.volumes, budget, args.vendors, args.plateau, args.note,
-                               code_version(REPO_ROOT)) if args.volumes else None
+                               code_version(REPO_ROOT), args.trend or ()) if args.volumes else None
             report = rebuild(request, saved)
             if args.results_md is not None:
                 print(f"report rebuilt: {report} and {args.results_md}")

@@ -62,12 +62,22 @@ def bf16_decision(fp32: Mapping[str, Mapping[str, float]], bf16: Mapping[str, Ma
     return Bf16Decision(neutral, differences, tolerance)
 
 
-def values_of_run(volumes: pd.DataFrame, datasets: Sequence[str], cval: int, n_iter: int = 2
-                  ) -> dict[str, dict[str, float]]:
-    """``{method: {column: value}}`` of one run (cval) and n_iter from an experiment's ``volumes.csv`` rows."""
+def values_of_run(volumes: pd.DataFrame, datasets: Sequence[str], cval: int, n_iter: int = 2,
+                  seed: int | None = None) -> dict[str, dict[str, float]]:
+    """``{method: {column: value}}`` of one run (cval, and its seed when the rows hold several seeds of that cval)
+    and n_iter from an experiment's ``volumes.csv`` rows.
+
+    Raises:
+        ValueError: no such volume, or several seeds of the cval and no ``seed`` to choose one.
+    """
     part = volumes[(volumes["cval"] == cval) & (volumes["n_iter"] == n_iter)]
+    if seed is not None:
+        part = part[part["seed"] == seed]
     if part.empty:
-        raise ValueError(f"no volume of cval {cval} with n_iter {n_iter}")
+        raise ValueError(f"no volume of cval {cval}{'' if seed is None else f' seed {seed}'} with n_iter {n_iter}")
+    seeds = sorted(int(s) for s in part["seed"].unique())
+    if len(seeds) > 1:
+        raise ValueError(f"cval {cval} was run with seeds {seeds}; name the one to use")
     values = run_values(part, datasets)
     return {str(r["method"]): {c: float(r[c]) for c in values.columns if c not in ("method", "cval", "seed")}
             for _, r in values.iterrows()}

@@ -71,15 +71,17 @@ def acdc_c_columns_figure(copy_root: PathLike, path: PathLike, case: str | None 
 
 
 def trend_figure(trend: pd.DataFrame, recon: Mapping[str, Mapping[str, pd.DataFrame]], path: PathLike,
-                 title: str) -> Path | None:
+                 title: str, recon_missing: str = "not logged by these runs") -> Path | None:
     """In-domain and ``avg_ood`` Dice against epochs (each run thin, the mean over runs thick, one colour per
     method), beside the image decoder's reconstruction quality per epoch (validation PSNR of the clean reconstruction
     and the mean |masked − clean| change of the decoded hard examples).
 
     Args:
-        trend: rows ``method, cval, epoch, ACDC, avg_ood`` (the best-so-far model at ``epoch`` tested with n_iter 2).
+        trend: rows ``method, cval, seed, epoch, ACDC, avg_ood`` (the best-so-far model at ``epoch`` tested with
+            n_iter 2).
         recon: ``{method: {run label: metrics.csv frame}}`` with ``epoch``, ``recon/val_psnr``,
             ``recon/hard_change`` (runs without the columns are skipped).
+        recon_missing: the text of a reconstruction panel without any curve.
     """
     if trend.empty:
         return None
@@ -91,12 +93,12 @@ def trend_figure(trend: pd.DataFrame, recon: Mapping[str, Mapping[str, pd.DataFr
     for ax, column, label in ((axes[0], "ACDC", "in-domain Dice (ACDC)"),
                               (axes[1], "avg_ood", "out-of-domain Dice (avg_ood)")):
         for method, part in trend.groupby("method", sort=False):
-            for _, run in part.groupby("cval"):
+            for _, run in part.groupby(["cval", "seed"]):
                 run = run.sort_values("epoch")
                 ax.plot(run["epoch"], run[column], color=colours[method], alpha=0.35, linewidth=1, marker=".")
             mean = part.groupby("epoch")[column].mean()
             ax.plot(mean.index, mean.to_numpy(), color=colours[method], linewidth=2.5, marker="o",
-                    label=f"{method} (mean of {part['cval'].nunique()} runs)")
+                    label=f"{method} (mean of {len(part[['cval', 'seed']].drop_duplicates())} runs)")
         ax.set_xlabel("epochs trained (best model so far)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -115,25 +117,29 @@ def trend_figure(trend: pd.DataFrame, recon: Mapping[str, Mapping[str, pd.DataFr
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
         if not drawn:
-            ax.text(0.5, 0.5, "not logged by these runs", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, recon_missing, ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
 
 def trend_means(trend: pd.DataFrame) -> pd.DataFrame:
-    """Mean over runs per (method, epoch) of ACDC and avg_ood, and the cooperative − standard differences per epoch
-    (the second method minus the first, in order of appearance)."""
-    means = trend.groupby(["method", "epoch"], sort=False)[["ACDC", "avg_ood"]].mean().reset_index()
+    """Mean over runs per epoch of ACDC and avg_ood for each method, and the differences (the second method minus
+    the first, in order of appearance), over the runs (cval, seed) that both methods have at that epoch: a run one
+    method lacks is left out of both means, so the difference stays paired. ``n_runs`` counts them per epoch."""
     methods = list(dict.fromkeys(trend["method"]))
     if len(methods) != 2:
-        return means
-    wide = means.pivot(index="epoch", columns="method", values=["ACDC", "avg_ood"])
+        return trend.groupby(["method", "epoch"], sort=False)[["ACDC", "avg_ood"]].mean().reset_index()
+    keys = ["cval", "seed", "epoch"]
+    wide = trend.pivot_table(index=keys, columns="method", values=["ACDC", "avg_ood"])
+    wide = wide.dropna(subset=[(c, m) for c in ("ACDC", "avg_ood") for m in methods])
     rows = []
-    for epoch in wide.index:
-        rows.append({"epoch": int(epoch), **{f"{c}_{m}": float(wide.at[epoch, (c, m)])
-                                             for c in ("ACDC", "avg_ood") for m in methods},
-                     "ACDC_difference": float(wide.at[epoch, ("ACDC", methods[1])] - wide.at[epoch, ("ACDC", methods[0])]),
-                     "avg_ood_difference": float(wide.at[epoch, ("avg_ood", methods[1])]
-                                                 - wide.at[epoch, ("avg_ood", methods[0])])})
+    for epoch, part in wide.groupby(level="epoch", sort=True):
+        row: dict[str, float | int] = {"epoch": int(epoch), "n_runs": len(part)}
+        for column in ("ACDC", "avg_ood"):
+            for name in methods:
+                row[f"{column}_{name}"] = float(part[(column, name)].mean())
+        for column in ("ACDC", "avg_ood"):
+            row[f"{column}_difference"] = float((part[(column, methods[1])] - part[(column, methods[0])]).mean())
+        rows.append(row)
     return pd.DataFrame(rows)

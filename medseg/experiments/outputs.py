@@ -8,6 +8,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -21,6 +22,7 @@ from medseg.experiments.report import IterResults, ReportInputs, render
 from medseg.experiments.state import ExperimentState, code_version, now
 from medseg.experiments.tables import (
     finished_runs,
+    run_keys,
     per_run_relative,
     relative_improvement,
     run_entries,
@@ -77,14 +79,14 @@ def _iter_results(request: ExperimentRequest, plan: Plan, volumes: pd.DataFrame,
                   vendors: pd.DataFrame | None) -> dict[int, IterResults]:
     budget = request.budget
     baseline, method = list(budget.methods)
-    ckpts = {(s.method, s.cval): checkpoint_dir(run_dir(s, budget, plan.save_dir, plan.data_root / "ACDC"))
+    ckpts = {(s.method, s.cval, s.seed): checkpoint_dir(run_dir(s, budget, plan.save_dir, plan.data_root / "ACDC"))
              for s in plan.specs}
     datasets = list(budget.test_datasets)
     ood = [d for d in datasets if d != "ACDC" and in_averages(d)]
     per_iter = {}
     for n_iter in budget.n_iter:
         part = volumes[volumes["n_iter"] == n_iter] if len(volumes) else volumes
-        part, cvals, pending = finished_runs(part, list(budget.methods))
+        part, runs, pending = finished_runs(part, list(budget.methods))
         notes += [f"n_iter {n_iter}, {note}" for note in pending]
         if part.empty:
             continue
@@ -95,12 +97,13 @@ def _iter_results(request: ExperimentRequest, plan: Plan, volumes: pd.DataFrame,
         res = IterResults(table, vendor_table(part, vendors, list(budget.methods)),
                           paired_tests(part, baseline, method, datasets, vendors),
                           relative_improvement(table, baseline, method), per_run_relative(part, baseline, method, ood),
-                          {k: v for k, v in paths.items() if k in ("csv", "png")}, cvals,
+                          {k: v for k, v in paths.items() if k in ("csv", "png")}, runs,
                           run_tests=run_stats.run_level_tests(values, baseline, method,
                                                               [*datasets, "avg_all", "avg_ood"]),
                           gain=run_stats.relative_gain(values, baseline, method),
                           run_table=run_stats.per_run_table(values, baseline, method),
-                          penalties=run_stats.vendor_penalties(values, baseline, method))
+                          penalties=run_stats.vendor_penalties(values, baseline, method),
+                          fold_test=run_stats.fold_level_test(values, baseline, method))
         res.figures["vendors"] = _write_csv(res.vendors, folder / "vendors.csv")
         res.figures["wilcoxon"] = _write_csv(res.wilcoxon, folder / "wilcoxon.csv")
         res.figures["relative"] = _write_csv(res.relative, folder / "relative_improvement.csv")
@@ -236,7 +239,7 @@ def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState
         method_difference=_method_difference(plan, budget), provenance=list(saved.provenance) if saved else [])
     if budget.resamples and (plan.data_root / "ACDC-C").is_dir():
         inputs.acdc_c_figure = figures.acdc_c_columns_figure(plan.data_root, out_dir / "figures" / "acdc_c_columns.png")
-    trend.trend_section(request, plan, inputs, state)
+    trend.trend_section(request, plan, inputs, state, saved=saved.trend if saved is not None else None)
     report = out_dir / "RESULTS.md"
     atomic_write_text(report, render(inputs, lambda p: Path(os.path.relpath(p, out_dir)).as_posix()))
     if request.results_md is not None:
@@ -255,46 +258,87 @@ class SavedResults:
     vendors: pd.DataFrame | None = None
     plateau: pd.DataFrame | None = None
     provenance: list[str] = field(default_factory=list)
+    trend: pd.DataFrame | None = None  # rows of saved trend/trend.csv files (the training-length trend)
 
 
 VOLUME_KEYS = ("method", "cval", "seed", "n_iter", "dataset", "patient_id", "pid", "LV_Dice", "MYO_Dice", "RV_Dice")
 
 
-def read_saved(volumes_csv: Path, budget: Budget, vendors_csv: Path | None = None,
+def read_saved(volumes_csv: Path | Sequence[Path], budget: Budget, vendors_csv: Path | None = None,
                plateau_csv: Path | None = None, notes: list[str] | None = None,
-               commit: str | None = None) -> SavedResults:
+               commit: str | None = None, trend_csv: Sequence[Path] = ()) -> SavedResults:
     """Read saved results for :func:`rebuild`, checked against the budget (its methods, runs and n_iter).
+
+    Several ``volumes.csv`` (and ``trend/trend.csv``) files are pooled: the runs of two experiment folders, e.g. a
+    budget's runs and more runs of other seeds, make one report (the budget's ``runs`` must then name all of them).
+    A run is a (cval, seed) pair; the same run in two files is refused.
 
     Raises:
         FileNotFoundError: a named file is missing.
-        ValueError: a column is missing, or the file holds methods/runs the budget does not name (naming the file).
+        ValueError: a column is missing, a run is in two files, or a file holds methods/runs the budget does not
+            name (naming the file).
     """
-    for path in (volumes_csv, vendors_csv, plateau_csv):
+    paths = [Path(volumes_csv)] if isinstance(volumes_csv, (str, os.PathLike)) else [Path(p) for p in volumes_csv]
+    trend_paths = [Path(p) for p in trend_csv]
+    if not paths:
+        raise ValueError("saved results: no volumes.csv given")
+    for path in (*paths, vendors_csv, plateau_csv, *trend_paths):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"saved results: {path} not found")
-    volumes = pd.read_csv(volumes_csv, dtype={"patient_id": str, "pid": str, "dataset": str, "method": str})
-    missing = [k for k in VOLUME_KEYS if k not in volumes.columns]
-    if missing:
-        raise ValueError(f"{volumes_csv}: missing column(s) {missing}; expected the experiment's volumes.csv")
-    unknown = sorted(set(volumes["method"]) - set(budget.methods))
-    if unknown:
-        raise ValueError(f"{volumes_csv}: methods {unknown} are not the budget's ({', '.join(budget.methods)})")
-    runs = {(int(c), int(s)) for c, s in volumes[["cval", "seed"]].drop_duplicates().itertuples(index=False)}
-    foreign = sorted(runs - set(budget.runs))
-    if foreign:
-        raise ValueError(f"{volumes_csv}: runs (cval, seed) {foreign} are not the budget's {list(budget.runs)}; pass "
-                         "--runs to name them")
+    volumes = pd.concat([_read_saved_volumes(path, budget) for path in paths], ignore_index=True)
+    _refuse_repeated_runs([(path, _read_runs(path)) for path in paths], "volumes")
     volumes = volumes[volumes["n_iter"].isin(list(budget.n_iter))].reset_index(drop=True)
+    trends = []
+    for path in trend_paths:
+        frame = pd.read_csv(path)
+        missing = [k for k in ("method", "cval", "seed", "epoch", "ACDC", "avg_ood") if k not in frame.columns]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; expected an experiment's trend/trend.csv")
+        trends.append(frame)
+    _refuse_repeated_runs([(path, run_keys(frame)) for path, frame in zip(trend_paths, trends, strict=True)], "trend")
     vendors = read_vendors_file(vendors_csv) if vendors_csv is not None else None
     plateau = pd.read_csv(plateau_csv) if plateau_csv is not None else None
-    lines = [f"Rebuilt without training or testing from the saved per-volume Dice `{Path(volumes_csv).as_posix()}`"
+    listed = ", ".join(f"`{p.as_posix()}`" for p in paths)
+    lines = [f"Rebuilt without training or testing from the saved per-volume Dice {listed}"
+             + (f", trend {', '.join(f'`{p.as_posix()}`' for p in trend_paths)}" if trend_paths else "")
              + (f", vendors `{Path(vendors_csv).as_posix()}`" if vendors_csv else "")
              + (f", training-curve summary `{Path(plateau_csv).as_posix()}`" if plateau_csv else "")
              + ": the compute times, commands and curve figures of the runs are not in these files (see the git "
                "history of the published report for the report written when the runs finished)"
              + (f"; rebuilt by commit `{commit}`" if commit else "") + "."]
     lines += list(notes or [])
-    return SavedResults(volumes, vendors, plateau, lines)
+    trend_frame = pd.concat(trends, ignore_index=True) if trends else None
+    return SavedResults(volumes, vendors, plateau, lines, trend_frame)
+
+
+def _read_saved_volumes(path: Path, budget: Budget) -> pd.DataFrame:
+    volumes = pd.read_csv(path, dtype={"patient_id": str, "pid": str, "dataset": str, "method": str})
+    missing = [k for k in VOLUME_KEYS if k not in volumes.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; expected the experiment's volumes.csv")
+    unknown = sorted(set(volumes["method"]) - set(budget.methods))
+    if unknown:
+        raise ValueError(f"{path}: methods {unknown} are not the budget's ({', '.join(budget.methods)})")
+    foreign = sorted(set(run_keys(volumes)) - set(budget.runs))
+    if foreign:
+        raise ValueError(f"{path}: runs (cval, seed) {foreign} are not the budget's {list(budget.runs)}; pass "
+                         "--runs to name them")
+    return volumes
+
+
+def _read_runs(path: Path) -> list[tuple[int, int]]:
+    return run_keys(pd.read_csv(path, usecols=["cval", "seed"]))
+
+
+def _refuse_repeated_runs(files: list[tuple[Path, list[tuple[int, int]]]], what: str) -> None:
+    """A run (cval, seed) may come from one file only: two files with the same run would count it twice."""
+    seen: dict[tuple[int, int], Path] = {}
+    for path, runs in files:
+        for run in runs:
+            if run in seen:
+                raise ValueError(f"{path}: run (cval, seed) {run} is also in {seen[run]}; each run's {what} must "
+                                 "come from one file")
+            seen[run] = path
 
 
 def read_vendors_file(path: Path) -> pd.DataFrame:
@@ -324,7 +368,8 @@ def rebuild(request: ExperimentRequest, saved: SavedResults | None = None) -> Pa
     request.out_dir.mkdir(parents=True, exist_ok=True)
     n_done = None
     if saved is not None:
-        n_done = {(m, int(c)) for m, c in saved.volumes[["method", "cval"]].drop_duplicates().itertuples(index=False)}
+        n_done = {(m, int(c), int(s))
+                  for m, c, s in saved.volumes[["method", "cval", "seed"]].drop_duplicates().itertuples(index=False)}
     complete = (n_done is not None and len(n_done) == len(plan.specs)) or (
         saved is None and all(state.marker(s.test_id(n)) is not None for s in plan.specs for n in budget.n_iter))
     return write_outputs(request, plan, state, complete=complete, saved=saved)

@@ -1,7 +1,7 @@
 """Paired comparison of two methods over test volumes: Wilcoxon signed-rank of (method − baseline) per volume.
 
 Pairing: a test volume is one (test set, patient/frame). Every run of both methods is tested on the same volumes (the
-20 ACDC test subjects are the same for every cval), so each volume gets, per method, the mean over the runs of its
+20 ACDC test subjects are the same for every run), so each volume gets, per method, the mean over the runs of its
 mean Dice (LV, MYO, RV); the test is over the per-volume differences of these run means. Columns: each test set, each
 M&Ms vendor, all volumes pooled (``all``) and the out-of-domain volumes pooled (``ood``: everything except ACDC).
 Pooled columns weigh every volume equally, unlike ``avg_all`` / ``avg_ood`` of the tables (means of test-set means).
@@ -23,7 +23,7 @@ from scipy import stats
 
 from medseg.evaluation.aggregate import in_averages
 from medseg.experiments.run_stats import tie_counts
-from medseg.experiments.tables import vendor_volumes, with_mean_dice
+from medseg.experiments.tables import RUN_KEY, vendor_volumes, with_mean_dice
 
 IN_DOMAIN = "ACDC"
 RESULT_COLUMNS = ["column", "n_volumes", "baseline_mean", "method_mean", "mean_difference", "median_difference",
@@ -33,8 +33,9 @@ RESULT_COLUMNS = ["column", "n_volumes", "baseline_mean", "method_mean", "mean_d
 def per_volume_means(volumes: pd.DataFrame, vendors: pd.DataFrame | None = None) -> pd.DataFrame:
     """Mean over runs of each volume's mean Dice: columns ``dataset, patient_id, vendor, method, mean_Dice, n_runs``."""
     data = with_mean_dice(volumes)
-    mm = vendor_volumes(volumes, vendors)[["method", "cval", "patient_id", "vendor"]]
-    data = data.merge(mm.assign(dataset="MM"), on=["method", "cval", "dataset", "patient_id"], how="left")
+    keys = ["method", *RUN_KEY, "dataset", "patient_id"]
+    mm = vendor_volumes(volumes, vendors).assign(dataset="MM")[[*keys, "vendor"]]
+    data = data.merge(mm, on=keys, how="left")
     data["vendor"] = data["vendor"].fillna("")
     grouped = data.groupby(["dataset", "patient_id", "vendor", "method"], sort=False)["mean_Dice"]
     return grouped.agg(mean_Dice="mean", n_runs="count").reset_index()

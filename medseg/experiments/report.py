@@ -13,6 +13,7 @@ import pandas as pd
 from medseg.evaluation.aggregate import RESAMPLED_SUFFIX, format_table, main_columns
 from medseg.experiments.budgets import Budget
 from medseg.experiments.run_stats import verdict
+from medseg.experiments.tables import run_names
 
 IN_DOMAIN_TOLERANCE = 0.01  # "in-domain accuracy holds": within 1 Dice point
 
@@ -27,11 +28,12 @@ class IterResults:
     relative: pd.DataFrame
     per_run: pd.DataFrame
     figures: dict[str, Path] = field(default_factory=dict)
-    cvals: list[int] = field(default_factory=list)  # the finished runs (both methods tested) the tables cover
+    runs: list[tuple[int, int]] = field(default_factory=list)  # finished runs (cval, seed), both methods tested
     run_tests: pd.DataFrame = field(default_factory=pd.DataFrame)  # paired t over runs per column (run_stats)
     gain: dict[str, Any] = field(default_factory=dict)  # relative avg_ood gain over runs with its interval
     run_table: pd.DataFrame = field(default_factory=pd.DataFrame)  # per run: ACDC / avg_ood / MM of both methods
     penalties: pd.DataFrame = field(default_factory=pd.DataFrame)  # vendor − ACDC per method
+    fold_test: dict[str, Any] = field(default_factory=dict)  # avg_ood with the cval as the unit (seeds averaged)
 
 
 @dataclass
@@ -90,10 +92,25 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def runs_phrase(cvals: Sequence[int], total: int) -> str:
-    """``"3 of 3 runs (cvals 0, 1, 2)"``: which finished runs a table covers."""
-    listed = ", ".join(str(c) for c in cvals)
-    return f"{len(cvals)} of {total} run{'s' if total != 1 else ''} (cval{'s' if len(cvals) != 1 else ''} {listed})"
+def runs_phrase(runs: Sequence[tuple[int, int]], total: int) -> str:
+    """``"3 of 3 runs (cvals 0, 1, 2)"``: which finished runs (cval, seed) a table covers (the seeds are named when a
+    cval repeats)."""
+    listed = ", ".join(run_names(runs))
+    return f"{len(runs)} of {total} run{'s' if total != 1 else ''} (cval{'s' if len(runs) != 1 else ''} {listed})"
+
+
+def fold_line(res: IterResults, baseline: str, method: str) -> list[str]:
+    """When a cval has several seeds: the avg_ood test with the cval as the unit (its seeds averaged first), the
+    conservative check of the run-level test, which treats runs that share their training subjects as independent."""
+    folds = {c for c, _ in res.runs}
+    test = res.fold_test
+    if not test or len(folds) == len(res.runs):
+        return []
+    note = f"; {test['note']}" if test.get("note") else ""
+    return [f"- Conservative check, the cval as the unit ({len(res.runs)} runs share {len(folds)} cvals, i.e. "
+            f"training subjects; each cval's seeds averaged first): avg_ood {method} − {baseline} "
+            f"{_num(test['mean_difference'])} (95 % CI {_ci(test)}, t = {_num(test['t'], 2)}, df {_int(test['df'])}, "
+            f"p = {_p(test['p_value'])}{note})."]
 
 
 def spread_phrase(n_runs: int) -> str:
@@ -118,8 +135,8 @@ def headline(inputs: ReportInputs, baseline: str, method: str) -> list[str]:
         return ["No test has finished yet."]
     n_iter = 2 if 2 in inputs.per_iter else max(inputs.per_iter)
     res = inputs.per_iter[n_iter]
-    n_runs = len(res.cvals)
-    lines = [f"Test setting n_iter = {n_iter}; {runs_phrase(res.cvals, len(inputs.budget.runs))} finished. The "
+    n_runs = len(res.runs)
+    lines = [f"Test setting n_iter = {n_iter}; {runs_phrase(res.runs, len(inputs.budget.runs))} finished. The "
              f"replication unit is the training run: each line is the paired t-test over the runs of "
              f"{method} − {baseline} (each run's value of the column), with the 95 % t interval of the mean "
              f"difference; values {spread_phrase(n_runs)}.", ""]
@@ -146,10 +163,12 @@ def headline(inputs: ReportInputs, baseline: str, method: str) -> list[str]:
                 f"{gain['ci_high_percent']:+.1f}] %)" if not math.isnan(gain.get("ci_low_percent", math.nan)) else "")
         lines.append(text)
     if len(res.run_table):
+        names = run_names([(int(c), int(s)) for c, s in zip(res.run_table["cval"], res.run_table["seed"], strict=True)])
         lines.append("- Per run (cval), avg_ood " + "; ".join(
-            f"cval {int(r['cval'])}: {_num(r[f'avg_ood_{baseline}'])} → {_num(r[f'avg_ood_{method}'])} "
+            f"cval {name}: {_num(r[f'avg_ood_{baseline}'])} → {_num(r[f'avg_ood_{method}'])} "
             f"({_num(r['avg_ood_difference'])}, {r['avg_ood_relative_percent']:+.1f} %)"
-            for _, r in res.run_table.iterrows()) + ".")
+            for name, (_, r) in zip(names, res.run_table.iterrows(), strict=True)) + ".")
+    lines += fold_line(res, baseline, method)
     wil = res.wilcoxon.set_index("column") if len(res.wilcoxon) else pd.DataFrame()
     if "ood" in wil.index:
         w = wil.loc["ood"]
@@ -166,7 +185,7 @@ def headline(inputs: ReportInputs, baseline: str, method: str) -> list[str]:
         lines.append(f"Not the paper's comparison (the methods differ in {_keys(inputs.method_difference)}, not in "
                      f"`learning.latent_DA` alone), so no verdict: the differences are above.")
     if n_runs < len(inputs.budget.runs):
-        lines.append(f"These numbers cover only {runs_phrase(res.cvals, len(inputs.budget.runs))}; the other runs "
+        lines.append(f"These numbers cover only {runs_phrase(res.runs, len(inputs.budget.runs))}; the other runs "
                      "are not finished yet.")
     return lines
 
@@ -189,7 +208,7 @@ def _ties(row: Any) -> str:
 def run_level_markdown(res: IterResults, baseline: str, method: str) -> list[str]:
     """The run-level tests, the per-run table and the vendor penalties of one n_iter."""
     parts: list[str] = []
-    n_runs = len(res.cvals)
+    n_runs = len(res.runs)
     if len(res.run_tests):
         intro = ("Paired t-test over the runs (the replication unit) of each run's value, "
                  f"{method} − {baseline}; 95 % t interval of the mean difference.")
@@ -207,6 +226,8 @@ def run_level_markdown(res: IterResults, baseline: str, method: str) -> list[str
                       + (f"[{g['ci_low_percent']:+.1f}, {g['ci_high_percent']:+.1f}] %"
                          if not math.isnan(g.get("ci_low_percent", math.nan)) else f"n/a ({g.get('note', '')})")
                       + ".", ""]
+        check = fold_line(res, baseline, method)
+        parts += [check[0][2:], ""] if check else []
     if len(res.run_table):
         columns = [c for c in ("ACDC", "avg_ood", "MM") if f"{c}_{baseline}" in res.run_table.columns]
         header = ["cval (seed)"] + [f"{c} {name}" for c in columns for name in (baseline, method, "diff")] + \
@@ -258,7 +279,7 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
     """The whole report; ``link(path)`` turns an output file into a Markdown link target."""
     budget = inputs.budget
     baseline, method = list(budget.methods)
-    whole = sorted(set.intersection(*(set(inputs.per_iter[n].cvals) for n in budget.n_iter))) \
+    whole = sorted(set.intersection(*(set(inputs.per_iter[n].runs) for n in budget.n_iter))) \
         if all(n in inputs.per_iter for n in budget.n_iter) else []
     status = (f"complete ({inputs.total_tasks} tasks)" if inputs.complete else
               f"**incomplete**: {inputs.finished_tasks} of {inputs.total_tasks} tasks finished, "
@@ -292,10 +313,10 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
     for n_iter in sorted(inputs.per_iter, reverse=True):
         res = inputs.per_iter[n_iter]
         what = "FTN alone" if n_iter == 1 else "FTN + STN refinement" if n_iter == 2 else f"{n_iter} passes"
-        covered = runs_phrase(res.cvals, len(budget.runs))
+        covered = runs_phrase(res.runs, len(budget.runs))
         parts += ["", f"## Mean Dice per test set, n_iter = {n_iter} ({what})", "",
                   f"**{covered}.** Mean over LV, MYO and RV of the patient-wise 3D Dice; `avg_all` = mean over the "
-                  f"test sets, `avg_ood` = mean over the out-of-domain ones; {spread_phrase(len(res.cvals))}.", "",
+                  f"test sets, `avg_ood` = mean over the out-of-domain ones; {spread_phrase(len(res.runs))}.", "",
                   format_table(res.table, main_columns(res.table, list(budget.test_datasets))), "",
                   "Relative improvement of the run-averaged values:", "",
                   markdown_table(["column", baseline, method, "difference", "relative"],
@@ -321,7 +342,7 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
                                    _p(r.p_value) + (f" ({r.note})" if r.note else "")]
                                   for r in res.wilcoxon.itertuples()]), ""]
         parts += [f"M&Ms per vendor (n_iter = {n_iter}, {covered}): mean Dice over the vendor's volumes, "
-                  f"{spread_phrase(len(res.cvals))}.",
+                  f"{spread_phrase(len(res.runs))}.",
                   "", vendor_markdown(res.vendors, [baseline, method])]
         if "png" in res.figures:
             parts += ["", f"![Per-volume Dice, n_iter {n_iter}]({link(res.figures['png'])})"]

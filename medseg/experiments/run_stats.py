@@ -1,12 +1,13 @@
 """Statistics over training runs: the replication unit of a training comparison is the run.
 
-Every (method, cval) run gets one number per column (a test set's Dice, ``avg_ood``, ``avg_all``, the penalty of an
-M&Ms vendor against ACDC); the two methods are paired by run (same cval, seed, data and initial weights), so the test
-of a column is the paired t-test over the runs of ``method − baseline`` with ``n_runs − 1`` degrees of freedom, and the
-95 % interval is the t interval of the mean difference. The relative ``avg_ood`` gain is the mean over runs of each
-run's ``(method − baseline) / baseline`` with its t interval. With one run no run-level test exists: every statistic
-is NaN and the note says so. The volume-level Wilcoxon of :mod:`medseg.experiments.paired_test` is only within-run
-evidence (the volumes of one run are not independent replications of the training).
+Every (method, run) gets one number per column (a test set's Dice, ``avg_ood``, ``avg_all``, the penalty of an
+M&Ms vendor against ACDC); a run is a (cval, seed) pair, and the two methods are paired by run (same cval, seed, data
+and initial weights), so the test of a column is the paired t-test over the runs of ``method − baseline`` with
+``n_runs − 1`` degrees of freedom, and the 95 % interval is the t interval of the mean difference. The relative
+``avg_ood`` gain is the mean over runs of each run's ``(method − baseline) / baseline`` with its t interval. With one
+run no run-level test exists: every statistic is NaN and the note says so. The volume-level Wilcoxon of
+:mod:`medseg.experiments.paired_test` is only within-run evidence (the volumes of one run are not independent
+replications of the training).
 
 A run's dataset value is computed like the test script's robustness table (mean over patients of each class's Dice,
 then mean over LV, MYO and RV); ``avg_ood`` and ``avg_all`` average the dataset values.
@@ -22,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from medseg.evaluation.aggregate import in_averages
-from medseg.experiments.tables import DICE_COLUMNS, vendor_volumes
+from medseg.experiments.tables import DICE_COLUMNS, RUN_KEY, vendor_volumes
 
 IN_DOMAIN = "ACDC"
 CONFIDENCE = 0.95
@@ -66,7 +67,7 @@ def paired_t(base: Sequence[float], ours: Sequence[float], confidence: float = C
 
 
 def run_values(volumes: pd.DataFrame, datasets: Sequence[str], vendors: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (method, cval): every dataset's value, ``avg_all``, ``avg_ood``, and per M&Ms vendor
+    """One row per (method, cval, seed): every dataset's value, ``avg_all``, ``avg_ood``, and per M&Ms vendor
     ``MM/<vendor>`` (mean of the vendor's volumes' mean Dice) and ``penalty/<vendor>`` (vendor − ACDC).
 
     Args:
@@ -76,9 +77,8 @@ def run_values(volumes: pd.DataFrame, datasets: Sequence[str], vendors: pd.DataF
     """
     rows = []
     mm = vendor_volumes(volumes, vendors) if vendors is not None else None
-    for (method, cval), part in volumes.groupby(["method", "cval"], sort=False):
-        row: dict[str, object] = {"method": method, "cval": int(cval),
-                                  "seed": int(part["seed"].iloc[0]) if "seed" in part.columns else -1}
+    for (method, cval, seed), part in volumes.groupby(["method", *RUN_KEY], sort=False):
+        row: dict[str, object] = {"method": method, "cval": int(cval), "seed": int(seed)}
         means = {}
         for dataset in datasets:
             rows_d = part[part["dataset"] == dataset]
@@ -92,7 +92,7 @@ def run_values(volumes: pd.DataFrame, datasets: Sequence[str], vendors: pd.DataF
         ood = [v for k, v in averaged.items() if k != IN_DOMAIN]
         row["avg_ood"] = float(np.mean(ood)) if ood else math.nan
         if mm is not None and len(mm):
-            own = mm[(mm["method"] == method) & (mm["cval"] == cval)]
+            own = mm[(mm["method"] == method) & (mm["cval"] == cval) & (mm["seed"] == seed)]
             for vendor, group in own.groupby("vendor", sort=True):
                 row[f"MM/{vendor}"] = float(group["mean_Dice"].mean())
                 row[f"penalty/{vendor}"] = float(group["mean_Dice"].mean()) - means.get(IN_DOMAIN, math.nan)
@@ -103,7 +103,7 @@ def run_values(volumes: pd.DataFrame, datasets: Sequence[str], vendors: pd.DataF
 def _paired(values: pd.DataFrame, baseline: str, method: str, column: str) -> tuple[np.ndarray, np.ndarray]:
     if column not in values.columns:
         return np.array([]), np.array([])
-    wide = values.pivot_table(index="cval", columns="method", values=column, dropna=False)
+    wide = values.pivot_table(index=RUN_KEY, columns="method", values=column, dropna=False)
     if baseline not in wide.columns or method not in wide.columns:
         return np.array([]), np.array([])
     return wide[baseline].to_numpy(float), wide[method].to_numpy(float)
@@ -118,6 +118,21 @@ def run_level_tests(values: pd.DataFrame, baseline: str, method: str, columns: S
             continue
         rows.append({"column": column, **paired_t(base, ours)})
     return pd.DataFrame(rows, columns=TEST_COLUMNS)
+
+
+def fold_level_test(values: pd.DataFrame, baseline: str, method: str, column: str = "avg_ood") -> dict[str, float | str]:
+    """The paired t-test of ``column`` with the fold (cval) as the unit: each cval's runs (its seeds) are averaged
+    first. Runs of one cval share their training and validation subjects, so when seeds are pooled this is the
+    conservative check beside :func:`run_level_tests`, which counts every (cval, seed) as a run. Only folds with
+    both methods in every run count (a run one method lacks is left out)."""
+    if column not in values.columns:
+        return {"column": column, **paired_t([], [])}
+    wide = values.pivot_table(index=RUN_KEY, columns="method", values=column, dropna=False)
+    if baseline not in wide.columns or method not in wide.columns:
+        return {"column": column, **paired_t([], [])}
+    wide = wide[[baseline, method]].dropna()
+    folds = wide.groupby(level="cval").mean()
+    return {"column": column, **paired_t(folds[baseline].to_numpy(float), folds[method].to_numpy(float))}
 
 
 def relative_gain(values: pd.DataFrame, baseline: str, method: str, column: str = "avg_ood",
@@ -146,14 +161,14 @@ def relative_gain(values: pd.DataFrame, baseline: str, method: str, column: str 
 
 def per_run_table(values: pd.DataFrame, baseline: str, method: str,
                   columns: Sequence[str] = ("ACDC", "avg_ood", "MM")) -> pd.DataFrame:
-    """One row per run (cval): each column's value for both methods and ``method − baseline``, and the relative
-    ``avg_ood`` gain in percent."""
+    """One row per run (cval, seed): each column's value for both methods and ``method − baseline``, and the
+    relative ``avg_ood`` gain in percent."""
     rows = []
-    for cval in sorted(values["cval"].unique()):
-        part = values[values["cval"] == cval].set_index("method")
+    for (cval, seed), part in values.groupby(RUN_KEY, sort=True):
+        part = part.set_index("method")
         if baseline not in part.index or method not in part.index:
             continue
-        row: dict[str, object] = {"cval": int(cval), "seed": int(part.at[baseline, "seed"])}
+        row: dict[str, object] = {"cval": int(cval), "seed": int(seed)}
         for column in columns:
             b = float(part.at[baseline, column]) if column in part.columns else math.nan
             m = float(part.at[method, column]) if column in part.columns else math.nan

@@ -26,26 +26,50 @@ PathLike = str | os.PathLike
 DICE_COLUMNS = ["LV_Dice", "MYO_Dice", "RV_Dice"]
 
 
-def finished_runs(volumes: pd.DataFrame, methods: Sequence[str]) -> tuple[pd.DataFrame, list[int], list[str]]:
-    """Keep the runs (cvals) that every method has finished, so that both methods are compared on the same runs.
+RUN_KEY = ["cval", "seed"]  # a training run: its fold and its seed (two seeds of one fold are two runs)
+RunKey = tuple[int, int]
+
+
+def run_keys(frame: pd.DataFrame) -> list[RunKey]:
+    """The distinct ``(cval, seed)`` runs of ``frame``, sorted."""
+    if frame.empty:
+        return []
+    pairs = frame[RUN_KEY].drop_duplicates().astype(int).itertuples(index=False)
+    return sorted((int(c), int(s)) for c, s in pairs)
+
+
+def run_names(runs: Sequence[RunKey]) -> list[str]:
+    """How runs are named in tables and notes: by cval alone while no cval repeats (``"0"``), else with the seed
+    (``"0 (seed 41)"``), as when runs of another seed are pooled with a budget's runs."""
+    unique = len({c for c, _ in runs}) == len(runs)
+    return [str(c) if unique else f"{c} (seed {s})" for c, s in runs]
+
+
+def finished_runs(volumes: pd.DataFrame, methods: Sequence[str]) -> tuple[pd.DataFrame, list[RunKey], list[str]]:
+    """Keep the runs ``(cval, seed)`` that every method has finished, so that both methods are compared on the same
+    runs.
 
     Args:
-        volumes: per-volume rows of one ``n_iter`` (columns ``method``, ``cval``, ...).
+        volumes: per-volume rows of one ``n_iter`` (columns ``method``, ``cval``, ``seed``, ...).
         methods: the compared methods.
 
     Returns:
-        ``(rows of the finished runs, their cvals, notes about runs that only some methods have finished)``.
+        ``(rows of the finished runs, their (cval, seed) keys, notes about runs that only some methods have
+        finished)``.
     """
     if volumes.empty:
         return volumes, [], []
-    done = {m: set(volumes.loc[volumes["method"] == m, "cval"].astype(int)) for m in methods}
-    cvals = sorted(set.intersection(*done.values())) if done else []
+    done = {m: set(run_keys(volumes[volumes["method"] == m])) for m in methods}
+    runs = sorted(set.intersection(*done.values())) if done else []
+    pending = sorted(set.union(*done.values()) - set(runs))
+    names = dict(zip(runs + pending, run_names(runs + pending), strict=True))
     notes = []
-    for cval in sorted(set.union(*done.values()) - set(cvals)):
-        have = [m for m in methods if cval in done[m]]
-        notes.append(f"cval {cval}: only {', '.join(have)} tested so far; left out of the comparison until "
+    for key in pending:
+        have = [m for m in methods if key in done[m]]
+        notes.append(f"cval {names[key]}: only {', '.join(have)} tested so far; left out of the comparison until "
                      f"{', '.join(m for m in methods if m not in have)} is tested too")
-    return volumes[volumes["cval"].astype(int).isin(cvals)], cvals, notes
+    keys = pd.MultiIndex.from_frame(volumes[RUN_KEY].astype(int))
+    return volumes[keys.isin(runs)], runs, notes
 
 
 def with_mean_dice(volumes: pd.DataFrame) -> pd.DataFrame:
@@ -55,15 +79,15 @@ def with_mean_dice(volumes: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def run_entries(volumes: pd.DataFrame, methods: Sequence[str], checkpoint_dirs: dict[tuple[str, int], Path]
-                ) -> list[RunResults]:
-    """One :class:`RunResults` per (method, cval) of ``volumes`` (one ``n_iter``), methods in the given order."""
+def run_entries(volumes: pd.DataFrame, methods: Sequence[str],
+                checkpoint_dirs: dict[tuple[str, int, int], Path]) -> list[RunResults]:
+    """One :class:`RunResults` per (method, run) of ``volumes`` (one ``n_iter``), methods in the given order;
+    ``checkpoint_dirs`` is keyed by ``(method, cval, seed)``."""
     entries = []
     for method in methods:
         rows = volumes[volumes["method"] == method]
-        for cval in sorted(rows["cval"].unique()):
-            run_rows = rows[rows["cval"] == cval]
-            entry = RunResults(Run(method, checkpoint_dirs.get((method, int(cval)), Path(".")), int(cval)))
+        for (cval, seed), run_rows in rows.groupby(RUN_KEY, sort=True):
+            entry = RunResults(Run(method, checkpoint_dirs.get((method, int(cval), int(seed)), Path(".")), int(cval)))
             for dataset, part in run_rows.groupby("dataset", sort=False):
                 detailed = part[["patient_id", "pid", *DICE_COLUMNS]].reset_index(drop=True)
                 entry.results[str(dataset)] = DatasetResult(str(dataset), detailed, list(DICE_COLUMNS))
@@ -95,7 +119,7 @@ def vendor_table(volumes: pd.DataFrame, vendors: pd.DataFrame | None, methods: S
     for method in methods:
         part = mm[mm["method"] == method]
         for (vendor, name), group in part.groupby(["vendor", "vendor_name"], sort=True):
-            per_run = group.groupby("cval")["mean_Dice"].mean().to_numpy(dtype=float)
+            per_run = group.groupby(RUN_KEY)["mean_Dice"].mean().to_numpy(dtype=float)
             rows.append({"method": method, "vendor": vendor, "vendor_name": name,
                          "n_volumes": int(len(group) / max(len(per_run), 1)), "n_runs": len(per_run),
                          "mean": float(per_run.mean()), "std": float(per_run.std(ddof=0))})
@@ -123,15 +147,16 @@ def relative_improvement(table: pd.DataFrame, baseline: str, method: str,
 
 
 def per_run_relative(volumes: pd.DataFrame, baseline: str, method: str, ood: Sequence[str]) -> pd.DataFrame:
-    """Per cval: ``avg_ood`` of both methods (mean of the dataset means) and the relative improvement in percent."""
+    """Per run (cval, seed): ``avg_ood`` of both methods (mean of the dataset means) and the relative improvement in
+    percent."""
     data = with_mean_dice(volumes)
     rows = []
-    for cval in sorted(data["cval"].unique()):
+    for (cval, seed), run in data.groupby(RUN_KEY, sort=True):
         values = {}
         for name in (baseline, method):
-            part = data[(data["method"] == name) & (data["cval"] == cval) & data["dataset"].isin(list(ood))]
+            part = run[(run["method"] == name) & run["dataset"].isin(list(ood))]
             values[name] = float(np.nanmean(part.groupby("dataset")["mean_Dice"].mean())) if len(part) else math.nan
         base, ours = values[baseline], values[method]
-        rows.append({"cval": int(cval), "baseline_avg_ood": base, "method_avg_ood": ours,
+        rows.append({"cval": int(cval), "seed": int(seed), "baseline_avg_ood": base, "method_avg_ood": ours,
                      "relative_percent": (ours - base) / base * 100.0 if base else math.nan})
     return pd.DataFrame(rows)

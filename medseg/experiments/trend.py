@@ -91,18 +91,22 @@ def read_recon(request: ExperimentRequest, plan: Plan) -> dict[str, dict[str, pd
     for spec in plan.specs:
         path = run_dir(spec, request.budget, plan.save_dir, plan.data_root / "ACDC") / "log" / "metrics.csv"
         if path.is_file():
-            out.setdefault(spec.method, {})[f"cval {spec.cval}"] = pd.read_csv(path)
+            out.setdefault(spec.method, {})[f"cval {spec.cval}, seed {spec.seed}"] = pd.read_csv(path)
     return out
 
 
 def trend_section(request: ExperimentRequest, plan: Plan, inputs: ReportInputs,
-                  state: ExperimentState | None = None) -> None:
-    """Write the trend tables and figure and add them to the report inputs (nothing when the budget keeps none)."""
+                  state: ExperimentState | None = None, saved: pd.DataFrame | None = None) -> None:
+    """Write the trend tables and figure and add them to the report inputs (nothing when the budget keeps none).
+
+    ``saved``: rows of saved ``trend.csv`` files to show instead of the experiment folder's trend tests (a rebuilt
+    report; the reconstruction panels then stay empty, since the runs' metrics.csv are not among the saved files).
+    """
     budget = request.budget
     if not budget.keep_best_every_num_epochs:
         return
     state = state or ExperimentState(request.out_dir)
-    trend = collect(request, plan, state)
+    trend = collect(request, plan, state) if saved is None else saved
     folder = request.out_dir / "trend"
     if trend.empty:
         inputs.extra_sections.append("## Training-length trend\n\nNo kept model has been tested yet (the trend "
@@ -113,15 +117,17 @@ def trend_section(request: ExperimentRequest, plan: Plan, inputs: ReportInputs,
     means = figures.trend_means(trend)
     means.to_csv(folder / "trend_means.csv", index=False, float_format="%.6f")
     inputs.files += [folder / "trend.csv", folder / "trend_means.csv"]
-    figure = figures.trend_figure(trend, read_recon(request, plan), folder / "trend.png",
+    figure = figures.trend_figure(trend, read_recon(request, plan) if saved is None else {}, folder / "trend.png",
                                   f"Best model so far every {budget.keep_best_every_num_epochs} epochs, n_iter "
-                                  f"{budget.n_iter[-1]} (budget {budget.name})")
+                                  f"{budget.n_iter[-1]} (budget {budget.name})",
+                                  "not logged by these runs" if saved is None else
+                                  "not in the saved files (see each experiment's own report)")
     methods = list(dict.fromkeys(trend["method"]))
     lines = []
     if "avg_ood_difference" in means.columns:
-        lines = [f"Mean over runs, {methods[1]} − {methods[0]} per epoch: " + "; ".join(
-            f"epoch {int(r.epoch)}: ACDC {r.ACDC_difference:+.3f}, avg_ood {r.avg_ood_difference:+.3f}"
-            for r in means.itertuples()) + "."]
+        lines = [f"Mean over the runs both methods have, {methods[1]} − {methods[0]} per epoch: " + "; ".join(
+            f"epoch {int(r.epoch)} ({int(r.n_runs)} run{'s' if r.n_runs != 1 else ''}): ACDC "
+            f"{r.ACDC_difference:+.3f}, avg_ood {r.avg_ood_difference:+.3f}" for r in means.itertuples()) + "."]
     text = ("Each point is the best model (by validation Mean IoU) after that many epochs, tested with n_iter "
             f"{budget.n_iter[-1]}: thin lines are runs, thick lines the mean over runs. Right: the image decoder's "
             "reconstruction quality per epoch from each run's metrics.csv (validation PSNR of the clean "

@@ -149,6 +149,7 @@ def test_report_rebuilt_from_saved_volumes(tmp_path, monkeypatch) -> None:
     assert "Rebuilt without training or testing from the saved per-volume Dice" in text
     assert "ACDC-C columns: resampled" in text and "Status: complete" in text
     assert "**Not decided** over 3 runs" in text and "t = 3.46, df 2" in text
+    assert "Conservative check" not in text  # one seed per cval: the run-level test is the fold-level test
     assert "### Run-level tests, n_iter = 2 (primary)" in text and "Domain-shift penalty per M&Ms vendor" in text
     assert (tmp_path / "docs" / "RESULTS_data" / "n_iter_2_run_level_tests.csv").is_file()
     assert (tmp_path / "docs" / "RESULTS_data" / "MM_vendors.csv").is_file()
@@ -183,7 +184,7 @@ def test_bf16_decision_rule() -> None:
     assert not runs_decide({"ci_low_percent": math.nan, "ci_high_percent": math.nan})
 
 
-def test_bf16_decision_script(tmp_path) -> None:
+def test_bf16_decision_script(tmp_path, capsys) -> None:
     import importlib.util
     from pathlib import Path
 
@@ -201,3 +202,116 @@ def test_bf16_decision_script(tmp_path) -> None:
     assert script.main(["--fp32", str(tmp_path / "fp32.csv"), "--bf16", str(tmp_path / "far.csv")]) == 1
     assert script.main(["--fp32", str(tmp_path / "fp32.csv"), "--bf16", str(tmp_path / "far.csv"),
                         "--cval", "5"]) == 2
+    seeds = pd.concat([near, near.assign(seed=near["seed"] + 1)])  # two seeds of each cval: the run is named
+    seeds.to_csv(tmp_path / "seeds.csv", index=False)
+    assert script.main(["--fp32", str(tmp_path / "fp32.csv"), "--bf16", str(tmp_path / "seeds.csv")]) == 2
+    assert "seeds.csv" in capsys.readouterr().err
+    assert script.main(["--fp32", str(tmp_path / "fp32.csv"), "--bf16", str(tmp_path / "seeds.csv"),
+                        "--seed", "40"]) == 0
+
+
+def two_seed_volumes(first: dict[int, float], second: dict[int, float]) -> pd.DataFrame:
+    """The three runs of :func:`volumes`, and three more runs of the same cvals with other seeds (41, 21, 11)."""
+    more = volumes(second).assign(seed=lambda frame: frame["seed"] + 1)
+    return pd.concat([volumes(first), more], ignore_index=True)
+
+
+def test_two_seeds_of_one_cval_are_two_runs() -> None:
+    """Runs are (cval, seed): pooled seeds are not averaged into one run per cval, and an unfinished run is named
+    with its seed."""
+    from medseg.experiments.tables import finished_runs, per_run_relative, run_names
+
+    data = two_seed_volumes({0: 0.02, 1: 0.04, 2: 0.06}, {0: 0.01, 1: 0.03, 2: 0.05})
+    part, runs, notes = finished_runs(data, ["standard", "cooperative"])
+    assert runs == [(0, 40), (0, 41), (1, 20), (1, 21), (2, 10), (2, 11)] and notes == [] and len(part) == len(data)
+    values = run_stats.run_values(data, DATASETS, VENDORS)
+    assert len(values) == 12
+    ood = run_stats.run_level_tests(values, "standard", "cooperative", ["avg_ood"]).set_index("column").loc["avg_ood"]
+    diffs = np.array([0.02, 0.01, 0.04, 0.03, 0.06, 0.05])
+    assert ood["n_runs"] == 6 and ood["df"] == 5 and ood["mean_difference"] == pytest.approx(diffs.mean())
+    assert ood["t"] == pytest.approx(diffs.mean() / (diffs.std(ddof=1) / math.sqrt(6)))
+    table = run_stats.per_run_table(values, "standard", "cooperative")
+    assert list(zip(table["cval"], table["seed"], strict=True)) == runs
+    assert list(table["avg_ood_difference"]) == pytest.approx(list(diffs))
+    assert list(per_run_relative(data, "standard", "cooperative", ["RandomBias", "MM"])["seed"]) == [40, 41, 20, 21,
+                                                                                                     10, 11]
+    penalties = run_stats.vendor_penalties(values, "standard", "cooperative").set_index("vendor")
+    assert penalties.at["A", "n_runs"] == 6 and penalties.at["A", "difference"] == pytest.approx(diffs.mean())
+    wilcoxon = paired_tests(data, "standard", "cooperative", DATASETS, VENDORS).set_index("column")
+    assert wilcoxon.at["ood", "n_volumes"] == 5 and wilcoxon.at["ood", "mean_difference"] == pytest.approx(diffs.mean())
+    assert run_names(runs[:2]) == ["0 (seed 40)", "0 (seed 41)"] and run_names([(0, 40), (1, 20)]) == ["0", "1"]
+    unfinished = data[~((data["method"] == "cooperative") & (data["seed"] == 41))]
+    _, runs, notes = finished_runs(unfinished, ["standard", "cooperative"])
+    assert (0, 41) not in runs and len(runs) == 5
+    assert notes == ["cval 0 (seed 41): only standard tested so far; left out of the comparison until cooperative "
+                     "is tested too"]
+
+
+def test_bf16_decision_with_two_seeds_of_the_cval() -> None:
+    from medseg.experiments.decisions import values_of_run
+
+    data = two_seed_volumes({0: 0.02, 1: 0.04, 2: 0.06}, {0: 0.01, 1: 0.03, 2: 0.05})
+    with pytest.raises(ValueError, match=r"seeds \[40, 41\]"):
+        values_of_run(data, DATASETS, cval=0)
+    run = values_of_run(data, DATASETS, cval=0, seed=41)
+    assert run["cooperative"]["avg_ood"] - run["standard"]["avg_ood"] == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="seed 7"):
+        values_of_run(data, DATASETS, cval=0, seed=7)
+
+
+def test_report_pools_the_runs_of_two_saved_experiments(tmp_path) -> None:
+    """--report_only --volumes A B --trend A' B' --runs <all six>: one report over the runs of two folders (a
+    budget's runs and more seeds of its cvals), with the run-level test over six runs; a run in two files, or
+    repeated cvals for an experiment folder, are refused."""
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("run_exp", repo / "scripts" / "run_robustness_experiment.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = two_seed_volumes({0: 0.02, 1: 0.04, 2: 0.06}, {0: 0.01, 1: 0.03, 2: 0.05})
+    first, more = tmp_path / "first.csv", tmp_path / "more.csv"
+    data[data["seed"].isin([40, 20, 10])].to_csv(first, index=False)
+    data[data["seed"].isin([41, 21, 11])].to_csv(more, index=False)
+    trend_rows = []
+    for (cval, seed), shift in {(0, 40): 0.0, (1, 20): 0.01, (0, 41): 0.02}.items():
+        for method, gain in (("standard", 0.0), ("cooperative", 0.03)):
+            for epoch in (1, 2):
+                trend_rows.append({"method": method, "cval": cval, "seed": seed, "epoch": epoch,
+                                   "ACDC": 0.7 + shift, "avg_ood": 0.4 + shift + gain * epoch})
+    trend = pd.DataFrame(trend_rows)
+    trend[trend["seed"] != 41].to_csv(tmp_path / "trend_first.csv", index=False)
+    trend[trend["seed"] == 41].to_csv(tmp_path / "trend_more.csv", index=False)
+    import json
+
+    budget = tmp_path / "pooled.json"
+    smoke = json.loads((repo / "config" / "experiment" / "smoke.json").read_text())
+    budget.write_text(json.dumps({**smoke, "name": "pooled", "keep_best_every_num_epochs": 1}))
+    runs = ["0:40", "1:20", "2:10", "0:41", "1:21", "2:11"]
+    out, md = tmp_path / "out", tmp_path / "docs" / "RESULTS.md"
+    code = script.main(["--budget", str(budget), "--report_only", "--volumes", str(first), str(more), "--trend",
+                        str(tmp_path / "trend_first.csv"), str(tmp_path / "trend_more.csv"), "--runs", *runs,
+                        "--out", str(out), "--results_md", str(md), "--no_progress",
+                        "--data_root", str(tmp_path / "absent")])
+    assert code == 0
+    text = md.read_text()
+    assert "6 of 6 runs (cvals 0 (seed 40), 0 (seed 41), 1 (seed 20), 1 (seed 21), 2 (seed 10), 2 (seed 11))" in text
+    assert "over 6 runs" in text and "first.csv" in text and "more.csv" in text and "Status: complete" in text
+    # seeds of one cval share their training subjects: the check with the cval as the unit (fold means of the
+    # differences 0.015, 0.035, 0.055: mean 0.035, sd 0.02, t = 0.035 / (0.02 / sqrt 3), df 2)
+    check = "Conservative check, the cval as the unit (6 runs share 3 cvals"
+    assert text.count(check) == 2 and f"t = {0.035 / (0.02 / math.sqrt(3)):.2f}, df 2" in text
+    per_run = pd.read_csv(out / "n_iter_2" / "per_run.csv")
+    assert list(per_run["seed"]) == [40, 41, 20, 21, 10, 11]
+    assert list(per_run["avg_ood_difference"]) == pytest.approx([0.02, 0.01, 0.04, 0.03, 0.06, 0.05])
+    means = pd.read_csv(out / "trend" / "trend_means.csv").set_index("epoch")
+    assert list(means["n_runs"]) == [3, 3] and means.at[2, "avg_ood_difference"] == pytest.approx(0.06)
+    assert "epoch 2 (3 runs): ACDC +0.000, avg_ood +0.060" in text
+    twice = script.main(["--budget", str(budget), "--report_only", "--volumes", str(first), str(first), "--runs",
+                         *runs, "--out", str(tmp_path / "o2"), "--no_progress"])
+    assert twice == 2
+    with pytest.raises(SystemExit):  # one experiment folder keeps one run per cval
+        script.main(["--budget", "smoke", "--runs", "0:40", "0:41", "--out", str(tmp_path / "o3")])
+    with pytest.raises(SystemExit):
+        script.main(["--budget", "smoke", "--report_only", "--volumes", str(first), "--runs", "0:40", "0:40"])

@@ -122,8 +122,8 @@ def test_partial_runs_report_says_k_of_3(tmp_path) -> None:
 
     data = volumes()
     data = data[~((data["method"] == "cooperative") & (data["cval"] == 1))]
-    part, cvals, notes = finished_runs(data, ["standard", "cooperative"])
-    assert cvals == [0] and set(part["cval"]) == {0}
+    part, runs, notes = finished_runs(data, ["standard", "cooperative"])
+    assert runs == [(0, 40)] and set(part["cval"]) == {0}
     assert notes == ["cval 1: only standard tested so far; left out of the comparison until cooperative is tested "
                      "too"]
     table, _ = write_summary(run_entries(part, ["standard", "cooperative"], {}), DATASETS, tmp_path, 2, notes)
@@ -141,7 +141,7 @@ def test_partial_runs_report_says_k_of_3(tmp_path) -> None:
     values = run_stats.run_values(part, DATASETS, VENDORS)
     results = IterResults(table, vendor_table(part, VENDORS, ["standard", "cooperative"]), wilcoxon,
                           relative_improvement(table, "standard", "cooperative"),
-                          per_run_relative(part, "standard", "cooperative", ["RandomBias", "MM"]), cvals=cvals,
+                          per_run_relative(part, "standard", "cooperative", ["RandomBias", "MM"]), runs=runs,
                           run_tests=run_stats.run_level_tests(values, "standard", "cooperative",
                                                               [*DATASETS, "avg_all", "avg_ood"]),
                           gain=run_stats.relative_gain(values, "standard", "cooperative"),

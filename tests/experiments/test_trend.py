@@ -37,6 +37,14 @@ def test_trend_figure_and_means_on_constructed_data(tmp_path: Path) -> None:
     assert means.loc[100, "avg_ood_difference"] == pytest.approx(0.03)
     assert means.loc[50, "ACDC_difference"] == pytest.approx(0.0)
     assert means.loc[25, "ACDC_standard"] == pytest.approx(0.635)
+    assert list(means["n_runs"]) == [3, 3, 3, 3]
+    # a run that one method lacks at an epoch (cooperative cval 2 not tested at 100) leaves both means there, so the
+    # difference stays paired: the standard mean at 100 is over cvals 0 and 1 only
+    partial = trend_means(trend[~((trend["method"] == "cooperative") & (trend["cval"] == 2)
+                                  & (trend["epoch"] == 100))]).set_index("epoch")
+    assert partial.at[100, "n_runs"] == 2 and partial.at[75, "n_runs"] == 3
+    assert partial.at[100, "ACDC_standard"] == pytest.approx(0.7 + 0.005)
+    assert partial.at[100, "avg_ood_difference"] == pytest.approx(0.03)
     recon = {"standard": {"cval 0": pd.DataFrame({"epoch": np.arange(100), "recon/val_psnr": np.linspace(15, 25, 100),
                                                   "recon/hard_change": np.linspace(0.01, 0.1, 100)})}}
     figure = trend_figure(trend, recon, tmp_path / "trend.png", "t")
