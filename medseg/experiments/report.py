@@ -12,7 +12,7 @@ import pandas as pd
 
 from medseg.evaluation.aggregate import RESAMPLED_SUFFIX, format_table, main_columns
 from medseg.experiments.budgets import Budget
-from medseg.experiments.run_stats import verdict
+from medseg.experiments.run_stats import format_p, verdict
 from medseg.experiments.tables import run_names
 
 IN_DOMAIN_TOLERANCE = 0.01  # "in-domain accuracy holds": within 1 Dice point
@@ -81,9 +81,7 @@ def _num(value: Any, digits: int = 3) -> str:
 
 
 def _p(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
+    return format_p(value)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -120,7 +120,8 @@ def run_level_tests(values: pd.DataFrame, baseline: str, method: str, columns: S
     return pd.DataFrame(rows, columns=TEST_COLUMNS)
 
 
-def fold_level_test(values: pd.DataFrame, baseline: str, method: str, column: str = "avg_ood") -> dict[str, float | str]:
+def fold_level_test(values: pd.DataFrame, baseline: str, method: str,
+                    column: str = "avg_ood") -> dict[str, float | str]:
     """The paired t-test of ``column`` with the fold (cval) as the unit: each cval's runs (its seeds) are averaged
     first. Runs of one cval share their training and validation subjects, so when seeds are pooled this is the
     conservative check beside :func:`run_level_tests`, which counts every (cval, seed) as a run. Only folds with
@@ -225,9 +226,9 @@ def verdict(tests: pd.DataFrame, gain: dict[str, float | str], baseline: str, me
     def significant(row: pd.Series) -> bool:
         return not math.isnan(float(row["p_value"])) and float(row["p_value"]) < alpha
 
-    ood_text = (f"avg_ood {ood['mean_difference']:+.3f} (95 % CI {_ci(ood)}, p = {_pval(ood['p_value'])}; relative "
+    ood_text = (f"avg_ood {ood['mean_difference']:+.3f} (95 % CI {_ci(ood)}, p = {format_p(ood['p_value'])}; relative "
                 f"{_rel(gain)})")
-    acdc_text = f"ACDC {acdc['mean_difference']:+.3f} (95 % CI {_ci(acdc)}, p = {_pval(acdc['p_value'])})"
+    acdc_text = f"ACDC {acdc['mean_difference']:+.3f} (95 % CI {_ci(acdc)}, p = {format_p(acdc['p_value'])})"
     runs = f"over {int(ood['n_runs'])} runs"
     acdc_worse = significant(acdc) and float(acdc["mean_difference"]) < -tolerance
     if significant(ood) and float(ood["mean_difference"]) > 0 and float(acdc["mean_difference"]) >= -tolerance:
@@ -238,7 +239,8 @@ def verdict(tests: pd.DataFrame, gain: dict[str, float | str], baseline: str, me
                          f"direction ({method} − {baseline} {ood_text}; {acdc_text}); more runs are needed to decide.")
 
 
-def _pval(value: float) -> str:
+def format_p(value: float | None) -> str:
+    """A p-value as the report writes it (``n/a`` when there is none)."""
     if value is None or math.isnan(float(value)):
         return "n/a"
     return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
@@ -258,3 +260,86 @@ def _rel(gain: dict[str, float | str]) -> str:
     if math.isnan(low):
         return f"{rel:+.1f} %"
     return f"{rel:+.1f} %, 95 % CI [{low:+.1f}, {float(gain['ci_high_percent']):+.1f}] %"
+
+
+TREND_TEST_COLUMNS = ["epoch", "column", *TEST_COLUMNS[1:]]
+LENGTH_VERDICTS = ("grows", "shrinks", "vanishes", "holds", "undecided", "no test")
+
+
+def trend_tests(trend: pd.DataFrame, baseline: str, method: str,
+                columns: Sequence[str] = ("ACDC", "avg_ood")) -> pd.DataFrame:
+    """The run-level test at every length of the training-length trend: per epoch and column, the paired t-test over
+    the runs (cval, seed) that both methods have at that epoch.
+
+    Args:
+        trend: rows ``method, cval, seed, epoch`` + the columns (each kept model's values).
+    """
+    rows = []
+    for epoch, part in trend.groupby("epoch", sort=True):
+        for column in columns:
+            base, ours = _paired(part, baseline, method, column)
+            if base.size:
+                rows.append({"epoch": int(epoch), "column": column, **paired_t(base, ours)})
+    return pd.DataFrame(rows, columns=TREND_TEST_COLUMNS)
+
+
+def reference_epoch(epochs: Sequence[int]) -> int:
+    """The length the last one is compared with: the tested length nearest half the longest (75 of 25 ... 150, the
+    ``cpu`` budget's length); the earlier of two equally near."""
+    epochs = sorted(int(e) for e in epochs)
+    return min(epochs[:-1] or epochs, key=lambda e: (abs(2 * e - epochs[-1]), e))
+
+
+def length_change(trend: pd.DataFrame, baseline: str, method: str, column: str = "avg_ood",
+                  reference: int | None = None, tolerance: float = 0.01,
+                  alpha: float = 0.05) -> dict[str, object]:
+    """Whether the gain ``method − baseline`` of ``column`` grows, holds or vanishes with training length, from the
+    runs alone: each run's gain at the longest tested length minus its gain at ``reference`` (default
+    :func:`reference_epoch`), paired over the runs that both methods have at both lengths.
+
+    The verdict, at ``alpha`` and the 95 % t intervals: ``grows`` (the change's interval above 0), ``vanishes`` (below
+    0, a positive mean gain at ``reference``, and the late gain's interval no longer above 0), ``shrinks`` (below 0
+    otherwise), ``holds`` (the change's interval inside ±``tolerance``: an equivalence statement), ``undecided``
+    (none of these: the runs cannot tell), ``no test`` (fewer than two runs or one length).
+
+    Returns:
+        ``column, reference, last, n_runs, early_gain, late_gain, change`` (means), ``change_ci_low/high``,
+        ``change_p``, ``late_ci_low/high``, ``late_p``, ``verdict`` and ``runs`` (``{(cval, seed): (early, late)}``).
+    """
+    epochs = sorted(int(e) for e in trend["epoch"].unique()) if len(trend) else []
+    out: dict[str, object] = {"column": column, "reference": math.nan, "last": math.nan, "n_runs": 0,
+                              "verdict": "no test", "runs": {}}
+    if len(epochs) < 2:
+        return out
+    reference = reference_epoch(epochs) if reference is None else int(reference)
+    last = epochs[-1]
+    gains = {}
+    for epoch in (reference, last):
+        wide = trend[trend["epoch"] == epoch].pivot_table(index=RUN_KEY, columns="method", values=column)
+        if baseline not in wide.columns or method not in wide.columns:
+            return {**out, "reference": reference, "last": last}
+        gains[epoch] = (wide[method] - wide[baseline]).dropna()
+    both = gains[reference].index.intersection(gains[last].index)
+    early, late = gains[reference].loc[both].to_numpy(float), gains[last].loc[both].to_numpy(float)
+    change = paired_t(early, late)  # the t-test of late − early
+    late_test = paired_t(np.zeros_like(late), late)
+    out.update(reference=reference, last=last, n_runs=int(len(both)),
+               early_gain=float(early.mean()) if len(both) else math.nan, late_gain=change["method_mean"],
+               change=change["mean_difference"], change_ci_low=change["ci_low"], change_ci_high=change["ci_high"],
+               change_p=change["p_value"], late_ci_low=late_test["ci_low"], late_ci_high=late_test["ci_high"],
+               late_p=late_test["p_value"],
+               runs={(int(c), int(s)): (float(e), float(v)) for (c, s), e, v in zip(both, early, late, strict=True)})
+    if len(both) < 2 or math.isnan(float(change["ci_low"])):
+        out["verdict"] = "no test" if len(both) < 2 else "undecided"
+        return out
+    low, high = float(change["ci_low"]), float(change["ci_high"])
+    late_above = not math.isnan(float(late_test["ci_low"])) and float(late_test["ci_low"]) > 0
+    if low > 0 and float(change["p_value"]) < alpha:
+        out["verdict"] = "grows"
+    elif high < 0 and float(change["p_value"]) < alpha:
+        out["verdict"] = "vanishes" if float(early.mean()) > 0 and not late_above else "shrinks"
+    elif -tolerance <= low and high <= tolerance:
+        out["verdict"] = "holds"
+    else:
+        out["verdict"] = "undecided"
+    return out

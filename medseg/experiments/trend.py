@@ -11,6 +11,7 @@ epoch), ``trend_means.csv`` and ``trend.png``.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -132,5 +133,57 @@ def trend_section(request: ExperimentRequest, plan: Plan, inputs: ReportInputs,
             f"{budget.n_iter[-1]}: thin lines are runs, thick lines the mean over runs. Right: the image decoder's "
             "reconstruction quality per epoch from each run's metrics.csv (validation PSNR of the clean "
             "reconstruction; mean |masked − clean| change of the decoded hard examples).")
+    baseline, method = list(budget.methods)
+    tests = run_stats.trend_tests(trend, baseline, method)
+    tests.to_csv(folder / "trend_tests.csv", index=False, float_format="%.6f")
+    inputs.files.append(folder / "trend_tests.csv")
+    statistics = length_markdown(tests, run_stats.length_change(trend, baseline, method), baseline, method)
     if figure is not None:
         inputs.figures.append(("Training-length trend", " ".join([text, *lines]), figure))
+        inputs.extra_sections.append("\n".join(["### Training-length trend: run-level tests", "", *statistics]))
+    else:
+        inputs.extra_sections.append("\n".join(["## Training-length trend", "", *statistics]))
+
+
+def length_markdown(tests: pd.DataFrame, change: dict, baseline: str, method: str) -> list[str]:
+    """The run-level test at every tested length and the verdict on the gain's change with length."""
+    parts = [f"Paired t-test over the runs at every length ({method} − {baseline}; each run's best model so far; "
+             "95 % t interval of the mean difference):", ""]
+    rows = []
+    for epoch, part in tests.groupby("epoch", sort=True):
+        by = part.set_index("column")
+        cells = [str(int(epoch)), str(int(by["n_runs"].max()))]
+        for column in ("ACDC", "avg_ood"):
+            if column not in by.index:
+                cells += ["n/a", "n/a"]
+                continue
+            r = by.loc[column]
+            ci = "n/a" if math.isnan(float(r["ci_low"])) else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+            cells += [f"{r['mean_difference']:+.3f} {ci}", run_stats.format_p(r["p_value"])]
+        rows.append(cells)
+    header = ["epochs", "runs", "ACDC diff (95 % CI)", "ACDC p", "avg_ood diff (95 % CI)", "avg_ood p"]
+    parts += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|"]
+    parts += ["| " + " | ".join(row) + " |" for row in rows]
+    verdict = change["verdict"]
+    if verdict == "no test":
+        parts += ["", "Change of the avg_ood gain with length: no run-level test (fewer than two runs with both "
+                      "methods at two lengths)."]
+        return parts
+    per_run = "; ".join(f"cval {c} seed {s}: {e:+.3f} → {v:+.3f}" for (c, s), (e, v) in change["runs"].items())
+    ci = ("n/a" if math.isnan(float(change["change_ci_low"])) else
+          f"[{change['change_ci_low']:+.3f}, {change['change_ci_high']:+.3f}]")
+    late_ci = ("n/a" if math.isnan(float(change["late_ci_low"])) else
+               f"[{change['late_ci_low']:+.3f}, {change['late_ci_high']:+.3f}]")
+    parts += ["", f"Change of the avg_ood gain from {change['reference']} to {change['last']} epochs over "
+                  f"{change['n_runs']} runs: {change['early_gain']:+.3f} → {change['late_gain']:+.3f}, change "
+                  f"{change['change']:+.3f} (95 % CI {ci}, p = {run_stats.format_p(change['change_p'])}); the gain at "
+                  f"{change['last']} epochs has 95 % CI {late_ci}. Per run: {per_run}. **The gain "
+                  f"{LENGTH_WORDS[verdict]}** (grows / shrinks: the change's interval excludes 0; vanishes: it "
+                  "shrinks from a positive gain to one whose interval reaches 0; holds: the change's interval lies "
+                  "within ±0.01)."]
+    return parts
+
+
+LENGTH_WORDS = {"grows": "grows with length", "shrinks": "shrinks with length",
+                "vanishes": "vanishes with length", "holds": "holds with length (within ±0.01)",
+                "undecided": "neither grows, holds nor vanishes detectably: the runs cannot tell"}

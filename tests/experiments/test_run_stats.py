@@ -308,6 +308,9 @@ def test_report_pools_the_runs_of_two_saved_experiments(tmp_path) -> None:
     means = pd.read_csv(out / "trend" / "trend_means.csv").set_index("epoch")
     assert list(means["n_runs"]) == [3, 3] and means.at[2, "avg_ood_difference"] == pytest.approx(0.06)
     assert "epoch 2 (3 runs): ACDC +0.000, avg_ood +0.060" in text
+    # gains 0.03 / 0.06 at epochs 1 / 2 in every run: no spread, so no interval for the change
+    assert "from 1 to 2 epochs over 3 runs: +0.030 → +0.060, change +0.030 (95 % CI n/a" in text
+    assert "**The gain neither grows, holds nor vanishes detectably" in text
     twice = script.main(["--budget", str(budget), "--report_only", "--volumes", str(first), str(first), "--runs",
                          *runs, "--out", str(tmp_path / "o2"), "--no_progress"])
     assert twice == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -94,4 +95,72 @@ def test_trend_budget_end_to_end(data_root: Path, tmp_path: Path, single_thread)
     assert "## Training-length trend" in text and "R_figures/trend_trend.png" in text
     assert "## ACDC-C at the model's grid" in text and "R_figures/figures_acdc_c_columns.png" in text
     assert "One run: no run-level test is possible" in text
+    assert "### Training-length trend: run-level tests" in text and "| 2 | 1 |" in text
+    assert "Change of the avg_ood gain with length: no run-level test" in text  # one run
+    assert len(pd.read_csv(out / "trend" / "trend_tests.csv")) == 4  # 2 epochs x (ACDC, avg_ood)
     assert (tmp_path / "docs" / "R_figures" / "figures_acdc_c_columns.png").stat().st_size > 10_000
+
+
+def _gains(late: dict[tuple[int, int], float], early: float = 0.02) -> pd.DataFrame:
+    """Three runs at 25 ... 150 epochs; cooperative − standard avg_ood is ``early`` up to 75 epochs and the run's
+    ``late`` value from 100 on; ACDC equal."""
+    rows = []
+    for (cval, seed), gain in late.items():
+        for epoch in (25, 50, 75, 100, 125, 150):
+            for method in ("standard", "cooperative"):
+                bonus = 0.0 if method == "standard" else (early if epoch <= 75 else gain)
+                rows.append({"method": method, "cval": cval, "seed": seed, "epoch": epoch, "ACDC": 0.8,
+                             "avg_ood": 0.5 + 0.01 * cval + bonus})
+    return pd.DataFrame(rows)
+
+
+def test_run_level_trend_tests_and_the_length_verdict() -> None:
+    from medseg.experiments import run_stats
+
+    assert run_stats.reference_epoch([25, 50, 75, 100, 125, 150]) == 75
+    assert run_stats.reference_epoch([25, 50]) == 25 and run_stats.reference_epoch([10, 40, 50, 60, 90]) == 40
+    runs = [(0, 40), (1, 20), (2, 10)]
+    grows = _gains(dict(zip(runs, (0.05, 0.06, 0.07), strict=True)))
+    tests = run_stats.trend_tests(grows, "standard", "cooperative").set_index(["epoch", "column"])
+    late = tests.loc[(150, "avg_ood")]
+    assert late["n_runs"] == 3 and late["mean_difference"] == pytest.approx(0.06)
+    assert late["t"] == pytest.approx(0.06 / (0.01 / math.sqrt(3)))
+    assert math.isnan(tests.loc[(75, "avg_ood"), "t"])  # 0.02 in every run: no spread
+    change = run_stats.length_change(grows, "standard", "cooperative")
+    assert (change["reference"], change["last"], change["n_runs"]) == (75, 150, 3)
+    assert change["change"] == pytest.approx(0.04) and change["verdict"] == "grows"
+    assert change["runs"][(1, 20)] == pytest.approx((0.02, 0.06))
+    half = 4.302652729911275 * 0.01 / math.sqrt(3)
+    assert change["change_ci_low"] == pytest.approx(0.04 - half)
+    # falls to about 0 in every run: vanishes; falls but stays clearly positive: shrinks
+    vanishes = run_stats.length_change(_gains(dict(zip(runs, (-0.004, 0.0, 0.005), strict=True)), early=0.03),
+                                       "standard", "cooperative")
+    assert vanishes["verdict"] == "vanishes"
+    shrinks = run_stats.length_change(_gains(dict(zip(runs, (0.010, 0.011, 0.012), strict=True)), early=0.03),
+                                      "standard", "cooperative")
+    assert shrinks["verdict"] == "shrinks"
+    holds = run_stats.length_change(_gains(dict(zip(runs, (0.019, 0.020, 0.021), strict=True))),
+                                    "standard", "cooperative")
+    assert holds["verdict"] == "holds"  # the change's interval lies within ±0.01
+    noisy = run_stats.length_change(_gains(dict(zip(runs, (-0.05, 0.02, 0.09), strict=True))),
+                                    "standard", "cooperative")
+    assert noisy["verdict"] == "undecided"
+    one = run_stats.length_change(_gains({(0, 40): 0.05}), "standard", "cooperative")
+    assert one["verdict"] == "no test" and one["n_runs"] == 1
+    # a run one method lacks at the last length is left out of the change
+    partial = grows[~((grows["method"] == "cooperative") & (grows["cval"] == 2) & (grows["epoch"] == 150))]
+    assert run_stats.length_change(partial, "standard", "cooperative")["n_runs"] == 2
+
+
+def test_length_section_reads_the_verdict() -> None:
+    from medseg.experiments import run_stats
+    from medseg.experiments.trend import length_markdown
+
+    runs = [(0, 40), (1, 20), (2, 10)]
+    grows = _gains(dict(zip(runs, (0.05, 0.06, 0.07), strict=True)))
+    lines = length_markdown(run_stats.trend_tests(grows, "standard", "cooperative"),
+                            run_stats.length_change(grows, "standard", "cooperative"), "standard", "cooperative")
+    text = "\n".join(lines)
+    assert "| 150 | 3 | +0.000 n/a | n/a | +0.060 [+0.035, +0.085] |" in text
+    assert "from 75 to 150 epochs over 3 runs: +0.020 → +0.060, change +0.040" in text
+    assert "**The gain grows with length**" in text and "cval 2 seed 10: +0.020 → +0.070" in text
