@@ -184,7 +184,7 @@ def _method_difference(plan: Plan, budget: Budget) -> tuple[str, ...]:
 
 
 def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState, complete: bool,
-                  saved: SavedResults | None = None) -> Path:
+                  saved: SavedResults | None = None, rebuilt_by: str = "") -> Path:
     """Write the tables, curves and ``RESULTS.md`` from whatever has finished; returns the report path.
 
     ``saved``: rebuild from saved per-volume Dice instead of the experiment folder's tests (see :func:`rebuild`).
@@ -236,7 +236,8 @@ def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState
         train_command=shell_command(TRAIN_SCRIPT, training_argv(first, budget, plan.save_dir, plan.data_root / "ACDC",
                                                                 request.options)),
         test_command=_test_command(request, plan, first, tested), files=files, notes=notes,
-        method_difference=_method_difference(plan, budget), provenance=list(saved.provenance) if saved else [])
+        method_difference=_method_difference(plan, budget), provenance=list(saved.provenance) if saved else [],
+        rebuilt_by=rebuilt_by)
     if budget.resamples and (plan.data_root / "ACDC-C").is_dir():
         inputs.acdc_c_figure = figures.acdc_c_columns_figure(plan.data_root, out_dir / "figures" / "acdc_c_columns.png")
     trend.trend_section(request, plan, inputs, state, saved=saved.trend if saved is not None else None)
@@ -372,7 +373,8 @@ def rebuild(request: ExperimentRequest, saved: SavedResults | None = None) -> Pa
                   for m, c, s in saved.volumes[["method", "cval", "seed"]].drop_duplicates().itertuples(index=False)}
     complete = (n_done is not None and len(n_done) == len(plan.specs)) or (
         saved is None and all(state.marker(s.test_id(n)) is not None for s in plan.specs for n in budget.n_iter))
-    return write_outputs(request, plan, state, complete=complete, saved=saved)
+    rebuilt_by = code_version(request.repo_root) if saved is None else ""
+    return write_outputs(request, plan, state, complete=complete, saved=saved, rebuilt_by=rebuilt_by)
 
 
 def publish(inputs: ReportInputs, target: Path, out_dir: Path) -> Path:

@@ -60,6 +60,7 @@ class ReportInputs:
     # dotted config keys whose resolved values differ between the two methods (the name aside)
     method_difference: tuple[str, ...] = ("learning.latent_DA",)
     provenance: list[str] = field(default_factory=list)  # where a rebuilt report's numbers come from
+    rebuilt_by: str = ""  # commit of a --report_only call on the experiment folder (the tables' code)
     extra_sections: list[str] = field(default_factory=list)  # Markdown appended before "Files" (e.g. the trend)
     acdc_c_figure: Path | None = None  # the two ACDC-C columns side by side (a resampled copy only)
     figures: list[tuple[str, str, Path]] = field(default_factory=list)  # (heading, text, PNG) sections before "Files"
@@ -303,7 +304,9 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
               "and trained on "
               f"`{inputs.prepared_root}`. Both methods share the budget, data, splits and seeds (same initial "
               f"weights and the same augmented batches); they differ only in {_keys(inputs.method_difference)}.",
-              f"Code: {', '.join(f'`{c}`' for c in inputs.commits) or 'not recorded here'}.",
+              f"Code: {', '.join(f'`{c}`' for c in inputs.commits) or 'not recorded here'}"
+              + (f" (training and testing); the tables, statistics and figures were rebuilt from the folder's "
+                 f"finished tests by commit `{inputs.rebuilt_by}` (`--report_only`)." if inputs.rebuilt_by else "."),
               "Compute (wall clock, sum over tasks; a shared machine inflates it): "
               + (", ".join(f"{k} {v / 60:.1f} min" for k, v in inputs.seconds.items()) or "not recorded") + ".",
               *([""] + [f"- {line}" for line in inputs.provenance] if inputs.provenance else []), "",

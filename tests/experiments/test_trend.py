@@ -98,6 +98,15 @@ def test_trend_budget_end_to_end(data_root: Path, tmp_path: Path, single_thread)
     assert "### Training-length trend: run-level tests" in text and "| 2 | 1 |" in text
     assert "Change of the avg_ood gain with length: no run-level test" in text  # one run
     assert len(pd.read_csv(out / "trend" / "trend_tests.csv")) == 4  # 2 epochs x (ACDC, avg_ood)
+    assert "rebuilt from the folder's finished tests" not in text
+    # a later --report_only on the folder rebuilds the same tables and says which commit rebuilt them
+    trend_tests = (out / "trend" / "trend_tests.csv").read_bytes()
+    assert script.main(["--budget", str(path), "--data_root", str(data_root), "--out", str(out), "--report_only",
+                        "--no_progress"]) == 0
+    rebuilt = (out / "RESULTS.md").read_text()
+    assert "(training and testing); the tables, statistics and figures were rebuilt from the folder's finished " \
+           "tests by commit" in rebuilt
+    assert (out / "trend" / "trend_tests.csv").read_bytes() == trend_tests
     assert (tmp_path / "docs" / "R_figures" / "figures_acdc_c_columns.png").stat().st_size > 10_000
 
 
