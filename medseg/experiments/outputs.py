@@ -295,6 +295,10 @@ def read_saved(volumes_csv: Path | Sequence[Path], budget: Budget, vendors_csv: 
         missing = [k for k in ("method", "cval", "seed", "epoch", "ACDC", "avg_ood") if k not in frame.columns]
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}; expected an experiment's trend/trend.csv")
+        foreign = sorted(set(run_keys(frame)) - set(budget.runs))
+        if foreign:
+            raise ValueError(f"{path}: runs (cval, seed) {foreign} are not the budget's {list(budget.runs)}; pass "
+                             "--runs to name them")
         trends.append(frame)
     _refuse_repeated_runs([(path, run_keys(frame)) for path, frame in zip(trend_paths, trends, strict=True)], "trend")
     vendors = read_vendors_file(vendors_csv) if vendors_csv is not None else None

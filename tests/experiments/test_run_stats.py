@@ -259,7 +259,7 @@ def test_bf16_decision_with_two_seeds_of_the_cval() -> None:
         values_of_run(data, DATASETS, cval=0, seed=7)
 
 
-def test_report_pools_the_runs_of_two_saved_experiments(tmp_path) -> None:
+def test_report_pools_the_runs_of_two_saved_experiments(tmp_path, capsys) -> None:
     """--report_only --volumes A B --trend A' B' --runs <all six>: one report over the runs of two folders (a
     budget's runs and more seeds of its cvals), with the run-level test over six runs; a run in two files, or
     repeated cvals for an experiment folder, are refused."""
@@ -311,6 +311,10 @@ def test_report_pools_the_runs_of_two_saved_experiments(tmp_path) -> None:
     # gains 0.03 / 0.06 at epochs 1 / 2 in every run: no spread, so no interval for the change
     assert "from 1 to 2 epochs over 3 runs: +0.030 → +0.060, change +0.030 (95 % CI n/a" in text
     assert "**The gain neither grows, holds nor vanishes detectably" in text
+    foreign = script.main(["--budget", str(budget), "--report_only", "--volumes", str(first), "--trend",
+                           str(tmp_path / "trend_more.csv"), "--runs", "0:40", "1:20", "2:10", "--out",
+                           str(tmp_path / "o4"), "--no_progress"])
+    assert foreign == 2 and "trend_more.csv: runs (cval, seed) [(0, 41)]" in capsys.readouterr().err
     twice = script.main(["--budget", str(budget), "--report_only", "--volumes", str(first), str(first), "--runs",
                          *runs, "--out", str(tmp_path / "o2"), "--no_progress"])
     assert twice == 2
