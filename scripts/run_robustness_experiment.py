@@ -81,9 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "finished tests, or from --volumes")
     parser.add_argument("--volumes", type=Path, nargs="+", default=None,
                         help="with --report_only: saved volumes.csv of the same budget (e.g. "
-                             "docs/RESULTS_data/volumes.csv); several files are pooled into one report, e.g. a budget's "
-                             "runs and more runs of other seeds (name them all with --runs); the data folder is then "
-                             "not needed (default: the tests of --out)")
+                             "docs/RESULTS_data/volumes.csv); several files are pooled into one report, e.g. a "
+                             "budget's runs and more runs of other seeds (name them all with --runs); the data folder "
+                             "is then not needed (default: the tests of --out)")
     parser.add_argument("--trend", type=Path, nargs="+", default=None,
                         help="with --volumes: saved trend/trend.csv files of the same runs, pooled into the "
                              "training-length trend (default: no trend)")
