@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             max_tasks=args.max_tasks, results_md=args.results_md, argv=list(sys.argv[1:] if argv is None else argv),
             progress=None if args.no_progress else _progress_factory(), jobs=args.jobs, threads=args.threads)
         if args.report_only:
-            from medseg.experiments.outputs import read_saved, rebuild
+            from medseg.experiments.outputs import rebuild
+            from medseg.experiments.saved import read_saved
             from medseg.experiments.state import code_version
 
             saved = read_saved(args.volumes, budget, args.vendors, args.plateau, args.note,

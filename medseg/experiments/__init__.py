@@ -10,5 +10,8 @@ run_experiment`:
   and one test (``run_tests``);
 * :mod:`~medseg.experiments.tables`, :mod:`~medseg.experiments.paired_test`, :mod:`~medseg.experiments.curves`:
   robustness and per-vendor tables, Wilcoxon tests over volumes, training curves;
-* :mod:`~medseg.experiments.report`, :mod:`~medseg.experiments.outputs`: ``RESULTS.md`` and the files beside it.
+* :mod:`~medseg.experiments.run_stats`, :mod:`~medseg.experiments.trend`: tests over runs (a run is a (cval, seed)
+  pair), the training-length trend and its verdict;
+* :mod:`~medseg.experiments.report`, :mod:`~medseg.experiments.outputs`: ``RESULTS.md`` and the files beside it;
+  :mod:`~medseg.experiments.saved`: the saved results a report is rebuilt from (``--report_only --volumes``).
 """

@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,8 @@ def test_first_signal_requests_a_stop_instead_of_raising() -> None:
             signal.signal(signum, handler)
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGCHLD") or not hasattr(signal, "pthread_sigmask"), reason="POSIX signals")
+@pytest.mark.skipif(not all(hasattr(signal, n) for n in ("SIGCHLD", "pthread_sigmask", "pthread_kill")),
+                    reason="POSIX signals")
 def test_sigterm_arriving_with_a_worker_exit_raises_nothing(monkeypatch) -> None:
     """A SIGTERM to the process group ends the DataLoader workers too, so SIGTERM and SIGCHLD can be pending together.
     The interpreter runs the handlers in signal order, ours (SIGTERM) first; the SIGCHLD handler it finds next must
@@ -129,8 +131,10 @@ def test_sigterm_arriving_with_a_worker_exit_raises_nothing(monkeypatch) -> None
     previous_child = signal.signal(signal.SIGCHLD, torch_like)
     try:
         with StopRequest() as stop:
-            os.kill(os.getpid(), signal.SIGCHLD)
-            os.kill(os.getpid(), signal.SIGTERM)
+            # sent to this thread, which blocks both: a signal sent to the process could be taken by another thread
+            # that does not block it (torch's, an earlier test's) and reach torch_like before SIGTERM is even sent
+            signal.pthread_kill(threading.get_ident(), signal.SIGCHLD)
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, both)  # both trip at once; handlers run on the next check
             assert stop.requested and stop.signum == signal.SIGTERM
             assert children == []  # torch's handler was set aside until the stop is done
