@@ -33,6 +33,7 @@ class SavedResults:
 
 
 VOLUME_KEYS = ("method", "cval", "seed", "n_iter", "dataset", "patient_id", "pid", "LV_Dice", "MYO_Dice", "RV_Dice")
+TREND_KEYS = ("method", "cval", "seed", "epoch", "ACDC", "avg_ood")
 
 
 def read_saved(volumes_csv: Path | Sequence[Path], budget: Budget, vendors_csv: Path | None = None,
@@ -61,15 +62,7 @@ def read_saved(volumes_csv: Path | Sequence[Path], budget: Budget, vendors_csv: 
     volumes = volumes[volumes["n_iter"].isin(list(budget.n_iter))].reset_index(drop=True)
     trends = []
     for path in trend_paths:
-        frame = pd.read_csv(path)
-        missing = [k for k in ("method", "cval", "seed", "epoch", "ACDC", "avg_ood") if k not in frame.columns]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; expected an experiment's trend/trend.csv")
-        foreign = sorted(set(run_keys(frame)) - set(budget.runs))
-        if foreign:
-            raise ValueError(f"{path}: runs (cval, seed) {foreign} are not the budget's {list(budget.runs)}; pass "
-                             "--runs to name them")
-        trends.append(frame)
+        trends.append(_checked(pd.read_csv(path), path, budget, TREND_KEYS, "an experiment's trend/trend.csv"))
     _refuse_repeated_runs([(path, run_keys(frame)) for path, frame in zip(trend_paths, trends, strict=True)], "trend")
     vendors = read_vendors_file(vendors_csv) if vendors_csv is not None else None
     plateau = pd.read_csv(plateau_csv) if plateau_csv is not None else None
@@ -88,17 +81,22 @@ def read_saved(volumes_csv: Path | Sequence[Path], budget: Budget, vendors_csv: 
 
 def _read_saved_volumes(path: Path, budget: Budget) -> pd.DataFrame:
     volumes = pd.read_csv(path, dtype={"patient_id": str, "pid": str, "dataset": str, "method": str})
-    missing = [k for k in VOLUME_KEYS if k not in volumes.columns]
+    return _checked(volumes, path, budget, VOLUME_KEYS, "the experiment's volumes.csv")
+
+
+def _checked(frame: pd.DataFrame, path: Path, budget: Budget, keys: Sequence[str], expected: str) -> pd.DataFrame:
+    """``frame`` read from ``path`` if it has ``keys`` and only the budget's methods and runs (else ValueError)."""
+    missing = [k for k in keys if k not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected the experiment's volumes.csv")
-    unknown = sorted(set(volumes["method"]) - set(budget.methods))
+        raise ValueError(f"{path}: missing column(s) {missing}; expected {expected}")
+    unknown = sorted(set(frame["method"].astype(str)) - set(budget.methods))
     if unknown:
         raise ValueError(f"{path}: methods {unknown} are not the budget's ({', '.join(budget.methods)})")
-    foreign = sorted(set(run_keys(volumes)) - set(budget.runs))
+    foreign = sorted(set(run_keys(frame)) - set(budget.runs))
     if foreign:
         raise ValueError(f"{path}: runs (cval, seed) {foreign} are not the budget's {list(budget.runs)}; pass "
                          "--runs to name them")
-    return volumes
+    return frame
 
 
 def _read_runs(path: Path) -> list[tuple[int, int]]:
