@@ -263,7 +263,6 @@ def _rel(gain: dict[str, float | str]) -> str:
 
 
 TREND_TEST_COLUMNS = ["epoch", "column", *TEST_COLUMNS[1:]]
-LENGTH_VERDICTS = ("grows", "shrinks", "vanishes", "holds", "undecided", "no test")
 
 
 def trend_tests(trend: pd.DataFrame, baseline: str, method: str,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from medseg.experiments import figures, run_stats
+from medseg.experiments.report import markdown_table
 from medseg.experiments.state import ExperimentState, hash_files, now
 from medseg.experiments.tasks import RunSpec, run_dir, run_test
 
@@ -161,9 +162,8 @@ def length_markdown(tests: pd.DataFrame, change: dict, baseline: str, method: st
             ci = "n/a" if math.isnan(float(r["ci_low"])) else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
             cells += [f"{r['mean_difference']:+.3f} {ci}", run_stats.format_p(r["p_value"])]
         rows.append(cells)
-    header = ["epochs", "runs", "ACDC diff (95 % CI)", "ACDC p", "avg_ood diff (95 % CI)", "avg_ood p"]
-    parts += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|"]
-    parts += ["| " + " | ".join(row) + " |" for row in rows]
+    parts.append(markdown_table(["epochs", "runs", "ACDC diff (95 % CI)", "ACDC p", "avg_ood diff (95 % CI)",
+                                 "avg_ood p"], rows))
     verdict = change["verdict"]
     if verdict == "no test":
         parts += ["", "Change of the avg_ood gain with length: no run-level test (fewer than two runs with both "
