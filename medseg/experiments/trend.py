@@ -123,7 +123,7 @@ def trend_section(request: ExperimentRequest, plan: Plan, inputs: ReportInputs,
                                   f"Best model so far every {budget.keep_best_every_num_epochs} epochs, n_iter "
                                   f"{budget.n_iter[-1]} (budget {budget.name})",
                                   "not logged by these runs" if saved is None else
-                                  "not in the saved files (see each experiment's own report)")
+                                  "not in the saved files\n(see each experiment's\nown report)")
     methods = list(dict.fromkeys(trend["method"]))
     lines = []
     if "avg_ood_difference" in means.columns:
