@@ -39,6 +39,7 @@ from medseg.nn.precision import (
     check_precision,
     compute_precision,
     configure_tf32,
+    emulated_bf16_convolutions,
     make_grad_scaler,
 )
 from medseg.training.guards import NonFiniteGuard
@@ -228,8 +229,10 @@ def measure(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     }
     for batch, size in args.settings:
         for precision in precisions:
-            report["results"][f"batch{batch}_{size}x{size}_{precision}"] = measure_setting(
-                batch, size, precision, modes, args.iters, args.warmup, device, not args.no_channels_last, args.seed)
+            with emulated_bf16_convolutions(precision):  # bf16_emulated: as the training loop runs it
+                report["results"][f"batch{batch}_{size}x{size}_{precision}"] = measure_setting(
+                    batch, size, precision, modes, args.iters, args.warmup, device, not args.no_channels_last,
+                    args.seed)
     report["peak_rss_gib"] = round(peak_rss_gib(), 3)
     report["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     json.dump(report, sys.stdout, indent=2)

@@ -5,6 +5,13 @@ only if ACDC and avg_ood (n_iter 2) are within 0.01 Dice of fp32 for both method
 
     python benchmarks/bf16_decision.py --fp32 results/cpu_run0_fp32/volumes.csv --bf16 results/cpu_bf16/volumes.csv
 
+The fp32 side can also be the first ``--epoch`` epochs of a training-length trend run of the same regime (constant
+learning rate, same seed: its best model after those epochs is the shorter run's best model), read from the trend's
+``trend.csv``::
+
+    python benchmarks/bf16_decision.py --fp32_trend results/cpu_trend/trend/trend.csv --epoch 75 \
+        --bf16 results/cpu_bf16_emulated/volumes.csv
+
 Prints the differences and the decision; exit code 0 (neutral) or 1 (not neutral), 2 on bad input.
 """
 
@@ -22,7 +29,12 @@ from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="bf16_decision.py", description="bf16 against fp32 on one run pair.",
                             formatter_class=HelpFormatter)
-    parser.add_argument("--fp32", type=Path, required=True, help="volumes.csv of the fp32 run")
+    fp32 = parser.add_mutually_exclusive_group(required=True)
+    fp32.add_argument("--fp32", type=Path, help="volumes.csv of the fp32 run")
+    fp32.add_argument("--fp32_trend", type=Path,
+                      help="trend.csv of a training-length trend whose run, after --epoch epochs, is the fp32 run")
+    parser.add_argument("--epoch", type=int, default=None, help="with --fp32_trend: the fp32 run's length in epochs (the trend tests with n_iter 2, so "
+                             "compare --n_iter 2)")
     parser.add_argument("--bf16", type=Path, required=True, help="volumes.csv of the bf16 run")
     parser.add_argument("--cval", type=int, default=0, help="the run compared (both files must hold it)")
     parser.add_argument("--seed", type=int, default=None,
@@ -30,19 +42,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n_iter", type=int, default=2, help="test setting compared")
     parser.add_argument("--tolerance", type=float, default=0.01, help="largest |bf16 - fp32| Dice that is neutral")
     args = parser.parse_args(argv)
+    if (args.fp32_trend is None) != (args.epoch is None):
+        parser.error("--epoch goes with --fp32_trend (the trend run's length that is the fp32 run)")
 
     def body() -> int:
         import pandas as pd
 
-        from medseg.experiments.decisions import bf16_decision, values_of_run
+        from medseg.experiments.decisions import bf16_decision, values_of_run, values_of_trend
 
         tables = {}
-        for name, path in (("fp32", args.fp32), ("bf16", args.bf16)):
+        sides = (("fp32", args.fp32), ("fp32_trend", args.fp32_trend), ("bf16", args.bf16))
+        for name, path in ((n, p) for n, p in sides if p is not None):
             if not path.is_file():
                 raise FileNotFoundError(f"--{name}: {path} not found")
-            volumes = pd.read_csv(path, dtype={"patient_id": str, "pid": str, "dataset": str})
-            datasets = [d for d in DEFAULT_DATASETS if d in set(volumes["dataset"])]
             try:
+                if name == "fp32_trend":
+                    trend = pd.read_csv(path)
+                    tables["fp32"] = values_of_trend(trend, args.epoch, args.cval, args.seed)
+                    continue
+                volumes = pd.read_csv(path, dtype={"patient_id": str, "pid": str, "dataset": str})
+                datasets = [d for d in DEFAULT_DATASETS if d in set(volumes["dataset"])]
                 tables[name] = values_of_run(volumes, datasets, args.cval, args.n_iter, args.seed)
             except (KeyError, ValueError) as err:
                 raise ValueError(f"--{name} {path}: {err}") from None

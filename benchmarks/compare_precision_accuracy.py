@@ -110,7 +110,7 @@ def _shown(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from medseg.nn.precision import PRECISIONS
+    from medseg.nn.precision import INFERENCE_PRECISIONS
     from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
 
     parser = ArgumentParser(prog="compare_precision_accuracy.py", description=__doc__, formatter_class=HelpFormatter)
@@ -119,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder holding ACDC/ (training, validation, test), ACDC-C/ and MM/")
     parser.add_argument("--save_dir", type=Path, default=REPO / "saved" / "precision_accuracy",
                         help="runs go to SAVE_DIR/<precision>/")
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
-                        help=f"two or more of {', '.join(PRECISIONS)}: reference first, the compared precision last")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=INFERENCE_PRECISIONS,
+                        help=f"two or more of {', '.join(INFERENCE_PRECISIONS)} (each trains and tests in it): "
+                             "reference first, the compared precision last")
     parser.add_argument("--seed", type=int, default=40, help="the same seed for every precision")
     parser.add_argument("--n_workers", type=int, default=2, help="DataLoader workers of the training runs")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the runs (default: torch's)")

@@ -21,7 +21,7 @@ from typing import Any
 
 from medseg.evaluation.predict import plan_jobs, refuse_in_place, segment_scans
 from medseg.io.atomic import ensure_writable_dir
-from medseg.nn.precision import option_error
+from medseg.nn.precision import INFERENCE_PRECISIONS, option_error
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
 
 
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda[:k]")
     parser.add_argument("--batch_slices", type=int, default=10, help="slices per forward pass")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="fp32",
                         help="fp32 (default), bf16 (CUDA, or a CPU with AVX512-BF16/AMX) or fp16 (CUDA) inference")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar in folder mode")
     parser.add_argument("--verbose", "--debug", action="store_true", help="error tracebacks")

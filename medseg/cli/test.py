@@ -20,7 +20,7 @@ from pathlib import Path
 from medseg.config import crop_size_problem
 from medseg.data.splits import N_FOLDS
 from medseg.evaluation.metrics import SUPPORTED_METRICS
-from medseg.nn.precision import configure_tf32, option_error
+from medseg.nn.precision import INFERENCE_PRECISIONS, configure_tf32, option_error
 from medseg.utils.cli import ArgumentParser, CommandFailed, HelpFormatter, run_cli
 from medseg.utils.device import resolve_device
 from medseg.utils.memory import tune_allocator
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_predictions", action="store_true", help="write NIfTI label maps in image geometry")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda[:k]")
     parser.add_argument("--batch_slices", type=int, default=10, help="slices per forward pass")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="fp32",
                         help="fp32 (default), bf16 (CUDA, or a CPU with AVX512-BF16/AMX) or fp16 (CUDA) inference")
     parser.add_argument(
         "--crop_size", type=int, default=192,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from medseg.config import PRECISIONS
 from medseg.training.entry import run_training
 from medseg.utils.cli import ArgumentParser, HelpFormatter, run_cli
 
@@ -57,10 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="compute device: auto = cuda if available, else cpu; cpu; cuda (under torchrun: one GPU "
                              "per process)")
     parser.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
-    parser.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp16"], default=None,
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="numerical precision, overrides learning.precision: fp32 (default; TF32 off on GPUs), "
                              "tf32 (CUDA: fp32 with TensorFloat-32 convolutions, faster, coarser), bf16 mixed "
-                             "precision (CUDA, or a CPU with AVX512-BF16/AMX) or fp16 mixed precision (CUDA only)")
+                             "precision (CUDA, or a CPU with AVX512-BF16/AMX), bf16_emulated (bf16 mixed precision "
+                             "on a CPU without native bf16, convolutions emulated in fp32: to measure bf16's "
+                             "accuracy, not faster than fp32) or fp16 mixed precision (CUDA only)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, dotted key, JSON value (repeatable), "
                              "e.g. --set learning.n_epochs=5 --set data.root_dir=data/synthetic/ACDC "

@@ -30,8 +30,8 @@ key                        meaning
 ``frames``                 test frames (default ``["ED", "ES"]``)
 ``keep_best_every_num_epochs``  every N epochs keep the best model so far (``model/best_at_<epoch>``) and test it
                            with the last ``n_iter`` after the runs: the training-length trend (default 0: off)
-``precision``              ``learning.precision`` of both methods (``fp32``, ``bf16``, ``fp16``; default: the configs'
-                           own), or ``bf16_where_native``: bf16 mixed precision where the device computes bf16
+``precision``              ``learning.precision`` of both methods (``fp32``, ``bf16``, ``bf16_emulated``, ``fp16``;
+                           default: the configs' own), or ``bf16_where_native``: bf16 mixed precision where the device computes bf16
                            natively (a CPU with AVX512-BF16 or AMX, a GPU with bf16), fp32 elsewhere; resolved once
                            per call (:meth:`Budget.resolved`), and the resolved value is part of the experiment's
                            identity
@@ -59,7 +59,7 @@ RENAMED_BUDGETS = {
     "quickstart": "the budget 'quickstart' was renamed: 'cpu_run0' is the 75-epoch run 0 of the cpu budget it was "
                   "(about 2.5 CPU-hours); 'first_run' is what README command (a) runs now (about 26 minutes)",
 }
-PRECISION_CHOICES = ("fp32", "bf16", "fp16", "bf16_where_native")
+PRECISION_CHOICES = ("fp32", "bf16", "bf16_emulated", "fp16", "bf16_where_native")
 DEFAULT_RUNS = ((0, 40), (1, 20), (2, 10))
 DEFAULT_METHODS = {"standard": "ACDC/standard_training.json", "cooperative": "ACDC/cooperative_training.json"}
 DEFAULT_DATASETS = ("ACDC", "RandomBias", "RandomSpike", "RandomGhosting", "RandomMotion", "MM")

@@ -70,15 +70,38 @@ def values_of_run(volumes: pd.DataFrame, datasets: Sequence[str], cval: int, n_i
     Raises:
         ValueError: no such volume, or several seeds of the cval and no ``seed`` to choose one.
     """
-    part = volumes[(volumes["cval"] == cval) & (volumes["n_iter"] == n_iter)]
+    part = _one_run(volumes[volumes["n_iter"] == n_iter], cval, seed, f"volume with n_iter {n_iter}")
+    return _by_method(run_values(part, datasets))
+
+
+def values_of_trend(trend: pd.DataFrame, epoch: int, cval: int, seed: int | None = None) -> dict[str, dict[str, float]]:
+    """``{method: {column: value}}`` of one run's best model after ``epoch`` epochs, from a training-length trend's
+    ``trend.csv`` (the run-level values of the kept model's tests): the fp32 side of a bf16 pair whose fp32 run is
+    the first ``epoch`` epochs of a longer trend run (same regime, constant learning rate).
+
+    Raises:
+        ValueError: no such row, or several seeds of the cval and no ``seed`` to choose one.
+    """
+    missing = [c for c in ("method", "cval", "seed", "epoch", *BF16_COLUMNS) if c not in trend.columns]
+    if missing:
+        raise ValueError(f"not a trend.csv: no column {', '.join(missing)}")
+    part = _one_run(trend[trend["epoch"] == epoch], cval, seed, f"trend row at epoch {epoch}")
+    return _by_method(part.drop(columns="epoch"))
+
+
+def _one_run(rows: pd.DataFrame, cval: int, seed: int | None, what: str) -> pd.DataFrame:
+    part = rows[rows["cval"] == cval]
     if seed is not None:
         part = part[part["seed"] == seed]
     if part.empty:
-        raise ValueError(f"no volume of cval {cval}{'' if seed is None else f' seed {seed}'} with n_iter {n_iter}")
+        raise ValueError(f"no {what} of cval {cval}{'' if seed is None else f' seed {seed}'}")
     seeds = sorted(int(s) for s in part["seed"].unique())
     if len(seeds) > 1:
         raise ValueError(f"cval {cval} was run with seeds {seeds}; name the one to use")
-    values = run_values(part, datasets)
+    return part
+
+
+def _by_method(values: pd.DataFrame) -> dict[str, dict[str, float]]:
     return {str(r["method"]): {c: float(r[c]) for c in values.columns if c not in ("method", "cval", "seed")}
             for _, r in values.iterrows()}
 

@@ -34,7 +34,13 @@ from medseg.training.run_files import LOSS_NAMES, MetricsLog, RunPaths, ScalarLo
 from medseg.training.signals import StopRequest, TrainingInterrupted
 from medseg.training.step import LOSS_KEYS, train_step
 from medseg.training.validation import ValidationResult, validate
-from medseg.nn.precision import check_precision, compute_precision, configure_tf32, make_grad_scaler
+from medseg.nn.precision import (
+    check_precision,
+    compute_precision,
+    configure_tf32,
+    emulated_bf16_convolutions,
+    make_grad_scaler,
+)
 from medseg.utils.status import STATUS_NAME, TrainingStatus
 
 logger = logging.getLogger(__name__)
@@ -422,7 +428,7 @@ def train(config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist
         run.status.iteration(state.epoch, state.batches_done, state.global_iteration, force=True)
     snapshot: Path | None = None
     try:
-        with StopRequest() as stop:
+        with StopRequest() as stop, emulated_bf16_convolutions(run.precision):
             try:
                 snapshot = _epochs(run, config, stop, scalars, metrics, progress)
             except (RuntimeError, ConnectionError) as err:  # workers ended by the same signal, seen elsewhere

@@ -208,6 +208,21 @@ def test_bf16_decision_script(tmp_path, capsys) -> None:
     assert "seeds.csv" in capsys.readouterr().err
     assert script.main(["--fp32", str(tmp_path / "fp32.csv"), "--bf16", str(tmp_path / "seeds.csv"),
                         "--seed", "40"]) == 0
+    # the fp32 side as the first 75 epochs of a trend run: its trend.csv rows at epoch 75 (other epochs ignored)
+    values = run_stats.run_values(fp32[fp32["n_iter"] == 2], DATASETS)
+    trend = pd.concat([values.assign(epoch=75), values.assign(epoch=150, avg_ood=values["avg_ood"] + 0.3)])
+    trend.to_csv(tmp_path / "trend.csv", index=False)
+    from_trend = ["--fp32_trend", str(tmp_path / "trend.csv"), "--epoch", "75", "--bf16"]
+    assert script.main([*from_trend, str(tmp_path / "near.csv")]) == 0
+    assert "standard: ACDC +0.002, avg_ood +0.002" in capsys.readouterr().out  # LV +0.005: mean Dice +0.005/3
+    assert script.main([*from_trend, str(tmp_path / "far.csv")]) == 1
+    assert script.main(["--fp32_trend", str(tmp_path / "trend.csv"), "--epoch", "100", "--bf16",
+                        str(tmp_path / "near.csv")]) == 2
+    assert "trend.csv: no trend row at epoch 100 of cval 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # --epoch without a trend
+        script.main(["--fp32", str(tmp_path / "fp32.csv"), "--epoch", "75", "--bf16", str(tmp_path / "near.csv")])
+    with pytest.raises(SystemExit):  # both fp32 sides
+        script.main([*from_trend[:4], "--fp32", str(tmp_path / "fp32.csv"), "--bf16", str(tmp_path / "near.csv")])
 
 
 def two_seed_volumes(first: dict[int, float], second: dict[int, float]) -> pd.DataFrame:

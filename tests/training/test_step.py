@@ -7,7 +7,7 @@ from torch import nn
 from medseg.nn.blocks import AutocastForward
 from medseg.models.model_util import MaskSpec
 from medseg.training.step import LOSS_KEYS, StepOutput, train_step
-from medseg.nn.precision import cpu_supports_bf16
+from medseg.nn.precision import compute_precision, cpu_supports_bf16, emulated_bf16_convolutions
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -187,17 +187,19 @@ def _circle_batch(n: int = 4, size: int = 32):
     return images + 0.6 * labels[:, None], labels
 
 
-@needs_bf16
-def test_bf16_step_trains_with_fp32_state_and_losses_close_to_fp32(make_model):
+@pytest.mark.parametrize("precision", [pytest.param("bf16", marks=needs_bf16), "bf16_emulated"])
+def test_bf16_step_trains_with_fp32_state_and_losses_close_to_fp32(make_model, precision):
     """Tolerance: bf16 keeps 8 mantissa bits; on this small random net the standard losses stay within 5 % of fp32,
-    the hard losses (which also depend on the discrete mask choice) within 10 %."""
+    the hard losses (which also depend on the discrete mask choice) within 10 %. ``bf16_emulated`` is the same step
+    with the convolutions computed as native bf16 ones are (as the training loop runs it), on any CPU."""
     images, labels = _circle_batch()
     fp32, bf16 = make_model(seed=2), make_model(seed=2)
     for i in range(3):
         ref = train_step(fp32, images, labels, True, generator=torch.Generator().manual_seed(i), precision="fp32",
                          **TARGETED).losses
-        out = train_step(bf16, images, labels, True, generator=torch.Generator().manual_seed(i), precision="bf16",
-                         **TARGETED)
+        with emulated_bf16_convolutions(precision):
+            out = train_step(bf16, images, labels, True, generator=torch.Generator().manual_seed(i),
+                             precision=compute_precision(precision), **TARGETED)
         assert tuple(out.losses) == LOSS_KEYS and all(math.isfinite(v) for v in out.losses.values())
         for key, rel in (("loss/standard/seg", 0.05), ("loss/standard/image", 0.05), ("loss/hard/total", 0.1)):
             assert out.losses[key] == pytest.approx(ref[key], rel=rel), key

@@ -128,6 +128,32 @@ def test_fp16_on_the_cpu_is_refused_before_anything_is_written(tiny_acdc: Path, 
         main(cli_args(COOPERATIVE, tiny_acdc, tmp_path, "--precision", "half"))
 
 
+def test_bf16_emulated_run_records_itself_and_emulates_every_convolution(tiny_acdc: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--precision bf16_emulated`` trains on any CPU: its config says so, its convolutions (forward and backward)
+    run through the emulation with bf16 operands, and the checkpoints stay fp32."""
+    from medseg.nn import precision
+
+    seen: list[str] = []
+    dispatch = precision._Bf16ConvolutionsInFp32.__torch_dispatch__
+
+    def spy(self, func, types, args=(), kwargs=None):
+        if func in self._CONVOLUTIONS:
+            seen.append(f"{func.__name__}:{args[0].dtype}")
+        return dispatch(self, func, types, args, kwargs)
+
+    monkeypatch.setattr(precision._Bf16ConvolutionsInFp32, "__torch_dispatch__", spy)
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    assert main(cli_args(COOPERATIVE, tiny_acdc, tmp_path, "--precision", "bf16_emulated", epochs=1)) == 0
+    run = run_dir(tmp_path)
+    assert '"precision": "bf16_emulated"' in (run / "config.json").read_text()
+    assert {"convolution.default:torch.bfloat16", "convolution_backward.default:torch.bfloat16"} <= set(seen)
+    rows = read_metrics(run / "log" / "metrics.csv")
+    assert all(math.isfinite(float(rows[0][k])) for k in SCALAR_NAMES)
+    state = torch.load(run / "model" / "best" / "checkpoints" / "image_encoder.pth", weights_only=True)
+    assert all(t.dtype in (torch.float32, torch.int64) for t in state.values())
+
+
 @pytest.mark.skipif(not cpu_supports_bf16(), reason="CPU without native bf16")
 def test_bf16_run_trains_validates_and_saves_fp32_checkpoints(tiny_acdc: Path, tmp_path: Path) -> None:
     assert main(cli_args(COOPERATIVE, tiny_acdc, tmp_path, "--precision", "bf16", epochs=1)) == 0
