@@ -354,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accuracy", type=Path, default=None,
                         help="JSON of benchmarks/compare_precision_accuracy.py to include (default: none, the "
                              "accuracy section says how to produce it)")
+    parser.add_argument("--bf16_decision", type=Path, default=None,
+                        help="decision record of a full-length bf16 pair (benchmarks/bf16_decision.py --json) to "
+                             "include under Accuracy (default: none)")
     parser.add_argument("--loop-settings", type=_settings, default=[SMALL],
                         help="comma-separated BATCHxSIZE list of the loop-vs-step measurement (default: 20x96)")
     parser.add_argument("--threads", type=int, default=None,
@@ -376,6 +379,16 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(parser.prog, lambda: run_suite(args), args.verbose)
 
 
+def _include_accuracy(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """Add the accuracy comparisons given on the command line (``--accuracy``, ``--bf16_decision``) to ``results``."""
+    if args.accuracy is not None:
+        results["accuracy"] = json.loads(args.accuracy.read_text())
+    if args.bf16_decision is not None:
+        from medseg.experiments.bf16_pair import read_record
+
+        results["bf16_decision"] = read_record(args.bf16_decision)
+
+
 def run_suite(args: argparse.Namespace) -> int:
     """The whole suite (or one --worker measurement, or --render-only); returns 0."""
     if args.worker is not None:
@@ -395,8 +408,7 @@ def run_suite(args: argparse.Namespace) -> int:
         results = json.loads(args.json.read_text())
         if results.get("data") != "phantoms (temporary)":
             results["data"] = shown_path(results["data"])
-        if args.accuracy is not None:
-            results["accuracy"] = json.loads(args.accuracy.read_text())
+        _include_accuracy(results, args)
         atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")
         atomic_write_text(args.md, render(results, TARGETS, PUBLISHED, SMALL))
         print(f"[benchmark] wrote {args.md} from {args.json}", file=sys.stderr)
@@ -414,8 +426,7 @@ def run_suite(args: argparse.Namespace) -> int:
             results["jobs"][key] = run_job(spec)
     results["load_1min_end"] = _load()
     results["minutes"] = round((time.time() - started) / 60, 1)
-    if args.accuracy is not None:
-        results["accuracy"] = json.loads(args.accuracy.read_text())
+    _include_accuracy(results, args)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")
     atomic_write_text(args.md, render(results, TARGETS, PUBLISHED, SMALL))

@@ -281,6 +281,17 @@ def _accuracy(results: dict[str, Any]) -> str:
     return text + "\n"
 
 
+def _bf16_decision(results: dict[str, Any]) -> str:
+    """The decision of a full-length bf16 pair (``--bf16_decision``), which overrides the short comparison above."""
+    decision = results.get("bf16_decision")
+    if decision is None:
+        return ("The decision itself needs a full-length run pair (docs/EXPERIMENT_PLAN.md, *The bf16 pair*); "
+                "not included in this document.\n")
+    from medseg.experiments.bf16_pair import markdown
+
+    return markdown(decision, heading="###")
+
+
 def _commands(results: dict[str, Any]) -> str:
     """The command lines that produced ``results``, rebuilt from what they recorded."""
     lines = []
@@ -296,11 +307,21 @@ def _commands(results: dict[str, Any]) -> str:
         if b.get("n_workers") is not None:
             options += f" --n_workers {b['n_workers']}"
         lines.append(f"python benchmarks/compare_precision_accuracy.py{options}")
+    decision = results.get("bf16_decision")
+    if decision is not None:
+        fp32 = decision["fp32"]
+        fp32_side = (f"--fp32_trend {fp32['source']} --epoch {fp32['epoch']}" if fp32.get("epoch") is not None
+                     else f"--fp32 {fp32['source']}")
+        seed = "" if decision["seed"] is None else f" --seed {decision['seed']}"
+        lines.append(f"python benchmarks/bf16_decision.py {fp32_side} --bf16 {decision['bf16']['source']} "
+                     f"--cval {decision['cval']}{seed} --n_iter {decision['n_iter']} --json results/bf16_decision.json")
     options = " --quick" if results["quick"] else ""
     if results.get("threads_option"):
         options += f" --threads {results['threads_option']}"
     if accuracy is not None:
         options += " --accuracy results/precision_accuracy.json"
+    if results.get("bf16_decision") is not None:
+        options += " --bf16_decision results/bf16_decision.json"
     lines.append(f"python benchmarks/benchmark.py{options}")
     return "\n".join(lines) + "\n"
 
@@ -447,6 +468,7 @@ def render(results: dict[str, Any], targets: dict[str, float], published: tuple[
         _kernel_table(results),
         "\n## Accuracy: fp32 against bf16\n",
         _accuracy(results),
+        _bf16_decision(results),
         "\n" + WHAT_WAS_TRIED,
         "\n" + HISTORY,
         "\n## Reproduce\n",
@@ -480,6 +502,15 @@ Where a precision cannot run, the command refuses it before anything is written,
 option (`--precision` or the config key `learning.precision`): `fp16` on the CPU, and `bf16` on a CPU without native
 bf16 instructions (AVX512-BF16 or AMX), where PyTorch would emulate bf16 more slowly than fp32. There is no silent
 fallback, so a run's `config.json` always says the precision it trained in. The default is `fp32`.
+
+**Measuring bf16's accuracy without native bf16 (`bf16_emulated`, training only).** On an AVX2 CPU PyTorch's own bf16
+convolutions took about 12× fp32's time (batch 20 × 96², standard step: 25.8 s against 2.17 s, one thread), and
+their backward passes were not correctly rounded (errors up to thousands of bf16 steps where sums cancel, against
+float64; a native kernel sums in fp32 and rounds once). `bf16_emulated` runs the same bf16 mixed precision with a
+dispatch mode that computes each bf16 convolution, forward and backward, as the fp32 convolution of its bf16
+operands rounded once to bf16: what a native kernel computes, up to the order of the fp32 sums (tested within one
+bf16 step of float64). It costs 1.07× (standard) and 1.16× (cooperative) fp32's CPU time there, so a full-length
+bf16 run of the accuracy decision fits a CPU without native bf16; its config records `bf16_emulated`.
 
 **Layouts.** Activations are channels-last end to end on the CPU (the default of the model), in every precision;
 on CUDA the training loop uses channels-last whenever it trains in bf16/fp16 (tensor cores, not measured here). The

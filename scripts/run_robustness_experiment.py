@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --volumes: a saved training-curve summary (curves/plateau.csv) (default: no curve summary)")
     parser.add_argument("--note", action="append", default=[],
                         help="with --volumes: a line for the report saying what the saved numbers are (repeatable)")
+    parser.add_argument("--bf16_decision", type=Path, default=None,
+                        help="a bf16 decision record (benchmarks/bf16_decision.py --json) to show as a section of the "
+                             "report (default: none)")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
     parser.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
     return parser
@@ -182,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     config_dir = args.config_dir or _shortest(REPO_ROOT / "config")
 
     def body() -> int:
+        if args.bf16_decision is not None:  # a bad record is refused before any work
+            from medseg.experiments.bf16_pair import read_record
+
+            read_record(args.bf16_decision)
         budget = load_budget(args.budget, config_dir)
         if budget.precision == "bf16_where_native":
             budget = budget.resolved(args.device)
@@ -196,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             options=RunOptions(device=args.device, n_workers=args.n_workers, batch_slices=args.batch_slices,
                                progress=not args.no_progress),
             max_tasks=args.max_tasks, results_md=args.results_md, argv=list(sys.argv[1:] if argv is None else argv),
-            progress=None if args.no_progress else _progress_factory(), jobs=args.jobs, threads=args.threads)
+            progress=None if args.no_progress else _progress_factory(), jobs=args.jobs, threads=args.threads,
+            bf16_decision=args.bf16_decision)
         if args.report_only:
             from medseg.experiments.outputs import rebuild
             from medseg.experiments.saved import read_saved

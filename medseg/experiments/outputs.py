@@ -13,7 +13,7 @@ import pandas as pd
 
 from medseg.evaluation.aggregate import in_averages
 from medseg.evaluation.reports import read_vendors
-from medseg.experiments import curves, figures, run_stats, trend
+from medseg.experiments import bf16_pair, curves, figures, run_stats, trend
 from medseg.experiments.paired_test import paired_tests
 from medseg.experiments.plan import ExperimentRequest, Plan, make_plan, test_dir
 from medseg.experiments.report import IterResults, ReportInputs, render
@@ -239,6 +239,12 @@ def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState
     if budget.resamples and (plan.data_root / "ACDC-C").is_dir():
         inputs.acdc_c_figure = figures.acdc_c_columns_figure(plan.data_root, out_dir / "figures" / "acdc_c_columns.png")
     trend.trend_section(request, plan, inputs, state, saved=saved.trend if saved is not None else None)
+    if request.bf16_decision is not None:
+        decision = bf16_pair.read_record(request.bf16_decision)
+        inputs.extra_sections.append(bf16_pair.markdown(decision))
+        copy = out_dir / "bf16_decision.json"
+        atomic_write_text(copy, json.dumps(decision, indent=2) + "\n")
+        inputs.files.append(copy)
     report = out_dir / "RESULTS.md"
     atomic_write_text(report, render(inputs, lambda p: Path(os.path.relpath(p, out_dir)).as_posix()))
     if request.results_md is not None:

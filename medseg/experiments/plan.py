@@ -37,6 +37,8 @@ class ExperimentRequest:
         jobs: tasks run at once, each in its own process (1: in this process, in order; see
             :mod:`medseg.experiments.parallel`).
         threads: torch threads of each task process when ``jobs`` > 1 (None: the cores shared out).
+        bf16_decision: a bf16 decision record (``benchmarks/bf16_decision.py --json``) shown as a report section
+            (None: no such section).
     """
 
     budget: Budget
@@ -51,6 +53,7 @@ class ExperimentRequest:
     progress: ProgressFactory | None = None
     jobs: int = 1
     threads: int | None = None
+    bf16_decision: Path | None = None
 
 
 @dataclass
