@@ -39,7 +39,7 @@ from medseg.nn.precision import (
     check_precision,
     compute_precision,
     configure_tf32,
-    emulated_bf16_convolutions,
+    emulated_bf16,
     make_grad_scaler,
 )
 from medseg.training.guards import NonFiniteGuard
@@ -229,7 +229,7 @@ def measure(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     }
     for batch, size in args.settings:
         for precision in precisions:
-            with emulated_bf16_convolutions(precision):  # bf16_emulated: as the training loop runs it
+            with emulated_bf16(precision):  # bf16_emulated: as the training loop runs it
                 report["results"][f"batch{batch}_{size}x{size}_{precision}"] = measure_setting(
                     batch, size, precision, modes, args.iters, args.warmup, device, not args.no_channels_last,
                     args.seed)

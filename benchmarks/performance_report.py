@@ -507,10 +507,10 @@ fallback, so a run's `config.json` always says the precision it trained in. The 
 convolutions took about 12× fp32's time (batch 20 × 96², standard step: 25.8 s against 2.17 s, one thread), and
 their backward passes were not correctly rounded (errors up to thousands of bf16 steps where sums cancel, against
 float64; a native kernel sums in fp32 and rounds once). `bf16_emulated` runs the same bf16 mixed precision with a
-dispatch mode that computes each bf16 convolution, forward and backward, as the fp32 convolution of its bf16
-operands rounded once to bf16: what a native kernel computes, up to the order of the fp32 sums (tested within one
-bf16 step of float64). It costs 1.07× (standard) and 1.16× (cooperative) fp32's CPU time there, so a full-length
-bf16 run of the accuracy decision fits a CPU without native bf16; its config records `bf16_emulated`.
+dispatch mode that computes each bf16 convolution and matrix product, forward and backward, as the fp32 operation
+on its bf16 operands rounded once to bf16: what a native kernel computes, up to the order of the fp32 sums (tested
+within one bf16 step of float64). It costs 1.07× (standard) and 1.16× (cooperative) fp32's CPU time there, so a
+full-length bf16 run of the accuracy decision fits a CPU without native bf16; its config records `bf16_emulated`.
 
 **Layouts.** Activations are channels-last end to end on the CPU (the default of the model), in every precision;
 on CUDA the training loop uses channels-last whenever it trains in bf16/fp16 (tensor cores, not measured here). The

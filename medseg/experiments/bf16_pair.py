@@ -173,8 +173,9 @@ def markdown(data: Mapping[str, Any], heading: str = "##") -> str:
                      "checked.")
     if data["bf16"].get("precision") == "bf16_emulated":
         lines.append("The bf16 side ran as `bf16_emulated` (a CPU without native bf16): bf16 mixed precision with "
-                     "each convolution computed as a native bf16 kernel computes it (bf16 operands, fp32 sums, one "
-                     "rounding to bf16). It measures what bf16 does to accuracy, not bf16's speed.")
+                     "each convolution and matrix product computed as a native bf16 kernel computes it (bf16 "
+                     "operands, fp32 sums, one rounding to bf16). It measures what bf16 does to accuracy, not bf16's "
+                     "speed.")
     verdict = ("**bf16 is neutral**: it becomes the default where the hardware computes bf16 natively (a CPU with "
                "AVX512-BF16/AMX, CUDA with bf16), fp32 elsewhere" if data["neutral"] else
                "**bf16 is not neutral**: fp32 stays the default")

@@ -10,10 +10,11 @@ computed in fp32.
   no loss scaling is needed.
 * ``bf16_emulated``: the same bf16 mixed precision on a CPU *without* native bf16, for measuring what bf16 does to
   accuracy there. Every bf16 convolution (forward and backward) is computed as the fp32 convolution of its bf16
-  operands and rounded to bf16 (:func:`emulated_bf16_convolutions`): what a native bf16 convolution computes (exact
-  bf16 products, fp32 sums, a bf16 result), up to the order of the fp32 sums. Everything else runs the same bf16
-  kernels as ``bf16``. Without it, PyTorch's own bf16 convolutions on such a CPU take about 12x as long as fp32
-  (measured on an AVX2 CPU, batch 20 x 96^2: 25.8 s against 2.17 s per standard iteration); emulated, about 1.2x.
+  operands and rounded to bf16 (:func:`emulated_bf16`): what a native bf16 convolution computes (exact bf16
+  products, fp32 sums, a bf16 result), up to the order of the fp32 sums; matrix products likewise. Everything else
+  runs the same bf16 kernels as ``bf16``. Without it, PyTorch's own bf16 convolutions on such a CPU take about 12x as
+  long as fp32 (measured on an AVX2 CPU, batch 20 x 96^2: 25.8 s against 2.17 s per standard iteration) and their
+  backward passes are not correctly rounded; emulated, 1.07x (standard) to 1.16x (cooperative) fp32's time.
   The run's config records ``bf16_emulated``, so its results are never mistaken for a native bf16 run's speed.
 * ``fp16``: CUDA only, with a :class:`torch.amp.GradScaler` (fp16 gradients would underflow without it).
 * ``tf32``: CUDA only: fp32 storage and arithmetic, but convolutions and matrix products on the tensor cores of
@@ -50,7 +51,7 @@ _COMPUTE = {"tf32": "fp32", "bf16_emulated": "bf16"}
 
 def compute_precision(precision: str) -> str:
     """The networks' compute precision of a training precision: ``tf32`` computes in fp32 (with TF32 allowed),
-    ``bf16_emulated`` in bf16 (with the convolutions emulated, see :func:`emulated_bf16_convolutions`)."""
+    ``bf16_emulated`` in bf16 (with its products emulated, see :func:`emulated_bf16`)."""
     return _COMPUTE.get(precision, precision)
 
 
@@ -163,15 +164,18 @@ def autocast(precision: str, device: torch.device | str) -> Iterator[None]:
         yield
 
 
-class _Bf16ConvolutionsInFp32(TorchDispatchMode):
-    """Computes each convolution whose tensors are all bf16 as the fp32 convolution of those values, rounded to bf16
-    (forward and backward); every other operation runs as it is."""
+class _Bf16ProductsInFp32(TorchDispatchMode):
+    """Computes each convolution or matrix product whose tensors are all bf16 (the operations autocast runs in bf16)
+    as the fp32 operation on those values, rounded to bf16 (forward and backward: the backward passes are
+    ``convolution_backward`` and matrix products); every other operation runs as it is."""
 
-    _CONVOLUTIONS = (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default)
+    _PRODUCTS = (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default,
+                 torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
+                 torch.ops.aten.baddbmm.default)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        if func in self._CONVOLUTIONS:
+        if func in self._PRODUCTS:
             tensors = [a for a in args if isinstance(a, torch.Tensor)]
             if tensors and all(t.dtype == torch.bfloat16 for t in tensors):
                 out = func(*(a.float() if isinstance(a, torch.Tensor) else a for a in args), **kwargs)
@@ -182,10 +186,10 @@ class _Bf16ConvolutionsInFp32(TorchDispatchMode):
 
 
 @contextlib.contextmanager
-def emulated_bf16_convolutions(precision: str) -> Iterator[None]:
-    """For ``bf16_emulated``: meanwhile (in this thread), each bf16 convolution and its backward pass is computed in
-    fp32 from the bf16 operands and rounded to bf16, as a native bf16 convolution computes it up to the order of its
-    fp32 sums. Any other precision: nothing changes.
+def emulated_bf16(precision: str) -> Iterator[None]:
+    """For ``bf16_emulated``: meanwhile (in this thread), each bf16 convolution and matrix product (forward and
+    backward) is computed in fp32 from the bf16 operands and rounded to bf16, as a native bf16 kernel computes it up
+    to the order of its fp32 sums. Any other precision: nothing changes.
 
     The bf16 products are exact in fp32 (8-bit significands), so the emulation differs from a native bf16 kernel only
     in the order of the fp32 sums. Wrap the whole of training (forward, backward and validation).
@@ -193,7 +197,7 @@ def emulated_bf16_convolutions(precision: str) -> Iterator[None]:
     if precision != "bf16_emulated":
         yield
         return
-    with _Bf16ConvolutionsInFp32():
+    with _Bf16ProductsInFp32():
         yield
 
 
@@ -213,7 +217,7 @@ __all__ = [
     "configure_tf32",
     "check_precision",
     "cpu_supports_bf16",
-    "emulated_bf16_convolutions",
+    "emulated_bf16",
     "make_grad_scaler",
     "option_error",
     "precision_dtype",

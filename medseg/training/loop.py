@@ -38,7 +38,7 @@ from medseg.nn.precision import (
     check_precision,
     compute_precision,
     configure_tf32,
-    emulated_bf16_convolutions,
+    emulated_bf16,
     make_grad_scaler,
 )
 from medseg.utils.status import STATUS_NAME, TrainingStatus
@@ -428,7 +428,7 @@ def train(config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist
         run.status.iteration(state.epoch, state.batches_done, state.global_iteration, force=True)
     snapshot: Path | None = None
     try:
-        with StopRequest() as stop, emulated_bf16_convolutions(run.precision):
+        with StopRequest() as stop, emulated_bf16(run.precision):
             try:
                 snapshot = _epochs(run, config, stop, scalars, metrics, progress)
             except (RuntimeError, ConnectionError) as err:  # workers ended by the same signal, seen elsewhere

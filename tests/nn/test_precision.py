@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from medseg.nn import precision as prec
 
@@ -66,12 +67,12 @@ def _conv_and_grads(transposed: bool, dtype: torch.dtype) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "conv_transpose"])
-def test_emulated_bf16_convolutions_are_correctly_rounded(transposed: bool) -> None:
+def test_emulated_bf16_are_correctly_rounded(transposed: bool) -> None:
     """A native bf16 convolution multiplies bf16 values exactly and sums in fp32: each result is the exact one
     rounded once to bf16. The emulation must give that (within one bf16 step of the float64 result, the fp32 sums'
     order aside), forward and backward, with bf16 results; the plain fp32 result rounded to bf16 is bit-exact."""
     reference = _conv_and_grads(transposed, torch.float64)
-    with prec.emulated_bf16_convolutions("bf16_emulated"):
+    with prec.emulated_bf16("bf16_emulated"):
         emulated = _conv_and_grads(transposed, torch.bfloat16)
     step = torch.finfo(torch.bfloat16).eps
     for name, got, exact in zip(("output", "grad input", "grad weight", "grad bias"), emulated, reference):
@@ -82,18 +83,40 @@ def test_emulated_bf16_convolutions_are_correctly_rounded(transposed: bool) -> N
     assert all(torch.equal(e, f.bfloat16()) for e, f in zip(emulated, fp32))
 
 
-def test_emulation_changes_nothing_but_bf16_convolutions() -> None:
-    fp32 = _conv_and_grads(False, torch.float32)
-    with prec.emulated_bf16_convolutions("bf16_emulated"):  # fp32 operands: the real fp32 kernel, bit for bit
-        again = _conv_and_grads(False, torch.float32)
-        x = torch.randn(3, 4).bfloat16()
-        assert (x @ x.T).dtype == torch.bfloat16 and torch.nn.functional.relu(x).dtype == torch.bfloat16
-    assert all(torch.equal(a, b) for a, b in zip(fp32, again))
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
+def test_emulated_bf16_matrix_products_are_correctly_rounded() -> None:
+    """A linear layer under bf16 autocast (addmm forward, mm backward) and a batched product: the same one rounding
+    as a native kernel, within one bf16 step of float64."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(6, 40, generator=g).bfloat16()
+    w, b = torch.randn(7, 40, generator=g).bfloat16(), torch.randn(7, generator=g).bfloat16()
+    a, c = torch.randn(3, 5, 40, generator=g).bfloat16(), torch.randn(3, 40, 4, generator=g).bfloat16()
+    grad_y = torch.randn(6, 7, generator=g).bfloat16()
 
+    def products(dtype: torch.dtype) -> list[torch.Tensor]:
+        xx, ww, bb = (t.to(dtype).requires_grad_() for t in (x, w, b))
+        y = torch.nn.functional.linear(xx, ww, bb)
+        return [y, *torch.autograd.grad(y, (xx, ww), grad_y.to(dtype)), torch.bmm(a.to(dtype), c.to(dtype))]
+
+    with prec.emulated_bf16("bf16_emulated"):
+        emulated = products(torch.bfloat16)
+    step = torch.finfo(torch.bfloat16).eps
+    for name, got, exact in zip(("linear", "grad input", "grad weight", "bmm"), emulated, products(torch.float64)):
+        assert got.dtype == torch.bfloat16, name
+        error = (got.double() - exact).abs()
+        assert bool((error <= step * exact.abs() + 1e-6 * exact.abs().max()).all()), name
+
+
+def test_emulation_changes_nothing_but_bf16_products() -> None:
+    fp32 = _conv_and_grads(False, torch.float32)
+    x = torch.randn(3, 4)
+    with prec.emulated_bf16("bf16_emulated"):  # fp32 operands: the real fp32 kernel, bit for bit
+        again = _conv_and_grads(False, torch.float32)
+        inside = (x @ x.T, torch.nn.functional.relu(x.bfloat16()))
+    assert torch.equal(inside[0], x @ x.T) and inside[1].dtype == torch.bfloat16
+    assert all(torch.equal(a, b) for a, b in zip(fp32, again))
     for precision in ("fp32", "tf32", "bf16", "fp16"):  # other precisions enter no dispatch mode
-        with prec.emulated_bf16_convolutions(precision):
+        with prec.emulated_bf16(precision):
             assert _get_current_dispatch_mode() is None
-    with prec.emulated_bf16_convolutions("bf16_emulated"):
+    with prec.emulated_bf16("bf16_emulated"):
         assert _get_current_dispatch_mode() is not None
     assert _get_current_dispatch_mode() is None

@@ -7,7 +7,7 @@ from torch import nn
 from medseg.nn.blocks import AutocastForward
 from medseg.models.model_util import MaskSpec
 from medseg.training.step import LOSS_KEYS, StepOutput, train_step
-from medseg.nn.precision import compute_precision, cpu_supports_bf16, emulated_bf16_convolutions
+from medseg.nn.precision import compute_precision, cpu_supports_bf16, emulated_bf16
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -197,7 +197,7 @@ def test_bf16_step_trains_with_fp32_state_and_losses_close_to_fp32(make_model, p
     for i in range(3):
         ref = train_step(fp32, images, labels, True, generator=torch.Generator().manual_seed(i), precision="fp32",
                          **TARGETED).losses
-        with emulated_bf16_convolutions(precision):
+        with emulated_bf16(precision):
             out = train_step(bf16, images, labels, True, generator=torch.Generator().manual_seed(i),
                              precision=compute_precision(precision), **TARGETED)
         assert tuple(out.losses) == LOSS_KEYS and all(math.isfinite(v) for v in out.losses.values())

@@ -135,14 +135,14 @@ def test_bf16_emulated_run_records_itself_and_emulates_every_convolution(tiny_ac
     from medseg.nn import precision
 
     seen: list[str] = []
-    dispatch = precision._Bf16ConvolutionsInFp32.__torch_dispatch__
+    dispatch = precision._Bf16ProductsInFp32.__torch_dispatch__
 
     def spy(self, func, types, args=(), kwargs=None):
-        if func in self._CONVOLUTIONS:
+        if func in self._PRODUCTS:
             seen.append(f"{func.__name__}:{args[0].dtype}")
         return dispatch(self, func, types, args, kwargs)
 
-    monkeypatch.setattr(precision._Bf16ConvolutionsInFp32, "__torch_dispatch__", spy)
+    monkeypatch.setattr(precision._Bf16ProductsInFp32, "__torch_dispatch__", spy)
     monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
     assert main(cli_args(COOPERATIVE, tiny_acdc, tmp_path, "--precision", "bf16_emulated", epochs=1)) == 0
     run = run_dir(tmp_path)
