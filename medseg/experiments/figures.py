@@ -4,7 +4,7 @@ training-length trend (Dice against epochs beside the image decoder's reconstruc
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -70,7 +70,7 @@ def acdc_c_columns_figure(copy_root: PathLike, path: PathLike, case: str | None 
     return _save(fig, path)
 
 
-def trend_figure(trend: pd.DataFrame, recon: Mapping[str, Mapping[str, pd.DataFrame]], path: PathLike,
+def trend_figure(trend: pd.DataFrame, recon: pd.DataFrame | None, path: PathLike,
                  title: str, recon_missing: str = "not logged by these runs") -> Path | None:
     """In-domain and ``avg_ood`` Dice against epochs (each run thin, the mean over runs thick, one colour per
     method), beside the image decoder's reconstruction quality per epoch (validation PSNR of the clean reconstruction
@@ -79,8 +79,8 @@ def trend_figure(trend: pd.DataFrame, recon: Mapping[str, Mapping[str, pd.DataFr
     Args:
         trend: rows ``method, cval, seed, epoch, ACDC, avg_ood`` (the best-so-far model at ``epoch`` tested with
             n_iter 2).
-        recon: ``{method: {run label: metrics.csv frame}}`` with ``epoch``, ``recon/val_psnr``,
-            ``recon/hard_change`` (runs without the columns are skipped).
+        recon: rows ``method, cval, seed, epoch`` + ``recon/val_psnr``, ``recon/hard_change`` of the runs'
+            ``metrics.csv`` (:func:`medseg.experiments.trend.read_recon`; None or empty: no curves).
         recon_missing: the text of a reconstruction panel without any curve.
     """
     if trend.empty:
@@ -106,13 +106,14 @@ def trend_figure(trend: pd.DataFrame, recon: Mapping[str, Mapping[str, pd.DataFr
     for ax, key, label in ((axes[2], "recon/val_psnr", "validation PSNR of the clean reconstruction (dB)"),
                            (axes[3], "recon/hard_change", "mean |masked − clean| of hard examples")):
         drawn = False
-        for method, runs in recon.items():
-            for _, frame in runs.items():
-                if key not in frame.columns or frame[key].isna().all():
-                    continue
-                # metrics.csv counts epochs from 0: row e is the model after e + 1 epochs, as the kept models
-                ax.plot(frame["epoch"] + 1, frame[key], color=colours.get(method, "k"), alpha=0.6, linewidth=1)
-                drawn = True
+        usable = recon is not None and key in recon.columns
+        for (method, _, _), frame in (recon.groupby(["method", "cval", "seed"], sort=False) if usable else ()):
+            if frame[key].isna().all():
+                continue
+            frame = frame.sort_values("epoch")
+            # metrics.csv counts epochs from 0: row e is the model after e + 1 epochs, as the kept models
+            ax.plot(frame["epoch"] + 1, frame[key], color=colours.get(method, "k"), alpha=0.6, linewidth=1)
+            drawn = True
         ax.set_xlabel("epochs trained")
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)

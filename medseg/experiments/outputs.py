@@ -238,7 +238,8 @@ def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState
         rebuilt_by=rebuilt_by)
     if budget.resamples and (plan.data_root / "ACDC-C").is_dir():
         inputs.acdc_c_figure = figures.acdc_c_columns_figure(plan.data_root, out_dir / "figures" / "acdc_c_columns.png")
-    trend.trend_section(request, plan, inputs, state, saved=saved.trend if saved is not None else None)
+    trend.trend_section(request, plan, inputs, state, saved=saved.trend if saved is not None else None,
+                        saved_recon=saved.recon if saved is not None else None)
     if request.bf16_decision is not None:
         decision = bf16_pair.read_record(request.bf16_decision)
         inputs.extra_sections.append(bf16_pair.markdown(decision))

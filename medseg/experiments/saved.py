@@ -14,6 +14,7 @@ import pandas as pd
 
 from medseg.evaluation.reports import read_vendors_table
 from medseg.experiments.tables import run_keys
+from medseg.experiments.trend import RECON_KEYS, recon_beside
 
 if TYPE_CHECKING:
     from medseg.experiments.budgets import Budget
@@ -30,6 +31,7 @@ class SavedResults:
     plateau: pd.DataFrame | None = None
     provenance: list[str] = field(default_factory=list)
     trend: pd.DataFrame | None = None  # rows of saved trend/trend.csv files (the training-length trend)
+    recon: pd.DataFrame | None = None  # rows of the recon.csv saved beside them (reconstruction quality per epoch)
 
 
 VOLUME_KEYS = ("method", "cval", "seed", "n_iter", "dataset", "patient_id", "pid", "LV_Dice", "MYO_Dice", "RV_Dice")
@@ -64,11 +66,15 @@ def read_saved(volumes_csv: Path | Sequence[Path], budget: Budget, vendors_csv: 
     for path in trend_paths:
         trends.append(_checked(pd.read_csv(path), path, budget, TREND_KEYS, "an experiment's trend/trend.csv"))
     _refuse_repeated_runs([(path, run_keys(frame)) for path, frame in zip(trend_paths, trends, strict=True)], "trend")
+    recon_paths = [recon_beside(p) for p in trend_paths if recon_beside(p).is_file()]
+    recons = [_checked(pd.read_csv(p), p, budget, RECON_KEYS, "a trend's recon.csv") for p in recon_paths]
     vendors = read_vendors_file(vendors_csv) if vendors_csv is not None else None
     plateau = pd.read_csv(plateau_csv) if plateau_csv is not None else None
     listed = ", ".join(f"`{p.as_posix()}`" for p in paths)
     lines = [f"Rebuilt without training or testing from the saved per-volume Dice {listed}"
              + (f", trend {', '.join(f'`{p.as_posix()}`' for p in trend_paths)}" if trend_paths else "")
+             + (f" with reconstruction quality {', '.join(f'`{p.as_posix()}`' for p in recon_paths)}"
+                if recon_paths else "")
              + (f", vendors `{Path(vendors_csv).as_posix()}`" if vendors_csv else "")
              + (f", training-curve summary `{Path(plateau_csv).as_posix()}`" if plateau_csv else "")
              + ": the compute times, commands and curve figures of the runs are not in these files (see the git "
@@ -76,7 +82,8 @@ def read_saved(volumes_csv: Path | Sequence[Path], budget: Budget, vendors_csv: 
              + (f"; rebuilt by commit `{commit}`" if commit else "") + "."]
     lines += list(notes or [])
     trend_frame = pd.concat(trends, ignore_index=True) if trends else None
-    return SavedResults(volumes, vendors, plateau, lines, trend_frame)
+    recon_frame = pd.concat(recons, ignore_index=True) if recons else None
+    return SavedResults(volumes, vendors, plateau, lines, trend_frame, recon_frame)
 
 
 def _read_saved_volumes(path: Path, budget: Budget) -> pd.DataFrame:

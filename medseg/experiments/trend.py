@@ -5,7 +5,8 @@ mean over runs) beside the image decoder's reconstruction quality (``recon/*`` o
 
 Folder: ``<out>/trend/<method>/cval<k>_seed<s>/epoch_<E>/volumes.csv`` (+ the test script's files); a state marker
 per test (with the checkpoint hash, so a retrained model is tested again); ``<out>/trend/trend.csv`` (per run and
-epoch), ``trend_means.csv`` and ``trend.png``.
+epoch), ``trend_means.csv``, ``recon.csv`` (the reconstruction columns of every run's ``metrics.csv``, kept so that a
+report rebuilt from the saved tables has them) and ``trend.png``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ if TYPE_CHECKING:
     from medseg.experiments.report import ReportInputs
 
 logger = logging.getLogger(__name__)
+
+
+RECON_FILE = "recon.csv"
+
+
+def recon_beside(trend_csv: Path) -> Path:
+    """The reconstruction table saved beside a trend table: ``recon.csv`` beside ``trend.csv``, and the published
+    copies' names alike (``trend_recon.csv`` beside ``trend_trend.csv``)."""
+    name = trend_csv.name
+    stem = name[: -len("trend.csv")] if name.endswith("trend.csv") else name.removesuffix(".csv") + "_"
+    return trend_csv.with_name(stem + RECON_FILE)
 
 
 def milestones(n_epochs: int, every: int) -> list[int]:
@@ -87,22 +99,35 @@ def collect(request: ExperimentRequest, plan: Plan, state: ExperimentState) -> p
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def read_recon(request: ExperimentRequest, plan: Plan) -> dict[str, dict[str, pd.DataFrame]]:
-    """``{method: {run label: metrics.csv}}`` of every run that has a metrics.csv."""
-    out: dict[str, dict[str, pd.DataFrame]] = {}
+#: the reconstruction-quality columns of a run's metrics.csv that the trend keeps (``recon.csv``)
+RECON_COLUMNS = ("recon/val_mse", "recon/val_psnr", "recon/hard_change")
+RECON_KEYS = ("method", "cval", "seed", "epoch")
+
+
+def read_recon(request: ExperimentRequest, plan: Plan) -> pd.DataFrame:
+    """Rows ``method, cval, seed, epoch`` + :data:`RECON_COLUMNS` (those logged) of every run's metrics.csv: what
+    ``trend/recon.csv`` keeps, so a report rebuilt from saved files (or pooled over folders) still has them."""
+    frames = []
     for spec in plan.specs:
         path = run_dir(spec, request.budget, plan.save_dir, plan.data_root / "ACDC") / "log" / "metrics.csv"
         if path.is_file():
-            out.setdefault(spec.method, {})[f"cval {spec.cval}, seed {spec.seed}"] = pd.read_csv(path)
-    return out
+            metrics = pd.read_csv(path)
+            kept = ["epoch", *(c for c in RECON_COLUMNS if c in metrics.columns)]
+            frames.append(metrics[kept].assign(method=spec.method, cval=spec.cval, seed=spec.seed))
+    if not frames:
+        return pd.DataFrame(columns=list(RECON_KEYS))
+    recon = pd.concat(frames, ignore_index=True)
+    return recon[[*RECON_KEYS, *(c for c in RECON_COLUMNS if c in recon.columns)]]
 
 
 def trend_section(request: ExperimentRequest, plan: Plan, inputs: ReportInputs,
-                  state: ExperimentState | None = None, saved: pd.DataFrame | None = None) -> None:
+                  state: ExperimentState | None = None, saved: pd.DataFrame | None = None,
+                  saved_recon: pd.DataFrame | None = None) -> None:
     """Write the trend tables and figure and add them to the report inputs (nothing when the budget keeps none).
 
     ``saved``: rows of saved ``trend.csv`` files to show instead of the experiment folder's trend tests (a rebuilt
-    report; the reconstruction panels then stay empty, since the runs' metrics.csv are not among the saved files).
+    report), with ``saved_recon`` the rows of the ``recon.csv`` saved beside them (None: the reconstruction panels
+    stay empty).
     """
     budget = request.budget
     if not budget.keep_best_every_num_epochs:
@@ -119,7 +144,11 @@ def trend_section(request: ExperimentRequest, plan: Plan, inputs: ReportInputs,
     means = figures.trend_means(trend)
     means.to_csv(folder / "trend_means.csv", index=False, float_format="%.6f")
     inputs.files += [folder / "trend.csv", folder / "trend_means.csv"]
-    figure = figures.trend_figure(trend, read_recon(request, plan) if saved is None else {}, folder / "trend.png",
+    recon = read_recon(request, plan) if saved is None else saved_recon
+    if recon is not None and len(recon):
+        recon.to_csv(folder / RECON_FILE, index=False, float_format="%.6f")
+        inputs.files.append(folder / RECON_FILE)
+    figure = figures.trend_figure(trend, recon, folder / "trend.png",
                                   f"Best model so far every {budget.keep_best_every_num_epochs} epochs, n_iter "
                                   f"{budget.n_iter[-1]} (budget {budget.name})",
                                   "not logged by these runs" if saved is None else

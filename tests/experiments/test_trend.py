@@ -46,11 +46,11 @@ def test_trend_figure_and_means_on_constructed_data(tmp_path: Path) -> None:
     assert partial.at[100, "n_runs"] == 2 and partial.at[75, "n_runs"] == 3
     assert partial.at[100, "ACDC_standard"] == pytest.approx(0.7 + 0.005)
     assert partial.at[100, "avg_ood_difference"] == pytest.approx(0.03)
-    recon = {"standard": {"cval 0": pd.DataFrame({"epoch": np.arange(100), "recon/val_psnr": np.linspace(15, 25, 100),
-                                                  "recon/hard_change": np.linspace(0.01, 0.1, 100)})}}
+    recon = pd.DataFrame({"method": "standard", "cval": 0, "seed": 40, "epoch": np.arange(100),
+                          "recon/val_psnr": np.linspace(15, 25, 100), "recon/hard_change": np.linspace(0.01, 0.1, 100)})
     figure = trend_figure(trend, recon, tmp_path / "trend.png", "t")
     assert figure is not None and figure.stat().st_size > 10_000
-    assert trend_figure(trend.iloc[:0], {}, tmp_path / "none.png", "t") is None
+    assert trend_figure(trend.iloc[:0], None, tmp_path / "none.png", "t") is None
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +108,20 @@ def test_trend_budget_end_to_end(data_root: Path, tmp_path: Path, single_thread)
            "tests by commit" in rebuilt
     assert (out / "trend" / "trend_tests.csv").read_bytes() == trend_tests
     assert (tmp_path / "docs" / "R_figures" / "figures_acdc_c_columns.png").stat().st_size > 10_000
+    # the runs' reconstruction quality is kept beside the trend table and published with it, so that a report
+    # rebuilt from the published files (or pooled over folders) still plots it
+    recon = pd.read_csv(out / "trend" / "recon.csv")
+    assert list(recon.columns) == ["method", "cval", "seed", "epoch", "recon/val_mse", "recon/val_psnr",
+                                   "recon/hard_change"]
+    assert len(recon) == 4 and set(recon["epoch"]) == {0, 1} and recon["recon/val_psnr"].notna().all()
+    published = tmp_path / "docs" / "R_data"
+    assert pd.read_csv(published / "trend_recon.csv").equals(recon)
+    assert script.main(["--budget", str(path), "--report_only", "--volumes", str(published / "volumes.csv"),
+                        "--trend", str(published / "trend_trend.csv"), "--out", str(tmp_path / "again"),
+                        "--no_progress"]) == 0
+    assert f"with reconstruction quality `{(published / 'trend_recon.csv').as_posix()}`" in \
+        (tmp_path / "again" / "RESULTS.md").read_text()
+    assert pd.read_csv(tmp_path / "again" / "trend" / "recon.csv").equals(recon)
 
 
 def _gains(late: dict[tuple[int, int], float], early: float = 0.02) -> pd.DataFrame:
@@ -121,6 +135,14 @@ def _gains(late: dict[tuple[int, int], float], early: float = 0.02) -> pd.DataFr
                 rows.append({"method": method, "cval": cval, "seed": seed, "epoch": epoch, "ACDC": 0.8,
                              "avg_ood": 0.5 + 0.01 * cval + bonus})
     return pd.DataFrame(rows)
+
+
+def test_the_reconstruction_table_beside_a_trend_table() -> None:
+    from medseg.experiments.trend import recon_beside
+
+    assert recon_beside(Path("out/trend/trend.csv")) == Path("out/trend/recon.csv")
+    assert recon_beside(Path("docs/RESULTS_data/trend_trend.csv")) == Path("docs/RESULTS_data/trend_recon.csv")
+    assert recon_beside(Path("saved/first.csv")) == Path("saved/first_recon.csv")
 
 
 def test_run_level_trend_tests_and_the_length_verdict() -> None:
