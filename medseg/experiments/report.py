@@ -298,6 +298,8 @@ def render(inputs: ReportInputs, link: Callable[[Path], str]) -> str:
         ["test sets", ", ".join(budget.test_datasets if _has_resampled_columns(inputs) or not inputs.per_iter
                                 else budget.datasets)],
         ["test settings", ", ".join(f"n_iter {n}" for n in budget.n_iter)],
+        ["precision (training; testing)", f"{budget.precision}; fp32" if budget.precision else
+         "the method configs' `learning.precision` (default fp32); fp32"],
         ["methods", ", ".join(f"{k}: `config/{v}`" for k, v in budget.methods.items())],
     ]))
     parts += ["", f"Data: `{inputs.data_root}` (fingerprint `{inputs.fingerprint[:12] or 'not recorded'}`); tested "

@@ -139,11 +139,14 @@ def test_decision_script_writes_the_record_that_the_report_and_the_performance_d
     # the report shows the record as a section and publishes a copy beside it
     runner = load_script("run_exp", REPO / "scripts" / "run_robustness_experiment.py")
     md = pair["root"] / "docs" / "RESULTS.md"
-    common = ["--budget", "smoke", "--report_only", "--volumes", str(pair["bf16"]), "--runs", "0:40", "--out",
+    smoke = json.loads((REPO / "config" / "experiment" / "smoke.json").read_text())
+    (pair["root"] / "smoke_bf16.json").write_text(json.dumps({**smoke, "precision": "bf16_emulated"}))
+    common = ["--budget", str(pair["root"] / "smoke_bf16.json"), "--report_only", "--volumes", str(pair["bf16"]), "--runs", "0:40", "--out",
               str(pair["root"] / "report"), "--no_progress"]
     assert runner.main([*common, "--results_md", str(md), "--bf16_decision", str(out)]) == 0
     report = md.read_text()
     assert "## bf16 against fp32: the decision" in report
+    assert "| precision (training; testing) | bf16_emulated; fp32 |" in report
     assert "| standard | avg_ood | 0.400 | 0.395 | -0.005 |" in report
     assert json.loads((md.parent / "RESULTS_data" / "bf16_decision.json").read_text()) == record
     bad = pair["root"] / "bad.json"

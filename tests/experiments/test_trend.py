@@ -95,6 +95,7 @@ def test_trend_budget_end_to_end(data_root: Path, tmp_path: Path, single_thread)
     assert "## Training-length trend" in text and "R_figures/trend_trend.png" in text
     assert "## ACDC-C at the model's grid" in text and "R_figures/figures_acdc_c_columns.png" in text
     assert "One run: no run-level test is possible" in text
+    assert "| precision (training; testing) | the method configs' `learning.precision` (default fp32); fp32 |" in text
     assert "### Training-length trend: run-level tests" in text and "| 2 | 1 |" in text
     assert "Change of the avg_ood gain with length: no run-level test" in text  # one run
     assert len(pd.read_csv(out / "trend" / "trend_tests.csv")) == 4  # 2 epochs x (ACDC, avg_ood)
