@@ -103,8 +103,8 @@ def precision_problem(precision: str, device: torch.device) -> str | None:
     if precision == "fp16" and device.type != "cuda":
         return "fp16 needs a CUDA device (use bf16 on the CPU)"
     if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16():
-        return ("this CPU has no native bf16 support (AVX512-BF16 or AMX); use fp32 (or bf16_emulated to measure "
-                "bf16's accuracy at about fp32 speed)")
+        return ("this CPU has no native bf16 support (AVX512-BF16 or AMX); use fp32 (in training, bf16_emulated "
+                "measures bf16's accuracy at about fp32 speed)")
     if precision == "bf16_emulated" and device.type != "cpu":
         return f"bf16_emulated is for CPUs without native bf16; use bf16 on {device.type}"
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
