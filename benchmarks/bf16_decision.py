@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="trend.csv of a training-length trend whose run, after --epoch epochs, is the fp32 run")
     parser.add_argument("--epoch", type=int, default=None,
                         help="with --fp32_trend: the fp32 run's length in epochs (the trend tests with n_iter 2, so "
-                             "compare --n_iter 2)")
+                             "compare --n_iter 2) (default: none; required with --fp32_trend)")
     parser.add_argument("--bf16", type=Path, required=True, help="volumes.csv of the bf16 run")
     parser.add_argument("--cval", type=int, default=0, help="the run compared (both files must hold it)")
     parser.add_argument("--seed", type=int, default=None,
