@@ -29,8 +29,9 @@ medseg extension (not in the published schema; optional): ``learning.on_non_fini
 non-finite loss or gradient ends the run with an error before the optimiser step, so no non-finite weights are ever
 trained or saved) or ``"skip"`` (that iteration's optimiser step is skipped with a warning and training continues).
 ``learning.precision`` is ``"fp32"`` (default; on a GPU with TF32 off), ``"tf32"`` (CUDA: fp32 with TensorFloat-32
-convolutions), ``"bf16"`` or ``"fp16"`` (mixed precision), or ``"bf16_emulated"`` (bf16 on a CPU without native
-bf16, to measure its accuracy); ``learning.sync_batchnorm`` (default false) pools the
+convolutions), ``"bf16"`` or ``"fp16"`` (mixed precision), ``"bf16_emulated"`` (bf16 on a CPU without native
+bf16, to measure its accuracy) or ``"bf16_where_native"`` (bf16 where the device computes it natively, else fp32;
+the run's config.json records which); ``learning.sync_batchnorm`` (default false) pools the
 BatchNorm statistics of a multi-GPU run over all processes (see :mod:`medseg.training.distributed`).
 """
 
@@ -57,8 +58,9 @@ CODE_NAMES = MASK_SCOPES
 NETWORK_TYPES = ("FCN_16_standard", "FCN_16_standard_w_o_filter", "FCN_16_standard_share_code")
 NON_FINITE_POLICIES = ("stop", "skip")
 TEMPLATE_FIELDS = frozenset({"p_id", "frame"})
-#: learning.precision (medseg extension): medseg.nn.precision.PRECISIONS, kept here so reading a config needs no torch
-PRECISIONS = ("fp32", "tf32", "bf16", "bf16_emulated", "fp16")
+#: learning.precision (medseg extension): medseg.nn.precision.TRAINING_PRECISIONS, kept here so that reading a config
+#: needs no torch
+PRECISIONS = ("fp32", "tf32", "bf16", "bf16_emulated", "fp16", "bf16_where_native")
 #: plausible in-plane spacings of ``data.new_spacing`` in mm (the range medseg-test accepts for a model's grid): a
 #: tiny spacing resamples a slice to millions of pixels, a huge one to less than one
 SPACING_RANGE_MM = (0.1, 20.0)
@@ -193,8 +195,8 @@ LR_SCHEDULES = ("constant", "cosine")
 class LearningConfig:
     """``learning`` section: cooperative (``latent_DA``) vs standard training, the optimisation budget and the
     numerical precision (``precision``: ``'fp32'`` default, ``'tf32'`` (CUDA: fp32 with TensorFloat-32 convolutions),
-    ``'bf16'`` or ``'fp16'`` mixed precision, ``'bf16_emulated'``) and, for multi-GPU runs, ``sync_batchnorm`` (BatchNorm statistics over
-    all processes; see :mod:`medseg.training.distributed`)."""
+    ``'bf16'`` or ``'fp16'`` mixed precision, ``'bf16_emulated'``, ``'bf16_where_native'``) and, for multi-GPU runs,
+    ``sync_batchnorm`` (BatchNorm statistics over all processes; see :mod:`medseg.training.distributed`)."""
 
     latent_da: bool = field(default=True, metadata=_key("latent_DA"))
     separate_training: bool = False

@@ -232,7 +232,7 @@ def test_precision_key_is_validated_and_round_trips() -> None:
     assert config.learning.precision == "bf16" and config.to_dict()["learning"]["precision"] == "bf16"
     with pytest.raises(ValueError,
                        match=r"config key 'learning.precision': expected one of \['fp32', 'tf32', 'bf16', 'bf16_emulated', "
-                             r"'fp16'\]"):
+                             r"'fp16', 'bf16_where_native'\]"):
         from_dict({"learning": {"precision": "float16"}})
     with pytest.raises(ValueError, match="learning.precision"):
         from_dict({"learning": {"precision": 16}})
@@ -243,7 +243,7 @@ def test_config_knows_the_precisions_of_the_training_code() -> None:
     from medseg.config import PRECISIONS
     from medseg.nn import precision
 
-    assert PRECISIONS == precision.PRECISIONS  # one list, written twice so that reading a config needs no torch
+    assert PRECISIONS == precision.TRAINING_PRECISIONS  # one list, written twice: reading a config needs no torch
 
 
 @pytest.mark.parametrize(

@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "tf32 (CUDA: fp32 with TensorFloat-32 convolutions, faster, coarser), bf16 mixed "
                              "precision (CUDA, or a CPU with AVX512-BF16/AMX), bf16_emulated (bf16 mixed precision "
                              "on a CPU without native bf16, convolutions and matrix products emulated in fp32: to "
-                             "measure bf16's accuracy, not faster than fp32) or fp16 mixed precision (CUDA only)")
+                             "measure bf16's accuracy, not faster than fp32), fp16 mixed precision (CUDA only) or "
+                             "bf16_where_native (bf16 where the device computes it natively, else fp32; config.json "
+                             "records which)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, dotted key, JSON value (repeatable), "
                              "e.g. --set learning.n_epochs=5 --set data.root_dir=data/synthetic/ACDC "

@@ -17,6 +17,8 @@ computed in fp32.
   backward passes are not correctly rounded; emulated, 1.07x (standard) to 1.16x (cooperative) fp32's time.
   The run's config records ``bf16_emulated``, so its results are never mistaken for a native bf16 run's speed.
 * ``fp16``: CUDA only, with a :class:`torch.amp.GradScaler` (fp16 gradients would underflow without it).
+* ``bf16_where_native`` (training): ``bf16`` where the device computes bf16 natively, ``fp32`` elsewhere, resolved
+  when the run starts (:func:`resolve_precision`); the run's ``config.json`` records the resolved precision.
 * ``tf32``: CUDA only: fp32 storage and arithmetic, but convolutions and matrix products on the tensor cores of
   Ampere-or-newer GPUs with 10-bit mantissa inputs (TensorFloat-32). PyTorch allows TF32 in cuDNN convolutions by
   default; medseg turns it off (:func:`configure_tf32`) unless ``tf32`` is asked for, so a GPU "fp32" run computes
@@ -43,6 +45,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from medseg.utils.device import resolve_device
 
 PRECISIONS = ("fp32", "tf32", "bf16", "bf16_emulated", "fp16")
+#: a training precision that names no precision but a rule, resolved per device (:func:`resolve_precision`)
+WHERE_NATIVE = "bf16_where_native"
+#: what ``learning.precision`` and ``medseg-train --precision`` accept
+TRAINING_PRECISIONS = (*PRECISIONS, WHERE_NATIVE)
 #: the precisions of testing and prediction (the training-only settings compute as one of these)
 INFERENCE_PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -112,6 +118,14 @@ def precision_problem(precision: str, device: torch.device) -> str | None:
     if device.type not in ("cpu", "cuda") and precision not in ("fp32", "tf32"):
         return f"mixed precision is only supported on CPU and CUDA, not {device.type}"
     return None
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``bf16_where_native`` becomes ``bf16`` where ``device`` computes bf16 natively (a CUDA device with bf16, a CPU
+    with AVX512-BF16 or AMX) and ``fp32`` elsewhere; any other precision is returned as it is."""
+    if precision != WHERE_NATIVE:
+        return precision
+    return "bf16" if precision_problem("bf16", device) is None else "fp32"
 
 
 def check_precision(precision: str, device: torch.device, key: str = "precision") -> str:
@@ -211,6 +225,8 @@ def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScal
 __all__ = [
     "INFERENCE_PRECISIONS",
     "PRECISIONS",
+    "TRAINING_PRECISIONS",
+    "WHERE_NATIVE",
     "autocast",
     "backward_outside_autocast",
     "compute_precision",
@@ -222,4 +238,5 @@ __all__ = [
     "option_error",
     "precision_dtype",
     "precision_problem",
+    "resolve_precision",
 ]

@@ -11,6 +11,7 @@ wrapper.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import faulthandler
 import logging
 import secrets
@@ -19,6 +20,8 @@ import threading
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
+
+import torch
 
 from medseg.config import ExperimentConfig, config_name_from_path, load_config, method_name
 from medseg.data.splits import canonical_data_setting
@@ -41,7 +44,7 @@ from medseg.training.run_lock import RunLock
 from medseg.training.signals import TrainingInterrupted
 from medseg.utils.device import seed_everything
 from medseg.io.atomic import atomic_write_text, remove_stale_temp_files
-from medseg.nn.precision import check_precision
+from medseg.nn.precision import WHERE_NATIVE, check_precision, resolve_precision
 
 logger = logging.getLogger("medseg.train")
 
@@ -189,6 +192,18 @@ def run_training(args: argparse.Namespace, continue_hint: str | None = None) -> 
         teardown_logging()  # an in-process caller (tests, notebooks) keeps no handler of this run
 
 
+def _resolved_precision(config: ExperimentConfig, device: torch.device) -> tuple[ExperimentConfig, str | None]:
+    """``learning.precision`` ``bf16_where_native`` resolved for ``device`` (so that config.json records the
+    precision the run trains in), and the line that says so (None: nothing was resolved)."""
+    requested = config.learning.precision
+    precision = resolve_precision(requested, device)
+    if precision == requested:
+        return config, None
+    why = f"{device} computes bf16 natively" if precision == "bf16" else f"{device} has no native bf16"
+    return (dataclasses.replace(config, learning=dataclasses.replace(config.learning, precision=precision)),
+            f"learning.precision {WHERE_NATIVE}: {precision} ({why})")
+
+
 def _run_training(args: argparse.Namespace, level: int, continue_hint: str | None = None) -> int:
     config = load_config(args.json_config_path, args.overrides)
     try:
@@ -206,10 +221,13 @@ def _run_training(args: argparse.Namespace, level: int, continue_hint: str | Non
     resume_path: Path | None = None
     try:
         with StopOutsideLoop():
+            config, resolved = _resolved_precision(config, dist.device)
             check_precision(config.learning.precision, dist.device, key=PRECISION_KEY)  # before any file is written
             _claim_on_main(lock, args, paths, config, dist)
             setup_logging(file_log if dist.is_main else None, level, dist.rank)
             logger.info("run folder %s (device %s, %d process(es))", paths.run_dir, dist.device, dist.world_size)
+            if resolved is not None:
+                logger.info("%s", resolved)
             logger.info("method: %s (learning.latent_DA = %s)", method_name(config),
                         str(config.learning.latent_da).lower())
             if data_setting != args.data_setting:

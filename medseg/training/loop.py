@@ -40,6 +40,7 @@ from medseg.nn.precision import (
     configure_tf32,
     emulated_bf16,
     make_grad_scaler,
+    resolve_precision,
 )
 from medseg.utils.status import STATUS_NAME, TrainingStatus
 
@@ -109,7 +110,8 @@ class _Run:
     def __init__(self, config: ExperimentConfig, options: TrainOptions, paths: RunPaths, dist: DistContext) -> None:
         self.config, self.options, self.paths, self.dist = config, options, paths, dist
         self.device = dist.device
-        self.precision = check_precision(config.learning.precision, self.device, key=PRECISION_KEY)
+        self.precision = check_precision(resolve_precision(config.learning.precision, self.device), self.device,
+                                         key=PRECISION_KEY)
         self.compute = compute_precision(self.precision)  # the networks' precision: tf32 computes in fp32
         configure_tf32(self.precision == "tf32")  # cuDNN allows TF32 by default: GPU "fp32" would not be fp32
         self.scaler = make_grad_scaler(self.precision, self.device)

@@ -120,3 +120,18 @@ def test_emulation_changes_nothing_but_bf16_products() -> None:
     with prec.emulated_bf16("bf16_emulated"):
         assert _get_current_dispatch_mode() is not None
     assert _get_current_dispatch_mode() is None
+
+
+def test_bf16_where_native_resolves_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(prec, "cpu_supports_bf16", lambda: False)
+    assert prec.resolve_precision("bf16_where_native", cpu) == "fp32"
+    monkeypatch.setattr(prec, "cpu_supports_bf16", lambda: True)
+    assert prec.resolve_precision("bf16_where_native", cpu) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert prec.resolve_precision("bf16_where_native", torch.device("cuda")) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert prec.resolve_precision("bf16_where_native", torch.device("cuda")) == "fp32"
+    for concrete in prec.PRECISIONS:  # a concrete precision is left as it is (and checked later)
+        assert prec.resolve_precision(concrete, torch.device("cuda")) == concrete
+    assert "bf16_where_native" in prec.TRAINING_PRECISIONS and "bf16_where_native" not in prec.PRECISIONS

@@ -128,6 +128,28 @@ def test_fp16_on_the_cpu_is_refused_before_anything_is_written(tiny_acdc: Path, 
         main(cli_args(COOPERATIVE, tiny_acdc, tmp_path, "--precision", "half"))
 
 
+def test_bf16_where_native_records_the_precision_it_resolved_to(tiny_acdc: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--precision bf16_where_native`` trains in fp32 on a CPU without native bf16 and in bf16 where it is native;
+    config.json records the resolved precision, not the rule."""
+    from medseg.config import load_config
+    from medseg.nn import precision
+    from medseg.training.entry import _resolved_precision
+
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    assert main(cli_args(COOPERATIVE, tiny_acdc, tmp_path, "--precision", "bf16_where_native", epochs=1)) == 0
+    run = run_dir(tmp_path)
+    assert '"precision": "fp32"' in (run / "config.json").read_text()
+    log = (run / "log" / "train.log").read_text()
+    assert "learning.precision bf16_where_native: fp32 (cpu has no native bf16)" in log
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: True)
+    config = load_config(COOPERATIVE, ["learning.precision=bf16_where_native"])
+    resolved, line = _resolved_precision(config, torch.device("cpu"))
+    assert resolved.to_dict()["learning"]["precision"] == "bf16"
+    assert line == "learning.precision bf16_where_native: bf16 (cpu computes bf16 natively)"
+    assert _resolved_precision(resolved, torch.device("cpu")) == (resolved, None)
+
+
 def test_bf16_emulated_run_records_itself_and_emulates_every_convolution(tiny_acdc: Path, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """``--precision bf16_emulated`` trains on any CPU: its config says so, its convolutions (forward and backward)
