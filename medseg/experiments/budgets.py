@@ -50,7 +50,7 @@ from typing import Any
 from medseg.config import LR_SCHEDULES
 from medseg.evaluation.aggregate import RESAMPLED_SUFFIX
 from medseg.utils.device import resolve_device
-from medseg.nn.precision import precision_problem
+from medseg.nn.precision import WHERE_NATIVE, resolve_precision
 
 PathLike = str | os.PathLike
 BUDGET_NAMES = ("smoke", "first_run", "cpu", "paper")
@@ -59,7 +59,7 @@ RENAMED_BUDGETS = {
     "quickstart": "the budget 'quickstart' was renamed: 'cpu_run0' is the 75-epoch run 0 of the cpu budget it was "
                   "(about 2.5 CPU-hours); 'first_run' is what README command (a) runs now (about 26 minutes)",
 }
-PRECISION_CHOICES = ("fp32", "bf16", "bf16_emulated", "fp16", "bf16_where_native")
+PRECISION_CHOICES = ("fp32", "bf16", "bf16_emulated", "fp16", WHERE_NATIVE)
 DEFAULT_RUNS = ((0, 40), (1, 20), (2, 10))
 DEFAULT_METHODS = {"standard": "ACDC/standard_training.json", "cooperative": "ACDC/cooperative_training.json"}
 DEFAULT_DATASETS = ("ACDC", "RandomBias", "RandomSpike", "RandomGhosting", "RandomMotion", "MM")
@@ -126,9 +126,9 @@ class Budget:
     def resolved(self, device: str = "auto") -> Budget:
         """This budget with ``precision`` resolved for ``device`` (``auto``, ``cpu``, ``cuda``...):
         ``bf16_where_native`` becomes ``bf16`` where the device computes bf16 natively, else ``fp32``."""
-        if self.precision != "bf16_where_native":
+        if self.precision != WHERE_NATIVE:
             return self
-        return replace(self, precision="bf16" if native_bf16(device) else "fp32")
+        return replace(self, precision=resolve_precision(self.precision, resolve_device(device)))
 
     def training_overrides(self, acdc_root: PathLike) -> list[str]:
         """``--set KEY=VALUE`` values applied to both methods' configs (same budget for both; ``bf16_where_native``
@@ -149,12 +149,6 @@ class Budget:
         ] + ([f"output.keep_best_every_num_epochs={self.keep_best_every_num_epochs}"]
              if self.keep_best_every_num_epochs else []) + (
             [f"learning.precision={precision}"] if precision is not None else [])
-
-
-def native_bf16(device: str = "auto") -> bool:
-    """Whether ``device`` (``auto``: CUDA if available, else the CPU) computes bf16 natively: a CUDA device with bf16
-    support, or a CPU with AVX512-BF16 or AMX (elsewhere bf16 is emulated and slower than fp32)."""
-    return precision_problem("bf16", resolve_device(device)) is None
 
 
 def _fail(path: Path, key: str, expected: str, value: Any) -> None:
