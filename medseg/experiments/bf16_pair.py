@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from medseg.experiments.decisions import BF16_COLUMNS, Bf16Decision
+from medseg.experiments.decisions import BF16_COLUMNS, Bf16Decision, bf16_verdict
 from medseg.experiments.report import markdown_table
 from medseg.experiments.state import MANIFEST
 
@@ -176,9 +176,7 @@ def markdown(data: Mapping[str, Any], heading: str = "##") -> str:
                      "each convolution and matrix product computed as a native bf16 kernel computes it (bf16 "
                      "operands, fp32 sums, one rounding to bf16). It measures what bf16 does to accuracy, not bf16's "
                      "speed.")
-    verdict = ("**bf16 is neutral**: it becomes the default where the hardware computes bf16 natively (a CPU with "
-               "AVX512-BF16/AMX, CUDA with bf16), fp32 elsewhere" if data["neutral"] else
-               "**bf16 is not neutral**: fp32 stays the default")
+    verdict = bf16_verdict(bool(data["neutral"]), bold=True)
     lines += ["", f"Largest |bf16 − fp32|: {worst:.3f} Dice (tolerance {data['tolerance']:g} on "
                   f"{' and '.join(BF16_COLUMNS)}, both methods). {verdict}."]
     return "\n".join(lines) + "\n"

@@ -31,11 +31,17 @@ class Bf16Decision:
 
     def lines(self) -> list[str]:
         out = [f"- {m}: " + ", ".join(f"{c} {d:+.3f}" for c, d in cols.items()) for m, cols in self.differences.items()]
-        verdict = ("bf16 is neutral: it becomes the default where the hardware computes bf16 natively (CPU with "
-                   "AVX512-BF16/AMX, CUDA with bf16), fp32 elsewhere" if self.neutral else
-                   "bf16 is not neutral: fp32 stays the default")
         return [f"bf16 − fp32 (tolerance {self.tolerance:g} Dice on {', '.join(BF16_COLUMNS)}, both methods):",
-                *out, verdict + "."]
+                *out, bf16_verdict(self.neutral) + "."]
+
+
+def bf16_verdict(neutral: bool, bold: bool = False) -> str:
+    """The decision in words (one sentence, no final stop); ``bold`` marks its first clause in Markdown."""
+    mark = "**" if bold else ""
+    if neutral:
+        return (f"{mark}bf16 is neutral{mark}: it becomes the default where the hardware computes bf16 natively (a CPU "
+                "with AVX512-BF16/AMX, CUDA with bf16), fp32 elsewhere")
+    return f"{mark}bf16 is not neutral{mark}: fp32 stays the default"
 
 
 def bf16_decision(fp32: Mapping[str, Mapping[str, float]], bf16: Mapping[str, Mapping[str, float]],
