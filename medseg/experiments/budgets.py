@@ -29,7 +29,7 @@ key                        meaning
 ``n_iter``                 test settings (default ``[1, 2]``: FTN alone, FTN + STN)
 ``frames``                 test frames (default ``["ED", "ES"]``)
 ``keep_best_every_num_epochs``  every N epochs keep the best model so far (``model/best_at_<epoch>``) and test it
-                           with the last ``n_iter`` after the runs: the training-length trend (default 0: off)
+                           with the last ``n_iter`` once the run is trained: the training-length trend (default 0: off)
 ``precision``              ``learning.precision`` of both methods (``fp32``, ``bf16``, ``bf16_emulated``, ``fp16``;
                            default: the configs' own), or ``bf16_where_native``: bf16 mixed precision where the device computes bf16
                            natively (a CPU with AVX512-BF16 or AMX, a GPU with bf16), fp32 elsewhere; resolved once

@@ -158,11 +158,16 @@ class ExperimentProgress:
                 f"elapsed, {eta}")
 
     def _typical(self, task: Task) -> float | None:
-        """Duration of finished tasks like ``task`` (trainings of the same method, tests with the same n_iter)."""
+        """Duration of finished tasks like ``task`` (trainings of the same method, tests with the same n_iter, trend
+        tests)."""
         kind, spec, n_iter = task
-        same = [s for t in self.tasks if t[0] == kind and (t[1].method == spec.method if kind == "train" else
-                                                             t[2] == n_iter)
-                and (s := self.done.get(id(t))) is not None]
+
+        def alike(other: Task) -> bool:
+            if other[0] != kind:
+                return False
+            return {"train": other[1].method == spec.method, "test": other[2] == n_iter}.get(kind, True)
+
+        same = [s for t in self.tasks if alike(t) and (s := self.done.get(id(t))) is not None and s > 0]
         return sum(same) / len(same) if same else None
 
     def _remaining(self, task: Task) -> float | None:

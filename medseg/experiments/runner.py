@@ -16,7 +16,10 @@ Output folder (``--out``, e.g. ``results/cpu``)::
 
 Tasks go run by run: for cval 0 train the baseline, train the method, test both with n_iter 1, test both with
 n_iter 2; then cval 1, then cval 2. So a sitting that stops early leaves whole runs (both methods, tested) for the
-report, which covers the finished runs and says how many of them there are. A finished task is never
+report, which covers the finished runs and says how many of them there are. A budget that keeps the best model every
+N epochs adds a trend test per run and kept length (``trend/``, :mod:`medseg.experiments.trend`), queued after every
+training and test, so that with ``--jobs`` they fill the slots of finished runs while the last ones train. A
+finished task is never
 redone, an interrupted training continues from its snapshot, and a folder made with another budget, other data or
 other method configs is refused.
 """
@@ -33,13 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from medseg.experiments import data as exp_data
-from medseg.experiments import parallel
+from medseg.experiments import parallel, trend
+from medseg.experiments.budgets import Budget
 from medseg.experiments.outputs import write_outputs
 from medseg.experiments.plan import ExperimentRequest, Plan, config_hash, make_plan, test_dir
 from medseg.experiments.progress import ExperimentProgress
 from medseg.experiments.state import ExperimentState, code_version, hash_files, now
 from medseg.experiments.tasks import RunSpec, checkpoint_dir, run_dir, run_test, run_training
-from medseg.experiments.trend import run_trend_tests
 from medseg.training.run_files import CONSOLE_LEVEL_ENV
 from medseg.training.run_lock import RunLock
 from medseg.utils.status import STATUS_NAME, EvaluationStatus
@@ -50,7 +53,7 @@ LOCK_NAME = "experiment.lock"
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
-Task = tuple[str, RunSpec, "int | None"]  # (kind "train" | "test", spec, n_iter of a test)
+Task = tuple[str, RunSpec, "int | None"]  # (kind "train" | "test" | "trend", spec, n_iter of a test / epoch of a trend)
 
 
 @dataclass
@@ -123,11 +126,7 @@ def _run_locked(request: ExperimentRequest, plan: Plan) -> ExperimentResult:
     for note in plan.notes:
         logger.warning("%s", note)
     _prepare_data(request, plan, state, fingerprint)
-    tasks: list[Task] = []
-    for cval, seed in plan.pairs():
-        pair_specs = [s for s in plan.specs if (s.cval, s.seed) == (cval, seed)]
-        tasks += [("train", s, None) for s in pair_specs]
-        tasks += [("test", s, n) for n in budget.n_iter for s in pair_specs]  # a pair per n_iter is complete early
+    tasks = experiment_tasks(plan, budget)
     try:
         if request.jobs > 1:
             ran, skipped = _run_parallel(request, plan, state, tasks, commit)
@@ -138,13 +137,26 @@ def _run_locked(request: ExperimentRequest, plan: Plan) -> ExperimentResult:
     except BaseException:
         write_outputs(request, plan, state, complete=False)  # what is finished stays readable
         raise
-    left = [t for t in tasks if state.marker(_task_id(*t)) is None]
-    if not left and budget.keep_best_every_num_epochs:
-        ran += run_trend_tests(request, plan, state)  # the training-length trend, after every run is finished
+    left = [t for t in tasks if not _finished(request, plan, state, t)]
     report = write_outputs(request, plan, state, complete=not left)
     if left:
         logger.info("%d of %d tasks remain: run the same command again to continue", len(left), len(tasks))
     return ExperimentResult(not left, ran, skipped, report)
+
+
+def experiment_tasks(plan: Plan, budget: Budget) -> list[Task]:
+    """Every task in the serial order: per run (cval, seed) both trainings, then their tests per n_iter; then the
+    trend tests of every run and kept length (none unless the budget keeps the best model every N epochs). With
+    ``--jobs`` a task starts as soon as a slot is free and its training is finished, earliest in this list first: so
+    trainings start before any trend test, and trend tests fill the slots that finished runs free."""
+    tasks: list[Task] = []
+    for cval, seed in plan.pairs():
+        pair_specs = [s for s in plan.specs if (s.cval, s.seed) == (cval, seed)]
+        tasks += [("train", s, None) for s in pair_specs]
+        tasks += [("test", s, n) for n in budget.n_iter for s in pair_specs]  # a pair per n_iter is complete early
+    tasks += [("trend", s, e) for s in plan.specs
+              for e in trend.milestones(budget.n_epochs, budget.keep_best_every_num_epochs)]
+    return tasks
 
 
 def _run_serial(request: ExperimentRequest, plan: Plan, state: ExperimentState, tasks: list[Task],
@@ -175,6 +187,8 @@ def _run_task(request: ExperimentRequest, plan: Plan, commit: str, task: Task,
     state = state or ExperimentState(request.out_dir)
     if kind == "train":
         return _train_task(request, plan, state, spec, commit)
+    if kind == "trend":
+        return trend.trend_test_task(request, plan, state, spec, n_iter)  # type: ignore[arg-type]
     return _test_task(request, plan, state, spec, n_iter, commit)  # type: ignore[arg-type]
 
 
@@ -190,6 +204,8 @@ def _run_parallel(request: ExperimentRequest, plan: Plan, state: ExperimentState
             return state.marker(spec.train_id) is not None
         if state.marker(spec.train_id) is None:
             return False
+        if kind == "trend":
+            return trend.is_tested(request, plan, state, spec, n_iter)  # type: ignore[arg-type]
         files = _checkpoint_files(request, plan, spec)
         return bool(files) and _tested(state, spec.test_id(n_iter), hash_files(files))
 
@@ -226,13 +242,16 @@ def _progress_board(request: ExperimentRequest, plan: Plan, state: ExperimentSta
 
     def label(task: Task) -> str:
         kind, spec, n_iter = task
-        name = f"train {spec.method}" if kind == "train" else f"test {spec.method} n_iter {n_iter}"
+        name = {"train": f"train {spec.method}", "trend": f"trend test {spec.method} epoch {n_iter}"}.get(
+            kind, f"test {spec.method} n_iter {n_iter}")
         return f"{name} (cval {spec.cval})" if several_runs else name
 
     def status_path(task: Task) -> Path:
         kind, spec, n_iter = task
         if kind == "train":
             return run_dir(spec, request.budget, plan.save_dir, plan.data_root / "ACDC") / "log" / STATUS_NAME
+        if kind == "trend":
+            return trend.trend_dir(request.out_dir, spec, n_iter) / STATUS_NAME  # type: ignore[arg-type]
         return test_dir(request.out_dir, spec, n_iter) / STATUS_NAME  # type: ignore[arg-type]
 
     def finished_seconds(task: Task) -> float | None:
@@ -269,7 +288,17 @@ def _tested(state: ExperimentState, task_id: str, checkpoint_hash: str) -> bool:
 
 
 def _task_id(kind: str, spec: RunSpec, n_iter: int | None) -> str:
+    if kind == "trend":
+        return trend.task_id(spec, n_iter)  # type: ignore[arg-type]
     return spec.train_id if kind == "train" else spec.test_id(n_iter)  # type: ignore[arg-type]
+
+
+def _finished(request: ExperimentRequest, plan: Plan, state: ExperimentState, task: Task) -> bool:
+    """Whether a task is done (a trend test: on the run's kept files, or recorded as having none to test)."""
+    kind, spec, epoch = task
+    if kind == "trend":
+        return state.marker(spec.train_id) is not None and trend.is_tested(request, plan, state, spec, epoch)
+    return state.marker(_task_id(*task)) is not None
 
 
 def _train_task(request: ExperimentRequest, plan: Plan, state: ExperimentState, spec: RunSpec, commit: str) -> bool:

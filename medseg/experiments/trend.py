@@ -1,7 +1,9 @@
 """The training-length trend: the best model so far at every ``keep_best_every_num_epochs`` epochs of each run
 (``model/best_at_<epoch>``, kept by the training loop), tested with the budget's last ``n_iter`` on every test set
-after the runs, and one figure of in-domain and ``avg_ood`` Dice against epochs for both methods (each run and the
-mean over runs) beside the image decoder's reconstruction quality (``recon/*`` of each run's ``metrics.csv``).
+once the run's training is finished (tasks of the experiment queued after every training, so they fill the slots
+that finished trainings free), and one figure of in-domain and ``avg_ood`` Dice against epochs for both methods
+(each run and the mean over runs) beside the image decoder's reconstruction quality (``recon/*`` of each run's
+``metrics.csv``).
 
 Folder: ``<out>/trend/<method>/cval<k>_seed<s>/epoch_<E>/volumes.csv`` (+ the test script's files); a state marker
 per test (with the checkpoint hash, so a retrained model is tested again); ``<out>/trend/trend.csv`` (per run and
@@ -55,32 +57,47 @@ def task_id(spec: RunSpec, epoch: int) -> str:
     return f"trend_{spec.method}_cval{spec.cval}_seed{spec.seed}_epoch{epoch}"
 
 
-def run_trend_tests(request: ExperimentRequest, plan: Plan, state: ExperimentState) -> list[str]:
-    """Test every kept best-so-far model not yet tested (with the budget's last n_iter); returns the tests run."""
-    budget = request.budget
-    n_iter = budget.n_iter[-1]
-    ran = []
-    for spec in plan.specs:
-        folder = run_dir(spec, budget, plan.save_dir, plan.data_root / "ACDC")
-        for epoch in milestones(budget.n_epochs, budget.keep_best_every_num_epochs):
-            checkpoints = folder / "model" / f"best_at_{epoch}" / "checkpoints"
-            files = sorted(checkpoints.glob("*.pth"))
-            if not files:
-                continue  # the run stopped before this epoch (e.g. the iteration cap): nothing to test
-            digest = hash_files(files)
-            tid = task_id(spec, epoch)
-            done = state.marker(tid)
-            if done is not None and done.get("checkpoint_hash") == digest:
-                continue
-            started = time.perf_counter()
-            logger.info("%s: testing the best model after %d epochs", tid, epoch)
-            run_test(spec, n_iter, folder, plan.data_root, budget, trend_dir(request.out_dir, spec, epoch),
-                     request.options, checkpoints=checkpoints)
-            state.mark_done(tid, {"checkpoint_hash": digest, "seconds": round(time.perf_counter() - started, 1),
-                                  "n_iter": n_iter, "finished": now()})
-            state.log(tid, "ran")
-            ran.append(tid)
-    return ran
+def kept_model(request: ExperimentRequest, plan: Plan, spec: RunSpec, epoch: int) -> tuple[Path, list[Path]]:
+    """The checkpoint folder of the best model after ``epoch`` epochs of a run, and its module files (sorted; none
+    when the run stopped before that epoch, e.g. at the iteration cap)."""
+    folder = run_dir(spec, request.budget, plan.save_dir, plan.data_root / "ACDC")
+    checkpoints = folder / "model" / f"best_at_{epoch}" / "checkpoints"
+    return checkpoints, sorted(checkpoints.glob("*.pth"))
+
+
+def is_tested(request: ExperimentRequest, plan: Plan, state: ExperimentState, spec: RunSpec, epoch: int) -> bool:
+    """Whether the trend test of ``(spec, epoch)`` is done: on exactly the kept files (a retrained model is tested
+    again), or recorded as having no kept model to test. Asked once the run's training is finished."""
+    done = state.marker(task_id(spec, epoch))
+    if done is None:
+        return False
+    _, files = kept_model(request, plan, spec, epoch)
+    return done.get("checkpoint_hash") == (hash_files(files) if files else None)
+
+
+def trend_test_task(request: ExperimentRequest, plan: Plan, state: ExperimentState, spec: RunSpec,
+                    epoch: int) -> bool:
+    """Test the best model after ``epoch`` epochs of a finished run with the budget's last n_iter, unless done;
+    True if a test ran. A run that kept no model at this epoch gets a marker saying so (nothing to test)."""
+    tid = task_id(spec, epoch)
+    if is_tested(request, plan, state, spec, epoch):
+        state.log(tid, "skipped")
+        return False
+    checkpoints, files = kept_model(request, plan, spec, epoch)
+    if not files:
+        logger.info("%s: the run kept no model after %d epochs (it stopped before): nothing to test", tid, epoch)
+        state.mark_done(tid, {"checkpoint_hash": None, "no_model": True, "seconds": 0.0, "finished": now()})
+        state.log(tid, "no model")
+        return False
+    n_iter = request.budget.n_iter[-1]
+    started = time.perf_counter()
+    logger.info("%s: testing the best model after %d epochs", tid, epoch)
+    run_test(spec, n_iter, run_dir(spec, request.budget, plan.save_dir, plan.data_root / "ACDC"), plan.data_root,
+             request.budget, trend_dir(request.out_dir, spec, epoch), request.options, checkpoints=checkpoints)
+    state.mark_done(tid, {"checkpoint_hash": hash_files(files), "seconds": round(time.perf_counter() - started, 1),
+                          "n_iter": n_iter, "finished": now()})
+    state.log(tid, "ran")
+    return True
 
 
 def collect(request: ExperimentRequest, plan: Plan, state: ExperimentState) -> pd.DataFrame:

@@ -65,7 +65,8 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_trend_budget_end_to_end(data_root: Path, tmp_path: Path, single_thread) -> None:
+def test_trend_budget_end_to_end(data_root: Path, tmp_path: Path, single_thread, capsys) -> None:
+    """Two task processes: the trend tests run as tasks of their own once the run's trainings are finished."""
     spec = importlib.util.spec_from_file_location("run_exp", REPO / "scripts" / "run_robustness_experiment.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
@@ -74,8 +75,14 @@ def test_trend_budget_end_to_end(data_root: Path, tmp_path: Path, single_thread)
     path = tmp_path / "smoke_trend.json"
     path.write_text(json.dumps(budget))
     out = tmp_path / "out"
+    capsys.readouterr()
     assert script.main(["--budget", str(path), "--data_root", str(data_root), "--out", str(out), "--n_workers", "0",
-                        "--device", "cpu", "--no_progress", "--results_md", str(tmp_path / "docs" / "R.md")]) == 0
+                        "--device", "cpu", "--no_progress", "--results_md", str(tmp_path / "docs" / "R.md"),
+                        "--jobs", "2", "--threads", "1"]) == 0
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[progress] ")]
+    assert progress[-1].startswith("[progress] finished ") and "8 of 8 tasks done" in progress[-1]
+    trend_lines = [line for line in progress if "finished trend test " in line]
+    assert len(trend_lines) == 4 and any("trend test cooperative epoch 2" in line for line in trend_lines)
     for method in ("standard", "cooperative"):
         run = out / "runs" / "train_ACDC_10_n_cls_4" / "ACDC" / f"{method}_training" / "0"
         metrics = pd.read_csv(run / "log" / "metrics.csv")
@@ -123,6 +130,57 @@ def test_trend_budget_end_to_end(data_root: Path, tmp_path: Path, single_thread)
     assert f"with reconstruction quality `{(published / 'trend_recon.csv').as_posix()}`" in \
         (tmp_path / "again" / "RESULTS.md").read_text()
     assert pd.read_csv(tmp_path / "again" / "trend" / "recon.csv").equals(recon)
+
+
+def test_trend_tests_are_tasks_queued_after_the_trainings(data_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """Every (run, kept length) is one task after every training and test; a kept model is tested once, again when
+    its files change (a retrained run), and a length the run never reached is recorded as having nothing to test, so
+    the experiment can be complete."""
+    from medseg.experiments import runner, trend
+    from medseg.experiments.budgets import load_budget
+    from medseg.experiments.plan import ExperimentRequest, make_plan
+    from medseg.experiments.state import ExperimentState
+    from medseg.experiments.tasks import RunOptions, run_dir
+
+    settings = json.loads((REPO / "config" / "experiment" / "smoke.json").read_text())
+    settings.update(name="smoke_trend", runs=[[0, 40], [1, 20]], n_iter=[1, 2], keep_best_every_num_epochs=1)
+    (tmp_path / "b.json").write_text(json.dumps(settings))
+    budget = load_budget(tmp_path / "b.json", REPO / "config")
+    request = ExperimentRequest(budget=budget, data_root=data_root, out_dir=tmp_path / "out",
+                                config_dir=REPO / "config", repo_root=REPO, options=RunOptions(device="cpu"))
+    plan = make_plan(request)
+    tasks = runner.experiment_tasks(plan, budget)
+    kinds = [kind for kind, _, _ in tasks]
+    assert kinds == ["train"] * 2 + ["test"] * 4 + ["train"] * 2 + ["test"] * 4 + ["trend"] * 8
+    assert {(s.method, s.cval, e) for k, s, e in tasks if k == "trend"} == {
+        (m, c, e) for m in ("standard", "cooperative") for c in (0, 1) for e in (1, 2)}
+
+    calls = []
+    monkeypatch.setattr(trend, "run_test", lambda spec, n_iter, *args, checkpoints, **kw: calls.append(
+        (spec.method, n_iter, checkpoints.parent.name)))
+    state = ExperimentState(request.out_dir)
+    spec = plan.specs[0]
+    kept = run_dir(spec, budget, plan.save_dir, plan.data_root / "ACDC") / "model" / "best_at_1" / "checkpoints"
+    kept.mkdir(parents=True)
+    (kept / "seg.pth").write_bytes(b"model after epoch 1")
+    first, second = ("trend", spec, 1), ("trend", spec, 2)
+    assert not runner._finished(request, plan, state, first)
+    state.mark_done(spec.train_id, {"seconds": 1.0})
+    assert not runner._finished(request, plan, state, first)
+    assert runner._run_task(request, plan, "c0ffee", first, state) is True
+    assert calls == [(spec.method, 2, "best_at_1")]  # the budget's last n_iter, on the kept model
+    assert runner._finished(request, plan, state, first)
+    assert runner._run_task(request, plan, "c0ffee", first, state) is False and len(calls) == 1
+    (kept / "seg.pth").write_bytes(b"retrained")
+    assert not runner._finished(request, plan, state, first)
+    assert runner._run_task(request, plan, "c0ffee", first, state) is True and len(calls) == 2
+    # no model kept after 2 epochs (the run stopped before): nothing to test, and the task counts as finished
+    assert runner._run_task(request, plan, "c0ffee", second, state) is False and len(calls) == 2
+    assert state.marker(trend.task_id(spec, 2))["no_model"] is True
+    assert runner._finished(request, plan, state, second)
+    actions = [(e["task"], e["action"]) for e in state.log_entries()]
+    assert actions == [(trend.task_id(spec, 1), "ran"), (trend.task_id(spec, 1), "skipped"),
+                       (trend.task_id(spec, 1), "ran"), (trend.task_id(spec, 2), "no model")]
 
 
 def _gains(late: dict[tuple[int, int], float], early: float = 0.02) -> pd.DataFrame:
