@@ -219,9 +219,11 @@ def write_outputs(request: ExperimentRequest, plan: Plan, state: ExperimentState
         invocations = [{"argv": request.argv, "time": now(), "commit": code_version(request.repo_root)}]
         present = set(saved.volumes["dataset"]) if len(saved.volumes) else set()
         tested = [d for d in budget.test_datasets if d in present] or None
-    n_tasks = len(plan.specs) * (1 + len(budget.n_iter))
+    lengths = trend.milestones(budget.n_epochs, budget.keep_best_every_num_epochs)
+    n_tasks = len(plan.specs) * (1 + len(budget.n_iter) + len(lengths))
     finished = sum(state.marker(s.train_id) is not None for s in plan.specs) + sum(
-        state.marker(s.test_id(n)) is not None for s in plan.specs for n in budget.n_iter)
+        state.marker(s.test_id(n)) is not None for s in plan.specs for n in budget.n_iter) + sum(
+        state.marker(trend.task_id(s, e)) is not None for s in plan.specs for e in lengths)
     first = plan.specs[0]
     inputs = ReportInputs(
         budget=budget, complete=complete, finished_tasks=finished, total_tasks=n_tasks, per_iter=per_iter,
@@ -275,7 +277,8 @@ def rebuild(request: ExperimentRequest, saved: SavedResults | None = None) -> Pa
         n_done = {(m, int(c), int(s))
                   for m, c, s in saved.volumes[["method", "cval", "seed"]].drop_duplicates().itertuples(index=False)}
     complete = (n_done is not None and len(n_done) == len(plan.specs)) or (
-        saved is None and all(state.marker(s.test_id(n)) is not None for s in plan.specs for n in budget.n_iter))
+        saved is None and all(state.marker(s.test_id(n)) is not None for s in plan.specs for n in budget.n_iter)
+        and trend.all_tested(request, plan, state))
     rebuilt_by = code_version(request.repo_root) if saved is None else ""
     return write_outputs(request, plan, state, complete=complete, saved=saved, rebuilt_by=rebuilt_by)
 

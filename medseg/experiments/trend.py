@@ -75,6 +75,13 @@ def is_tested(request: ExperimentRequest, plan: Plan, state: ExperimentState, sp
     return done.get("checkpoint_hash") == (hash_files(files) if files else None)
 
 
+def all_tested(request: ExperimentRequest, plan: Plan, state: ExperimentState) -> bool:
+    """Whether every trend test of the experiment is done (true when the budget keeps no model)."""
+    budget = request.budget
+    return all(state.marker(spec.train_id) is not None and is_tested(request, plan, state, spec, epoch)
+               for spec in plan.specs for epoch in milestones(budget.n_epochs, budget.keep_best_every_num_epochs))
+
+
 def trend_test_task(request: ExperimentRequest, plan: Plan, state: ExperimentState, spec: RunSpec,
                     epoch: int) -> bool:
     """Test the best model after ``epoch`` epochs of a finished run with the budget's last n_iter, unless done;

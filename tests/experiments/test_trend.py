@@ -100,6 +100,7 @@ def test_trend_budget_end_to_end(data_root: Path, tmp_path: Path, single_thread,
     assert "RandomSpike_resampled" in summary.columns
     text = (tmp_path / "docs" / "R.md").read_text()
     assert "## Training-length trend" in text and "R_figures/trend_trend.png" in text
+    assert "Status: complete (8 tasks)" in text  # 2 trainings, 2 tests, 4 trend tests
     assert "## ACDC-C at the model's grid" in text and "R_figures/figures_acdc_c_columns.png" in text
     assert "One run: no run-level test is possible" in text
     assert "| precision (training; testing) | the method configs' `learning.precision` (default fp32); fp32 |" in text
@@ -112,6 +113,7 @@ def test_trend_budget_end_to_end(data_root: Path, tmp_path: Path, single_thread,
     assert script.main(["--budget", str(path), "--data_root", str(data_root), "--out", str(out), "--report_only",
                         "--no_progress"]) == 0
     rebuilt = (out / "RESULTS.md").read_text()
+    assert "Status: complete (8 tasks)" in rebuilt
     assert "(training and testing); the tables, statistics and figures were rebuilt from the folder's finished " \
            "tests by commit" in rebuilt
     assert (out / "trend" / "trend_tests.csv").read_bytes() == trend_tests
