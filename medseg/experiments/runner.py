@@ -19,9 +19,8 @@ n_iter 2; then cval 1, then cval 2. So a sitting that stops early leaves whole r
 report, which covers the finished runs and says how many of them there are. A budget that keeps the best model every
 N epochs adds a trend test per run and kept length (``trend/``, :mod:`medseg.experiments.trend`), queued after every
 training and test, so that with ``--jobs`` they fill the slots of finished runs while the last ones train. A
-finished task is never
-redone, an interrupted training continues from its snapshot, and a folder made with another budget, other data or
-other method configs is refused.
+finished task is never redone, an interrupted training continues from its snapshot, and a folder made with another
+budget, other data or other method configs is refused.
 """
 
 from __future__ import annotations
